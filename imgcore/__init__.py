@@ -1,0 +1,1 @@
+"""Shared building blocks of imgsearch: image decoding, errors, ONNX runtime, model cards, storage."""

@@ -1,0 +1,52 @@
+"""The one place that knows onnxruntime: sessions and their thread settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import onnxruntime as ort
+
+from imgcore.errors import StoreError
+
+
+class ModelSession(Protocol):
+    """What model classes need from a runtime; tests can pass a fake."""
+
+    @property
+    def input_names(self) -> list[str]: ...
+
+    @property
+    def output_names(self) -> list[str]: ...
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]: ...
+
+
+class OrtSession:
+    """CPU onnxruntime session. Threads default to 1 so co-located services don't oversubscribe cores."""
+
+    def __init__(self, path: Path, intra_threads: int = 1, inter_threads: int = 1) -> None:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = intra_threads
+        opts.inter_op_num_threads = inter_threads
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self._session = ort.InferenceSession(
+                str(path), sess_options=opts, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises several unrelated types for a bad file
+            raise StoreError(f"cannot load ONNX model {path}: {exc}") from exc
+        self._inputs = [i.name for i in self._session.get_inputs()]
+        self._outputs = [o.name for o in self._session.get_outputs()]
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self._inputs)
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self._outputs)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return [np.asarray(o) for o in self._session.run(None, feeds)]

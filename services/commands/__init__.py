@@ -1,0 +1,1 @@
+"""Subcommands of the `imgsearch` CLI; each module exposes `register(subparsers)`."""

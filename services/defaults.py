@@ -1,0 +1,13 @@
+"""Defaults for running from a checkout: the repository's own model store and a local data folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MODELS_DIR = REPO_ROOT / "models"
+DEFAULT_DETECTOR_URI = (MODELS_DIR / "nanodet-m").as_uri()
+DEFAULT_EMBEDDER_URI = (MODELS_DIR / "fmnist-lite0").as_uri()
+DEFAULT_VAR_DIR = Path(os.environ.get("IMGSEARCH_VAR_DIR", str(Path.cwd() / "var")))
+DEFAULT_CACHE_DIR = DEFAULT_VAR_DIR / "cache" / "models"
