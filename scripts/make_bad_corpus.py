@@ -112,7 +112,7 @@ VALID: dict[str, Maker] = {
 
 def build(out: Path) -> dict[str, dict[str, str]]:
     corpus: dict[str, dict[str, str]] = {}
-    for sub, makers in (("invalid", INVALID), ("valid", VALID)):
+    for sub in ("invalid", "valid"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     for name, (make, reason) in INVALID.items():
         (out / "invalid" / name).write_bytes(make())
