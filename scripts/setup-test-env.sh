@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs on a fresh Debian machine (idempotent; run as root or with sudo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+# Fashion-MNIST (demo catalog), promtool (alert rules), Chromium (web page test).
+APT_PACKAGES=(dataset-fashion-mnist prometheus chromium)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ "${#missing[@]}" -gt 0 ]; then
+  $SUDO apt-get update -q
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# Small steps: one resolver run over everything at once has been seen to stall for minutes.
+python -m pip install -q -e .
+python -m pip install -q -e ".[dev]"
+python -m pip install -q -r .ci/requirements-ci.txt
