@@ -1,10 +1,70 @@
-"""Placeholder: replaced by the engineer who owns this command."""
+"""`imgsearch models publish|pull`: put model folders in an object store, pull them into the local cache."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from imgcore.errors import ImgSearchError
+from services.defaults import DEFAULT_CACHE_DIR, MODELS_DIR
 
-def register(sub: Any) -> None:  # noqa: ARG001
-    _ = argparse
+
+def _publish(args: argparse.Namespace) -> int:
+    from imgcore.modelstore import publish_models
+
+    for uri in publish_models(args.models_dir, args.to, s3_endpoint_url=args.s3_endpoint_url):
+        print(uri)
+    return 0
+
+
+def _pull(args: argparse.Namespace) -> int:
+    from imgcore.modelstore import ModelStore
+
+    store = ModelStore(
+        args.cache_dir,
+        mirrors=args.mirror,
+        retries=args.retries,
+        timeout_s=args.timeout,
+        s3_endpoint_url=args.s3_endpoint_url,
+    )
+    print(store.pull(args.uri, sha256=args.sha256))
+    return 0
+
+
+def _guarded(name: str, fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Domain errors become one clear stderr line and exit code 2, not a traceback."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return fn(args)
+        except ImgSearchError as exc:
+            print(f"imgsearch models {name}: error: {exc.message}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("models", help="publish models to an object store, or pull them into the cache")
+    models = parser.add_subparsers(dest="models_command", required=True)
+
+    pub = models.add_parser("publish", help="upload every <models-dir>/<name>/{card.json,model.onnx}")
+    pub.add_argument("--to", required=True, metavar="URI", help="store root: s3://bucket/prefix or file:///dir")
+    pub.add_argument("--models-dir", type=Path, default=MODELS_DIR, help=f"default {MODELS_DIR}")
+    pub.add_argument("--s3-endpoint-url", default=None, help="S3-compatible endpoint (else $AWS_ENDPOINT_URL)")
+    pub.set_defaults(func=_guarded("publish", _publish))
+
+    pull = models.add_parser("pull", help="fetch and verify one model folder; print its local path")
+    pull.add_argument("uri", help="model folder URI holding card.json and model.onnx")
+    pull.add_argument("--sha256", default=None, metavar="HEX", help="refuse any model whose sha256 differs")
+    pull.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help=f"default {DEFAULT_CACHE_DIR}")
+    pull.add_argument(
+        "--mirror", action="append", default=[], metavar="URI", help="base URI tried after the primary (repeatable)"
+    )
+    pull.add_argument("--retries", type=int, default=3, help="extra attempts per object on transient errors")
+    pull.add_argument("--timeout", type=float, default=30.0, help="network timeout in seconds")
+    pull.add_argument("--s3-endpoint-url", default=None, help="S3-compatible endpoint (else $AWS_ENDPOINT_URL)")
+    pull.set_defaults(func=_guarded("pull", _pull))

@@ -1,0 +1,112 @@
+"""The ObjectStore interface shared by every backend, plus key checks and the atomic local writer."""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import os
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+
+from imgcore.errors import InvalidInput, StoreError
+
+ChunkCallback = Callable[[bytes], None]
+CHUNK = 1 << 20
+# Temp files carry this suffix so that a FileStore listing can skip writes in progress.
+TMP_SUFFIX = ".imgsearch-tmp"
+
+
+def check_key(key: str) -> str:
+    """Refuse keys that could escape the store root or that map to different objects per backend."""
+    if not isinstance(key, str) or not key or key.startswith("/") or "\\" in key:
+        raise InvalidInput(f"invalid object key {key!r}: must be a non-empty relative path")
+    if any(seg in ("", ".", "..") for seg in key.split("/")):
+        raise InvalidInput(f"invalid object key {key!r}: empty, '.' or '..' path segment")
+    return key
+
+
+def check_prefix(prefix: str) -> str:
+    """Like check_key, but "" and a trailing "/" are allowed (listing prefixes are plain string prefixes)."""
+    if prefix == "":
+        return prefix
+    check_key(prefix[:-1] if prefix.endswith("/") else prefix)
+    return prefix
+
+
+@contextlib.contextmanager
+def atomic_writer(dest: Path) -> Iterator[BinaryIO]:
+    """Write to a temp file in dest's folder and os.replace it over dest only when the block succeeds.
+
+    The temp file is in the same folder so the rename never crosses a filesystem: readers see either
+    the old file or the whole new one, never a partial write, even if the process dies mid-way.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=TMP_SUFFIX)
+    try:
+        # mkstemp creates 0600; stores and caches are often shared with other users/processes.
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+class ObjectStore(ABC):
+    """A flat namespace of keys ("a/b/c") under one root URI. Missing keys raise NotFound."""
+
+    uri: str
+    read_only: bool = False
+
+    @abstractmethod
+    def get_bytes(self, key: str) -> bytes: ...
+
+    @abstractmethod
+    def put_bytes(self, key: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    def put_file(self, key: str, path: Path) -> None: ...
+
+    @abstractmethod
+    def download(self, key: str, dest: Path, *, on_chunk: ChunkCallback | None = None) -> None:
+        """Copy an object to dest atomically; `on_chunk` sees every byte (e.g. to hash while streaming)."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> builtins.list[str]:
+        """Sorted keys, relative to the root, that start with `prefix` (a string prefix, as in S3)."""
+
+    @abstractmethod
+    def delete_prefix(self, prefix: str) -> None:
+        """Delete every key starting with `prefix`; an empty prefix is refused (it would wipe the store)."""
+
+    def url_of(self, key: str) -> str:
+        return f"{self.uri.rstrip('/')}/{key}"
+
+    def close(self) -> None:
+        """Release connections; the store must not be used afterwards."""
+        return None  # local and S3 stores hold nothing per instance (S3 clients are shared)
+
+    def _read_only(self, action: str) -> StoreError:
+        return StoreError(f"cannot {action} on {self.uri}: this store is read-only")
+
+    def __enter__(self) -> ObjectStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.uri!r})"
