@@ -1,10 +1,115 @@
-"""Placeholder: replaced by the engineer who owns this command."""
+"""`imgsearch index build|show`: run the rebuild job, or describe a published index."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from typing import Any
 
+from imgcore.errors import ImgSearchError
+from services.defaults import DEFAULT_CACHE_DIR, DEFAULT_EMBEDDER_URI
 
-def register(sub: Any) -> None:  # noqa: ARG001
-    _ = argparse
+
+def _build(args: argparse.Namespace) -> int:
+    # Imported here: `imgsearch --help` should not pay for onnxruntime and annoy.
+    from ann_index.rebuild import RebuildOptions, RebuildRefused, rebuild
+    from embedder import Embedder
+    from imgcore.modelstore import ModelStore
+
+    try:
+        model_dir = ModelStore(DEFAULT_CACHE_DIR, s3_endpoint_url=args.s3_endpoint).fetch(args.embedder)
+        embedder = Embedder(model_dir, intra_threads=args.workers, batch_size=args.batch_size)
+        opts = RebuildOptions(
+            n_trees=args.n_trees,
+            workers=args.workers,
+            keep=args.keep,
+            recall_target=args.recall_target,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            crop=args.crop,
+            s3_endpoint_url=args.s3_endpoint,
+            progress=not args.no_progress,
+        )
+        manifest = rebuild(args.catalog, args.out, embedder, opts)
+    except RebuildRefused as exc:
+        print(f"imgsearch index build: REFUSED, nothing published, CURRENT unchanged: {exc.message}", file=sys.stderr)
+        return 3
+    except ImgSearchError as exc:
+        print(f"imgsearch index build: error: {exc.message}", file=sys.stderr)
+        return 2
+    q = manifest["quality"]
+    print(
+        f"published {manifest['version']} to {args.out}: {manifest['count']} items, "
+        f"{len(manifest['categories'])} categories, skipped {manifest['skipped']['count']}; "
+        f"recall@10 {q['recall_at_10']} (category {q['category_recall_at_10']}) at n_trees={manifest['n_trees']} "
+        f"search_k={manifest['search_k']}; category P@10 {q['category_p_at_10']} R@1 {q['category_r_at_1']}"
+    )
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from ann_index.manifest import parse_manifest
+    from ann_index.publish import current_or_none, list_versions, version_key
+    from imgcore.storage import open_store
+
+    try:
+        with open_store(args.uri, s3_endpoint_url=args.s3_endpoint) as store:
+            current = current_or_none(store)
+            versions = list_versions(store, complete_only=False)
+            version = args.version or current
+            if version is None:
+                print(f"{args.uri}: nothing published (no CURRENT); versions: {versions or 'none'}")
+                return 1
+            manifest = parse_manifest(store.get_bytes(version_key(version, "manifest.json")))
+    except ImgSearchError as exc:
+        print(f"imgsearch index show: error: {exc.message}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(manifest, indent=2, sort_keys=True))
+        return 0
+    emb, q = manifest["embedder"], manifest["quality"]
+    print(f"store     {args.uri}\nCURRENT   {current}\nversions  {', '.join(versions)}")
+    print(f"version   {manifest['version']} (created {manifest.get('created_at')})")
+    print(f"embedder  {emb['name']} {emb['version']} sha256 {emb['sha256'][:12]} dim {emb['dim']} {emb['metric']}")
+    print(f"items     {manifest['count']}; skipped {manifest['skipped']['count']}")
+    for name, info in manifest["categories"].items():
+        print(f"  {name:<20}{info['count']:>8}  {info['file']}")
+    print(f"annoy     n_trees {manifest['n_trees']}, search_k {manifest['search_k']}")
+    print(
+        f"quality   recall@10 {q['recall_at_10']} (target {q['recall_target']}), per-category "
+        f"{q['category_recall_at_10']}, category P@10 {q['category_p_at_10']}, R@1 {q['category_r_at_1']}"
+    )
+    return 0
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("index", help="build (rebuild job) or show a published annoy index")
+    cmds = parser.add_subparsers(dest="index_command", required=True)
+
+    build = cmds.add_parser("build", help="catalog -> embeddings -> annoy -> quality gate -> publish")
+    build.add_argument("--catalog", required=True, metavar="URI", help="catalog.jsonl: path, file:// or s3://")
+    build.add_argument("--out", required=True, metavar="URI", help="index store root: path, file:// or s3://")
+    build.add_argument("--n-trees", type=int, default=32, help="annoy trees per index (default 32)")
+    build.add_argument("--workers", type=int, default=2, help="decode threads and embedder threads (default 2)")
+    build.add_argument("--batch-size", type=int, default=32, help="embedder batch size (default 32)")
+    build.add_argument("--embedder", default=DEFAULT_EMBEDDER_URI, metavar="URI", help="embedder model folder URI")
+    build.add_argument("--keep", type=int, default=3, help="published versions to keep (default 3)")
+    build.add_argument("--recall-target", type=float, default=0.95, help="gate: recall@10 target (default 0.95)")
+    build.add_argument("--seed", type=int, default=42, help="annoy seed: same input + seed = same files")
+    build.add_argument(
+        "--crop",
+        choices=("full", "foreground"),
+        default="full",
+        help="embed the whole catalog image, or its foreground box",
+    )
+    build.add_argument("--s3-endpoint", default=None, metavar="URL", help="S3-compatible endpoint URL")
+    build.add_argument("--no-progress", action="store_true", help="no progress bar")
+    build.set_defaults(func=_build)
+
+    show = cmds.add_parser("show", help="print CURRENT, the versions and the current manifest")
+    show.add_argument("uri", help="index store root: path, file:// or s3://")
+    show.add_argument("--version", default=None, help="show this version instead of CURRENT")
+    show.add_argument("--json", action="store_true", help="print the whole manifest as JSON")
+    show.add_argument("--s3-endpoint", default=None, metavar="URL", help="S3-compatible endpoint URL")
+    show.set_defaults(func=_show)

@@ -1,0 +1,116 @@
+"""manifest.json: binds an index version to its files (sha256) and to the exact embedder that made it.
+
+The reader trusts nothing in a version folder that the manifest does not vouch for, so a wrong or
+damaged file is refused before annoy, which can crash on a dimension mismatch, ever opens it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from ann_index.common import MANIFEST_NAME
+from imgcore.card import sha256_file
+from imgcore.errors import IndexMismatch
+
+FORMAT = 1
+PREPROCESSING_KEYS = ("preprocessing", "preprocess", "input", "normalize", "mean", "std", "input_size")
+
+
+class EmbedderInfo(Protocol):
+    """What the manifest needs to know about the embedder (embedder.Embedder satisfies it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def dim(self) -> int: ...
+    @property
+    def metric(self) -> str: ...
+    @property
+    def card(self) -> dict[str, Any]: ...
+
+
+def embedder_section(embedder: EmbedderInfo) -> dict[str, Any]:
+    card = embedder.card
+    preprocessing = {key: card[key] for key in PREPROCESSING_KEYS if key in card}
+    return {
+        "name": embedder.name,
+        "version": embedder.version,
+        "sha256": embedder.sha256,
+        "dim": int(embedder.dim),
+        "metric": embedder.metric,
+        "preprocessing": preprocessing,
+    }
+
+
+def make_version(files: dict[str, str], embedder_sha256: str, now: datetime | None = None) -> str:
+    """Sortable version: UTC timestamp, then a short hash of the content so equal builds are recognisable."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    digest = hashlib.sha256(embedder_sha256.encode())
+    for name, sha in sorted(files.items()):
+        digest.update(f"{name}={sha}\n".encode())
+    return f"{stamp}-{digest.hexdigest()[:8]}"
+
+
+def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def parse_manifest(data: bytes | str, where: str = MANIFEST_NAME) -> dict[str, Any]:
+    try:
+        manifest = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise IndexMismatch(f"{where}: manifest is not valid JSON: {exc}", reason="manifest") from exc
+    required = ("format", "version", "embedder", "count", "files", "search_k", "n_trees", "categories")
+    if not isinstance(manifest, dict) or any(key not in manifest for key in required):
+        raise IndexMismatch(f"{where}: manifest lacks one of {', '.join(required)}", reason="manifest")
+    if manifest["format"] != FORMAT:
+        raise IndexMismatch(f"{where}: manifest format {manifest['format']} is not {FORMAT}", reason="manifest")
+    return manifest
+
+
+def read_manifest(version_dir: Path) -> dict[str, Any]:
+    path = Path(version_dir) / MANIFEST_NAME
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise IndexMismatch(f"{path}: no manifest; not an index version", reason="missing_file") from exc
+    return parse_manifest(data, str(path))
+
+
+def check_embedder(manifest: dict[str, Any], *, embedder_sha256: str | None, dim: int | None) -> None:
+    """Refuse an index made by another embedder: its vectors live in a different space."""
+    emb = manifest.get("embedder") or {}
+    if embedder_sha256 is not None and emb.get("sha256") != embedder_sha256:
+        raise IndexMismatch(
+            f"index {manifest.get('version')} was built with embedder {emb.get('name')} "
+            f"sha256 {str(emb.get('sha256'))[:12]}, serving embedder is {embedder_sha256[:12]}",
+            reason="embedder_sha256",
+        )
+    if dim is not None and emb.get("dim") != dim:
+        raise IndexMismatch(
+            f"index {manifest.get('version')} has dim {emb.get('dim')}, serving embedder has dim {dim}",
+            reason="dim",
+        )
+
+
+def verify_files(version_dir: Path, manifest: dict[str, Any]) -> None:
+    """Every file the manifest lists must exist and match its sha256."""
+    for name, sha in sorted(manifest["files"].items()):
+        path = Path(version_dir) / name
+        if "/" in name or name.startswith("."):
+            raise IndexMismatch(f"manifest lists an unsafe file name {name!r}", reason="manifest")
+        if not path.is_file():
+            raise IndexMismatch(f"{path}: file listed in the manifest is missing", reason="missing_file")
+        actual = sha256_file(path)
+        if actual != sha:
+            raise IndexMismatch(
+                f"{path}: sha256 {actual[:12]} does not match the manifest ({sha[:12]})", reason="checksum"
+            )

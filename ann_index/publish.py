@@ -1,0 +1,156 @@
+"""Publish index versions to an object store and pull them back, never exposing a partial version.
+
+Order of writes: data files, then the version's manifest.json (a version without one is incomplete),
+then `CURRENT` (one line, written atomically: file stores rename a temp file, S3 PUTs are atomic).
+A job killed at any point leaves `CURRENT` on the old version; leftovers are pruned by later runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ann_index.common import CURRENT_NAME, MANIFEST_NAME, VERSIONS_PREFIX
+from ann_index.manifest import parse_manifest, read_manifest, verify_files
+from imgcore.card import sha256_file
+from imgcore.errors import ChecksumMismatch, IndexMismatch, InvalidInput, NotFound, StoreError
+from imgcore.storage import ObjectStore
+
+log = logging.getLogger(__name__)
+STALE_PARTIAL_S = 3 * 3600
+_VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,127}$")
+
+
+def check_version(version: str) -> str:
+    """Versions become folder names locally and keys remotely: no separators, no dot-names."""
+    if not _VERSION_RE.match(version):
+        raise InvalidInput(f"invalid index version {version!r}")
+    return version
+
+
+def version_key(version: str, name: str = "") -> str:
+    return f"{VERSIONS_PREFIX}/{check_version(version)}/{name}" if name else f"{VERSIONS_PREFIX}/{version}/"
+
+
+def read_current(store: ObjectStore) -> str:
+    """The published version; NotFound when nothing has been published yet."""
+    text = store.get_bytes(CURRENT_NAME).decode("utf-8", errors="replace").strip()
+    try:
+        return check_version(text)
+    except InvalidInput as exc:
+        raise StoreError(f"{store.url_of(CURRENT_NAME)} holds no valid version: {text[:80]!r}") from exc
+
+
+def list_versions(store: ObjectStore, *, complete_only: bool = True) -> list[str]:
+    """Versions in the store, oldest first (versions sort by their UTC timestamp)."""
+    found: dict[str, bool] = {}
+    for key in store.list(f"{VERSIONS_PREFIX}/"):
+        parts = key.split("/")
+        if len(parts) == 3 and _VERSION_RE.match(parts[1]):
+            found[parts[1]] = found.get(parts[1], False) or parts[2] == MANIFEST_NAME
+    return sorted(v for v, complete in found.items() if complete or not complete_only)
+
+
+def publish_version(store: ObjectStore, local_dir: Path, *, keep: int = 3) -> str:
+    """Upload a built version folder, then point CURRENT at it, then prune old versions."""
+    manifest = read_manifest(local_dir)
+    version = check_version(manifest["version"])
+    for name in sorted(manifest["files"]):
+        store.put_file(version_key(version, name), local_dir / name)
+    store.put_file(version_key(version, MANIFEST_NAME), local_dir / MANIFEST_NAME)  # marks it complete
+    current = current_or_none(store)
+    if current is not None and current > version:
+        # Another job published a newer version while this one uploaded: CURRENT only moves forward.
+        raise StoreError(f"{store.uri}: newer version {current} was published meanwhile; CURRENT left on it")
+    store.put_bytes(CURRENT_NAME, f"{version}\n".encode())
+    log.info("published index %s to %s", version, store.uri)
+    prune_versions(store, keep=keep, current=version)
+    return version
+
+
+def prune_versions(store: ObjectStore, *, keep: int, current: str) -> list[str]:
+    """Keep the newest `keep` complete versions (and always `current`); delete anything older.
+
+    Incomplete folders newer than the oldest kept version may be a concurrent job's upload: they are
+    deleted only once their timestamp is hours old.
+    """
+    keep = max(1, keep)
+    complete = list_versions(store)
+    kept = set(complete[-keep:]) | {current}
+    oldest_kept = min(kept)
+    stale = set(list_versions(store, complete_only=False)) - set(complete)
+    stale = {v for v in stale if v < current and _age_s(v) > STALE_PARTIAL_S}  # a killed job's upload
+    deleted = [
+        v for v in list_versions(store, complete_only=False) if v not in kept and (v < oldest_kept or v in stale)
+    ]
+    for version in deleted:
+        # The manifest goes first, so an interrupted deletion reads as incomplete, never as valid.
+        store.delete_prefix(version_key(version, MANIFEST_NAME))
+        store.delete_prefix(version_key(version))
+        log.info("deleted old index version %s", version)
+    return deleted
+
+
+def sync_version(store: ObjectStore, version: str, dest_root: Path) -> Path:
+    """Download a version into `dest_root/<version>/`, verifying every file against its manifest.
+
+    Files land in a private temp folder that is renamed into place only when all of them verify, so
+    the destination never holds a partial version. An already-synced, verified copy is reused.
+    """
+    check_version(version)
+    dest_root = Path(dest_root)
+    final = dest_root / version
+    if final.is_dir():
+        try:
+            verify_files(final, read_manifest(final))
+            return final
+        except IndexMismatch as exc:
+            log.warning("local copy of index %s is damaged (%s); downloading again", version, exc)
+            shutil.rmtree(final)
+    dest_root.mkdir(parents=True, exist_ok=True)
+    raw = store.get_bytes(version_key(version, MANIFEST_NAME))
+    manifest = parse_manifest(raw, store.url_of(version_key(version, MANIFEST_NAME)))
+    if manifest["version"] != version:
+        raise StoreError(f"manifest of {version} names version {manifest['version']}")
+    tmp = Path(tempfile.mkdtemp(dir=dest_root, prefix=f".{version}.partial-"))
+    try:
+        for name, sha in sorted(manifest["files"].items()):
+            if "/" in name or name.startswith("."):
+                raise IndexMismatch(f"manifest of {version} lists an unsafe file name {name!r}")
+            store.download(version_key(version, name), tmp / name)
+            actual = sha256_file(tmp / name)
+            if actual != sha:
+                raise ChecksumMismatch(
+                    f"{store.url_of(version_key(version, name))}: sha256 {actual[:12]} != manifest {sha[:12]}"
+                )
+        (tmp / MANIFEST_NAME).write_bytes(raw)
+        try:
+            tmp.rename(final)
+        except OSError:
+            if not final.is_dir():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # another process synced it first: use theirs
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def _age_s(version: str) -> float:
+    """Seconds since the UTC timestamp a version name starts with; 0 when it has none."""
+    try:
+        stamp = datetime.strptime(version.split("-", 1)[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return 0.0
+    return (datetime.now(UTC) - stamp).total_seconds()
+
+
+def current_or_none(store: ObjectStore) -> str | None:
+    try:
+        return read_current(store)
+    except NotFound:
+        return None

@@ -1,0 +1,237 @@
+"""The index rebuild job: catalog -> images -> embeddings -> annoy forest -> gate -> publish.
+
+It refuses, and publishes nothing (CURRENT untouched), when the catalog is empty or has duplicate
+ids, when more than 1 % of rows cannot be used, or when the quality gate fails. Images are fetched,
+decoded and preprocessed by a thread pool (I/O, PIL and cv2 release the GIL) while the calling
+thread runs the embedder on full batches, so both cores stay busy.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+from tqdm import tqdm
+
+from ann_index.builder import DEFAULT_N_TREES, DEFAULT_SEED, IndexItem, build_index
+from ann_index.catalog import Catalog, CatalogItem, decode_catalog_bytes, parse_catalog
+from ann_index.common import MANIFEST_NAME, METRIC, VECTORS_NAME
+from ann_index.gate import DEFAULT_RECALL_TARGET, run_gate
+from ann_index.manifest import FORMAT, EmbedderInfo, embedder_section, make_version, write_manifest
+from ann_index.publish import publish_version
+from imgcore.errors import ImgSearchError, InvalidInput
+from imgcore.image import DecodeLimits, decode_image
+from imgcore.storage import fetch_uri_bytes, open_store, resolve_uri
+
+log = logging.getLogger(__name__)
+MAX_LISTED_SKIPS = 100
+
+
+class RebuildRefused(ImgSearchError):
+    """The job decided not to publish; CURRENT was not touched."""
+
+    status = 422
+    reason = "rebuild_refused"
+
+
+class BatchEmbedder(EmbedderInfo, Protocol):
+    """The part of embedder.Embedder the job uses; tests pass a fake."""
+
+    def preprocess(self, image: np.ndarray, box: Any = None) -> np.ndarray: ...
+    def run(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class RebuildOptions:
+    n_trees: int = DEFAULT_N_TREES
+    workers: int = 2
+    keep: int = 3
+    recall_target: float = DEFAULT_RECALL_TARGET
+    seed: int = DEFAULT_SEED
+    batch_size: int = 32
+    max_fail_fraction: float = 0.01
+    crop: Literal["full", "foreground"] = "full"
+    gate_queries: int = 1000
+    min_category_precision: float | None = None
+    s3_endpoint_url: str | None = None
+    limits: DecodeLimits = DecodeLimits()
+    progress: bool = True
+    work_dir: Path | None = None
+
+
+def _as_uri(uri_or_path: str) -> str:
+    return uri_or_path if "://" in uri_or_path else Path(uri_or_path).resolve().as_uri()
+
+
+def load_catalog(catalog_uri: str, s3_endpoint_url: str | None = None) -> tuple[Catalog, str]:
+    """Read and validate a catalog; also return the folder its relative image paths hang off."""
+    uri = _as_uri(catalog_uri)
+    catalog = parse_catalog(decode_catalog_bytes(fetch_uri_bytes(uri, s3_endpoint_url=s3_endpoint_url)))
+    return catalog, uri.rsplit("/", 1)[0] + "/"
+
+
+def _check_catalog(catalog: Catalog, max_fail_fraction: float) -> None:
+    if not catalog.items and not catalog.errors and not catalog.duplicates:
+        raise RebuildRefused("catalog is empty: nothing to index")
+    if catalog.duplicates:
+        shown = "; ".join(str(d) for d in catalog.duplicates[:10])
+        raise RebuildRefused(f"catalog has {len(catalog.duplicates)} duplicate item_id(s): {shown}")
+    if len(catalog.errors) > max_fail_fraction * catalog.rows:
+        shown = "; ".join(str(e) for e in catalog.errors[:10])
+        raise RebuildRefused(f"{len(catalog.errors)} of {catalog.rows} catalog rows are invalid: {shown}")
+
+
+def embed_catalog(
+    items: list[CatalogItem], base_uri: str, embedder: BatchEmbedder, opts: RebuildOptions
+) -> tuple[list[int], np.ndarray, list[dict[str, Any]]]:
+    """Return (positions of embedded items, their vectors, skipped rows with reasons)."""
+    crop_fn = None
+    if opts.crop == "foreground":
+        from embedder.transforms import foreground_box
+
+        crop_fn = foreground_box
+
+    def prepare(item: CatalogItem) -> np.ndarray:
+        data = fetch_uri_bytes(resolve_uri(base_uri, item.image), s3_endpoint_url=opts.s3_endpoint_url)
+        image = decode_image(data, opts.limits)
+        return embedder.preprocess(image, crop_fn(image) if crop_fn else None)
+
+    done: list[int] = []
+    vectors: list[np.ndarray] = []
+    skipped: list[dict[str, Any]] = []
+    batch: list[np.ndarray] = []
+    batch_pos: list[int] = []
+
+    def flush() -> None:
+        if batch:
+            vectors.append(np.asarray(embedder.run(np.stack(batch)), dtype=np.float32))
+            done.extend(batch_pos)
+            batch.clear()
+            batch_pos.clear()
+
+    window = max(2, opts.workers) * opts.batch_size * 2  # bounded read-ahead keeps memory flat
+    with (
+        ThreadPoolExecutor(max_workers=max(1, opts.workers)) as pool,
+        tqdm(total=len(items), unit="item", desc="embed", disable=not opts.progress, mininterval=0.5) as bar,
+    ):
+        pending: deque[tuple[int, Future[np.ndarray]]] = deque()
+        todo: Iterator[int] = iter(range(len(items)))
+        for pos in todo:
+            pending.append((pos, pool.submit(prepare, items[pos])))
+            if len(pending) >= window:
+                break
+        while pending:
+            pos, fut = pending.popleft()
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append((nxt, pool.submit(prepare, items[nxt])))
+            try:
+                batch.append(fut.result())
+                batch_pos.append(pos)
+            except ImgSearchError as exc:  # unreadable or undecodable image: a skipped row
+                skipped.append({"line": items[pos].line, "item_id": items[pos].item_id, "reason": exc.message})
+            if len(batch) >= opts.batch_size:
+                flush()
+            bar.update(1)
+        flush()
+    dim = int(embedder.dim)
+    return done, (np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32)), skipped
+
+
+def build_version(
+    vectors: np.ndarray,
+    items: list[IndexItem],
+    out_dir: Path,
+    embedder: EmbedderInfo,
+    opts: RebuildOptions,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build, gate and write manifest.json into `out_dir`; RebuildRefused when the gate fails."""
+    t0 = time.monotonic()
+    built = build_index(vectors, items, out_dir, n_trees=opts.n_trees, seed=opts.seed, workers=opts.workers)
+    t_build = time.monotonic()
+    gate = run_gate(
+        out_dir,
+        np.asarray(np.load(out_dir / VECTORS_NAME, mmap_mode="r")),
+        built.categories,
+        n_trees=opts.n_trees,
+        recall_target=opts.recall_target,
+        n_queries=opts.gate_queries,
+        min_category_precision=opts.min_category_precision,
+        seed=opts.seed,
+        workers=opts.workers,
+    )
+    if not gate.passed:
+        raise RebuildRefused("quality gate failed: " + "; ".join(gate.reasons))
+    now = datetime.now(UTC)
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "version": make_version(built.files, embedder.sha256, now),
+        "created_at": now.isoformat(timespec="seconds"),
+        "embedder": embedder_section(embedder),
+        "metric": METRIC,
+        "count": built.count,
+        "categories": {name: info.to_dict() for name, info in built.categories.items()},
+        "n_trees": built.n_trees,
+        "search_k": gate.search_k,
+        "seed": built.seed,
+        "files": built.files,
+        "quality": gate.to_dict(),
+        "skipped": {"count": 0, "rows": []},
+        "timings_s": {"build": round(t_build - t0, 2), "gate": round(time.monotonic() - t_build, 2)},
+    }
+    for key, value in (extra or {}).items():
+        manifest[key] = {**manifest[key], **value} if isinstance(manifest.get(key), dict) else value
+    write_manifest(out_dir / MANIFEST_NAME, manifest)
+    return manifest
+
+
+def rebuild(
+    catalog_uri: str, out_uri: str, embedder: BatchEmbedder, opts: RebuildOptions | None = None
+) -> dict[str, Any]:
+    """Run the whole job; return the published manifest. Raises RebuildRefused to refuse."""
+    opts = opts or RebuildOptions()
+    t0 = time.monotonic()
+    catalog, base_uri = load_catalog(catalog_uri, opts.s3_endpoint_url)
+    _check_catalog(catalog, opts.max_fail_fraction)
+    store = open_store(_as_uri(out_uri), s3_endpoint_url=opts.s3_endpoint_url)  # fail early on a bad --out
+    log.info("catalog %s: %d items in %d categories", catalog_uri, len(catalog.items), len(catalog.categories))
+
+    done, vectors, skipped = embed_catalog(catalog.items, base_uri, embedder, opts)
+    t_embed = time.monotonic()
+    skipped = [e.to_dict() for e in catalog.errors] + skipped
+    if len(skipped) > opts.max_fail_fraction * catalog.rows:
+        shown = "; ".join(f"line {s['line']} ({s['item_id']}): {s['reason']}" for s in skipped[:10])
+        raise RebuildRefused(
+            f"{len(skipped)} of {catalog.rows} rows failed (limit {opts.max_fail_fraction:.0%}): {shown}"
+        )
+    if vectors.shape[1] != embedder.dim:
+        raise InvalidInput(f"embedder returned dim {vectors.shape[1]}, its card says {embedder.dim}")
+
+    items = [catalog.items[p] for p in done]
+    index_items = [
+        IndexItem(it.item_id, it.category, it.title, resolve_uri(base_uri, it.image), it.attrs) for it in items
+    ]
+    extra = {
+        "skipped": {"count": len(skipped), "rows": skipped[:MAX_LISTED_SKIPS]},
+        "catalog": {"uri": _as_uri(catalog_uri), "rows": catalog.rows},
+        "timings_s": {"embed": round(t_embed - t0, 2), "items_per_s": round(len(items) / max(t_embed - t0, 1e-9), 1)},
+    }
+    work = Path(tempfile.mkdtemp(prefix="imgsearch-index-", dir=opts.work_dir))
+    try:
+        manifest = build_version(vectors, index_items, work, embedder, opts, extra)
+        with store:
+            publish_version(store, work, keep=opts.keep)
+        return manifest
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,239 @@
+"""Shared helpers of bench/e2e.py, bench/rebuild.py and bench/memory.py.
+
+- `demo_data(items)`: a Fashion-MNIST demo catalog + published index, built once (the same code path as
+  `imgsearch up`) and cached under /tmp/imgsearch-bench, keyed by item count and embedder sha256.
+- `query_photos(n)`: the benchmark's photo set, as encoded bytes: every real photo in tests/data/photos and
+  services/static/samples, plus `n` Fashion-MNIST test-split items rendered as shopper photos (JPEG).
+- `Stack`: the four services as separate processes on 127.0.0.1 (`imgsearch serve ...`, the flags that
+  `imgsearch up` gives them), ready when `start_stack` returns.
+- `pct`, `table`, `machine`: percentiles, a plain-text table, and what the machine was doing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from services import defaults  # noqa: E402
+from services.launcher import SERVICE_ORDER, ServiceProcess, free_port, start_service, stop_all  # noqa: E402
+
+CACHE = Path(os.environ.get("IMGSEARCH_BENCH_CACHE", "/tmp/imgsearch-bench"))
+PHOTO_DIRS = (REPO / "tests" / "data" / "photos", REPO / "services" / "static" / "samples")
+
+
+def embedder_sha256() -> str:
+    from imgcore.card import load_card
+
+    return str(load_card(defaults.MODELS_DIR / "fmnist-lite0")["sha256"])
+
+
+@contextmanager
+def _locked(name: str) -> Iterator[None]:
+    """One builder at a time (several benches may start together)."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / f".{name}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+def demo_data(items: int) -> Path:
+    """A data folder with catalog/ and a published index/ of the first `items` FMNIST train images."""
+    from services.demo_index import build_demo_index, has_index
+
+    data = CACHE / f"demo-{items}-{embedder_sha256()[:12]}"
+    with _locked(data.name):
+        if not has_index(data):
+            t0 = time.monotonic()
+            print(f"building the demo index ({items} items) into {data} ...", file=sys.stderr, flush=True)
+            build_demo_index(data, limit=items, progress=False)
+            print(f"  built in {time.monotonic() - t0:.0f}s", file=sys.stderr, flush=True)
+    return data
+
+
+def index_version_dir(data: Path) -> Path:
+    """The published version folder of a demo data folder (a file:// store is its own local copy)."""
+    root = data / "index"
+    return root / "versions" / (root / "CURRENT").read_text().strip()
+
+
+def _jpeg(image: np.ndarray, quality: int = 90) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def query_photos(n_fmnist: int, seed: int = 0) -> list[tuple[str, bytes]]:
+    """(name, encoded bytes): the real photos, then `n_fmnist` shop-style FMNIST photos (held-out test split)."""
+    from imgcore.fmnist import CLASS_NAMES, load_fmnist, render_shop_photo
+
+    out = [(p.name, p.read_bytes()) for d in PHOTO_DIRS for p in sorted(d.glob("*.jpg"))]
+    images, labels = load_fmnist("test")
+    rng = np.random.default_rng(seed)
+    for i in range(n_fmnist):
+        slug = CLASS_NAMES[int(labels[i])].lower().replace("/", "-").replace(" ", "-")
+        out.append((f"fmnist-test-{i:05d}-{slug}.jpg", _jpeg(render_shop_photo(images[i], rng, size=224))))
+    return out
+
+
+def is_real(name: str) -> bool:
+    return not name.startswith("fmnist-")
+
+
+def pct(values: Sequence[float]) -> dict[str, float]:
+    """p50/p95/p99 and mean (linear interpolation between samples)."""
+    if not values:
+        return {"n": 0, "p50": float("nan"), "p95": float("nan"), "p99": float("nan"), "mean": float("nan")}
+    arr = np.asarray(values, dtype=np.float64)
+    p50, p95, p99 = np.percentile(arr, [50, 95, 99])
+    return {"n": len(values), "p50": float(p50), "p95": float(p95), "p99": float(p99), "mean": float(arr.mean())}
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A left/right aligned plain-text table (numbers right-aligned, floats with 2 decimals)."""
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return "nan" if v != v else f"{v:.2f}"
+        return str(v)
+
+    cells = [[fmt(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    numeric = [all(isinstance(row[i], int | float) for row in rows) for i in range(len(headers))]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True))
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in cells)])
+
+
+def _busy_others(min_cpu: float = 20.0) -> list[str]:
+    """Other processes using a lot of CPU right now (a shared machine's noise, for the record)."""
+    try:
+        out = subprocess.run(
+            ["ps", "-eo", "pid,ppid,pcpu,args", "--sort=-pcpu"], capture_output=True, text=True, timeout=5
+        ).stdout.splitlines()[1:]
+    except (OSError, subprocess.SubprocessError):
+        return []
+    mine = {os.getpid()}
+    busy = []
+    for row in out:
+        parts = row.split(None, 3)
+        if len(parts) < 4:
+            continue
+        pid, ppid, cpu, args = int(parts[0]), int(parts[1]), float(parts[2]), parts[3]
+        if pid in mine or ppid in mine or cpu < min_cpu:
+            continue
+        busy.append(f"{cpu:.0f}% {args[:80]}")
+    return busy
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, cores, load average and other busy processes."""
+    model = ""
+    try:
+        for row in subprocess.run(["lscpu"], capture_output=True, text=True, timeout=5).stdout.splitlines():
+            if row.startswith("Model name:"):
+                model = row.split(":", 1)[1].strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    import onnxruntime
+
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+        "busy_others": _busy_others(),
+        "onnxruntime": onnxruntime.__version__,
+        "python": sys.version.split()[0],
+    }
+
+
+def emit(result: dict[str, Any]) -> None:
+    """The last line of every bench: one JSON object."""
+    print(json.dumps(result, sort_keys=True, default=float), flush=True)
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")
+
+
+@dataclass
+class Stack:
+    """Four running services."""
+
+    root: Path
+    services: dict[str, ServiceProcess] = field(default_factory=dict)
+
+    @property
+    def gateway_url(self) -> str:
+        return self.services["gateway"].url
+
+    def url(self, name: str) -> str:
+        return self.services[name].url
+
+    def pids(self) -> dict[str, int]:
+        return {name: svc.proc.pid for name, svc in self.services.items()}
+
+    def close(self) -> None:
+        stop_all(list(self.services.values()))
+
+
+def service_flags(data: Path, ports: dict[str, int]) -> dict[str, list[str]]:
+    """The flags `imgsearch up` gives each service (models from the repository store, the demo index)."""
+    from services.commands.up import service_args
+
+    return service_args(data, ports, "127.0.0.1")
+
+
+def start_stack(
+    data: Path, extra: dict[str, list[str]] | None = None, env: dict[str, str] | None = None, timeout_s: float = 180.0
+) -> Stack:
+    """Start detector, embedder, index and gateway (as `imgsearch up` does); ready when this returns."""
+    ports = {name: free_port() for name in SERVICE_ORDER}
+    flags = service_flags(data, ports)
+    root = Path(tempfile.mkdtemp(prefix="stack-", dir=CACHE))
+    flags["index"] = [*flags["index"], "--local-dir", str(root / "index-cache")]
+    stack = Stack(root)
+    try:
+        for name in SERVICE_ORDER:
+            args = [*flags[name], *(extra or {}).get(name, [])]
+            stack.services[name] = start_service(
+                name, ports[name], args=args, env=env, log_path=root / "logs" / f"{name}.log"
+            )
+        for name in SERVICE_ORDER:
+            stack.services[name].wait_ready(timeout_s)
+    except BaseException:
+        stack.close()
+        raise
+    return stack
+
+
+def pss_kib(pid: int) -> dict[str, int]:
+    """Pss, Rss and the shared/private split of one process, from /proc/PID/smaps_rollup (KiB)."""
+    out: dict[str, int] = {}
+    for row in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        key, _, rest = row.partition(":")
+        parts = rest.split()
+        if parts and parts[-1] == "kB":
+            out[key.strip()] = int(parts[0])
+    return out

@@ -1,0 +1,375 @@
+"""End-to-end benchmark: the naive in-process loop vs the four services over HTTP, 1 to 16 clients.
+
+    python bench/e2e.py [--quick] [--items 10000] [--flag detector=--inference-threads=2 ...]
+
+Starts detector, embedder, index and gateway as separate processes on 127.0.0.1 with the flags
+`imgsearch up` gives them (plus `--cache-size 0` on the gateway, so no answer comes from its result
+cache) on a Fashion-MNIST demo index, and sends the same photos (the real photos of the repository and
+shop-style Fashion-MNIST renders, JPEG) through:
+  1. the in-process pipeline, one thread (`InProcess`: the libraries called directly, onnxruntime with 1
+     intra-op thread: the naive loop);
+  2. the gateway, one client at a time (rounds interleaved with 1, so drift on a shared machine hits both);
+  3. the gateway with 4, 8 and 16 concurrent clients.
+Prints p50/p95/p99 per stage (the gateway's `timings_ms`, the in-process timers) and of the client-seen
+latency, throughput, and CPU ms per request of every process. Last line, one JSON object:
+`{"p1": e2e p50 / in-process p50 (one client), "p2": throughput at 8 clients / in-process throughput, ...}`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # noqa: E402
+    demo_data,
+    emit,
+    index_version_dir,
+    is_real,
+    machine,
+    pct,
+    query_photos,
+    start_stack,
+    table,
+)
+
+STAGES = ("decode", "detect", "embed", "search", "total")
+BOUNDARY = "imgsearch-bench-0c5e1f"
+
+
+class InProcess:
+    """detector + embedder + index reader in this process, one thread."""
+
+    def __init__(self, version_dir: Path, threads: int = 1) -> None:
+        from ann_index.reader import IndexReader
+        from detector import Detector
+        from embedder import Embedder
+        from services import defaults
+        from services.settings import DetectorSettings, EmbedderSettings, GatewaySettings
+
+        det, emb = DetectorSettings(), EmbedderSettings()
+        self.gw = GatewaySettings()
+        self.detector = Detector(
+            defaults.MODELS_DIR / "nanodet-m",
+            intra_threads=threads,
+            inter_threads=1,
+            score_threshold=det.score_threshold,
+            iou_threshold=det.iou_threshold,
+            max_detections=det.max_detections,
+        )
+        self.embedder = Embedder(
+            defaults.MODELS_DIR / "fmnist-lite0", intra_threads=threads, batch_size=emb.max_batch_size
+        )
+        self.reader = IndexReader.open(version_dir, embedder_sha256=self.embedder.sha256, dim=self.embedder.dim)
+        self.known = frozenset(self.reader.categories)
+        self.limits = self.gw.decode_limits()
+
+    def search(self, data: bytes, k: int = 10) -> dict[str, float]:
+        """One photo through the whole pipeline; the stage timings in ms."""
+        from embedder.transforms import foreground_box
+        from imgcore.image import decode_image
+        from services.boxes import clip_box
+        from services.gateway.search import _shrink, public_result
+
+        t0 = time.perf_counter()
+        image = decode_image(data, self.limits)
+        forward, _scale = _shrink(image, self.gw.forward_max_side)
+        t1 = time.perf_counter()
+        h, w = forward.shape[:2]
+        dets = [
+            d
+            for d in self.detector.detect(forward)
+            if d.box[2] - d.box[0] >= self.gw.min_item_px and d.box[3] - d.box[1] >= self.gw.min_item_px
+        ]
+        dets = dets[: self.gw.max_items]
+        t2 = time.perf_counter()
+        if dets:
+            vectors = self.embedder.embed(forward, [clip_box(d.box, w, h) for d in dets])
+            categories = [d.category if d.category in self.known else None for d in dets]
+        else:
+            fg = foreground_box(forward)
+            vectors = self.embedder.embed(forward, None if fg is None else [fg])
+            categories = [None]
+        t3 = time.perf_counter()
+        rows: dict[str | None, list[int]] = defaultdict(list)
+        for row, cat in enumerate(categories):
+            rows[cat].append(row)
+        results: list[list[dict[str, Any]]] = [[] for _ in categories]
+        for cat, idx in rows.items():
+            for row, hits in zip(idx, self.reader.query(vectors[idx], k, cat), strict=True):
+                results[row] = [public_result(h.to_dict()) for h in hits]
+        t4 = time.perf_counter()
+        return {
+            "decode": (t1 - t0) * 1e3,
+            "detect": (t2 - t1) * 1e3,
+            "embed": (t3 - t2) * 1e3,
+            "search": (t4 - t3) * 1e3,
+            "total": (t4 - t0) * 1e3,
+            "items": float(len(categories)),
+        }
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+def multipart(name: str, data: bytes) -> bytes:
+    """A `multipart/form-data` body with the photo in field `image`."""
+    head = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="{name}"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode()
+    return head + data + f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+@dataclass
+class Run:
+    """Results of one load phase."""
+
+    clients: int
+    wall_s: float = 0.0
+    latency_ms: list[float] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    server: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    errors: int = 0
+
+    @property
+    def throughput(self) -> float:
+        return len(self.latency_ms) / self.wall_s if self.wall_s else 0.0
+
+
+async def _load(url: str, bodies: list[tuple[str, bytes]], clients: int, order: list[int], warmup: int) -> Run:
+    headers = {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    run = Run(clients)
+    async with httpx.AsyncClient(limits=limits, timeout=60.0, trust_env=False) as client:
+
+        async def one(i: int, record: bool) -> None:
+            name, body = bodies[i]
+            t0 = time.perf_counter()
+            resp = await client.post(url + "/v1/search", params={"k": 10}, content=body, headers=headers)
+            ms = (time.perf_counter() - t0) * 1e3
+            if resp.status_code != 200:
+                run.errors += 1
+                return
+            if record:
+                run.latency_ms.append(ms)
+                run.names.append(name)
+                for stage, value in orjson.loads(resp.content)["timings_ms"].items():
+                    run.server[stage].append(float(value))
+
+        await asyncio.gather(*(one(order[j % len(order)], False) for j in range(max(warmup, clients))))
+        queue = iter(order)
+
+        async def worker() -> None:
+            for i in queue:  # a shared iterator: each request is taken by exactly one worker
+                await one(i, True)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        run.wall_s = time.perf_counter() - t0
+    return run
+
+
+def run_clients(url: str, bodies: list[tuple[str, bytes]], clients: int, order: list[int], warmup: int = 0) -> Run:
+    """Send bodies[order[...]] through `clients` concurrent connections; returns latencies and timings."""
+    return asyncio.run(_load(url, bodies, clients, order, warmup))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (children excluded)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
+    return {name: cpu_seconds(pid) for name, pid in pids.items()}
+
+
+def cpu_per_request(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
+    """CPU ms per request of each process between two snapshots."""
+    return {name: (after[name] - before[name]) * 1e3 / max(requests, 1) for name in before}
+
+
+def shuffled(n: int, rounds: int, seed: int) -> list[int]:
+    rng = np.random.default_rng(seed)
+    return [int(i) for _ in range(rounds) for i in rng.permutation(n)]
+
+
+def batch_stats(url: str) -> tuple[float, float]:
+    """(sum, count) of the embedder's batch-size histogram."""
+    text = httpx.get(url + "/metrics", timeout=5.0, trust_env=False).text
+    got = {}
+    for key in ("sum", "count"):
+        m = re.search(rf"^imgsearch_embed_batch_size_{key} (\S+)$", text, re.M)
+        got[key] = float(m.group(1)) if m else 0.0
+    return got["sum"], got["count"]
+
+
+def stage_rows(label: str, timings: dict[str, list[float]], client: list[float] | None) -> list[list[Any]]:
+    rows = []
+    for stage in STAGES:
+        if timings.get(stage):
+            p = pct(timings[stage])
+            rows.append([label, stage, p["p50"], p["p95"], p["p99"]])
+    if client is not None:
+        p = pct(client)
+        rows.append([label, "client-seen", p["p50"], p["p95"], p["p99"]])
+    return rows
+
+
+def parse_flags(items: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = defaultdict(list)
+    for item in items:
+        name, _, flag = item.partition("=")
+        out[name].extend(flag.split("=", 1) if flag.count("=") else [flag])
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer photos and rounds: under 5 minutes on 2 cores")
+    ap.add_argument("--items", type=int, default=None, help="demo index size (default 10000; 5000 with --quick)")
+    ap.add_argument("--fmnist", type=int, default=None, help="Fashion-MNIST photos (default 93; 33 with --quick)")
+    ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds of 1 vs 2 (default 5; 3 quick)")
+    ap.add_argument("--clients", default="4,8,16", help="concurrency levels (default 4,8,16)")
+    ap.add_argument(
+        "--flag",
+        action="append",
+        default=[],
+        metavar="SERVICE=--FLAG[=VALUE]",
+        help="extra flag for one service, e.g. detector=--inference-threads=2 (repeatable)",
+    )
+    ap.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads in-process (default 1)")
+    args = ap.parse_args()
+    items = args.items or (5000 if args.quick else 10000)
+    n_fmnist = args.fmnist if args.fmnist is not None else (33 if args.quick else 93)
+    rounds = args.rounds or (3 if args.quick else 5)
+    levels = [int(c) for c in args.clients.split(",") if c]
+    t_start = time.monotonic()
+    info_start = machine()
+
+    data = demo_data(items)
+    photos = query_photos(n_fmnist)
+    bodies = [(name, multipart(name, raw)) for name, raw in photos]
+    extra = parse_flags(args.flag)
+    extra["gateway"] = ["--cache-size", "0", *extra.get("gateway", [])]
+    stack = start_stack(data, extra=dict(extra))
+    pids = {**stack.pids(), "bench": os.getpid()}
+    try:
+        inproc = InProcess(index_version_dir(data), threads=args.threads)
+        for _, raw in photos:  # warm both sides: sessions, allocators, connection pools, page cache
+            inproc.search(raw)
+        run_clients(stack.gateway_url, bodies, 1, list(range(len(bodies))))
+
+        local: dict[str, list[float]] = defaultdict(list)
+        local_names: list[str] = []
+        local_wall = 0.0
+        one = Run(1)
+        cpu_local = {name: 0.0 for name in pids}
+        cpu_one = {name: 0.0 for name in pids}
+        for r in range(rounds):
+            order = shuffled(len(photos), 1, seed=r)
+            before = cpu_snapshot(pids)
+            t0 = time.perf_counter()
+            for i in order:
+                for stage, ms in inproc.search(photos[i][1]).items():
+                    local[stage].append(ms)
+                local_names.append(photos[i][0])
+            local_wall += time.perf_counter() - t0
+            mid = cpu_snapshot(pids)
+            got = run_clients(stack.gateway_url, bodies, 1, order)
+            after = cpu_snapshot(pids)
+            for name in pids:
+                cpu_local[name] += mid[name] - before[name]
+                cpu_one[name] += after[name] - mid[name]
+            one.wall_s += got.wall_s
+            one.latency_ms += got.latency_ms
+            one.names += got.names
+            one.errors += got.errors
+            for stage, values in got.server.items():
+                one.server[stage] += values
+        inproc.close()
+        n_local = len(local["total"])
+        cpu = {
+            "in-process": {k: v * 1e3 / n_local for k, v in cpu_local.items()},
+            "1 client": {k: v * 1e3 / max(len(one.latency_ms), 1) for k, v in cpu_one.items()},
+        }
+
+        concurrent: dict[int, Run] = {}
+        batches: dict[int, float] = {}
+        for c in levels:
+            order = shuffled(len(photos), max(2, rounds), seed=100 + c)
+            s0, n0 = batch_stats(stack.url("embedder"))
+            before = cpu_snapshot(pids)
+            concurrent[c] = run_clients(stack.gateway_url, bodies, c, order, warmup=c)
+            cpu[f"{c} clients"] = cpu_per_request(before, cpu_snapshot(pids), len(concurrent[c].latency_ms))
+            s1, n1 = batch_stats(stack.url("embedder"))
+            batches[c] = (s1 - s0) / max(n1 - n0, 1)
+    finally:
+        stack.close()
+
+    local_tp = n_local / local_wall
+    p_local = pct(local["total"])
+    p_one = pct(one.latency_ms)
+    rows = stage_rows("in-process", local, None) + stage_rows("1 client", one.server, one.latency_ms)
+    for c, run in concurrent.items():
+        rows += stage_rows(f"{c} clients", run.server, run.latency_ms)
+    print(
+        f"\n{len(photos)} photos ({sum(is_real(n) for n, _ in photos)} real, {n_fmnist} Fashion-MNIST), "
+        f"index of {items} items, {rounds} interleaved rounds; latency in ms\n"
+    )
+    print(table(["phase", "stage", "p50", "p95", "p99"], rows))
+    kinds = []
+    for label, names, values in (("in-process", local_names, local["total"]), ("1 client", one.names, one.latency_ms)):
+        for kind, want in (("real", True), ("fmnist", False)):
+            sel = [v for n, v in zip(names, values, strict=True) if is_real(n) == want]
+            kinds.append([label, kind, pct(sel)["p50"], len(sel)])
+    print("\n" + table(["phase", "photos", "p50 ms", "n"], kinds))
+    tp_rows = [["in-process", 1, local_tp, 1.0, float("nan"), 0]]
+    tp_rows.append(["gateway", 1, one.throughput, one.throughput / local_tp, float("nan"), one.errors])
+    for c, run in concurrent.items():
+        tp_rows.append(["gateway", c, run.throughput, run.throughput / local_tp, batches[c], run.errors])
+    print("\n" + table(["phase", "clients", "req/s", "÷ in-process", "mean embed batch", "errors"], tp_rows))
+    names = list(pids)
+    print(
+        "\nCPU ms per request\n"
+        + table(["phase", *names], [[label, *(v[n] for n in names)] for label, v in cpu.items()])
+    )
+    p2_level = 8 if 8 in concurrent else max(concurrent) if concurrent else None
+    result: dict[str, Any] = {
+        "bench": "e2e",
+        "p1": round(p_one["p50"] / p_local["p50"], 3),
+        "p2": round(concurrent[p2_level].throughput / local_tp, 3) if p2_level else None,
+        "inprocess_p50_ms": round(p_local["p50"], 2),
+        "e2e_p50_ms": round(p_one["p50"], 2),
+        "inprocess_rps": round(local_tp, 2),
+        "rps": {str(c): round(r.throughput, 2) for c, r in concurrent.items()} | {"1": round(one.throughput, 2)},
+        "p95_ms": {str(c): round(pct(r.latency_ms)["p95"], 1) for c, r in concurrent.items()},
+        "errors": one.errors + sum(r.errors for r in concurrent.values()),
+        "photos": len(photos),
+        "items": items,
+        "rounds": rounds,
+        "quick": args.quick,
+        "flags": args.flag,
+        "wall_s": round(time.monotonic() - t_start, 1),
+        "machine": {**info_start, "loadavg_end": [round(x, 2) for x in os.getloadavg()]},
+    }
+    print()
+    emit(result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,209 @@
+"""Memory of 1 vs 4 index-service workers on the same memory-mapped index (proportional set size).
+
+    python bench/memory.py [--items 200000] [--queries 2000] [--prefault both|on|off]
+
+Builds (once, cached under /tmp/imgsearch-bench) a synthetic index of `--items` clustered 128-d vectors
+with the real builder, quality gate and publisher (`ann_index.rebuild.build_version` + `publish_version`;
+10 categories, so a global and 10 per-category annoy files as in production), then starts 1 and then 4
+`imgsearch serve index` processes on it (one shared --local-dir, so all map the same files), warms each
+with `--queries` queries over HTTP and reads Pss from /proc/PID/smaps_rollup. A page of the mapped index
+shared by 4 processes counts a quarter in each one's Pss, so the sum over processes is the real memory.
+Last line, one JSON object: `{"p5": total Pss of 4 workers / Pss of 1 worker, ...}` (prefault on, the
+steady state of a server whose index is fully paged in; "p5_no_prefault" after warm-up queries only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import math
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import CACHE, _locked, emit, machine, pss_kib, table  # noqa: E402
+
+from services.launcher import ServiceProcess, free_port, start_service, stop_all  # noqa: E402
+
+DIM = 128
+
+
+@dataclass
+class SyntheticEmbedder:
+    """Stands in for the embedder in the manifest (the index service is started without a sha256 pin)."""
+
+    dim: int = DIM
+    name: str = "synthetic"
+    version: str = "0"
+    sha256: str = "5" * 64
+    metric: str = "angular"
+    card: dict[str, Any] = field(default_factory=lambda: {"input": {"size": [112, 112]}})
+
+
+def clustered(n: int, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors around n/400 centres, each spread over its own 6-d subspace; category = centre % 10."""
+    rng = np.random.default_rng(seed)
+    n_centres = max(10, n // 400)
+    centres = rng.standard_normal((n_centres, dim)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    spans = rng.standard_normal((n_centres, 6, dim)).astype(np.float32) / math.sqrt(dim)
+    owner = rng.integers(0, n_centres, n)
+    out = np.empty((n, dim), dtype=np.float32)
+    for lo in range(0, n, 50_000):
+        o = owner[lo : lo + 50_000]
+        z = rng.standard_normal((len(o), 6)).astype(np.float32) * 0.8
+        x = centres[o] + np.einsum("nk,nkd->nd", z, spans[o]) + 0.02 * rng.standard_normal((len(o), dim))
+        out[lo : lo + len(o)] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out, (owner % 10).astype(np.int64)
+
+
+def synthetic_store(items: int, seed: int = 7) -> Path:
+    """A published index store (CURRENT + versions/) of `items` synthetic vectors; built once."""
+    from ann_index.builder import IndexItem
+    from ann_index.publish import publish_version
+    from ann_index.rebuild import RebuildOptions, build_version
+    from imgcore.fmnist import CLASS_NAMES
+    from imgcore.storage import open_store
+
+    root = CACHE / f"synthetic-{items}-{DIM}"
+    with _locked(root.name):
+        if (root / "CURRENT").is_file():
+            return root
+        t0 = time.monotonic()
+        print(f"building a synthetic index of {items} items into {root} ...", file=sys.stderr, flush=True)
+        vectors, cats = clustered(items, DIM, seed)
+        index_items = [
+            IndexItem(
+                f"syn-{i:07d}",
+                CLASS_NAMES[c],
+                f"{CLASS_NAMES[c]} #{i}",
+                f"file:///nonexistent/{i}.png",
+                {"price": 990 + (i * 37) % 29000},
+            )
+            for i, c in enumerate(cats)
+        ]
+        work = Path(tempfile.mkdtemp(prefix="synthetic-", dir=CACHE))
+        try:
+            opts = RebuildOptions(workers=2, progress=False, gate_queries=500)
+            build_version(vectors, index_items, work, SyntheticEmbedder(), opts)
+            root.mkdir(parents=True, exist_ok=True)
+            with open_store(root.as_uri()) as store:
+                publish_version(store, work, keep=1)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        print(f"  built in {time.monotonic() - t0:.0f}s", file=sys.stderr, flush=True)
+    return root
+
+
+def warm(url: str, queries: int, seed: int) -> float:
+    """`queries` queries (16 per request, k=10); returns the mean ms per request."""
+    rng = np.random.default_rng(seed)
+    t0, sent = time.perf_counter(), 0
+    with httpx.Client(timeout=30.0, trust_env=False) as client:
+        for _ in range(0, queries, 16):
+            v = rng.standard_normal((16, DIM)).astype("<f4")
+            body = {"vectors_b64": base64.b64encode(v.tobytes()).decode(), "dim": DIM, "k": 10}
+            client.post(url + "/v1/query", json=body).raise_for_status()
+            sent += 1
+    return (time.perf_counter() - t0) * 1e3 / max(sent, 1)
+
+
+def measure(store: Path, local: Path, workers: int, prefault: bool, queries: int) -> dict[str, Any]:
+    """Start `workers` index services, warm them, read their smaps_rollup; stop them."""
+    args = ["--index-uri", store.as_uri(), "--local-dir", str(local), "--poll-seconds", "0"]
+    args += ["--prefault"] if prefault else ["--no-prefault"]
+    procs: list[ServiceProcess] = []
+    try:
+        for _ in range(workers):
+            procs.append(start_service("index", free_port(), args=args, log_path=local.parent / "index.log"))
+            procs[-1].wait_ready(300)  # one after another: the first one syncs the version for all
+        ms = [warm(p.url, queries, seed=i) for i, p in enumerate(procs)]
+        time.sleep(0.5)
+        mem = [pss_kib(p.proc.pid) for p in procs]
+    finally:
+        stop_all(procs)
+    total = {key: sum(m.get(key, 0) for m in mem) for key in ("Pss", "Pss_Anon", "Pss_File", "Rss")}
+    return {
+        "workers": workers,
+        "prefault": prefault,
+        "ms_per_request": float(np.mean(ms)),
+        **total,
+        "per_worker_pss": [m["Pss"] for m in mem],
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--items", type=int, default=200_000, help="synthetic index size (default 200000)")
+    ap.add_argument("--queries", type=int, default=2000, help="warm-up queries per worker (default 2000)")
+    ap.add_argument("--prefault", choices=("both", "on", "off"), default="both")
+    args = ap.parse_args()
+    info = machine()
+    store = synthetic_store(args.items)
+    version = (store / "CURRENT").read_text().strip()
+    files_mib = sum(p.stat().st_size for p in (store / "versions" / version).iterdir()) / 2**20
+    local = Path(tempfile.mkdtemp(prefix="memory-", dir=CACHE)) / "index-cache"
+    modes = {"both": (True, False), "on": (True,), "off": (False,)}[args.prefault]
+    results = []
+    try:
+        for prefault in modes:
+            one = measure(store, local, 1, prefault, args.queries)
+            four = measure(store, local, 4, prefault, args.queries)
+            results.append((prefault, one, four))
+    finally:
+        shutil.rmtree(local.parent, ignore_errors=True)
+    rows = []
+    for prefault, one, four in results:
+        for r in (one, four):
+            rows.append(
+                [
+                    ("on" if prefault else "off"),
+                    r["workers"],
+                    r["Pss"] / 1024,
+                    r["Pss_File"] / 1024,
+                    r["Pss_Anon"] / 1024,
+                    r["Rss"] / 1024,
+                    r["ms_per_request"],
+                ]
+            )
+    print(
+        f"\nindex of {args.items} x {DIM}-d items: {files_mib:.0f} MiB of files; {args.queries} warm-up queries "
+        "per worker; MiB summed over the workers\n"
+    )
+    print(table(["prefault", "workers", "Pss", "Pss file", "Pss anon", "Rss", "ms/request"], rows))
+    ratios = {p: four["Pss"] / one["Pss"] for p, one, four in results}
+    anon = {p: four["Pss_Anon"] / 4 / 1024 for p, _, four in results}
+    for p, ratio in ratios.items():
+        print(
+            f"prefault {'on' if p else 'off'}: 4 workers / 1 worker = {ratio:.3f}; "
+            f"private (anon) per worker {anon[p]:.0f} MiB"
+        )
+    print()
+    emit(
+        {
+            "bench": "memory",
+            "p5": round(ratios[True], 3) if True in ratios else None,
+            "p5_no_prefault": round(ratios[False], 3) if False in ratios else None,
+            "items": args.items,
+            "index_files_mib": round(files_mib, 1),
+            "anon_mib_per_worker": {("on" if p else "off"): round(v, 1) for p, v in anon.items()},
+            "pss_mib": {
+                ("on" if p else "off"): [round(one["Pss"] / 1024, 1), round(four["Pss"] / 1024, 1)]
+                for p, one, four in results
+            },
+            "machine": info,
+        }
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,61 @@
+"""The demo index of `imgsearch up`: a Fashion-MNIST catalog embedded and published into a data folder."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from ann_index.common import CURRENT_NAME
+from services import defaults
+
+log = logging.getLogger("imgsearch.demo")
+
+
+def index_root(data_dir: Path) -> Path:
+    """Where the demo index store lives (holds CURRENT and versions/)."""
+    return Path(data_dir).resolve() / "index"
+
+
+def has_index(data_dir: Path, embedder_sha256: str | None = None) -> bool:
+    """Whether an index has been published in this data folder (built with that embedder, when given)."""
+    root = index_root(data_dir)
+    try:
+        version = (root / CURRENT_NAME).read_text().strip()
+        manifest = json.loads((root / "versions" / version / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return embedder_sha256 is None or manifest.get("embedder", {}).get("sha256") == embedder_sha256
+
+
+def build_demo_index(
+    data_dir: Path,
+    *,
+    limit: int | None = None,
+    split: str = "train",
+    embedder_uri: str = defaults.DEFAULT_EMBEDDER_URI,
+    progress: bool = True,
+) -> str:
+    """Write the Fashion-MNIST catalog (once) and run the rebuild job into `data_dir/index`; return its URI."""
+    from ann_index.demo import CATALOG_NAME, write_fmnist_catalog
+    from ann_index.rebuild import RebuildOptions, rebuild
+    from embedder import Embedder
+    from imgcore.modelstore import ModelStore
+
+    data_dir = Path(data_dir).resolve()
+    catalog_dir = data_dir / "catalog"
+    catalog = catalog_dir / CATALOG_NAME
+    t0 = time.monotonic()
+    if not catalog.is_file():
+        log.info("writing the Fashion-MNIST %s catalog into %s", split, catalog_dir)
+        write_fmnist_catalog(catalog_dir, split=split, limit=limit)  # type: ignore[arg-type]
+    model_dir = ModelStore(data_dir / "cache" / "models").fetch(embedder_uri)
+    embedder = Embedder(model_dir, intra_threads=2, batch_size=32)
+    root = index_root(data_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    log.info("building the demo index from %s (this takes a minute or two on 2 cores)", catalog)
+    opts = RebuildOptions(progress=progress, work_dir=data_dir, keep=2)
+    manifest = rebuild(catalog.as_uri(), root.as_uri(), embedder, opts)
+    log.info("demo index %s (%d items) built in %.0fs", manifest["version"], manifest["count"], time.monotonic() - t0)
+    return root.as_uri()

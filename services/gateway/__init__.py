@@ -1,0 +1,1 @@
+"""The gateway: the public search API in front of the detector, embedder and index services."""

@@ -1,0 +1,170 @@
+"""The gateway app: `/v1/search`, items' similar items and images, readiness of the whole chain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, FastAPI, Query, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import FileResponse, Response
+from starlette.staticfiles import StaticFiles
+
+from imgcore.errors import InvalidInput, NotFound
+from services.boxes import parse_box_param
+from services.gateway.backends import Backends
+from services.gateway.cache import LRUCache
+from services.gateway.search import SearchParams, SearchService, public_result
+from services.settings import GatewaySettings
+from services.uploads import MULTIPART_IMAGE_BODY, read_upload
+from services.web import create_service_app
+from services.web_json import json_response
+
+_MAGIC = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG", "image/png"), (b"GIF8", "image/gif"), (b"BM", "image/bmp"))
+
+
+def image_content_type(data: bytes) -> str:
+    """The media type of encoded image bytes, from their magic number."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    for magic, media_type in _MAGIC:
+        if data.startswith(magic):
+            return media_type
+    return "application/octet-stream"
+
+
+class Readiness:
+    """The gateway is ready when all three backends are and the index belongs to the serving embedder."""
+
+    def __init__(self, backends: Backends, search: SearchService, ttl_s: float = 1.0) -> None:
+        self.backends = backends
+        self.search = search
+        self.ttl_s = ttl_s
+        self._last: tuple[float, bool, dict[str, Any]] | None = None
+
+    async def __call__(self) -> tuple[bool, dict[str, Any]]:
+        now = time.monotonic()
+        if self._last is not None and now - self._last[0] < self.ttl_s:
+            return self._last[1], self._last[2]
+        names = ("detector", "embedder", "index")
+        answers = await asyncio.gather(*(self.backends.readiness(n) for n in names))
+        details: dict[str, Any] = {"backends": {n: {"ready": ok} for n, (ok, _) in zip(names, answers, strict=True)}}
+        ready = all(ok for ok, _ in answers)
+        for name, (ok, body) in zip(names, answers, strict=True):
+            if not ok:
+                details["backends"][name]["error"] = body.get("error") or body.get("loading") or "not ready"
+        index_body, embedder_body = answers[2][1], answers[1][1]
+        if answers[2][0]:
+            self.search.note_index(index_body)
+        bound = (index_body.get("index") or {}).get("embedder", {}).get("sha256")
+        serving = (embedder_body.get("model") or {}).get("sha256")
+        if bound and serving and bound != serving:
+            ready = False
+            details["error"] = f"index was built with embedder {bound[:12]}, embedder serves {serving[:12]}"
+        details["index_version"] = self.search.index_version
+        self._last = (now, ready, details)
+        return ready, details
+
+
+def build_router(settings: GatewaySettings, backends: Backends, search: SearchService) -> APIRouter:
+    """Public routes of the gateway."""
+    router = APIRouter(prefix="/v1", tags=["search"])
+    images: LRUCache[str, tuple[bytes, str]] = LRUCache("item_image", 512)
+
+    def check_k(k: int | None) -> int:
+        k = settings.default_k if k is None else k
+        if not 1 <= k <= settings.max_k:
+            raise InvalidInput(f"k must be between 1 and {settings.max_k}", reason="bad_k")
+        return k
+
+    @router.post("/search", openapi_extra=MULTIPART_IMAGE_BODY)
+    async def search_photo(
+        request: Request,
+        k: int | None = Query(None, description="Results per item (default 10)."),
+        category: str | None = Query(None, description="Search only this catalog category."),
+        box: str | None = Query(None, description="x1,y1,x2,y2: search only this region of the photo."),
+    ) -> Response:
+        """Similar catalog items for every item detected in the photo (or for one region, or the whole photo)."""
+        params = SearchParams(k=check_k(k), category=category or None, box=parse_box_param(box) if box else None)
+        upload = await read_upload(request, search.limits)
+        return json_response(await search.search(upload, params))
+
+    @router.get("/items/{item_id}/similar")
+    async def similar(
+        item_id: str,
+        k: int | None = Query(None, description="Number of similar items (default 10)."),
+        category: str | None = Query(None, description="Only items of this category."),
+    ) -> Response:
+        """Catalog items most like this catalog item."""
+        params: dict[str, Any] = {"k": check_k(k)}
+        if category:
+            params["category"] = category
+        found = await backends.get_json("index", f"/v1/items/{_path(item_id)}/similar", params)
+        body = {
+            "item": public_result({**found["item"], "score": 1.0}),
+            "results": [public_result(h) for h in found["results"]],
+            "index_version": found.get("version"),
+        }
+        return json_response(body)
+
+    @router.get("/items/{item_id}/image", response_class=Response)
+    async def item_image(item_id: str) -> Response:
+        """The catalog image of an item (for result thumbnails)."""
+        from imgcore.storage import fetch_uri_bytes
+
+        found = await backends.get_json("index", f"/v1/items/{_path(item_id)}")
+        uri = str(found["item"].get("image") or "")
+        if not uri:
+            raise NotFound(f"item {item_id!r} has no image", reason="no_image")
+        cached = images.get(uri)
+        if cached is None:
+            data = await run_in_threadpool(
+                fetch_uri_bytes, uri, s3_endpoint_url=settings.s3_endpoint_url, timeout_s=settings.store_timeout_s
+            )
+            cached = (data, image_content_type(data))
+            images.put(uri, cached)
+        return Response(cached[0], media_type=cached[1], headers={"cache-control": "public, max-age=3600"})
+
+    return router
+
+
+def _path(item_id: str) -> str:
+    return quote(item_id, safe="")
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    """The gateway app."""
+    backends = Backends(settings)
+    search = SearchService(settings, backends)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        watcher = asyncio.create_task(search.watch_index(settings.index_check_seconds))
+        yield
+        watcher.cancel()
+        await backends.close()
+
+    app = create_service_app(
+        title="imgsearch gateway",
+        description="Similar-item image search: upload a photo, get similar catalog items for each item in it.",
+        readiness=Readiness(backends, search),
+        lifespan=lifespan,
+    )
+    app.state.search = search
+    app.include_router(build_router(settings, backends, search))
+    index_html = settings.static_dir / "index.html"
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> Response:
+        """The web page, when one is installed."""
+        if index_html.is_file():
+            return FileResponse(index_html)
+        return json_response({"service": "imgsearch gateway", "docs": "/docs", "search": "POST /v1/search"})
+
+    if settings.static_dir.is_dir():
+        app.mount("/static", StaticFiles(directory=settings.static_dir), name="static")
+    return app

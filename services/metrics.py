@@ -1,0 +1,57 @@
+"""Prometheus metrics of the services: module-level objects with fixed label sets.
+
+Each service is its own process, so one default registry per process holds only that service's series.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+REQUESTS = Counter(
+    "imgsearch_http_requests_total",
+    "HTTP requests by route template, method and status.",
+    ["route", "method", "status"],
+)
+REQUEST_SECONDS = Histogram(
+    "imgsearch_http_request_seconds",
+    "HTTP request latency by route template.",
+    ["route"],
+    buckets=_LATENCY_BUCKETS,
+)
+STAGE_SECONDS = Histogram(
+    "imgsearch_stage_seconds",
+    "Latency of one processing stage (decode, detect, embed, search, preprocess, queue, infer, query, total).",
+    ["stage"],
+    buckets=_LATENCY_BUCKETS,
+)
+REJECTIONS = Counter("imgsearch_rejections_total", "Requests answered with an error, by reason.", ["reason"])
+MODEL_LOAD_SECONDS = Gauge(
+    "imgsearch_model_load_seconds", "Seconds the last model load took (fetch, verify, session).", ["model"]
+)
+MODEL_INFO = Gauge("imgsearch_model_info", "1 for the model this process serves.", ["model", "version", "sha256"])
+BATCH_SIZE = Histogram(
+    "imgsearch_embed_batch_size",
+    "Crops per onnxruntime batch of the embedder.",
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64),
+)
+INDEX_INFO = Gauge("imgsearch_index_info", "1 for the index version being served.", ["version"])
+INDEX_ITEMS = Gauge("imgsearch_index_items", "Items in the index being served.")
+INDEX_AGE_SECONDS = Gauge("imgsearch_index_age_seconds", "Seconds since the served index version was built.")
+INDEX_RELOADS = Counter(
+    "imgsearch_index_reloads_total", "Index reload attempts by result (swapped, unchanged, failed).", ["result"]
+)
+CACHE_REQUESTS = Counter("imgsearch_cache_requests_total", "Result cache look-ups by result.", ["cache", "result"])
+BACKEND_ERRORS = Counter(
+    "imgsearch_backend_errors_total",
+    "Failed calls from the gateway to a backend, by kind.",
+    ["backend", "kind"],
+)
+BACKEND_SECONDS = Histogram(
+    "imgsearch_backend_call_seconds",
+    "Latency of gateway calls to each backend.",
+    ["backend"],
+    buckets=_LATENCY_BUCKETS,
+)
+FALLBACKS = Counter("imgsearch_search_fallbacks_total", "Searches that fell back to the whole image.", ["why"])

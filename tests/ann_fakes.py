@@ -1,0 +1,62 @@
+"""Small factories for the index tests: a fake embedder and tiny version folders."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ann_index.builder import IndexItem
+from ann_index.rebuild import RebuildOptions, build_version
+
+
+@dataclass
+class FakeEmbedder:
+    """Embeds an image as its 8x8 grey thumbnail (dim 64): fast, deterministic and class-aware on FMNIST."""
+
+    name: str = "fake-embedder"
+    version: str = "1"
+    sha256: str = hashlib.sha256(b"fake-embedder").hexdigest()
+    dim: int = 64
+    metric: str = "angular"
+    card: dict[str, Any] = field(default_factory=lambda: {"input": {"size": [8, 8], "resize": "area"}})
+
+    def preprocess(self, image: np.ndarray, box: Any = None) -> np.ndarray:
+        small = cv2.resize(image, (8, 8), interpolation=cv2.INTER_AREA).astype(np.float32)
+        return np.transpose(small, (2, 0, 1))
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        # 255 - x: dark-on-white items become bright-on-dark, so the white background adds nothing.
+        flat = (255.0 - batch.mean(axis=1)).reshape(len(batch), -1) + 1e-3
+        return (flat / np.linalg.norm(flat, axis=1, keepdims=True)).astype(np.float32)
+
+
+def clustered(n: int, dim: int, clusters: int, spread: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, dim))
+    labels = rng.integers(0, clusters, n)
+    return (centres[labels] + spread * rng.normal(size=(n, dim))).astype(np.float32), labels
+
+
+def items_for(labels: np.ndarray, categories: int = 3) -> list[IndexItem]:
+    return [
+        IndexItem(f"item-{i:04d}", f"cat{int(lab) % categories}", f"Item {i}", f"file:///img/{i}.png", {"n": i})
+        for i, lab in enumerate(labels)
+    ]
+
+
+def make_version(
+    out: Path,
+    vectors: np.ndarray,
+    items: list[IndexItem],
+    embedder: FakeEmbedder | None = None,
+    **opts: Any,
+) -> dict[str, Any]:
+    """A complete, gated version folder (manifest included), as the rebuild job would publish it."""
+    emb = embedder or FakeEmbedder(dim=vectors.shape[1])
+    options = RebuildOptions(**{"n_trees": 8, "progress": False, **opts})
+    return build_version(vectors, items, out, emb, options)

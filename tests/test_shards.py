@@ -1,0 +1,334 @@
+"""Shard assignment, shard files and the verified merge of a sharded (Indexed Job) rebuild."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ann_index.shards import (
+    MergedShards,
+    ShardError,
+    ShardSpec,
+    decode_shard,
+    line_range,
+    merge_shards,
+    run_id,
+    select_rows,
+    shard_indices,
+    shard_is_done,
+    shard_key,
+    shard_of,
+    write_shard,
+)
+
+
+class MemStore:
+    """The three ObjectStore methods sharding uses, in memory."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self.objects[key] = bytes(data)
+
+    def get_bytes(self, key: str) -> bytes:
+        return self.objects[key]
+
+    def list(self, prefix: str = "") -> list[str]:
+        return sorted(k for k in self.objects if k.startswith(prefix))
+
+
+@pytest.fixture(params=["memory", "file"])
+def store(request: pytest.FixtureRequest, tmp_path):  # type: ignore[no-untyped-def]
+    if request.param == "memory":
+        return MemStore()
+    storage = pytest.importorskip("imgcore.storage")
+    return storage.open_store(tmp_path.as_uri())
+
+
+CATALOG = [{"item_id": f"item-{n:04d}", "category": "shirt" if n % 3 else "shoe"} for n in range(257)]
+IDS = [row["item_id"] for row in CATALOG]
+DIM = 8
+
+
+def fake_embed(ids: list[str]) -> np.ndarray:
+    """Deterministic per-id vectors, so a merge can be checked against an unsharded run."""
+    out = np.zeros((len(ids), DIM), dtype=np.float32)
+    for n, item_id in enumerate(ids):
+        out[n] = np.random.default_rng(shard_of(item_id, 2**32)).standard_normal(DIM)
+    return out
+
+
+def run_sharded(store, run: str, count: int, *, mode: str = "hash", skip: set[str] = frozenset()) -> None:  # type: ignore[no-untyped-def, assignment]
+    for i in range(count):
+        rows = select_rows(CATALOG, ShardSpec(i, count), mode=mode)  # type: ignore[arg-type]
+        ids = [r["item_id"] for r in rows if r["item_id"] not in skip]
+        skipped = [r["item_id"] for r in rows if r["item_id"] in skip]
+        write_shard(
+            store, run, ShardSpec(i, count), ids, fake_embed(ids), skipped=skipped, embedder_sha256="e" * 64, mode=mode
+        )  # type: ignore[arg-type]
+
+
+# --- assignment -------------------------------------------------------------------------------------
+
+
+def test_spec_parse_and_env() -> None:
+    assert ShardSpec.parse("3/8") == ShardSpec(3, 8)
+    assert ShardSpec.parse(" 0 / 1 ") == ShardSpec(0, 1)
+    assert str(ShardSpec(2, 5)) == "2/5"
+    assert ShardSpec.from_env(4, {"JOB_COMPLETION_INDEX": "3"}) == ShardSpec(3, 4)
+    for bad in ("8/8", "-1/4", "1/0", "a/b", "3", ""):
+        with pytest.raises(ShardError):
+            ShardSpec.parse(bad)
+    with pytest.raises(ShardError):
+        ShardSpec.from_env(4, {})
+    with pytest.raises(ShardError):
+        ShardSpec.from_env(4, {"JOB_COMPLETION_INDEX": "4"})
+
+
+def test_shard_of_spreads_rows() -> None:
+    assert shard_of("a", 1) == 0
+    counts = np.bincount([shard_of(x, 8) for x in IDS], minlength=8)
+    assert counts.sum() == len(IDS) and counts.min() > 10  # no empty or starved shard on 257 rows
+    with pytest.raises(ShardError):
+        shard_of("a", 0)
+
+
+def test_shard_of_known_values() -> None:
+    # The formula is part of the on-disk contract: a change would silently re-shard runs in flight.
+    import hashlib
+
+    for key in ("a", "item-0042", "日本"):
+        expected = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % 7
+        assert shard_of(key, 7) == expected
+
+
+@pytest.mark.parametrize("total", [0, 1, 7, 8, 9, 100, 257])
+@pytest.mark.parametrize("count", [1, 2, 3, 8, 16])
+def test_line_range_covers_exactly_once_and_balanced(total: int, count: int) -> None:
+    ranges = [line_range(total, i, count) for i in range(count)]
+    assert ranges[0][0] == 0 and ranges[-1][1] == total
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+    sizes = [stop - start for start, stop in ranges]
+    assert max(sizes) - min(sizes) <= 1
+
+
+@pytest.mark.parametrize("mode", ["hash", "range"])
+@pytest.mark.parametrize("count", [1, 3, 8])
+def test_select_rows_partitions_catalog(mode: str, count: int) -> None:
+    parts = [select_rows(CATALOG, ShardSpec(i, count), mode=mode) for i in range(count)]  # type: ignore[arg-type]
+    flat = [r["item_id"] for p in parts for r in p]
+    assert sorted(flat) == sorted(IDS) and len(flat) == len(set(flat))
+    for p in parts:  # catalog order within a shard
+        pos = [IDS.index(r["item_id"]) for r in p]
+        assert pos == sorted(pos)
+
+
+def test_hash_mode_ignores_catalog_order_and_other_rows() -> None:
+    spec = ShardSpec(2, 5)
+    a = {r["item_id"] for r in select_rows(CATALOG, spec)}
+    b = {r["item_id"] for r in select_rows(list(reversed(CATALOG[:100])), spec)}
+    assert b == {x for x in a if int(x.split("-")[1]) < 100}
+
+
+def test_select_rows_key_and_objects() -> None:
+    class Row:
+        def __init__(self, item_id: str) -> None:
+            self.item_id = item_id
+
+    rows = [Row(x) for x in IDS]
+    got = [r.item_id for r in select_rows(rows, ShardSpec(1, 4))]
+    assert got == [x for x in IDS if shard_of(x, 4) == 1]
+    assert select_rows(IDS, ShardSpec(1, 4)) == got
+    assert select_rows(rows, ShardSpec(1, 4), key=lambda r: r.item_id.upper()) == [
+        r for r in rows if shard_of(r.item_id.upper(), 4) == 1
+    ]
+    with pytest.raises(ShardError):
+        select_rows(rows, ShardSpec(0, 1), mode="modulo")  # type: ignore[arg-type]
+
+
+# --- shard files ------------------------------------------------------------------------------------
+
+
+def test_shard_key_layout_and_run_ids() -> None:
+    assert shard_key("2024-06-01T0300", 3) == "shards/2024-06-01T0300/3.npz"
+    for bad in ("", "a/b", "..", ".", "x" * 200, "a b", "-x"):
+        with pytest.raises(ShardError):
+            shard_key(bad, 0)
+
+
+def test_write_and_decode_roundtrip(store) -> None:  # type: ignore[no-untyped-def]
+    spec = ShardSpec(1, 3)
+    ids = [x for x in IDS if shard_of(x, 3) == 1][:10]
+    vec = fake_embed(ids).astype(np.float64)  # cast to float32 on write
+    key = write_shard(store, "r1", spec, ids, vec, skipped=[], embedder_sha256="ab" * 32)
+    assert key == "shards/r1/1.npz"
+    shard = decode_shard(store.get_bytes(key))
+    assert shard.ids == tuple(ids) and shard.spec == spec and shard.mode == "hash"
+    assert shard.vectors.dtype == np.float32 and np.allclose(shard.vectors, vec)
+    assert shard.embedder_sha256 == "ab" * 32 and shard.dim == DIM
+
+
+def test_write_refuses_bad_input() -> None:
+    s = MemStore()
+    spec = ShardSpec(0, 1)
+    with pytest.raises(ShardError, match="2 ids but 1 vectors"):
+        write_shard(s, "r", spec, ["a", "b"], np.zeros((1, 4)))
+    with pytest.raises(ShardError, match="twice"):
+        write_shard(s, "r", spec, ["a", "a"], np.zeros((2, 4)))
+    with pytest.raises(ShardError, match="twice"):
+        write_shard(s, "r", spec, ["a"], np.zeros((1, 4)), skipped=["a"])
+    with pytest.raises(ShardError, match="NaN"):
+        write_shard(s, "r", spec, ["a"], np.full((1, 4), np.nan))
+    with pytest.raises(ShardError, match="2-D"):
+        write_shard(s, "r", spec, ["a"], np.zeros(4))
+    with pytest.raises(ShardError, match="floating"):
+        write_shard(s, "r", spec, ["a"], np.zeros((1, 4), dtype=np.int64))
+    wrong = next(x for x in IDS if shard_of(x, 4) != 0)
+    with pytest.raises(ShardError, match="belongs to shard"):
+        write_shard(s, "r", ShardSpec(0, 4), [wrong], np.zeros((1, 4)))
+    assert s.objects == {}
+
+
+def test_decode_refuses_garbage_and_pickles() -> None:
+    with pytest.raises(ShardError):
+        decode_shard(b"not a zip")
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, header=np.array([{"format": 1}], dtype=object))
+    with pytest.raises(ShardError):
+        decode_shard(buf.getvalue())
+
+
+# --- merge ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["hash", "range"])
+@pytest.mark.parametrize("count", [1, 4, 7])
+def test_merge_equals_unsharded(store, mode: str, count: int) -> None:  # type: ignore[no-untyped-def]
+    run_sharded(store, "run1", count, mode=mode)
+    merged = merge_shards(store, "run1", count, expected_ids=IDS, embedder_sha256="e" * 64)
+    assert isinstance(merged, MergedShards)
+    assert merged.ids == IDS and merged.skipped == [] and merged.dim == DIM
+    np.testing.assert_array_equal(merged.vectors, fake_embed(IDS))
+    # Without the catalog: shard order, deterministic across calls.
+    again = merge_shards(store, "run1", count)
+    assert sorted(again.ids) == sorted(IDS)
+    assert again.ids == merge_shards(store, "run1", count).ids
+    if mode == "range":
+        assert again.ids == IDS
+
+
+def test_merge_accounts_for_skipped_rows(store) -> None:  # type: ignore[no-untyped-def]
+    skip = {"item-0003", "item-0100"}
+    run_sharded(store, "r", 3, skip=skip)
+    merged = merge_shards(store, "r", 3, expected_ids=IDS)
+    assert merged.ids == [x for x in IDS if x not in skip]
+    assert merged.skipped == ["item-0003", "item-0100"]
+    assert merged.vectors.shape == (len(IDS) - 2, DIM)
+
+
+def test_merge_refuses_missing_and_extra_shards() -> None:
+    s = MemStore()
+    run_sharded(s, "r", 4)
+    del s.objects["shards/r/2.npz"]
+    with pytest.raises(ShardError, match=r"missing \[2\]"):
+        merge_shards(s, "r", 4)
+    s2 = MemStore()
+    run_sharded(s2, "r", 5)
+    with pytest.raises(ShardError, match=r"unexpected \[4\]"):
+        merge_shards(s2, "r", 4)  # a leftover shard of a run with another count
+    s2.objects["shards/r/notes.txt"] = b"x"
+    with pytest.raises(ShardError, match="unexpected object"):
+        shard_indices(s2, "r")
+
+
+def test_merge_refuses_incomplete_catalog_coverage() -> None:
+    s = MemStore()
+    run_sharded(s, "r", 2)
+    with pytest.raises(ShardError, match="1 catalog rows in no shard"):
+        merge_shards(s, "r", 2, expected_ids=[*IDS, "item-new"])
+    with pytest.raises(ShardError, match="shard rows not in the catalog"):
+        merge_shards(s, "r", 2, expected_ids=IDS[:-1])
+
+
+def test_merge_refuses_inconsistent_shards() -> None:
+    s = MemStore()
+    run_sharded(s, "r", 2)
+    other = MemStore()
+    run_sharded(other, "other", 2)
+    s.objects["shards/r/1.npz"] = other.objects["shards/other/1.npz"]  # copied from another run
+    with pytest.raises(ShardError, match="of run 'other'"):
+        merge_shards(s, "r", 2)
+
+    s = MemStore()
+    run_sharded(s, "r", 2)
+    ids1 = [x for x in IDS if shard_of(x, 2) == 1]
+    write_shard(s, "r", ShardSpec(1, 2), ids1, np.zeros((len(ids1), DIM + 1)), embedder_sha256="e" * 64)
+    with pytest.raises(ShardError, match="different dimensions"):
+        merge_shards(s, "r", 2)
+
+    s = MemStore()
+    run_sharded(s, "r", 2)
+    write_shard(s, "r", ShardSpec(1, 2), ids1, fake_embed(ids1), embedder_sha256="f" * 64)
+    with pytest.raises(ShardError, match="different models"):
+        merge_shards(s, "r", 2)
+
+    s = MemStore()
+    run_sharded(s, "r", 2)
+    with pytest.raises(ShardError, match="expected"):
+        merge_shards(s, "r", 2, embedder_sha256="0" * 64)
+
+
+def test_merge_refuses_duplicate_across_range_shards() -> None:
+    s = MemStore()
+    write_shard(s, "r", ShardSpec(0, 2), ["a", "b"], np.ones((2, 3)), mode="range")
+    write_shard(s, "r", ShardSpec(1, 2), ["b", "c"], np.ones((2, 3)), mode="range")
+    with pytest.raises(ShardError, match="in shard 0 and shard 1"):
+        merge_shards(s, "r", 2)
+
+
+def test_merge_refuses_mixed_modes() -> None:
+    s = MemStore()
+    ids0 = [x for x in IDS[:20] if shard_of(x, 2) == 0]
+    write_shard(s, "r", ShardSpec(0, 2), ids0, fake_embed(ids0), mode="hash")
+    write_shard(s, "r", ShardSpec(1, 2), ["zzz"], fake_embed(["zzz"]), mode="range")
+    with pytest.raises(ShardError, match="mix modes"):
+        merge_shards(s, "r", 2)
+
+
+def test_empty_shards_merge() -> None:
+    s = MemStore()
+    ids = ["only-one"]
+    count = 4
+    for i in range(count):
+        mine = [x for x in ids if shard_of(x, count) == i]
+        vec = fake_embed(mine) if mine else np.zeros((0, 0), dtype=np.float32)
+        write_shard(s, "r", ShardSpec(i, count), mine, vec)
+    merged = merge_shards(s, "r", count, expected_ids=ids)
+    assert merged.ids == ids and merged.vectors.shape == (1, DIM)
+
+
+def test_run_id_is_content_addressed() -> None:
+    cat, emb = "a" * 64, "b" * 64
+    rid = run_id(cat, emb, 8)
+    assert rid == run_id(cat, emb, 8) and rid.startswith("hash8-") and len(rid) == len("hash8-") + 16
+    assert len({rid, run_id("c" * 64, emb, 8), run_id(cat, "c" * 64, 8), run_id(cat, emb, 4),
+                run_id(cat, emb, 8, "range")}) == 5
+    shard_key(rid, 0)  # a valid run id
+    with pytest.raises(ShardError):
+        run_id("A" * 64, emb, 8)
+    with pytest.raises(ShardError):
+        run_id(cat, emb, 0)
+
+
+def test_shard_is_done_for_resumed_runs() -> None:
+    s = MemStore()
+    run_sharded(s, "r", 3)
+    assert all(shard_is_done(s, "r", ShardSpec(i, 3), embedder_sha256="e" * 64) for i in range(3))
+    assert not shard_is_done(s, "r", ShardSpec(1, 3), embedder_sha256="f" * 64)
+    assert not shard_is_done(s, "other", ShardSpec(1, 3))
+    s.objects["shards/r/2.npz"] = b"truncated"
+    assert not shard_is_done(s, "r", ShardSpec(2, 3))
+    assert not shard_is_done(s, "r", ShardSpec(1, 4))  # same index, other layout
