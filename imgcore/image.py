@@ -49,8 +49,8 @@ def decode_image(data: bytes, limits: DecodeLimits | None = None) -> np.ndarray:
                 )
             img.seek(0)  # first frame of animations
             img.load()
-            img = ImageOps.exif_transpose(img) or img
-            return _to_rgb(img)
+            upright: Image.Image = ImageOps.exif_transpose(img) or img
+            return _to_rgb(upright)
     except (ImageTooLarge, InvalidImage):
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

@@ -123,10 +123,12 @@ def test_model_with_the_wrong_sha256_is_never_cached_and_readiness_stays_false(
     while "sha256" not in _state(svc)[2]:
         assert time.monotonic() < deadline and svc.alive(), svc.log_tail()
         time.sleep(0.1)
-    time.sleep(3.5)  # two more load rounds with the same bad file
+    while store.count(ONNX_PATH) < 3:  # two more load rounds (1 s, then 2 s apart) with the same bad file
+        assert time.monotonic() < deadline and svc.alive(), svc.log_tail()
+        time.sleep(0.1)
+    time.sleep(1.0)  # the third round has failed; the next one starts 4 s after it
     live, ready, error = _state(svc)
     assert (live, ready) == (200, 503) and "card declares" in error
-    assert store.count(ONNX_PATH) >= 2
     cache = tmp_path / "cache"
     assert _cached_models(cache) == []  # no partial or unverified model.onnx anywhere in the cache
     assert [p.name for p in cache.iterdir()] == []  # staging folders cleaned up too
