@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -110,7 +111,12 @@ def main() -> None:
             rows.append(BENCHES[task](card_path.parent, args.threads, args.repeats))
 
     head = f"{'model':<16}{'task':<11}{'b1 model':>10}{'b1 e2e':>10}{'b16 model':>11}{'b16 e2e':>10}  b16 mode"
-    print(f"median ms, {args.threads} onnxruntime threads, {args.repeats} repeats (b16: whole batch of 16)")
+    # Medians on a shared machine are only as good as its idleness: print the load next to them.
+    load = round(os.getloadavg()[0], 2)
+    print(
+        f"median ms, {args.threads} onnxruntime threads, {args.repeats} repeats (b16: whole batch of 16), "
+        f"load average {load} on {os.cpu_count()} CPUs"
+    )
     print(head)
     for r in rows:
         print(
@@ -118,7 +124,11 @@ def main() -> None:
             f"{r['batch16_model_ms']:>11.2f}{r['batch16_e2e_ms']:>10.2f}  {r['batch16_mode']}"
         )
     rounded = [{k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()} for r in rows]
-    print(json.dumps({"threads": args.threads, "repeats": args.repeats, "unit": "ms", "models": rounded}))
+    print(
+        json.dumps(
+            {"threads": args.threads, "repeats": args.repeats, "unit": "ms", "loadavg_1m": load, "models": rounded}
+        )
+    )
 
 
 if __name__ == "__main__":
