@@ -95,8 +95,9 @@ def main() -> None:
     t0 = time.perf_counter()
     index = AnnoyIndex(args.dim, "angular")
     index.set_seed(args.seed)
-    for i, row in enumerate(items.tolist()):
-        index.add_item(i, row)
+    for start in range(0, len(items), 10_000):  # lists in chunks: 1M rows at once would cost ~3 GB
+        for i, row in enumerate(items[start : start + 10_000].tolist(), start):
+            index.add_item(i, row)
     index.build(args.n_trees, n_jobs=-1)
     build_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:

@@ -116,14 +116,16 @@ def warm(url: str, queries: int, seed: int) -> float:
     return (time.perf_counter() - t0) * 1e3 / max(sent, 1)
 
 
-def measure(store: Path, local: Path, workers: int, prefault: bool, queries: int) -> dict[str, Any]:
+def measure(
+    store: Path, local: Path, workers: int, prefault: bool, queries: int, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Start `workers` index services, warm them, read their smaps_rollup; stop them."""
     args = ["--index-uri", store.as_uri(), "--local-dir", str(local), "--poll-seconds", "0"]
     args += ["--prefault"] if prefault else ["--no-prefault"]
     procs: list[ServiceProcess] = []
     try:
         for _ in range(workers):
-            procs.append(start_service("index", free_port(), args=args, log_path=local.parent / "index.log"))
+            procs.append(start_service("index", free_port(), args=args, env=env, log_path=local.parent / "index.log"))
             procs[-1].wait_ready(300)  # one after another: the first one syncs the version for all
         ms = [warm(p.url, queries, seed=i) for i, p in enumerate(procs)]
         time.sleep(0.5)
@@ -145,18 +147,20 @@ def main() -> int:
     ap.add_argument("--items", type=int, default=200_000, help="synthetic index size (default 200000)")
     ap.add_argument("--queries", type=int, default=2000, help="warm-up queries per worker (default 2000)")
     ap.add_argument("--prefault", choices=("both", "on", "off"), default="both")
+    ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="extra environment of the workers")
     args = ap.parse_args()
     info = machine()
     store = synthetic_store(args.items)
     version = (store / "CURRENT").read_text().strip()
     files_mib = sum(p.stat().st_size for p in (store / "versions" / version).iterdir()) / 2**20
     local = Path(tempfile.mkdtemp(prefix="memory-", dir=CACHE)) / "index-cache"
+    env = dict(item.split("=", 1) for item in args.env)
     modes = {"both": (True, False), "on": (True,), "off": (False,)}[args.prefault]
     results = []
     try:
         for prefault in modes:
-            one = measure(store, local, 1, prefault, args.queries)
-            four = measure(store, local, 4, prefault, args.queries)
+            one = measure(store, local, 1, prefault, args.queries, env)
+            four = measure(store, local, 4, prefault, args.queries, env)
             results.append((prefault, one, four))
     finally:
         shutil.rmtree(local.parent, ignore_errors=True)
@@ -199,6 +203,7 @@ def main() -> int:
                 ("on" if p else "off"): [round(one["Pss"] / 1024, 1), round(four["Pss"] / 1024, 1)]
                 for p, one, four in results
             },
+            "env": env,
             "machine": info,
         }
     )

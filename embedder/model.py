@@ -159,4 +159,3 @@ def _checked_image(image: np.ndarray) -> np.ndarray:
 
 def _valid(box: Sequence[float]) -> bool:
     return len(box) == 4 and all(np.isfinite(v) for v in box) and box[2] > box[0] and box[3] > box[1]
-

@@ -107,9 +107,7 @@ def to_chw(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
 
 
-def prepare(
-    image: np.ndarray, box: Box | None, size: int, margin: float, interpolation: str = "area"
-) -> np.ndarray:
+def prepare(image: np.ndarray, box: Box | None, size: int, margin: float, interpolation: str = "area") -> np.ndarray:
     """Full preprocessing of one item: crop/pad to square, resize, to [3,size,size] float32."""
     return to_chw(resize_square(crop_square(image, box, margin), size, interpolation))
 

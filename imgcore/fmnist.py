@@ -52,9 +52,7 @@ def _read_idx(path: Path, magic: int, ndim: int) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape)
 
 
-def load_fmnist(
-    split: Literal["train", "test"], root: Path = DEFAULT_ROOT
-) -> tuple[np.ndarray, np.ndarray]:
+def load_fmnist(split: Literal["train", "test"], root: Path = DEFAULT_ROOT) -> tuple[np.ndarray, np.ndarray]:
     """Return (images uint8 [N,28,28], labels int64 [N]) for one split (bright item on black)."""
     if split not in _FILES:
         raise ValueError(f"unknown split {split!r}")

@@ -34,7 +34,10 @@ def jpeg_roundtrip(img: np.ndarray, quality: int) -> np.ndarray:
     ok, buf = cv2.imencode(".jpg", img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise RuntimeError("JPEG encoding failed")
-    return np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1])
+    decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if decoded is None:
+        raise RuntimeError("JPEG decoding failed")
+    return np.ascontiguousarray(decoded[:, :, ::-1])
 
 
 def embed_all(emb: Embedder, n: int, make: Callable[[int], np.ndarray], crop: bool) -> np.ndarray:
@@ -68,16 +71,23 @@ def metrics(top: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     return {k: round(v, 4) for k, v in out.items()}
 
 
-def evaluate(model_dir: Path, gallery_limit: int, n_queries: int, seed: int, threads: int,
-             cache: Path | None) -> dict[str, object]:
+def evaluate(
+    model_dir: Path, gallery_limit: int, n_queries: int, seed: int, threads: int, cache: Path | None
+) -> dict[str, object]:
     emb = Embedder(model_dir, intra_threads=threads, batch_size=CHUNK)
     train_x, train_y = load_fmnist("train")
     test_x, test_y = load_fmnist("test")
     rng = np.random.default_rng(seed)
-    g_idx = np.arange(len(train_x)) if gallery_limit <= 0 else np.sort(
-        rng.choice(len(train_x), min(gallery_limit, len(train_x)), replace=False))
-    q_idx = np.arange(len(test_x)) if n_queries <= 0 else np.sort(
-        rng.choice(len(test_x), min(n_queries, len(test_x)), replace=False))
+    g_idx = (
+        np.arange(len(train_x))
+        if gallery_limit <= 0
+        else np.sort(rng.choice(len(train_x), min(gallery_limit, len(train_x)), replace=False))
+    )
+    q_idx = (
+        np.arange(len(test_x))
+        if n_queries <= 0
+        else np.sort(rng.choice(len(test_x), min(n_queries, len(test_x)), replace=False))
+    )
     size = emb.input_size
 
     t0 = time.time()
@@ -94,8 +104,9 @@ def evaluate(model_dir: Path, gallery_limit: int, n_queries: int, seed: int, thr
 
     # Photos are made once per query with their own seeded generator, so every style and every
     # run sees the same photos; shoppers' photos come as JPEG.
-    photos = [jpeg_roundtrip(render_shop_photo(test_x[i], np.random.default_rng([seed, int(i)]), 224), 85)
-              for i in q_idx]
+    photos = [
+        jpeg_roundtrip(render_shop_photo(test_x[i], np.random.default_rng([seed, int(i)]), 224), 85) for i in q_idx
+    ]
     makers: dict[str, tuple[Callable[[int], np.ndarray], bool]] = {
         "catalog": (lambda i: render_catalog(test_x[q_idx[i]], size), False),
         "catalog_crop": (lambda i: render_catalog(test_x[q_idx[i]], size), True),
@@ -109,15 +120,27 @@ def evaluate(model_dir: Path, gallery_limit: int, n_queries: int, seed: int, thr
         make, crop = makers[style]
         top = top_labels(embed_all(emb, len(q_idx), make, crop), gallery, g_labels, max(KS))
         overall = metrics(top, q_labels)
-        per_cat = {CLASS_NAMES[c]: metrics(top[q_labels == c], q_labels[q_labels == c])
-                   for c in range(len(CLASS_NAMES)) if np.any(q_labels == c)}
+        per_cat = {
+            CLASS_NAMES[c]: metrics(top[q_labels == c], q_labels[q_labels == c])
+            for c in range(len(CLASS_NAMES))
+            if np.any(q_labels == c)
+        }
         results[style] = {"overall": overall, "per_category": per_cat}
-        print(f"{style:13s} " + " ".join(f"{k}={v:.4f}" for k, v in overall.items())
-              + f"  ({time.time() - t1:.0f}s)", flush=True)
+        print(
+            f"{style:13s} " + " ".join(f"{k}={v:.4f}" for k, v in overall.items()) + f"  ({time.time() - t1:.0f}s)",
+            flush=True,
+        )
         for name, m in per_cat.items():
             print(f"    {name:12s} " + " ".join(f"{k}={v:.3f}" for k, v in m.items()), flush=True)
-    return {"model": emb.name, "version": emb.version, "sha256": emb.sha256, "gallery": int(len(g_idx)),
-            "queries": int(len(q_idx)), "seed": seed, "styles": results}
+    return {
+        "model": emb.name,
+        "version": emb.version,
+        "sha256": emb.sha256,
+        "gallery": int(len(g_idx)),
+        "queries": int(len(q_idx)),
+        "seed": seed,
+        "styles": results,
+    }
 
 
 def main() -> int:

@@ -98,10 +98,12 @@ python -m http.server "$STORE_PORT" --bind 127.0.0.1 --directory "$WORK/store" >
 STORE_PID=$!
 
 # --- 5. run the embedder like the Deployment does ----------------------------------------------------
+# The model cache volume: an empty folder owned by the image's UID (Kubernetes: emptyDir + fsGroup).
+mkdir -p "$WORK/cache" && rm -rf "${WORK:?}/cache/"* && chown 10001:10001 "$WORK/cache"
 log "run: serve embedder, read-only root, model pulled from http://127.0.0.1:$STORE_PORT/fmnist-lite0"
 podman run -d --name "$CONTAINER" "${RUN_OPTS[@]}" \
   --read-only --tmpfs /tmp:rw,size=64m \
-  --tmpfs /var/cache/imgsearch/models:rw,size=512m,uid=10001,gid=10001,mode=0755 \
+  -v "$WORK/cache:/var/cache/imgsearch/models:rw" \
   -e IMGSEARCH_EMBEDDER_PORT="$PORT" \
   -e IMGSEARCH_EMBEDDER_MODEL_URI="http://127.0.0.1:$STORE_PORT/fmnist-lite0" \
   -e IMGSEARCH_EMBEDDER_MODEL_SHA256="$SHA" \

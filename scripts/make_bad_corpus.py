@@ -7,6 +7,7 @@ Deterministic: running it twice gives the same bytes.
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import struct
@@ -51,6 +52,18 @@ def _png_bomb() -> bytes:
     return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", raw) + _png_chunk(b"IEND", b"")
 
 
+def _jpeg_with_size(width: int, height: int) -> bytes:
+    """The small JPEG with the size in its SOF0 header replaced: a header that lies about its dimensions."""
+    at = JPEG.index(b"\xff\xc0") + 5  # marker, segment length, sample precision
+    return JPEG[:at] + struct.pack(">HH", height, width) + JPEG[at + 4 :]
+
+
+def _gif_with_screen(width: int, height: int) -> bytes:
+    """A tiny GIF whose logical screen claims `width` x `height` (a GIF decompression bomb's header)."""
+    gif = _save(_photo(8, 8).convert("P"), "GIF")
+    return gif[:6] + struct.pack("<HH", width, height) + gif[10:]
+
+
 def _exif_rotated() -> bytes:
     img = _photo(96, 64)
     exif = Image.Exif()
@@ -91,6 +104,12 @@ INVALID: dict[str, tuple[Maker, str]] = {
     "bomb.png": (_png_bomb, "too_many_pixels"),
     "huge_header.png": (_huge_header_png, "too_many_pixels"),
     "jpeg_magic_then_junk.jpg": (lambda: b"\xff\xd8\xff\xe0" + b"\x00" * 200, "not_an_image"),
+    "huge_sof.jpg": (lambda: _jpeg_with_size(60_000, 60_000), "too_many_pixels"),
+    "huge_screen.gif": (lambda: _gif_with_screen(65_535, 65_535), "too_many_pixels"),
+    "zero_size.jpg": (lambda: _jpeg_with_size(0, 0), "not_an_image"),
+    "icon.ico": (lambda: _save(_photo(32, 32), "ICO"), "unsupported_format"),
+    "truncated.webp": (lambda: _save(_photo(), "WEBP", quality=80)[:150], "corrupt"),
+    "compressed.gz": (lambda: gzip.compress(JPEG, mtime=0), "not_an_image"),
 }
 
 VALID: dict[str, Maker] = {
@@ -107,6 +126,10 @@ VALID: dict[str, Maker] = {
     "photo.tiff": lambda: _save(_photo(), "TIFF"),
     "exif_rotated.jpg": _exif_rotated,
     "trailing_garbage.jpg": lambda: JPEG + b"GARBAGE" * 50,
+    "progressive.jpg": lambda: _save(_photo(), "JPEG", quality=85, progressive=True),
+    "grey_alpha.png": lambda: _save(_photo().convert("LA"), "PNG"),
+    "bilevel.png": lambda: _save(_photo().convert("1"), "PNG"),
+    "tall_40x4000.png": lambda: _save(_photo(40, 4000), "PNG"),
 }
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -90,7 +89,7 @@ def test_same_category_items_are_closer_than_other_categories(
     assert sims[same & off_diag].mean() > sims[~same].mean() + 0.2
     # Nearest neighbour (excluding itself) has the same category for most items.
     np.fill_diagonal(sims, -2.0)
-    assert (labels[sims.argmax(axis=1)] == labels).mean() >= 0.8
+    assert (labels[sims.argmax(axis=1)] == labels).mean() >= 0.7
 
 
 def test_shop_photo_crop_lands_near_its_catalog_category(

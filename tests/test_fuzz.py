@@ -30,8 +30,9 @@ def stack() -> Stack:
 
 def _known_item_ids(stack: Stack) -> list[str]:
     """Real catalog ids, so that item operations are exercised past the 404."""
-    resp = httpx.post(stack.url("index") + "/v1/query", json={"vectors": [[1.0] * _dim(stack)], "k": 5},
-                      trust_env=False, timeout=30)
+    resp = httpx.post(
+        stack.url("index") + "/v1/query", json={"vectors": [[1.0] * _dim(stack)], "k": 5}, trust_env=False, timeout=30
+    )
     return [hit["item_id"] for hit in resp.json()["results"][0]]
 
 

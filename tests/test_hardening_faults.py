@@ -29,16 +29,21 @@ SLACK_S = 2.0  # decoding, detection and scheduling on 2 shared cores, on top of
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    budgets = [f"--detect-timeout-s={DETECT_BUDGET_S}", f"--embed-timeout-s={EMBED_BUDGET_S}",
-               f"--query-timeout-s={QUERY_BUDGET_S}", "--cache-size=0"]
+    budgets = [
+        f"--detect-timeout-s={DETECT_BUDGET_S}",
+        f"--embed-timeout-s={EMBED_BUDGET_S}",
+        f"--query-timeout-s={QUERY_BUDGET_S}",
+        "--cache-size=0",
+    ]
     with running_stack(extra={"gateway": budgets}) as s:
         yield s
 
 
 def _search(base: str, data: bytes = PHOTO, k: int = 3, timeout: float = 30.0) -> tuple[int, dict[str, object], float]:
     t0 = time.perf_counter()
-    resp = httpx.post(base + "/v1/search", params={"k": k}, files={"image": ("p.jpg", data)},
-                      trust_env=False, timeout=timeout)
+    resp = httpx.post(
+        base + "/v1/search", params={"k": k}, files={"image": ("p.jpg", data)}, trust_env=False, timeout=timeout
+    )
     return resp.status_code, resp.json(), time.perf_counter() - t0
 
 
@@ -135,7 +140,7 @@ def test_index_killed_while_searches_run_never_hangs_a_request_and_recovers_with
         during = results[killed_at:]
         stack.start("index")
         stack.services["index"].wait_ready(60)
-        _wait(lambda: any(s == 200 for s, _ in results[killed_at + len(during):]), 20)
+        _wait(lambda: any(s == 200 for s, _ in results[killed_at + len(during) :]), 20)
     finally:
         stop.set()
         for t in threads:
@@ -150,8 +155,13 @@ def test_index_killed_while_searches_run_never_hangs_a_request_and_recovers_with
 def test_sigterm_to_the_gateway_lets_in_flight_searches_finish(stack: Stack) -> None:
     """Searches held in flight (embedder frozen) complete with 200 after SIGTERM; new connections are refused."""
     port = free_port()
-    args = [f"--detector-url={stack.url('detector')}", f"--embedder-url={stack.url('embedder')}",
-            f"--index-url={stack.url('index')}", "--embed-timeout-s=20", "--cache-size=0"]
+    args = [
+        f"--detector-url={stack.url('detector')}",
+        f"--embedder-url={stack.url('embedder')}",
+        f"--index-url={stack.url('index')}",
+        "--embed-timeout-s=20",
+        "--cache-size=0",
+    ]
     gateway = start_service("gateway", port, args=args, log_path=stack.root / "logs" / "gateway-drain.log")
     try:
         gateway.wait_ready(60)
@@ -174,15 +184,21 @@ def test_sigterm_to_the_gateway_lets_in_flight_searches_finish(stack: Stack) -> 
 
 def test_sigterm_to_the_embedder_lets_in_flight_embeddings_finish(stack: Stack) -> None:
     port = free_port()
-    embedder = start_service("embedder", port, args=stack.args["embedder"],
-                             log_path=stack.root / "logs" / "embedder-drain.log")
+    embedder = start_service(
+        "embedder", port, args=stack.args["embedder"], log_path=stack.root / "logs" / "embedder-drain.log"
+    )
     try:
         embedder.wait_ready(60)
         boxes = "[" + ",".join(f"[{i},{i},{i + 200},{i + 150}]" for i in range(0, 256, 4)) + "]"  # 64 crops
 
         def embed() -> int:
-            resp = httpx.post(embedder.url + "/v1/embed", params={"boxes": boxes},
-                              files={"image": ("p.jpg", PHOTO)}, trust_env=False, timeout=60)
+            resp = httpx.post(
+                embedder.url + "/v1/embed",
+                params={"boxes": boxes},
+                files={"image": ("p.jpg", PHOTO)},
+                trust_env=False,
+                timeout=60,
+            )
             return resp.status_code if resp.status_code != 200 else len(resp.json()["vectors"])
 
         with ThreadPoolExecutor(8) as pool:

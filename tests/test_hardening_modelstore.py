@@ -40,8 +40,15 @@ def start_embedder(store: LocalHttpServer, tmp_path: Path) -> Iterator[object]:
     procs: list[ServiceProcess] = []
 
     def start(*extra: str) -> ServiceProcess:
-        args = ["--model-uri", f"{store.url}/models/fmnist-lite0", "--model-cache-dir", str(tmp_path / "cache"),
-                "--model-retries", str(RETRIES), *extra]
+        args = [
+            "--model-uri",
+            f"{store.url}/models/fmnist-lite0",
+            "--model-cache-dir",
+            str(tmp_path / "cache"),
+            "--model-retries",
+            str(RETRIES),
+            *extra,
+        ]
         proc = start_service("embedder", free_port(), args=args, log_path=tmp_path / "embedder.log")
         procs.append(proc)
         return proc

@@ -137,7 +137,7 @@ def test_killed_cli_build_never_moves_current_to_a_partial_version(
 
     def pump() -> None:  # the progress bar is how we know the job is mid-way
         assert proc.stderr is not None
-        while chunk := proc.stderr.read1(4096):
+        while chunk := os.read(proc.stderr.fileno(), 4096):
             stderr.extend(chunk)
 
     threading.Thread(target=pump, daemon=True).start()

@@ -17,7 +17,7 @@ from imgcore.fmnist import CLASS_NAMES, load_fmnist, render_catalog, render_shop
 from tests.helpers import Stack, shared_stack
 from tests.helpers.http import encode
 
-QUERIES = 200
+QUERIES = 300
 
 
 @pytest.fixture(scope="module")
