@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from annoy import AnnoyIndex
 
+from ann_index.annoy_file import check_annoy_file
 from ann_index.builder import IndexItem
 from ann_index.common import (
     GLOBAL_INDEX_NAME,
@@ -50,6 +51,20 @@ class Hit:
         return asdict(self)
 
 
+def _open_meta(path: Path, count: int) -> sqlite3.Connection:
+    """Read-only, immutable (no locks: the file never changes); refuse one that is not this index's."""
+    db = sqlite3.connect(path.resolve().as_uri() + "?mode=ro&immutable=1", uri=True, check_same_thread=False)
+    try:
+        rows = db.execute("SELECT COUNT(*), MIN(aid), MAX(aid) FROM items").fetchone()
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise IndexMismatch(f"{path}: metadata store is unreadable: {exc}", reason="meta") from exc
+    if tuple(rows) != (count, 0, count - 1):
+        db.close()
+        raise IndexMismatch(f"{path}: metadata has {rows[0]} rows, the manifest {count}", reason="meta")
+    return db
+
+
 class IndexReader:
     def __init__(self, path: Path, manifest: dict[str, Any], prefault: bool) -> None:
         self.path = path
@@ -61,14 +76,19 @@ class IndexReader:
         self.search_k: int = int(manifest["search_k"])
         self._cat_info: dict[str, dict[str, Any]] = manifest["categories"]
         self._slugs: dict[str, str] = {category_slug(name): name for name in self._cat_info}
+        try:
+            self._vectors = np.load(path / VECTORS_NAME, mmap_mode="r")
+        except (ValueError, OSError) as exc:
+            raise IndexMismatch(f"{path}: vectors.npy is not a numpy array file: {exc}", reason="vectors") from exc
+        if self._vectors.shape != (self.count, self.dim):
+            raise IndexMismatch(f"{path}: vectors.npy has shape {self._vectors.shape}", reason="vectors")
+        # Every file is checked before annoy maps any: a wrong file must fail here, not crash in annoy.
+        check_annoy_file(path / GLOBAL_INDEX_NAME, self.dim, self.count)
+        for info in self._cat_info.values():
+            check_annoy_file(path / info["file"], self.dim, int(info["count"]))
         self._global = self._load(GLOBAL_INDEX_NAME, prefault)
         self._cats = {name: self._load(info["file"], prefault) for name, info in self._cat_info.items()}
-        self._vectors = np.load(path / VECTORS_NAME, mmap_mode="r")
-        if self._vectors.shape != (self.count, self.dim):
-            self._unload()
-            raise IndexMismatch(f"{path}: vectors.npy has shape {self._vectors.shape}", reason="vectors")
-        uri = (path / META_NAME).resolve().as_uri() + "?mode=ro&immutable=1"
-        self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        self._db = _open_meta(path / META_NAME, self.count)
         self._db_lock = threading.Lock()
         self._state = threading.Condition()
         self._active = 0
@@ -99,7 +119,7 @@ class IndexReader:
         return {name: int(info["count"]) for name, info in self._cat_info.items()}
 
     def _load(self, name: str, prefault: bool) -> AnnoyIndex:
-        index = AnnoyIndex(int(self.manifest["embedder"]["dim"]), METRIC)
+        index = AnnoyIndex(self.dim, METRIC)
         index.load(str(self.path / name), prefault=prefault)  # mmap: processes share the pages
         return index
 

@@ -15,6 +15,7 @@ import fcntl
 import io
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -196,6 +197,7 @@ class Stack:
 
     def close(self) -> None:
         stop_all(list(self.services.values()))
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def service_flags(data: Path, ports: dict[str, int]) -> dict[str, list[str]]:

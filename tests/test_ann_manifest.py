@@ -102,3 +102,60 @@ def test_versions_sort_by_time_and_name_their_content() -> None:
     assert early.startswith("20240102T030405Z-") and early < late
     assert early[-8:] == late[-8:] != other[-8:]
     assert np.all([len(v) == 25 for v in (early, late, other)])
+
+
+def _replace_honestly(version: Path, name: str, data: bytes) -> None:
+    """Swap a file and update its sha256 in the manifest: checksums verify, the content is wrong."""
+    import hashlib
+
+    (version / name).write_bytes(data)
+    manifest = json.loads((version / "manifest.json").read_text())
+    manifest["files"][name] = hashlib.sha256(data).hexdigest()
+    (version / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.usefixtures("annoy_never_loads")
+@pytest.mark.parametrize("name", ["index.ann", "cat-cat2.ann"])
+def test_garbage_annoy_file_with_an_honest_manifest_is_refused_before_annoy_loads(version: Path, name: str) -> None:
+    size = (version / name).stat().st_size
+    _replace_honestly(version, name, np.random.default_rng(3).integers(0, 256, size, dtype=np.uint8).tobytes())
+    with pytest.raises(IndexMismatch) as err:
+        IndexReader.open(version, embedder_sha256=EMB.sha256, dim=16)
+    assert err.value.reason == "annoy_file" and name in err.value.message
+
+
+def test_annoy_file_of_another_catalog_is_refused(version: Path, tmp_path: Path) -> None:
+    vectors, labels = clustered(100, 16, clusters=4, spread=0.3, seed=5)
+    make_version(tmp_path / "small", vectors, items_for(labels), embedder=EMB)
+    _replace_honestly(version, "index.ann", (tmp_path / "small" / "index.ann").read_bytes())
+    with pytest.raises(IndexMismatch, match="400 items"):
+        IndexReader.open(version, embedder_sha256=EMB.sha256, dim=16)
+
+
+@pytest.mark.usefixtures("annoy_never_loads")
+def test_vectors_with_rows_missing_are_refused(version: Path) -> None:
+    import io
+
+    out = io.BytesIO()
+    np.save(out, np.load(version / "vectors.npy")[:200])
+    _replace_honestly(version, "vectors.npy", out.getvalue())
+    with pytest.raises(IndexMismatch) as err:
+        IndexReader.open(version, embedder_sha256=EMB.sha256, dim=16)
+    assert err.value.reason == "vectors"
+
+
+def test_single_item_categories_pass_the_structure_check(tmp_path: Path) -> None:
+    vectors, labels = clustered(50, 16, clusters=3, spread=0.3)
+    items = items_for(labels)
+    items[7] = type(items[7])("lonely", "Hats", "one of a kind", "file:///img/l.png", {})
+    make_version(tmp_path / "v", vectors, items, embedder=EMB)
+    with IndexReader.open(tmp_path / "v", embedder_sha256=EMB.sha256, dim=16) as reader:
+        assert [h.item_id for h in reader.query(vectors[7], k=5, category="Hats")[0]] == ["lonely"]
+
+
+@pytest.mark.parametrize("name", ["vectors.npy", "meta.sqlite"])
+def test_unreadable_vectors_or_metadata_with_an_honest_manifest_are_refused(version: Path, name: str) -> None:
+    _replace_honestly(version, name, b"not what it claims to be" * 100)
+    with pytest.raises(IndexMismatch) as err:
+        IndexReader.open(version, embedder_sha256=EMB.sha256, dim=16)
+    assert err.value.reason in ("vectors", "meta")

@@ -40,6 +40,18 @@ class SearchParams:
     box: Box | None = None
 
 
+@dataclass
+class _Regions:
+    """What detection and embedding produced for one photo."""
+
+    items: list[dict[str, Any]]
+    vectors: np.ndarray
+    detect_s: float
+    detector_model: dict[str, Any] | None
+    embedder_model: dict[str, Any] | None
+    source: str  # detector, user_box, detector_error, detector_timeout
+
+
 def public_result(hit: dict[str, Any]) -> dict[str, Any]:
     """An index hit as the public API shows it (thumbnail through the gateway, no internal URIs)."""
     return {
@@ -126,43 +138,16 @@ class SearchService:
         forward, scale, pixels = await run_in_threadpool(_forwardable, image, self.settings.forward_max_side)
         t_decoded = time.perf_counter()
 
-        speculative = None
-        if params.box is None and self._inflight < self.settings.speculate_max_inflight:
-            # Cores are idle: embed the whole image (the fallback) while the detector runs.
-            speculative = asyncio.create_task(self.backends.embed(pixels, forward, None, foreground=True))
-            speculative.add_done_callback(_consume)
-        self._inflight += 1
-        try:
-            items, detector_model, source = await self._items(pixels, forward, scale, params)
-            t_detected = time.perf_counter()
-            fallback = not items
-            if fallback and speculative is not None:
-                vectors, embedded = await speculative
-            else:
-                boxes = None if fallback else [_scaled(item["box"], scale) for item in items]
-                vectors, embedded = await self.backends.embed(pixels, forward, boxes, foreground=fallback)
-        finally:
-            self._inflight -= 1
+        regions = await self._embed_regions(image, forward, scale, pixels, params)
+        items = regions.items
         t_embedded = time.perf_counter()
-        if fallback:
-            FALLBACKS.labels(why="no_detections" if source == "detector" else source).inc()
-            used = embedded.get("boxes") or [[0, 0, forward.shape[1], forward.shape[0]]]
-            items = [
-                {
-                    "label": None,
-                    "category": None,
-                    "score": None,
-                    "box": _scaled(used[0], 1 / scale),
-                    "fallback": "whole_image",
-                }
-            ]
 
         if params.category is not None:
             categories: list[str | None] = [params.category] * len(items)
         else:
             known = await self._categories(self.index_version or "")
             categories = [item["category"] if item["category"] in known else None for item in items]
-        found = await self.backends.query(vectors, params.k, categories)
+        found = await self.backends.query(regions.vectors, params.k, categories)
         t_searched = time.perf_counter()
         self._set_version(found.get("version"))
         for item, hits, category in zip(items, found["results"], categories, strict=True):
@@ -170,6 +155,7 @@ class SearchService:
             item["results"] = [public_result(h) for h in hits]
         items.sort(key=lambda it: -(it["score"] if it["score"] is not None else 2.0))
 
+        t_detected = t_decoded + regions.detect_s
         timings = {
             "decode": (t_decoded - t_start) * 1e3,
             "detect": (t_detected - t_decoded) * 1e3,
@@ -182,22 +168,52 @@ class SearchService:
         body: dict[str, Any] = {
             "items": items,
             "index_version": found.get("version"),
-            "models": {"detector": detector_model, "embedder": embedded.get("model")},
+            "models": {"detector": regions.detector_model, "embedder": regions.embedder_model},
             "image": {"width": int(image.shape[1]), "height": int(image.shape[0])},
             "cached": False,
             "timings_ms": timings,
         }
-        if source in ("detector", "user_box"):  # never cache an answer shaped by a backend failure
+        if regions.source in ("detector", "user_box"):  # never cache an answer shaped by a backend failure
             self.cache.put((key[0], params, body["index_version"]), body)
         return body
 
+    async def _embed_regions(
+        self, image: np.ndarray, forward: np.ndarray, scale: float, pixels: bytes, params: SearchParams
+    ) -> _Regions:
+        """Detect (or take the user's box), then embed each region — or the whole image when there is none.
+
+        While no other search is running, the whole-image embedding starts alongside detection (the cores
+        are idle), so a photo with nothing detected costs no extra round trip.
+        """
+        t0 = time.perf_counter()
+        speculative = None
+        if params.box is None and self._inflight < self.settings.speculate_max_inflight:
+            speculative = asyncio.create_task(self.backends.embed(pixels, forward, None, foreground=True))
+            speculative.add_done_callback(_consume)
+        self._inflight += 1
+        try:
+            items, detector_model, source = await self._items(image, forward, scale, pixels, params)
+            detect_s = time.perf_counter() - t0
+            if not items and speculative is not None:
+                vectors, embedded = await speculative
+            else:
+                boxes = [_scaled(item["box"], scale) for item in items] if items else None
+                vectors, embedded = await self.backends.embed(pixels, forward, boxes, foreground=not items)
+        finally:
+            self._inflight -= 1
+        if not items:
+            FALLBACKS.labels(why="no_detections" if source == "detector" else source).inc()
+            used = embedded.get("boxes") or [[0, 0, forward.shape[1], forward.shape[0]]]
+            box = _scaled(used[0], 1 / scale)
+            items = [{"label": None, "category": None, "score": None, "box": box, "fallback": "whole_image"}]
+        return _Regions(items, vectors, detect_s, detector_model, embedded.get("model"), source)
+
     async def _items(
-        self, pixels: bytes, forward: np.ndarray, scale: float, params: SearchParams
+        self, image: np.ndarray, forward: np.ndarray, scale: float, pixels: bytes, params: SearchParams
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None, str]:
         """The regions to search (boxes in original pixels), the detector's model, and where they came from."""
-        height, width = round(forward.shape[0] / scale), round(forward.shape[1] / scale)
         if params.box is not None:
-            box = clip_box(params.box, width, height)
+            box = clip_box(params.box, int(image.shape[1]), int(image.shape[0]))
             item = {"label": None, "category": None, "score": None, "box": list(box), "source": "user_box"}
             return [item], None, "user_box"
         try:
