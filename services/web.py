@@ -49,6 +49,13 @@ def configure_logging(level: str) -> None:
         handler.setFormatter(fmt)
         if not any(isinstance(f, RequestIdFilter) for f in handler.filters):
             handler.addFilter(RequestIdFilter())
+    quiet_http_client_logs()
+
+
+def quiet_http_client_logs() -> None:
+    """httpx logs every request at INFO: far too much for inter-service calls and readiness polls."""
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def current_request_id() -> str:

@@ -156,6 +156,7 @@ def test_admin_reload_of_an_older_version_rolls_back_and_stays(stack: Stack) -> 
     versions = sorted(p.name for p in (stack.index_store / "versions").iterdir())
     original = versions[0]
     assert current_version(stack.index_store) != original
+    time.sleep(1.2)  # let the poller (every 0.5 s) see the CURRENT restored by the previous test first
     resp = httpx.post(
         stack.url("index") + "/admin/reload", params={"version": original}, headers=AUTH, trust_env=False, timeout=60
     )

@@ -70,7 +70,9 @@ def _banner(url: str) -> str:
 def run_up(args: argparse.Namespace) -> int:
     """Build the demo index if needed, start the services, wait for Ctrl-C/SIGTERM, stop them."""
     from services.demo_index import build_demo_index, has_index
+    from services.web import quiet_http_client_logs
 
+    quiet_http_client_logs()
     host = "127.0.0.1"
     data = Path(args.data).resolve()
     data.mkdir(parents=True, exist_ok=True)
