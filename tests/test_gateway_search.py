@@ -58,6 +58,7 @@ def test_plain_image_falls_back_to_whole_image(gw: str) -> None:
     body = search(gw, encode(blank), k=5).json()
     assert len(body["items"]) == 1
     assert body["items"][0]["fallback"] == "whole_image"
+    assert body["fallback"] == "whole_image"
     assert len(body["items"][0]["results"]) == 5
 
 

@@ -173,6 +173,8 @@ class SearchService:
             "cached": False,
             "timings_ms": timings,
         }
+        if fallback:  # also said at the top level, so a client need not look inside items
+            body["fallback"] = "whole_image"
         if regions.source in ("detector", "user_box"):  # never cache an answer shaped by a backend failure
             self.cache.put((key[0], params, body["index_version"]), body)
         return body
