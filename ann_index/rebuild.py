@@ -8,6 +8,7 @@ thread runs the embedder on full batches, so both cores stay busy.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 import tempfile
@@ -31,7 +32,7 @@ from ann_index.manifest import FORMAT, EmbedderInfo, embedder_section, make_vers
 from ann_index.publish import publish_version
 from imgcore.errors import ImgSearchError, InvalidInput
 from imgcore.image import DecodeLimits, decode_image
-from imgcore.storage import fetch_uri_bytes, open_store, resolve_uri
+from imgcore.storage import ObjectStore, fetch_uri_bytes, open_store, resolve_uri
 
 log = logging.getLogger(__name__)
 MAX_LISTED_SKIPS = 100
@@ -69,18 +70,28 @@ class RebuildOptions:
     work_dir: Path | None = None
 
 
-def _as_uri(uri_or_path: str) -> str:
+def as_uri(uri_or_path: str) -> str:
+    """A path or URI -> URI (a local path becomes an absolute file:// URI)."""
     return uri_or_path if "://" in uri_or_path else Path(uri_or_path).resolve().as_uri()
+
+
+def read_catalog(catalog_uri: str, s3_endpoint_url: str | None = None) -> tuple[Catalog, str, str]:
+    """Read and validate a catalog; also return the folder its relative image paths hang off and the
+    sha256 of the catalog's bytes (what a sharded run is named after)."""
+    uri = as_uri(catalog_uri)
+    data = fetch_uri_bytes(uri, s3_endpoint_url=s3_endpoint_url)
+    catalog = parse_catalog(decode_catalog_bytes(data))
+    return catalog, uri.rsplit("/", 1)[0] + "/", hashlib.sha256(data).hexdigest()
 
 
 def load_catalog(catalog_uri: str, s3_endpoint_url: str | None = None) -> tuple[Catalog, str]:
     """Read and validate a catalog; also return the folder its relative image paths hang off."""
-    uri = _as_uri(catalog_uri)
-    catalog = parse_catalog(decode_catalog_bytes(fetch_uri_bytes(uri, s3_endpoint_url=s3_endpoint_url)))
-    return catalog, uri.rsplit("/", 1)[0] + "/"
+    catalog, base_uri, _ = read_catalog(catalog_uri, s3_endpoint_url)
+    return catalog, base_uri
 
 
-def _check_catalog(catalog: Catalog, max_fail_fraction: float) -> None:
+def check_catalog(catalog: Catalog, max_fail_fraction: float) -> None:
+    """Refuse an empty catalog, duplicate ids, or more invalid rows than the failure budget allows."""
     if not catalog.items and not catalog.errors and not catalog.duplicates:
         raise RebuildRefused("catalog is empty: nothing to index")
     if catalog.duplicates:
@@ -196,6 +207,37 @@ def build_version(
     return manifest
 
 
+def check_skipped(skipped: list[dict[str, Any]], rows: int, max_fail_fraction: float) -> None:
+    """Refuse when more rows were unusable (invalid or not embedded) than the failure budget allows."""
+    if len(skipped) > max_fail_fraction * rows:
+        shown = "; ".join(f"line {s['line']} ({s['item_id']}): {s['reason']}" for s in skipped[:10])
+        raise RebuildRefused(f"{len(skipped)} of {rows} rows failed (limit {max_fail_fraction:.0%}): {shown}")
+
+
+def build_and_publish(
+    store: ObjectStore,
+    items: list[CatalogItem],
+    vectors: np.ndarray,
+    base_uri: str,
+    embedder: EmbedderInfo,
+    opts: RebuildOptions,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """Build the embedded `items` (vectors in the same order) in a temp folder, gate, publish, move CURRENT."""
+    if vectors.shape[1] != embedder.dim:
+        raise InvalidInput(f"embedder returned dim {vectors.shape[1]}, its card says {embedder.dim}")
+    index_items = [
+        IndexItem(it.item_id, it.category, it.title, resolve_uri(base_uri, it.image), it.attrs) for it in items
+    ]
+    work = Path(tempfile.mkdtemp(prefix="imgsearch-index-", dir=opts.work_dir))
+    try:
+        manifest = build_version(vectors, index_items, work, embedder, opts, extra)
+        publish_version(store, work, keep=opts.keep)
+        return manifest
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def rebuild(
     catalog_uri: str, out_uri: str, embedder: BatchEmbedder, opts: RebuildOptions | None = None
 ) -> dict[str, Any]:
@@ -203,35 +245,20 @@ def rebuild(
     opts = opts or RebuildOptions()
     t0 = time.monotonic()
     catalog, base_uri = load_catalog(catalog_uri, opts.s3_endpoint_url)
-    _check_catalog(catalog, opts.max_fail_fraction)
-    store = open_store(_as_uri(out_uri), s3_endpoint_url=opts.s3_endpoint_url)  # fail early on a bad --out
-    log.info("catalog %s: %d items in %d categories", catalog_uri, len(catalog.items), len(catalog.categories))
-
-    done, vectors, skipped = embed_catalog(catalog.items, base_uri, embedder, opts)
-    t_embed = time.monotonic()
-    skipped = [e.to_dict() for e in catalog.errors] + skipped
-    if len(skipped) > opts.max_fail_fraction * catalog.rows:
-        shown = "; ".join(f"line {s['line']} ({s['item_id']}): {s['reason']}" for s in skipped[:10])
-        raise RebuildRefused(
-            f"{len(skipped)} of {catalog.rows} rows failed (limit {opts.max_fail_fraction:.0%}): {shown}"
-        )
-    if vectors.shape[1] != embedder.dim:
-        raise InvalidInput(f"embedder returned dim {vectors.shape[1]}, its card says {embedder.dim}")
-
-    items = [catalog.items[p] for p in done]
-    index_items = [
-        IndexItem(it.item_id, it.category, it.title, resolve_uri(base_uri, it.image), it.attrs) for it in items
-    ]
-    extra = {
-        "skipped": {"count": len(skipped), "rows": skipped[:MAX_LISTED_SKIPS]},
-        "catalog": {"uri": _as_uri(catalog_uri), "rows": catalog.rows},
-        "timings_s": {"embed": round(t_embed - t0, 2), "items_per_s": round(len(items) / max(t_embed - t0, 1e-9), 1)},
-    }
-    work = Path(tempfile.mkdtemp(prefix="imgsearch-index-", dir=opts.work_dir))
-    try:
-        manifest = build_version(vectors, index_items, work, embedder, opts, extra)
-        with store:
-            publish_version(store, work, keep=opts.keep)
-        return manifest
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    check_catalog(catalog, opts.max_fail_fraction)
+    with open_store(as_uri(out_uri), s3_endpoint_url=opts.s3_endpoint_url) as store:  # fail early on a bad --out
+        log.info("catalog %s: %d items in %d categories", catalog_uri, len(catalog.items), len(catalog.categories))
+        done, vectors, skipped = embed_catalog(catalog.items, base_uri, embedder, opts)
+        t_embed = time.monotonic()
+        skipped = [e.to_dict() for e in catalog.errors] + skipped
+        check_skipped(skipped, catalog.rows, opts.max_fail_fraction)
+        items = [catalog.items[p] for p in done]
+        extra = {
+            "skipped": {"count": len(skipped), "rows": skipped[:MAX_LISTED_SKIPS]},
+            "catalog": {"uri": as_uri(catalog_uri), "rows": catalog.rows},
+            "timings_s": {
+                "embed": round(t_embed - t0, 2),
+                "items_per_s": round(len(items) / max(t_embed - t0, 1e-9), 1),
+            },
+        }
+        return build_and_publish(store, items, vectors, base_uri, embedder, opts, extra)

@@ -86,7 +86,7 @@ def test_same_category_items_are_closer_than_other_categories(
     sims = vecs @ vecs.T
     same = labels[:, None] == labels[None, :]
     off_diag = ~np.eye(len(labels), dtype=bool)
-    assert sims[same & off_diag].mean() > sims[~same].mean() + 0.2
+    assert sims[same & off_diag].mean() > sims[~same].mean() + 0.4
     # Nearest neighbour (excluding itself) has the same category for most items.
     np.fill_diagonal(sims, -2.0)
     assert (labels[sims.argmax(axis=1)] == labels).mean() >= 0.7

@@ -1,0 +1,158 @@
+"""The two steps of a sharded rebuild (`imgsearch index build --shard i/N`, then `--merge-shards N`).
+
+Step 1, one pod per shard: embed only the catalog rows of shard i and write `<out>/shards/<run>/<i>.npz`;
+a shard already complete for the same run is not embedded again (a retried or re-run pod). Step 2, once:
+merge the N shards in catalog order, refusing an incomplete or inconsistent set, then the same build ->
+quality gate -> publish -> CURRENT as the single-process job (ann_index.rebuild), and delete the run's
+shard files. Both steps compute the run id from the catalog bytes, the embedder and N, so they agree
+without being told; a catalog changed in between makes the merge find no shards and refuse.
+
+A sharded build publishes the same index as `rebuild()` would: the vectors are merged into catalog order
+and the embedder embeds each image independently of its batch neighbours (tests/test_shards_cli.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ann_index.catalog import Catalog
+from ann_index.manifest import EmbedderInfo
+from ann_index.rebuild import (
+    MAX_LISTED_SKIPS,
+    BatchEmbedder,
+    RebuildOptions,
+    RebuildRefused,
+    as_uri,
+    build_and_publish,
+    check_catalog,
+    check_skipped,
+    embed_catalog,
+    read_catalog,
+)
+from ann_index.shards import (
+    SHARD_DIR,
+    ShardError,
+    ShardSpec,
+    merge_shards,
+    run_id,
+    select_rows,
+    shard_is_done,
+    shard_key,
+    write_shard,
+)
+from imgcore.errors import InvalidInput, StoreError
+from imgcore.storage import open_store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    run: str
+    spec: ShardSpec
+    key: str  # shards/<run>/<i>.npz, relative to the output root
+    embedded: int
+    skipped: int
+    reused: bool  # the shard was already complete: nothing embedded
+
+
+def shard_run_id(catalog_sha256: str, embedder_sha256: str, count: int, opts: RebuildOptions) -> str:
+    """The run id both steps derive; the crop mode changes the vectors, so it is part of the id."""
+    salt = "" if opts.crop == "full" else f"crop={opts.crop}"
+    return run_id(catalog_sha256, embedder_sha256, count, salt=salt)
+
+
+def _load(catalog_uri: str, opts: RebuildOptions) -> tuple[Catalog, str, str]:
+    catalog, base_uri, catalog_sha256 = read_catalog(catalog_uri, opts.s3_endpoint_url)
+    check_catalog(catalog, opts.max_fail_fraction)
+    return catalog, base_uri, catalog_sha256
+
+
+def embed_shard(
+    catalog_uri: str, out_uri: str, embedder: BatchEmbedder, spec: ShardSpec, opts: RebuildOptions | None = None
+) -> ShardResult:
+    """Step 1: embed the rows of shard `spec` and write its file; publish nothing.
+
+    Refused (RebuildRefused, nothing written) for a catalog the merge would refuse, and when this shard
+    alone failed on more rows than the whole catalog's failure budget (a store outage, say): the merge
+    would refuse anyway, and writing the shard would make a retry skip it.
+    """
+    opts = opts or RebuildOptions()
+    catalog, base_uri, catalog_sha256 = _load(catalog_uri, opts)
+    run = shard_run_id(catalog_sha256, embedder.sha256, spec.count, opts)
+    key = shard_key(run, spec.index)
+    with open_store(as_uri(out_uri), s3_endpoint_url=opts.s3_endpoint_url) as store:
+        try:
+            if shard_is_done(store, run, spec, embedder_sha256=embedder.sha256):
+                log.info("shard %s of run %s is already complete: %s", spec, run, key)
+                return ShardResult(run, spec, key, 0, 0, reused=True)
+        except ShardError as exc:
+            raise RebuildRefused(f"shard folder of run {run}: {exc}") from exc
+        rows = select_rows(catalog.items, spec)
+        log.info("shard %s of run %s: %d of %d catalog items", spec, run, len(rows), len(catalog.items))
+        done, vectors, skipped = embed_catalog(rows, base_uri, embedder, opts)
+        failed = [e.to_dict() for e in catalog.errors] + skipped
+        if len(failed) > opts.max_fail_fraction * catalog.rows:
+            shown = "; ".join(f"line {s['line']} ({s['item_id']}): {s['reason']}" for s in skipped[:10])
+            raise RebuildRefused(
+                f"shard {spec}: {len(skipped)} rows failed, with {len(catalog.errors)} invalid catalog rows "
+                f"over the budget of {opts.max_fail_fraction:.0%} of {catalog.rows} rows: {shown}"
+            )
+        if vectors.shape[1] != embedder.dim:
+            raise InvalidInput(f"embedder returned dim {vectors.shape[1]}, its card says {embedder.dim}")
+        write_shard(
+            store,
+            run,
+            spec,
+            [rows[p].item_id for p in done],
+            vectors,
+            skipped=[s["item_id"] for s in skipped],
+            skip_reasons=[s["reason"] for s in skipped],
+            embedder_sha256=embedder.sha256,
+        )
+    return ShardResult(run, spec, key, len(done), len(skipped), reused=False)
+
+
+def merge_and_publish(
+    catalog_uri: str, out_uri: str, embedder: EmbedderInfo, count: int, opts: RebuildOptions | None = None
+) -> dict[str, Any]:
+    """Step 2: merge the `count` shards of this catalog's run, then build, gate and publish.
+
+    Raises RebuildRefused (CURRENT untouched) for a missing, extra, foreign or inconsistent shard set,
+    a catalog row in no shard or in two, too many failed rows, or a failed quality gate.
+    """
+    opts = opts or RebuildOptions()
+    t0 = time.monotonic()
+    catalog, base_uri, catalog_sha256 = _load(catalog_uri, opts)
+    run = shard_run_id(catalog_sha256, embedder.sha256, count, opts)
+    by_id = {item.item_id: item for item in catalog.items}
+    with open_store(as_uri(out_uri), s3_endpoint_url=opts.s3_endpoint_url) as store:
+        try:
+            merged = merge_shards(store, run, count, expected_ids=list(by_id), embedder_sha256=embedder.sha256)
+        except ShardError as exc:
+            raise RebuildRefused(
+                f"shards of run {run} (this catalog, embedder and --merge-shards {count}) cannot be merged: {exc}"
+            ) from exc
+        t_merge = time.monotonic()
+        skipped = [e.to_dict() for e in catalog.errors] + [
+            {"line": by_id[x].line, "item_id": x, "reason": merged.skip_reasons.get(x, "not embedded")}
+            for x in merged.skipped
+        ]
+        check_skipped(skipped, catalog.rows, opts.max_fail_fraction)
+        extra = {
+            "skipped": {"count": len(skipped), "rows": skipped[:MAX_LISTED_SKIPS]},
+            "catalog": {"uri": as_uri(catalog_uri), "rows": catalog.rows},
+            "shards": {"run": run, "count": count},
+            "timings_s": {"merge": round(t_merge - t0, 2)},
+        }
+        items = [by_id[x] for x in merged.ids]
+        manifest = build_and_publish(store, items, merged.vectors, base_uri, embedder, opts, extra)
+        # Published: the shard files are spent (the vectors are in the version). A failure here costs space only.
+        try:
+            store.delete_prefix(f"{SHARD_DIR}/{run}/")
+        except StoreError as exc:
+            log.warning("published %s, but could not delete the shards of run %s: %s", manifest["version"], run, exc)
+    return manifest
