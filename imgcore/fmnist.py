@@ -57,6 +57,10 @@ def load_fmnist(split: Literal["train", "test"], root: Path = DEFAULT_ROOT) -> t
     if split not in _FILES:
         raise ValueError(f"unknown split {split!r}")
     img_name, lbl_name = _FILES[split]
+    if not (Path(root) / img_name).exists():
+        raise FileNotFoundError(
+            f"Fashion-MNIST not found under {root}: install it with `apt-get install dataset-fashion-mnist`"
+        )
     images = _read_idx(Path(root) / img_name, _IDX_IMAGES_MAGIC, 3)
     labels = _read_idx(Path(root) / lbl_name, _IDX_LABELS_MAGIC, 1).astype(np.int64)
     if images.shape[0] != labels.shape[0]:

@@ -85,6 +85,9 @@ def run_up(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             log.error("interrupted while building the demo index; nothing was published")
             return 130
+        except FileNotFoundError as exc:  # the demo data is a Debian package, not part of the checkout
+            log.error("%s", exc)
+            return 2
     ports = {"detector": free_port(), "embedder": free_port(), "index": free_port(), "gateway": args.port}
     flags = service_args(data, ports, host)
     stop = threading.Event()
