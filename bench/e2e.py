@@ -81,11 +81,11 @@ class InProcess:
         from embedder.transforms import foreground_box
         from imgcore.image import decode_image
         from services.boxes import clip_box
-        from services.gateway.search import _shrink, public_result
+        from services.gateway.search import public_result
 
         t0 = time.perf_counter()
         image = decode_image(data, self.limits)
-        forward, _scale = _shrink(image, self.gw.forward_max_side)
+        forward = shrink(image, self.gw.forward_max_side)
         t1 = time.perf_counter()
         h, w = forward.shape[:2]
         dets = [
@@ -124,6 +124,18 @@ class InProcess:
         self.reader.close()
 
 
+def shrink(image: np.ndarray, max_side: int) -> np.ndarray:
+    """As the gateway does before forwarding: at most `max_side` pixels wide or high (INTER_AREA)."""
+    import cv2
+
+    h, w = image.shape[:2]
+    if max_side <= 0 or max(h, w) <= max_side:
+        return image
+    scale = max_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.ascontiguousarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
+
+
 def multipart(name: str, data: bytes) -> bytes:
     """A `multipart/form-data` body with the photo in field `image`."""
     head = (
@@ -143,6 +155,7 @@ class Run:
     names: list[str] = field(default_factory=list)
     server: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: int = 0
+    first_error: str = ""
 
     @property
     def throughput(self) -> float:
@@ -162,6 +175,7 @@ async def _load(url: str, bodies: list[tuple[str, bytes]], clients: int, order: 
             ms = (time.perf_counter() - t0) * 1e3
             if resp.status_code != 200:
                 run.errors += 1
+                run.first_error = run.first_error or f"{resp.status_code} {resp.text[:300]}"
                 return
             if record:
                 run.latency_ms.append(ms)
@@ -298,6 +312,7 @@ def main() -> int:
             one.latency_ms += got.latency_ms
             one.names += got.names
             one.errors += got.errors
+            one.first_error = one.first_error or got.first_error
             for stage, values in got.server.items():
                 one.server[stage] += values
         inproc.close()
@@ -337,6 +352,9 @@ def main() -> int:
             sel = [v for n, v in zip(names, values, strict=True) if is_real(n) == want]
             kinds.append([label, kind, pct(sel)["p50"], len(sel)])
     print("\n" + table(["phase", "photos", "p50 ms", "n"], kinds))
+    for label, run in [("1 client", one), *((f"{c} clients", r) for c, r in concurrent.items())]:
+        if run.errors:
+            print(f"{label}: {run.errors} errors; first: {run.first_error}", file=sys.stderr)
     tp_rows = [["in-process", 1, local_tp, 1.0, float("nan"), 0]]
     tp_rows.append(["gateway", 1, one.throughput, one.throughput / local_tp, float("nan"), one.errors])
     for c, run in concurrent.items():

@@ -8,12 +8,17 @@ on the Fashion-MNIST demo catalog (PNG files on local disk). Its rate is the cat
 second of the job's embedding phase (fetch + decode + preprocess + run, as the manifest reports it).
 The raw rate is `Embedder.run` alone on the same images, preprocessed beforehand, in batches of 32 with
 the same Embedder. Both are measured in alternating rounds in one process; the ratio is of the medians.
-Last line, one JSON object: `{"p4": job images/s / raw images/s, ...}`.
+
+`--spinning both` also runs the pair with onnxruntime's intra-op spin-waiting off (a session made here,
+as `imgcore.runtime.OrtSession` would make it with `session.intra_op.allow_spinning=0`): spinning threads
+burn the core that the job's decode threads need. Last line, one JSON object:
+`{"p4": job images/s / raw images/s (as shipped: spinning on), "p4_no_spin": the same with spinning off, ...}`.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -51,14 +56,55 @@ def raw_rate(embedder: object, images: np.ndarray, batch: int) -> float:
     return len(images) / spent
 
 
+def no_spin_embedder(model_dir: Path, threads: int, batch: int) -> object:
+    """An Embedder whose onnxruntime session does not spin-wait between parallel sections."""
+    import onnxruntime as ort
+
+    from embedder import Embedder
+    from imgcore.card import sha256_file
+    from imgcore.runtime import OrtSession
+
+    class NoSpinSession(OrtSession):
+        def __init__(self, path: Path) -> None:
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            self._session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+            self._inputs = [i.name for i in self._session.get_inputs()]
+            self._outputs = [o.name for o in self._session.get_outputs()]
+
+    sha256_file(model_dir / "model.onnx")  # the same read the default Embedder does
+    return Embedder(model_dir, batch_size=batch, session=NoSpinSession(model_dir / "model.onnx"), verify_sha256=False)
+
+
+def measure(embedder: object, catalog: Path, images: np.ndarray, opts: object, rounds: int) -> dict[str, list[float]]:
+    """Alternating rounds of raw `Embedder.run` and the whole rebuild job."""
+    from ann_index.rebuild import rebuild
+
+    got: dict[str, list[float]] = {"raw": [], "job": [], "total": []}
+    for _ in range(rounds):
+        got["raw"].append(raw_rate(embedder, images, opts.batch_size))  # type: ignore[attr-defined]
+        out = Path(tempfile.mkdtemp(prefix="rebuild-out-", dir=CACHE))
+        try:
+            t0 = time.perf_counter()
+            manifest = rebuild(catalog.as_uri(), out.as_uri(), embedder, opts)  # type: ignore[arg-type]
+            got["total"].append(time.perf_counter() - t0)
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+        got["job"].append(float(manifest["timings_s"]["items_per_s"]))
+    return got
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--items", type=int, default=5000, help="catalog size (default 5000)")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of raw and job (default 3)")
     ap.add_argument("--workers", type=int, default=2, help="as `imgsearch index build --workers` (default 2)")
     ap.add_argument("--batch-size", type=int, default=32, help="as `imgsearch index build --batch-size` (32)")
+    ap.add_argument("--spinning", choices=("on", "both"), default="both", help="onnxruntime spin-waiting variants")
     args = ap.parse_args()
-    from ann_index.rebuild import RebuildOptions, rebuild
+    from ann_index.rebuild import RebuildOptions
     from embedder import Embedder
     from services import defaults
 
@@ -69,33 +115,36 @@ def main() -> int:
     images = preprocessed(catalog, embedder, args.items)
     raw_rate(embedder, images[: 4 * args.batch_size], args.batch_size)  # warm-up
     opts = RebuildOptions(workers=args.workers, batch_size=args.batch_size, progress=False, keep=1)
-    raws, jobs, totals = [], [], []
-    for _ in range(args.rounds):
-        raws.append(raw_rate(embedder, images, args.batch_size))
-        out = Path(tempfile.mkdtemp(prefix="rebuild-out-", dir=CACHE))
-        try:
-            t0 = time.perf_counter()
-            manifest = rebuild(catalog.as_uri(), out.as_uri(), embedder, opts)
-            totals.append(time.perf_counter() - t0)
-        finally:
-            shutil.rmtree(out, ignore_errors=True)
-        jobs.append(float(manifest["timings_s"]["items_per_s"]))
-    rows = [[r + 1, raws[r], jobs[r], jobs[r] / raws[r], totals[r]] for r in range(args.rounds)]
-    raw_med, job_med = median(raws), median(jobs)
-    rows.append(["median", raw_med, job_med, job_med / raw_med, median(totals)])
-    print(f"\n{len(images)} catalog images, batch {args.batch_size}, {args.workers} workers / ORT threads\n")
-    print(table(["round", "raw img/s", "job img/s", "job ÷ raw", "job total s"], rows))
+    variants = {"on": embedder}
+    if args.spinning == "both":
+        variants["off"] = no_spin_embedder(defaults.MODELS_DIR / "fmnist-lite0", args.workers, args.batch_size)
+        raw_rate(variants["off"], images[: 4 * args.batch_size], args.batch_size)
+    results = {name: measure(emb, catalog, images, opts, args.rounds) for name, emb in variants.items()}
+    rows = []
+    for name, got in results.items():
+        for r in range(args.rounds):
+            rows.append([name, r + 1, got["raw"][r], got["job"][r], got["job"][r] / got["raw"][r], got["total"][r]])
+        raw_med, job_med = median(got["raw"]), median(got["job"])
+        rows.append([name, "median", raw_med, job_med, job_med / raw_med, median(got["total"])])
+    print(f"\n{len(images)} catalog images, batch {args.batch_size}, {args.workers} workers / onnxruntime threads\n")
+    print(table(["spinning", "round", "raw img/s", "job img/s", "job ÷ raw", "job total s"], rows))
     print()
+
+    def ratio(name: str) -> float | None:
+        got = results.get(name)
+        return round(median(got["job"]) / median(got["raw"]), 3) if got else None
+
     emit(
         {
             "bench": "rebuild",
-            "p4": round(job_med / raw_med, 3),
-            "raw_images_per_s": round(raw_med, 1),
-            "job_images_per_s": round(job_med, 1),
-            "job_total_s": round(median(totals), 2),
+            "p4": ratio("on"),
+            "p4_no_spin": ratio("off"),
+            "raw_images_per_s": {k: round(median(v["raw"]), 1) for k, v in results.items()},
+            "job_images_per_s": {k: round(median(v["job"]), 1) for k, v in results.items()},
+            "job_total_s": {k: round(median(v["total"]), 2) for k, v in results.items()},
             "items": len(images),
             "rounds": args.rounds,
-            "machine": info,
+            "machine": {**info, "loadavg_end": [round(x, 2) for x in os.getloadavg()]},
         }
     )
     return 0

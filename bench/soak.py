@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -54,6 +56,28 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def cpu_ms(pid: int) -> float:
+    """User + system CPU time a process has used so far, ms."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000.0 / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Sample:
+    """One reading of every service, taken every --sample-s seconds."""
+
+    done: int  # searches finished so far
+    rss_kib: dict[str, int]
+    cpu_ms: dict[str, float]
+    load1: float
+
+
+def sample(pids: dict[str, int], done: int) -> Sample:
+    return Sample(
+        done, {n: rss_kib(p) for n, p in pids.items()}, {n: cpu_ms(p) for n, p in pids.items()}, os.getloadavg()[0]
+    )
+
+
 def bad_inputs() -> list[tuple[str, bytes]]:
     corpus = json.loads((BAD / "corpus.json").read_text())
     return [(name, (BAD / name).read_bytes()) for name, spec in sorted(corpus.items()) if spec["expect"] != "200"]
@@ -81,7 +105,7 @@ class Soak:
         self.work = work
         self.sample_s = sample_s
         self.done: list[Done] = []
-        self.samples: list[tuple[float, int, dict[str, int]]] = []  # (time, searches done, RSS KiB per service)
+        self.samples: list[Sample] = []
         self._next = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -110,7 +134,7 @@ class Soak:
 
     def sampler(self) -> None:
         while not self._stop.is_set():
-            self.samples.append((time.monotonic(), len(self.done), {n: rss_kib(p) for n, p in self.pids.items()}))
+            self.samples.append(sample(self.pids, len(self.done)))
             self._stop.wait(self.sample_s)
 
     def run(self, clients: int) -> float:
@@ -125,46 +149,67 @@ class Soak:
         elapsed = time.monotonic() - t0
         self._stop.set()
         sampler.join()
-        self.samples.append((time.monotonic(), len(self.done), {n: rss_kib(p) for n, p in self.pids.items()}))
+        self.samples.append(sample(self.pids, len(self.done)))
         return elapsed
 
 
-def rss_report(samples: list[tuple[float, int, dict[str, int]]], warm_after: int) -> dict[str, dict[str, float]]:
-    """Per service: RSS when the warm-up ended, at the end, the peak after warm-up, and the growth in %."""
-    after = [s for s in samples if s[1] >= warm_after] or samples[-1:]
+def rss_report(samples: list[Sample], warm_after: int) -> dict[str, dict[str, float]]:
+    """Per service: RSS when the warm-up ended, half-way, at the end and its peak after warm-up (MiB), and the
+    growth end vs warm-up and over the second half (a leak keeps growing; a warming cache levels off)."""
+    after = [s for s in samples if s.done >= warm_after] or samples[-1:]
+    mid = after[len(after) // 2]
     out = {}
-    for name in samples[0][2]:
-        warm, end = after[0][2][name], after[-1][2][name]
+    for name in samples[0].rss_kib:
+        warm, half, end = after[0].rss_kib[name], mid.rss_kib[name], after[-1].rss_kib[name]
         out[name] = {
-            "start_mib": samples[0][2][name] / 1024,
+            "start_mib": samples[0].rss_kib[name] / 1024,
             "warm_mib": warm / 1024,
             "end_mib": end / 1024,
-            "peak_mib": max(s[2][name] for s in after) / 1024,
+            "peak_mib": max(s.rss_kib[name] for s in after) / 1024,
             "growth_pct": 100.0 * (end - warm) / warm,
+            "second_half_growth_pct": 100.0 * (end - half) / half,
         }
     return out
 
 
-def drift_report(done: list[Done], warm_after: int, segments: int) -> dict[str, dict[str, float]]:
-    """Per stage: p99 of the first and last post-warm-up segments of successful searches, and the drift in %."""
-    ok = [d for d in sorted(done, key=lambda d: d.seq)[warm_after:] if d.status == 200]
-    size = max(1, len(ok) // segments)
-    first, last = ok[:size], ok[-size:]
+def _stage_ms(d: Done, stage: str) -> float:
+    return d.client_ms if stage == "client" else d.stages.get(stage, float("nan"))
+
+
+def segment_report(done: list[Done], samples: list[Sample], warm_after: int, segments: int) -> list[dict[str, Any]]:
+    """Each post-warm-up segment (in completion order): p99 per stage of its successful searches, the CPU ms
+    each service spent per search in it (its own speed, whatever else runs on the machine) and the load."""
+    ordered = sorted(done, key=lambda d: d.seq)
+    size = max(1, (len(ordered) - warm_after) // segments)
+    out = []
+    for i in range(segments):
+        lo, hi = warm_after + i * size, warm_after + (i + 1) * size
+        rows = [d for d in ordered[lo:hi] if d.status == 200]
+        inside = [s for s in samples if lo <= s.done <= hi] or samples[-1:]
+        first, last = inside[0], inside[-1]
+        searches = max(1, last.done - first.done)
+        out.append(
+            {
+                "searches": [lo, hi],
+                "p99_ms": {st: pct([_stage_ms(d, st) for d in rows])["p99"] for st in (*STAGES, "client")},
+                "cpu_ms_per_search": {n: (last.cpu_ms[n] - first.cpu_ms[n]) / searches for n in first.cpu_ms},
+                "load1": float(np.mean([s.load1 for s in inside])),
+            }
+        )
+    return out
+
+
+def drift_report(segs: list[dict[str, Any]], done: list[Done], warm_after: int) -> dict[str, dict[str, float]]:
+    """Per stage: p99 of the first and the last post-warm-up segment, and the drift in %."""
+    ok = [d for d in done if d.seq >= warm_after and d.status == 200]
     out = {}
     for stage in (*STAGES, "client"):
-
-        def p99(rows: list[Done], stage: str = stage) -> float:
-            values = [d.client_ms if stage == "client" else d.stages.get(stage, float("nan")) for d in rows]
-            return pct(values)["p99"]
-
-        a, b = p99(first), p99(last)
+        a, b = segs[0]["p99_ms"][stage], segs[-1]["p99_ms"][stage]
         out[stage] = {
+            "p50_ms": pct([_stage_ms(d, stage) for d in ok])["p50"],
             "first_p99_ms": a,
             "last_p99_ms": b,
             "drift_pct": 100.0 * (b - a) / a,
-            "all_p50_ms": pct([d.client_ms if stage == "client" else d.stages.get(stage, float("nan")) for d in ok])[
-                "p50"
-            ],
         }
     return out
 
@@ -196,34 +241,74 @@ def main() -> int:
     finally:
         stack.close()
 
+    report(args, soak, work, elapsed, alive, before)
+    return 0
+
+
+def report(
+    args: argparse.Namespace,
+    soak: Soak,
+    work: list[tuple[str, bytes, int]],
+    elapsed: float,
+    alive: dict[str, bool],
+    before: dict[str, Any],
+) -> None:
+    """Tables for people, then the JSON line."""
     warm_after = int(len(work) * args.warmup)
     statuses: dict[str, int] = {}
     for d in soak.done:
         statuses[str(d.status)] = statuses.get(str(d.status), 0) + 1
     rss = rss_report(soak.samples, warm_after)
-    drift = drift_report(soak.done, warm_after, args.segments)
+    segs = segment_report(soak.done, soak.samples, warm_after, args.segments)
+    drift = drift_report(segs, soak.done, warm_after)
     bad_names = {name for name, _ in bad_inputs()}
-    expected_4xx = sum(1 for name, _, _ in work if name in bad_names)
+    bad_sent = sum(1 for name, _, _ in work if name in bad_names)
     server_errors = sum(n for code, n in statuses.items() if code == "0" or code.startswith("5"))
     worst_rss = max(r["growth_pct"] for r in rss.values())
     worst_drift = max(d["drift_pct"] for d in drift.values())
-
+    names = list(rss)
     print(
         table(
-            ["service", "start MiB", "after warm-up", "end MiB", "peak MiB", "growth %"],
-            [[n, r["start_mib"], r["warm_mib"], r["end_mib"], r["peak_mib"], r["growth_pct"]] for n, r in rss.items()],
+            ["service", "start MiB", "after warm-up", "2nd-half growth %", "end MiB", "peak MiB", "growth %"],
+            [
+                [
+                    n,
+                    r["start_mib"],
+                    r["warm_mib"],
+                    r["second_half_growth_pct"],
+                    r["end_mib"],
+                    r["peak_mib"],
+                    r["growth_pct"],
+                ]
+                for n, r in rss.items()
+            ],
         )
     )
     print()
     print(
         table(
             ["stage", "p50 ms", "p99 first", "p99 last", "drift %"],
-            [[s, d["all_p50_ms"], d["first_p99_ms"], d["last_p99_ms"], d["drift_pct"]] for s, d in drift.items()],
+            [[s, d["p50_ms"], d["first_p99_ms"], d["last_p99_ms"], d["drift_pct"]] for s, d in drift.items()],
+        )
+    )
+    print()
+    print(
+        table(
+            ["searches", "p99 client ms", "load1", *(f"{n} CPU ms/search" for n in names)],
+            [
+                [
+                    f"{g['searches'][0]}-{g['searches'][1]}",
+                    g["p99_ms"]["client"],
+                    g["load1"],
+                    *(g["cpu_ms_per_search"][n] for n in names),
+                ]
+                for g in segs
+            ],
         )
     )
     print(
         f"\n{len(soak.done)} searches in {elapsed:.0f}s ({len(soak.done) / elapsed:.1f}/s), statuses {statuses}, "
-        f"{expected_4xx} bad inputs sent, services alive at the end: {alive}"
+        f"{bad_sent} bad inputs sent, services alive at the end: {alive}"
     )
     emit(
         {
@@ -232,13 +317,14 @@ def main() -> int:
             "seconds": round(elapsed, 1),
             "per_second": round(len(soak.done) / elapsed, 2),
             "statuses": statuses,
-            "bad_inputs_sent": expected_4xx,
+            "bad_inputs_sent": bad_sent,
             "server_errors": server_errors,
             "alive": alive,
             "rss": rss,
             "rss_growth_pct_max": worst_rss,
             "p99": drift,
             "p99_drift_pct_max": worst_drift,
+            "segments": segs,
             "pass": worst_rss < RSS_TARGET_PCT
             and worst_drift < DRIFT_TARGET_PCT
             and server_errors == 0
@@ -247,7 +333,6 @@ def main() -> int:
             "machine_after": machine(),
         }
     )
-    return 0
 
 
 if __name__ == "__main__":

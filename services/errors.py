@@ -34,6 +34,13 @@ class BackendTimeout(ImgSearchError):
     reason = "backend_timeout"
 
 
+class IncompatibleModels(ImgSearchError):
+    """The embedder serves another model than the index was built with: its vectors would find garbage."""
+
+    status = 503
+    reason = "embedder_index_mismatch"
+
+
 class Unauthorized(ImgSearchError):
     """Missing or wrong admin bearer token."""
 

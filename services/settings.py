@@ -102,6 +102,12 @@ class DetectorSettings(ModelServiceSettings):
     )
     iou_threshold: float = Field(default=0.5, gt=0, le=1, description="Non-maximum suppression IoU threshold.")
     max_detections: int = Field(default=20, ge=1, description="Most detections returned per image.")
+    inference_threads: int = Field(
+        default=2,
+        ge=1,
+        description="Photos detected at once, each run single-threaded (2: concurrent searches use two cores; "
+        "bench/e2e.py measured +37 % throughput at 8 clients on 2 cores over 1).",
+    )
 
 
 class EmbedderSettings(ModelServiceSettings):

@@ -13,11 +13,11 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.errors import install_error_handlers, internal_error_response
+from services.errors import error_response, install_error_handlers, internal_error_response
 from services.metrics import REQUEST_SECONDS, REQUESTS
 from services.web_json import ORJSONResponse, json_response
 
@@ -113,6 +113,54 @@ class RequestContextMiddleware:
             REQUEST_ID.reset(token)
 
 
+class BodyLimitMiddleware:
+    """Pure ASGI: a request body over `max_bytes` gets 413, by its Content-Length before a byte is read or as
+    soon as the streamed body passes the limit. For JSON routes, which FastAPI would read whole whatever the
+    size (image uploads are limited while streaming by `services.uploads`)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size, more = 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            more = bool(message.get("more_body", False))
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        rid = scope.get("request_id")
+        message = f"request body exceeds {self.max_bytes} bytes"
+        await error_response(413, "too_many_bytes", message, rid if isinstance(rid, str) else None)(
+            scope, receive, send
+        )
+
+
 def health_router(readiness: Readiness) -> APIRouter:
     """`/livez`, `/readyz` and `/metrics`."""
     router = APIRouter(tags=["health"])
@@ -142,8 +190,12 @@ def create_service_app(
     description: str,
     readiness: Readiness,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
+    max_body_bytes: int | None = None,
 ) -> FastAPI:
-    """A FastAPI app with the shared middleware, error mapping and health routes (OpenAPI at /docs)."""
+    """A FastAPI app with the shared middleware, error mapping and health routes (OpenAPI at /docs).
+
+    `max_body_bytes`: refuse larger request bodies of every route (services whose routes take JSON).
+    """
     app = FastAPI(
         title=title,
         description=description,
@@ -152,6 +204,8 @@ def create_service_app(
         default_response_class=ORJSONResponse,
     )
     install_error_handlers(app)
+    if max_body_bytes is not None:
+        app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)  # inside the request context
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router(readiness))
     return app

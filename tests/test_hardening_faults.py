@@ -132,7 +132,7 @@ def test_index_killed_while_searches_run_never_hangs_a_request_and_recovers_with
     for t in threads:
         t.start()
     try:
-        time.sleep(1.0)
+        _wait(lambda: len(results) >= 3, 30)
         stack.services["index"].proc.kill()  # SIGKILL: no drain, connections cut mid-request
         stack.services["index"].proc.wait()
         killed_at = len(results)
@@ -148,7 +148,8 @@ def test_index_killed_while_searches_run_never_hangs_a_request_and_recovers_with
     assert all(not t.is_alive() for t in threads)  # no request hung
     assert during and {s for s, _ in during} <= {200, 503}, {s for s, _ in during}
     assert 503 in {s for s, _ in during}
-    assert max(elapsed for _, elapsed in results) < QUERY_BUDGET_S + SLACK_S + 2.0
+    healthy_s = max(elapsed for _, elapsed in results[:killed_at])  # searches before the kill
+    assert max(elapsed for _, elapsed in results) < healthy_s + QUERY_BUDGET_S + SLACK_S
     assert stack.services["gateway"].proc.pid == gateway_pid and stack.services["gateway"].alive()
 
 

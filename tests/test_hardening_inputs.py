@@ -186,15 +186,19 @@ def test_json_query_body_over_the_limit_is_refused_while_streaming(limited: dict
     assert limited["index"].is_ready()
 
 
-@pytest.mark.parametrize("service", sorted(ENDPOINTS))
+BODY_ENDPOINTS = {**{s: (p, MULTIPART) for s, p in ENDPOINTS.items()}, "index": ("/v1/query", "application/json")}
+
+
+@pytest.mark.parametrize("service", sorted(BODY_ENDPOINTS))
 def test_declared_content_length_over_the_limit_is_refused_without_reading_the_body(
     limited: dict[str, ServiceProcess], service: str
 ) -> None:
     host, port = limited[service].url.removeprefix("http://").split(":")
+    path, content_type = BODY_ENDPOINTS[service]
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(
-            f"POST {ENDPOINTS[service]} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {50 * 1024 * 1024}\r\n"
-            "Content-Type: multipart/form-data; boundary=xyz\r\n\r\n".encode()
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {50 * 1024 * 1024}\r\n"
+            f"Content-Type: {content_type}\r\n\r\n".encode()
         )  # and not one byte of the announced 50 MiB
         status, body = _http_response(sock)
     assert status == 413 and "exceeds" in body["error"]

@@ -1,19 +1,44 @@
-"""`imgsearch index build|show`: run the rebuild job, or describe a published index."""
+"""`imgsearch index build|show`: run the rebuild job (whole, or sharded), or describe a published index."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imgcore.errors import ImgSearchError
 from services.defaults import DEFAULT_CACHE_DIR, DEFAULT_EMBEDDER_URI
+
+if TYPE_CHECKING:
+    from ann_index.shards import ShardSpec
+
+
+def _shard_spec(text: str) -> ShardSpec:
+    from ann_index.shards import ShardError, ShardSpec
+
+    try:
+        return ShardSpec.parse(text)
+    except ShardError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _shard_count(text: str) -> int:
+    from ann_index.shards import MAX_SHARDS
+
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_SHARDS:
+        raise argparse.ArgumentTypeError(f"shard count must be an integer in 1..{MAX_SHARDS}, got {text!r}")
+    return count
 
 
 def _build(args: argparse.Namespace) -> int:
     # Imported here: `imgsearch --help` should not pay for onnxruntime and annoy.
     from ann_index.rebuild import RebuildOptions, RebuildRefused, rebuild
+    from ann_index.shard_job import embed_shard, merge_and_publish
     from embedder import Embedder
     from imgcore.modelstore import ModelStore
 
@@ -31,16 +56,31 @@ def _build(args: argparse.Namespace) -> int:
             s3_endpoint_url=args.s3_endpoint,
             progress=not args.no_progress,
         )
-        manifest = rebuild(args.catalog, args.out, embedder, opts)
+        if args.shard is not None:
+            shard = embed_shard(args.catalog, args.out, embedder, args.shard, opts)
+            if shard.reused:
+                print(f"shard {shard.spec} of run {shard.run} is already complete in {args.out}: nothing to do")
+            else:
+                print(
+                    f"wrote {shard.key} to {args.out}: shard {shard.spec}, {shard.embedded} items embedded, "
+                    f"{shard.skipped} skipped; merge with --merge-shards {shard.spec.count}"
+                )
+            return 0
+        if args.merge_shards is not None:
+            manifest = merge_and_publish(args.catalog, args.out, embedder, args.merge_shards, opts)
+        else:
+            manifest = rebuild(args.catalog, args.out, embedder, opts)
     except RebuildRefused as exc:
-        print(f"imgsearch index build: REFUSED, nothing published, CURRENT unchanged: {exc.message}", file=sys.stderr)
+        what = "nothing written" if args.shard is not None else "nothing published, CURRENT unchanged"
+        print(f"imgsearch index build: REFUSED, {what}: {exc.message}", file=sys.stderr)
         return 3
     except ImgSearchError as exc:
         print(f"imgsearch index build: error: {exc.message}", file=sys.stderr)
         return 2
     q = manifest["quality"]
+    merged = f" from {args.merge_shards} shards" if args.merge_shards is not None else ""
     print(
-        f"published {manifest['version']} to {args.out}: {manifest['count']} items, "
+        f"published {manifest['version']}{merged} to {args.out}: {manifest['count']} items, "
         f"{len(manifest['categories'])} categories, skipped {manifest['skipped']['count']}; "
         f"recall@10 {q['recall_at_10']} (category {q['category_recall_at_10']}) at n_trees={manifest['n_trees']} "
         f"search_k={manifest['search_k']}; category P@10 {q['category_p_at_10']} R@1 {q['category_r_at_1']}"
@@ -105,6 +145,23 @@ def register(sub: Any) -> None:
     )
     build.add_argument("--s3-endpoint", default=None, metavar="URL", help="S3-compatible endpoint URL")
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sharded = build.add_mutually_exclusive_group()
+    sharded.add_argument(
+        "--shard",
+        type=_shard_spec,
+        default=None,
+        metavar="I/N",
+        help="sharded rebuild, step 1: embed only shard I of N (sha256(item_id) mod N == I), write "
+        "<out>/shards/<run>/I.npz and publish nothing; a shard already complete is skipped",
+    )
+    sharded.add_argument(
+        "--merge-shards",
+        type=_shard_count,
+        default=None,
+        metavar="N",
+        help="sharded rebuild, step 2: merge the N shards of this catalog's run (refusing a missing or "
+        "inconsistent set), then build, gate and publish as usual",
+    )
     build.set_defaults(func=_build)
 
     show = cmds.add_parser("show", help="print CURRENT, the versions and the current manifest")

@@ -1,5 +1,6 @@
-"""The gateway's calls to the detector, embedder and index: one pooled keep-alive client, per-call budgets,
-bounded retries of connection failures (every backend call is idempotent), `x-request-id` forwarded.
+"""The gateway's calls to the detector, embedder and index: pooled keep-alive connections (`http1`, a lean
+HTTP/1.1 client: httpx cost ~0.7 ms of CPU per call), per-call budgets, bounded retries of connection
+failures (every backend call is idempotent), `x-request-id` forwarded.
 
 Failures become domain errors: connection refused / not ready -> BackendUnavailable (503), past the
 budget -> BackendTimeout (504), a 4xx from a backend -> the same status and message for the caller.
@@ -12,12 +13,12 @@ import logging
 import time
 from typing import Any
 
-import httpx
 import numpy as np
 import orjson
 
 from imgcore.errors import ImgSearchError
 from services.errors import BackendTimeout, BackendUnavailable
+from services.gateway.http1 import ConnectionFailed, ConnectTimeout, Http1Pool, Reply
 from services.metrics import BACKEND_ERRORS, BACKEND_SECONDS
 from services.settings import GatewaySettings
 from services.web import current_request_id
@@ -25,8 +26,6 @@ from services.web_json import dumps
 from services.wire import rgb_headers, vectors_from_b64, vectors_to_b64
 
 log = logging.getLogger("imgsearch.gateway")
-
-_RETRYABLE = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 
 
 class BackendRejected(ImgSearchError):
@@ -37,36 +36,42 @@ class BackendRejected(ImgSearchError):
         self.status = status
 
 
-def _error_text(resp: httpx.Response) -> str:
+def _error_text(resp: Reply) -> str:
     try:
         body = orjson.loads(resp.content)
     except orjson.JSONDecodeError:
-        return resp.text[:200]
+        return resp.content[:200].decode("utf-8", "replace")
     return str(body.get("error", body)) if isinstance(body, dict) else str(body)[:200]
 
 
 class Backends:
     """Typed calls to the three services."""
 
-    def __init__(self, settings: GatewaySettings, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
         self.urls = {
             "detector": settings.detector_url.rstrip("/"),
             "embedder": settings.embedder_url.rstrip("/"),
             "index": settings.index_url.rstrip("/"),
         }
-        limits = httpx.Limits(max_connections=settings.max_connections * 3, max_keepalive_connections=64)
-        self.client = httpx.AsyncClient(limits=limits, transport=transport, trust_env=False)
+        self.client = Http1Pool(
+            max_idle_per_host=settings.max_connections, connect_timeout_s=settings.connect_timeout_s
+        )
+        # At most max_connections calls in flight per backend; more wait (within their budget) for a turn.
+        self._slots = {name: asyncio.Semaphore(settings.max_connections) for name in self.urls}
 
     async def close(self) -> None:
         """Close the pooled connections."""
-        await self.client.aclose()
+        await self.client.close()
+
+    async def _send(self, backend: str, method: str, url: str, **kwargs: Any) -> Reply:
+        async with self._slots[backend]:
+            return await self.client.request(method, url, **kwargs)
 
     async def call(
         self, backend: str, method: str, path: str, *, budget_s: float, retries: int | None = None, **kwargs: Any
-    ) -> httpx.Response:
+    ) -> Reply:
         """One request with a total budget, retried on connection failures; raises domain errors."""
-        timeout = httpx.Timeout(budget_s, connect=min(self.settings.connect_timeout_s, budget_s))
         headers = {"x-request-id": current_request_id(), **kwargs.pop("headers", {})}
         attempts = 1 + (self.settings.retries if retries is None else retries)
         backoff = self.settings.retry_backoff_s
@@ -76,28 +81,25 @@ class Backends:
         for attempt in range(attempts):
             try:
                 resp = await asyncio.wait_for(
-                    self.client.request(method, url, headers=headers, timeout=timeout, **kwargs),
+                    self._send(backend, method, url, headers=headers, **kwargs),
                     max(deadline - time.perf_counter(), 0.001),
                 )
-            except _RETRYABLE as exc:
+            except ConnectionFailed as exc:
                 if attempt + 1 < attempts and time.perf_counter() + backoff < deadline:
                     await asyncio.sleep(backoff)
                     backoff *= 2
                     continue
                 BACKEND_ERRORS.labels(backend=backend, kind="unavailable").inc()
                 raise BackendUnavailable(f"{backend} is unavailable: {type(exc).__name__}") from exc
-            except (httpx.TimeoutException, TimeoutError) as exc:
+            except (ConnectTimeout, TimeoutError) as exc:
                 BACKEND_ERRORS.labels(backend=backend, kind="timeout").inc()
                 raise BackendTimeout(f"{backend} did not answer within {budget_s:g}s") from exc
-            except httpx.HTTPError as exc:
-                BACKEND_ERRORS.labels(backend=backend, kind="unavailable").inc()
-                raise BackendUnavailable(f"{backend} call failed: {type(exc).__name__}") from exc
             BACKEND_SECONDS.labels(backend=backend).observe(time.perf_counter() - t0)
             return self._check(backend, resp)
         raise AssertionError("unreachable")
 
     @staticmethod
-    def _check(backend: str, resp: httpx.Response) -> httpx.Response:
+    def _check(backend: str, resp: Reply) -> Reply:
         code = resp.status_code
         if code < 400:
             return resp
@@ -170,10 +172,8 @@ class Backends:
     async def readiness(self, backend: str) -> tuple[bool, dict[str, Any]]:
         """A backend's /readyz (never raises)."""
         try:
-            resp = await self.client.get(
-                self.urls[backend] + "/readyz", timeout=httpx.Timeout(1.0, connect=self.settings.connect_timeout_s)
-            )
+            resp = await asyncio.wait_for(self.client.request("GET", self.urls[backend] + "/readyz"), 1.0)
             body = orjson.loads(resp.content)
-        except (httpx.HTTPError, orjson.JSONDecodeError) as exc:
+        except (ConnectionFailed, TimeoutError, orjson.JSONDecodeError) as exc:
             return False, {"error": f"unreachable: {type(exc).__name__}"}
         return resp.status_code == 200 and bool(body.get("ready")), body

@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from imgcore.errors import ImgSearchError
 from services.boxes import Box, clip_box
+from services.errors import IncompatibleModels
 from services.gateway.backends import Backends
 from services.gateway.cache import LRUCache
 from services.metrics import FALLBACKS, STAGE_SECONDS
@@ -95,6 +96,7 @@ class SearchService:
         self.cache: LRUCache[tuple[Any, ...], dict[str, Any]] = LRUCache("search", settings.cache_size)
         self.index_version: str | None = None
         self.index_categories: frozenset[str] | None = None
+        self.index_embedder_sha256: str | None = None
         self._inflight = 0
 
     def note_index(self, details: dict[str, Any]) -> None:
@@ -103,26 +105,39 @@ class SearchService:
         if index.get("version"):
             self._set_version(str(index["version"]))
             self.index_categories = frozenset(index.get("categories") or {})
+            self.index_embedder_sha256 = (index.get("embedder") or {}).get("sha256")
 
     def _set_version(self, version: str | None) -> None:
         if version != self.index_version:
             self.index_version = version
             self.cache.clear()  # entries of the old version can never be hit again
 
+    async def _refresh_index(self) -> None:
+        ready, details = await self.backends.readiness("index")
+        if ready:
+            self.note_index(details)
+
     async def watch_index(self, every_s: float) -> None:
         """Follow the index version (so cached results never outlive a swap by more than `every_s`)."""
         while True:
-            ready, details = await self.backends.readiness("index")
-            if ready:
-                self.note_index(details)
+            await self._refresh_index()
             await asyncio.sleep(every_s)
 
     async def _categories(self, version: str) -> frozenset[str]:
         if self.index_categories is None or version != self.index_version:
-            ready, details = await self.backends.readiness("index")
-            if ready:
-                self.note_index(details)
+            await self._refresh_index()
         return self.index_categories or frozenset()
+
+    async def _check_binding(self, embedder_model: dict[str, Any] | None) -> None:
+        """Refuse to query the index with vectors of an embedder it was not built with (garbage results)."""
+        if self.index_embedder_sha256 is None:
+            await self._refresh_index()
+        bound, serving = self.index_embedder_sha256, (embedder_model or {}).get("sha256")
+        if bound and serving and bound != serving:
+            raise IncompatibleModels(
+                f"index {self.index_version} was built with embedder {bound[:12]}, "
+                f"but the embedder serves {serving[:12]}"
+            )
 
     async def search(self, upload: Upload, params: SearchParams) -> dict[str, Any]:
         """The `/v1/search` response for one uploaded photo."""
@@ -140,7 +155,9 @@ class SearchService:
 
         regions = await self._embed_regions(image, forward, scale, pixels, params)
         items = regions.items
+        fallback = any(item.get("fallback") for item in items)
         t_embedded = time.perf_counter()
+        await self._check_binding(regions.embedder_model)
 
         if params.category is not None:
             categories: list[str | None] = [params.category] * len(items)
