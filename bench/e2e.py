@@ -346,12 +346,18 @@ def main() -> int:
         f"index of {items} items, {rounds} interleaved rounds; latency in ms\n"
     )
     print(table(["phase", "stage", "p50", "p95", "p99"], rows))
-    kinds = []
-    for label, names, values in (("in-process", local_names, local["total"]), ("1 client", one.names, one.latency_ms)):
-        for kind, want in (("real", True), ("fmnist", False)):
-            sel = [v for n, v in zip(names, values, strict=True) if is_real(n) == want]
-            kinds.append([label, kind, pct(sel)["p50"], len(sel)])
-    print("\n" + table(["phase", "photos", "p50 ms", "n"], kinds))
+    kinds, p1_kind = [], {}
+    sides = (("in-process", local_names, local, local["total"]), ("1 client", one.names, one.server, one.latency_ms))
+    for kind, want in (("real", True), ("fmnist", False)):
+        p50s = {}
+        for label, names, stages, seen in sides:
+            mask = [is_real(n) == want for n in names]
+            row = [pct([v for v, m in zip(stages[st], mask, strict=True) if m])["p50"] for st in STAGES]
+            p50s[label] = pct([v for v, m in zip(seen, mask, strict=True) if m])["p50"]
+            kinds.append([label, kind, *row, p50s[label], sum(mask)])
+        p1_kind[kind] = round(p50s["1 client"] / p50s["in-process"], 3)
+    print("\np50 ms by kind of photo (real: COCO scenes, detections; fmnist: one item, whole-image fallback)")
+    print(table(["phase", "photos", *STAGES, "client-seen", "n"], kinds))
     for label, run in [("1 client", one), *((f"{c} clients", r) for c, r in concurrent.items())]:
         if run.errors:
             print(f"{label}: {run.errors} errors; first: {run.first_error}", file=sys.stderr)
@@ -370,6 +376,7 @@ def main() -> int:
         "bench": "e2e",
         "p1": round(p_one["p50"] / p_local["p50"], 3),
         "p2": round(concurrent[p2_level].throughput / local_tp, 3) if p2_level else None,
+        "p1_by_kind": p1_kind,
         "inprocess_p50_ms": round(p_local["p50"], 2),
         "e2e_p50_ms": round(p_one["p50"], 2),
         "inprocess_rps": round(local_tp, 2),

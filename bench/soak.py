@@ -267,6 +267,8 @@ def report(
     worst_rss = max(r["growth_pct"] for r in rss.values())
     worst_drift = max(d["drift_pct"] for d in drift.values())
     names = list(rss)
+    first_cpu, last_cpu = segs[0]["cpu_ms_per_search"], segs[-1]["cpu_ms_per_search"]
+    cpu_drift = {n: 100.0 * (last_cpu[n] - first_cpu[n]) / first_cpu[n] for n in names}
     print(
         table(
             ["service", "start MiB", "after warm-up", "2nd-half growth %", "end MiB", "peak MiB", "growth %"],
@@ -310,6 +312,7 @@ def report(
         f"\n{len(soak.done)} searches in {elapsed:.0f}s ({len(soak.done) / elapsed:.1f}/s), statuses {statuses}, "
         f"{bad_sent} bad inputs sent, services alive at the end: {alive}"
     )
+    print("CPU ms per search, last vs first segment (%): " + ", ".join(f"{n} {v:+.1f}" for n, v in cpu_drift.items()))
     emit(
         {
             "searches": len(soak.done),
@@ -325,6 +328,7 @@ def report(
             "p99": drift,
             "p99_drift_pct_max": worst_drift,
             "segments": segs,
+            "cpu_ms_per_search_drift_pct": cpu_drift,
             "pass": worst_rss < RSS_TARGET_PCT
             and worst_drift < DRIFT_TARGET_PCT
             and server_errors == 0
