@@ -328,6 +328,11 @@ def test_web_page_phone_width(browser: Any, base_url: str, tmp_path: Path) -> No
     draw = page.get_by_role("button", name="Draw a region")
     draw.tap()
     expect(draw).to_have_attribute("aria-pressed", "true")
+    # Results render below the photo on a phone and may scroll the page: measure where the photo is now.
+    page.locator("#photo").scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+    photo_box = page.locator("#photo").bounding_box()
+    assert photo_box is not None
     x0, y0 = photo_box["x"] + 0.1 * photo_box["width"], photo_box["y"] + 0.1 * photo_box["height"]
     x1, y1 = photo_box["x"] + 0.6 * photo_box["width"], photo_box["y"] + 0.9 * photo_box["height"]
     # A pointer drag (CDP touch events did not reach the page's pointer handlers in headless Chromium).
