@@ -78,22 +78,19 @@ def no_spin_embedder(model_dir: Path, threads: int, batch: int) -> object:
     return Embedder(model_dir, batch_size=batch, session=NoSpinSession(model_dir / "model.onnx"), verify_sha256=False)
 
 
-def measure(embedder: object, catalog: Path, images: np.ndarray, opts: object, rounds: int) -> dict[str, list[float]]:
-    """Alternating rounds of raw `Embedder.run` and the whole rebuild job."""
+def one_round(embedder: object, catalog: Path, images: np.ndarray, opts: object) -> tuple[float, float, float]:
+    """(raw images/s of `Embedder.run`, the job's images/s, the job's total seconds)."""
     from ann_index.rebuild import rebuild
 
-    got: dict[str, list[float]] = {"raw": [], "job": [], "total": []}
-    for _ in range(rounds):
-        got["raw"].append(raw_rate(embedder, images, opts.batch_size))  # type: ignore[attr-defined]
-        out = Path(tempfile.mkdtemp(prefix="rebuild-out-", dir=CACHE))
-        try:
-            t0 = time.perf_counter()
-            manifest = rebuild(catalog.as_uri(), out.as_uri(), embedder, opts)  # type: ignore[arg-type]
-            got["total"].append(time.perf_counter() - t0)
-        finally:
-            shutil.rmtree(out, ignore_errors=True)
-        got["job"].append(float(manifest["timings_s"]["items_per_s"]))
-    return got
+    raw = raw_rate(embedder, images, opts.batch_size)  # type: ignore[attr-defined]
+    out = Path(tempfile.mkdtemp(prefix="rebuild-out-", dir=CACHE))
+    try:
+        t0 = time.perf_counter()
+        manifest = rebuild(catalog.as_uri(), out.as_uri(), embedder, opts)  # type: ignore[arg-type]
+        total = time.perf_counter() - t0
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return raw, float(manifest["timings_s"]["items_per_s"]), total
 
 
 def main() -> int:
@@ -119,7 +116,13 @@ def main() -> int:
     if args.spinning == "both":
         variants["off"] = no_spin_embedder(defaults.MODELS_DIR / "fmnist-lite0", args.workers, args.batch_size)
         raw_rate(variants["off"], images[: 4 * args.batch_size], args.batch_size)
-    results = {name: measure(emb, catalog, images, opts, args.rounds) for name, emb in variants.items()}
+    results: dict[str, dict[str, list[float]]] = {name: {"raw": [], "job": [], "total": []} for name in variants}
+    for r in range(args.rounds):  # variants alternate within each round, so drift on a shared machine hits all
+        for name in list(variants)[:: 1 if r % 2 == 0 else -1]:
+            raw, job, total = one_round(variants[name], catalog, images, opts)
+            results[name]["raw"].append(raw)
+            results[name]["job"].append(job)
+            results[name]["total"].append(total)
     rows = []
     for name, got in results.items():
         for r in range(args.rounds):
