@@ -32,6 +32,7 @@ def load_detector(settings: DetectorSettings) -> Detector:
         model_dir,
         intra_threads=settings.ort_intra_threads,
         inter_threads=settings.ort_inter_threads,
+        verify_sha256=False,  # fetch_model has just verified this file against its card
         score_threshold=settings.score_threshold,
         iou_threshold=settings.iou_threshold,
         max_detections=settings.max_detections,

@@ -37,6 +37,7 @@ def load_embedder(settings: EmbedderSettings) -> Embedder:
         model_dir,
         intra_threads=settings.ort_intra_threads,
         inter_threads=settings.ort_inter_threads,
+        verify_sha256=False,  # fetch_model has just verified this file against its card
         batch_size=settings.max_batch_size,
     )
 
