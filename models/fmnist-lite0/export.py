@@ -26,6 +26,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "models"))
 
+from history import stages  # noqa: E402
 from net import DIM, IMAGE_SIZE, EmbedNet  # noqa: E402
 
 from embedder.transforms import foreground_box, prepare  # noqa: E402
@@ -92,13 +93,6 @@ def build_card(
 ) -> dict[str, Any]:
     args = ck["args"]
     prior = ck.get("prior", {"images": 0, "seconds": 0.0})
-    # A run continued with --init (a second, short low-LR stage) reports its totals and its stages.
-    stages = ["stage 1: 40-min budget, lr backbone 3e-4 / head 3e-3"]
-    if prior["images"]:
-        stages.append(
-            f"stage 2 (--init): {args['budget_min']}-min budget, lr backbone {args['lr_backbone']} / head "
-            f"{args['lr_head']}, p_catalog {args['p_catalog']}, p_crop {args['p_crop']}"
-        )
     return {
         "name": "fmnist-lite0",
         "version": version,
@@ -134,12 +128,12 @@ def build_card(
             "whole, JPEG, flips)",
             "loss": "CosFace (s=30, m=0.35) on the 10 categories",
             "optimizer": f"AdamW (weight decay 1e-4), warmup + cosine per stage, batch {args['batch']}, "
-            f"stem + first {args['freeze_blocks']} blocks frozen, 1 torch thread",
+            f"stem + first {args['freeze_blocks']} blocks frozen",
             "epochs": round((prior["images"] + ck["step"] * args["batch"]) / 60000, 2),
             "batch": args["batch"],
             "image_size": IMAGE_SIZE,
             "seconds": round(prior["seconds"] + float(ck["seconds"]), 1),
-            "stages": stages,
+            "stages": stages(ck),
             "seed": args["seed"],
             "hardware": "2 CPU cores (shared), torch CPU, channels_last",
         },

@@ -17,6 +17,7 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -27,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[1]))
 
+from history import stages  # noqa: E402
 from net import IMAGE_SIZE, CosFace, EmbedNet  # noqa: E402
 
 from embedder.transforms import foreground_box, prepare  # noqa: E402
@@ -153,15 +155,16 @@ def main() -> None:
     warmup = min(150, total_steps // 10)
     step, epoch0, spent = 0, 0, 0.0
     ckpt_path = args.out / "last.pt"
+    prior: dict[str, Any] = {"images": 0, "seconds": 0.0, "stages": []}
     if args.resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, weights_only=False)
         model.load_state_dict(ck["model"])
         loss_fn.load_state_dict(ck["loss"])
         opt.load_state_dict(ck["opt"])
         step, epoch0, spent = ck["step"], ck["epoch"], ck["seconds"]
+        prior = ck.get("prior", prior)
         print(f"resumed at epoch {epoch0} step {step}", flush=True)
-    # A second stage (--init) starts a new LR schedule but keeps the running totals for the card.
-    prior = {"images": 0, "seconds": 0.0}
+    # A further stage (--init) starts a new LR schedule but keeps the running totals and history for the card.
     if args.init is not None:
         ck = torch.load(args.init, weights_only=False)
         model.load_state_dict(ck["model"])
@@ -170,6 +173,7 @@ def main() -> None:
         prior = {
             "images": before["images"] + ck["step"] * ck["args"]["batch"],
             "seconds": before["seconds"] + ck["seconds"],
+            "stages": stages(ck),
         }
         print(f"initialised from {args.init}: {prior}", flush=True)
 
