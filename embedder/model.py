@@ -34,6 +34,7 @@ class Embedder:
         *,
         session: ModelSession | None = None,
         verify_sha256: bool = True,
+        allow_spinning: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
@@ -60,7 +61,9 @@ class Embedder:
         self._margin = float(inp.get("crop_margin", DEFAULT_CROP_MARGIN))
         self._metric = str(out.get("metric", "angular"))
         self.batch_size = batch_size
-        self._session: ModelSession = session or OrtSession(model_path, intra_threads, inter_threads)
+        self._session: ModelSession = session or OrtSession(
+            model_path, intra_threads, inter_threads, allow_spinning=allow_spinning
+        )
         if self._input_name not in self._session.input_names:
             raise StoreError(f"model has no input {self._input_name!r} (has {self._session.input_names})")
         if self._output_name not in self._session.output_names:

@@ -51,7 +51,7 @@ def build_demo_index(
         log.info("writing the Fashion-MNIST %s catalog into %s", split, catalog_dir)
         write_fmnist_catalog(catalog_dir, split=split, limit=limit)  # type: ignore[arg-type]
     model_dir = ModelStore(data_dir / "cache" / "models").fetch(embedder_uri)
-    embedder = Embedder(model_dir, intra_threads=2, batch_size=32)
+    embedder = Embedder(model_dir, intra_threads=2, batch_size=32, allow_spinning=False)
     root = index_root(data_dir)
     root.mkdir(parents=True, exist_ok=True)
     log.info("building the demo index from %s (this takes a minute or two on 2 cores)", catalog)

@@ -78,6 +78,14 @@ def test_dynamic_batch_gives_the_same_vectors_as_batch_one(embedder: Embedder, c
     np.testing.assert_allclose(together, alone, atol=1e-5)
 
 
+def test_session_without_spin_waiting_gives_the_same_vectors(embedder: Embedder, catalog: list[np.ndarray]) -> None:
+    quiet = Embedder(MODEL_DIR, intra_threads=2, batch_size=8, allow_spinning=False)
+    options = quiet._session._session.get_session_options()  # type: ignore[attr-defined]
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    batch = np.stack([embedder.preprocess(img) for img in catalog[:8]])
+    np.testing.assert_allclose(quiet.run(batch), embedder.run(batch), atol=1e-5)
+
+
 def test_same_category_items_are_closer_than_other_categories(
     embedder: Embedder, catalog: list[np.ndarray], sample: tuple[np.ndarray, np.ndarray]
 ) -> None:

@@ -44,7 +44,8 @@ def _build(args: argparse.Namespace) -> int:
 
     try:
         model_dir = ModelStore(DEFAULT_CACHE_DIR, s3_endpoint_url=args.s3_endpoint).fetch(args.embedder)
-        embedder = Embedder(model_dir, intra_threads=args.workers, batch_size=args.batch_size)
+        # The job decodes catalog images on the cores onnxruntime uses: its threads must yield, not spin.
+        embedder = Embedder(model_dir, intra_threads=args.workers, batch_size=args.batch_size, allow_spinning=False)
         opts = RebuildOptions(
             n_trees=args.n_trees,
             workers=args.workers,
