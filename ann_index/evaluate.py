@@ -18,8 +18,8 @@ import httpx
 
 from ann_index.catalog import CatalogItem, decode_catalog_bytes, parse_catalog
 from ann_index.common import category_slug
+from ann_index.embedding import BatchEmbedder, RebuildOptions, embed_catalog
 from ann_index.reader import IndexReader
-from ann_index.rebuild import BatchEmbedder, RebuildOptions, embed_catalog
 from imgcore.errors import InvalidInput
 from imgcore.storage import fetch_uri_bytes, resolve_uri
 

@@ -1,9 +1,8 @@
 """The index rebuild job: catalog -> images -> embeddings -> annoy forest -> gate -> publish.
 
 It refuses, and publishes nothing (CURRENT untouched), when the catalog is empty or has duplicate
-ids, when more than 1 % of rows cannot be used, or when the quality gate fails. Images are fetched,
-decoded and preprocessed by a thread pool (I/O, PIL and cv2 release the GIL) while the calling
-thread runs the embedder on full batches, so both cores stay busy.
+ids, when more than 1 % of rows cannot be used, or when the quality gate fails. The embedding phase
+(decode threads, batches, the optional embedding cache) lives in ann_index.embedding.
 """
 
 from __future__ import annotations
@@ -13,25 +12,20 @@ import logging
 import shutil
 import tempfile
 import time
-from collections import deque
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
-from ann_index.builder import DEFAULT_N_TREES, DEFAULT_SEED, IndexItem, build_index
+from ann_index.builder import IndexItem, build_index
 from ann_index.catalog import Catalog, CatalogItem, decode_catalog_bytes, parse_catalog
 from ann_index.common import MANIFEST_NAME, METRIC, VECTORS_NAME
-from ann_index.gate import DEFAULT_RECALL_TARGET, run_gate
+from ann_index.embedding import BatchEmbedder, RebuildOptions, embed_catalog, open_cache
+from ann_index.gate import run_gate
 from ann_index.manifest import FORMAT, EmbedderInfo, embedder_section, make_version, write_manifest
 from ann_index.publish import publish_version
 from imgcore.errors import ImgSearchError, InvalidInput
-from imgcore.image import DecodeLimits, decode_image
 from imgcore.storage import ObjectStore, fetch_uri_bytes, open_store, resolve_uri
 
 log = logging.getLogger(__name__)
@@ -43,31 +37,6 @@ class RebuildRefused(ImgSearchError):
 
     status = 422
     reason = "rebuild_refused"
-
-
-class BatchEmbedder(EmbedderInfo, Protocol):
-    """The part of embedder.Embedder the job uses; tests pass a fake."""
-
-    def preprocess(self, image: np.ndarray, box: Any = None) -> np.ndarray: ...
-    def run(self, batch: np.ndarray) -> np.ndarray: ...
-
-
-@dataclass(frozen=True)
-class RebuildOptions:
-    n_trees: int = DEFAULT_N_TREES
-    workers: int = 2
-    keep: int = 3
-    recall_target: float = DEFAULT_RECALL_TARGET
-    seed: int = DEFAULT_SEED
-    batch_size: int = 32
-    max_fail_fraction: float = 0.01
-    crop: Literal["full", "foreground"] = "full"
-    gate_queries: int = 1000
-    min_category_precision: float | None = None
-    s3_endpoint_url: str | None = None
-    limits: DecodeLimits = DecodeLimits()
-    progress: bool = True
-    work_dir: Path | None = None
 
 
 def as_uri(uri_or_path: str) -> str:
@@ -100,63 +69,6 @@ def check_catalog(catalog: Catalog, max_fail_fraction: float) -> None:
     if len(catalog.errors) > max_fail_fraction * catalog.rows:
         shown = "; ".join(str(e) for e in catalog.errors[:10])
         raise RebuildRefused(f"{len(catalog.errors)} of {catalog.rows} catalog rows are invalid: {shown}")
-
-
-def embed_catalog(
-    items: list[CatalogItem], base_uri: str, embedder: BatchEmbedder, opts: RebuildOptions
-) -> tuple[list[int], np.ndarray, list[dict[str, Any]]]:
-    """Return (positions of embedded items, their vectors, skipped rows with reasons)."""
-    crop_fn = None
-    if opts.crop == "foreground":
-        from embedder.transforms import foreground_box
-
-        crop_fn = foreground_box
-
-    def prepare(item: CatalogItem) -> np.ndarray:
-        data = fetch_uri_bytes(resolve_uri(base_uri, item.image), s3_endpoint_url=opts.s3_endpoint_url)
-        image = decode_image(data, opts.limits)
-        return embedder.preprocess(image, crop_fn(image) if crop_fn else None)
-
-    done: list[int] = []
-    vectors: list[np.ndarray] = []
-    skipped: list[dict[str, Any]] = []
-    batch: list[np.ndarray] = []
-    batch_pos: list[int] = []
-
-    def flush() -> None:
-        if batch:
-            vectors.append(np.asarray(embedder.run(np.stack(batch)), dtype=np.float32))
-            done.extend(batch_pos)
-            batch.clear()
-            batch_pos.clear()
-
-    window = max(2, opts.workers) * opts.batch_size * 2  # bounded read-ahead keeps memory flat
-    with (
-        ThreadPoolExecutor(max_workers=max(1, opts.workers)) as pool,
-        tqdm(total=len(items), unit="item", desc="embed", disable=not opts.progress, mininterval=0.5) as bar,
-    ):
-        pending: deque[tuple[int, Future[np.ndarray]]] = deque()
-        todo: Iterator[int] = iter(range(len(items)))
-        for pos in todo:
-            pending.append((pos, pool.submit(prepare, items[pos])))
-            if len(pending) >= window:
-                break
-        while pending:
-            pos, fut = pending.popleft()
-            nxt = next(todo, None)
-            if nxt is not None:
-                pending.append((nxt, pool.submit(prepare, items[nxt])))
-            try:
-                batch.append(fut.result())
-                batch_pos.append(pos)
-            except ImgSearchError as exc:  # unreadable or undecodable image: a skipped row
-                skipped.append({"line": items[pos].line, "item_id": items[pos].item_id, "reason": exc.message})
-            if len(batch) >= opts.batch_size:
-                flush()
-            bar.update(1)
-        flush()
-    dim = int(embedder.dim)
-    return done, (np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32)), skipped
 
 
 def build_version(
@@ -248,7 +160,8 @@ def rebuild(
     check_catalog(catalog, opts.max_fail_fraction)
     with open_store(as_uri(out_uri), s3_endpoint_url=opts.s3_endpoint_url) as store:  # fail early on a bad --out
         log.info("catalog %s: %d items in %d categories", catalog_uri, len(catalog.items), len(catalog.categories))
-        done, vectors, skipped = embed_catalog(catalog.items, base_uri, embedder, opts)
+        with open_cache(opts, embedder) as cache:
+            done, vectors, skipped = embed_catalog(catalog.items, base_uri, embedder, opts, cache)
         t_embed = time.monotonic()
         skipped = [e.to_dict() for e in catalog.errors] + skipped
         check_skipped(skipped, catalog.rows, opts.max_fail_fraction)
@@ -261,4 +174,6 @@ def rebuild(
                 "items_per_s": round(len(items) / max(t_embed - t0, 1e-9), 1),
             },
         }
+        if cache is not None:
+            extra["embedding_cache"] = cache.stats()
         return build_and_publish(store, items, vectors, base_uri, embedder, opts, extra)

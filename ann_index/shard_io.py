@@ -76,8 +76,7 @@ def _check_members(ids: Sequence[str], skipped: Sequence[str], spec: ShardSpec, 
         seen.add(item_id)
         if mode == "hash" and shard_of(item_id, spec.count) != spec.index:
             raise ShardError(
-                f"item id {item_id!r} belongs to shard {shard_of(item_id, spec.count)}/{spec.count}, "
-                f"not {spec}"
+                f"item id {item_id!r} belongs to shard {shard_of(item_id, spec.count)}/{spec.count}, not {spec}"
             )
 
 
@@ -185,7 +184,7 @@ def shard_indices(store: ShardStore, run: str) -> list[int]:
     prefix = f"{SHARD_DIR}/{check_run(run)}/"
     found: list[int] = []
     for key in store.list(prefix):
-        name = key[len(prefix):] if key.startswith(prefix) else key.rsplit("/", 1)[-1]
+        name = key[len(prefix) :] if key.startswith(prefix) else key.rsplit("/", 1)[-1]
         match = _SHARD_FILE_RE.match(name)
         if not match:
             raise ShardError(f"unexpected object in shard folder: {prefix}{name}")
@@ -193,9 +192,7 @@ def shard_indices(store: ShardStore, run: str) -> list[int]:
     return sorted(found)
 
 
-def shard_is_done(
-    store: ShardStore, run: str, spec: ShardSpec, *, embedder_sha256: str | None = None
-) -> bool:
+def shard_is_done(store: ShardStore, run: str, spec: ShardSpec, *, embedder_sha256: str | None = None) -> bool:
     """True if a valid file for exactly this shard of this run exists (a retried pod may skip the work)."""
     if spec.index not in shard_indices(store, run):
         return False

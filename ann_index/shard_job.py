@@ -19,17 +19,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from ann_index.catalog import Catalog
+from ann_index.embedding import BatchEmbedder, RebuildOptions, embed_catalog, open_cache
 from ann_index.manifest import EmbedderInfo
 from ann_index.rebuild import (
     MAX_LISTED_SKIPS,
-    BatchEmbedder,
-    RebuildOptions,
     RebuildRefused,
     as_uri,
     build_and_publish,
     check_catalog,
     check_skipped,
-    embed_catalog,
     read_catalog,
 )
 from ann_index.shards import (
@@ -93,7 +91,8 @@ def embed_shard(
             raise RebuildRefused(f"shard folder of run {run}: {exc}") from exc
         rows = select_rows(catalog.items, spec)
         log.info("shard %s of run %s: %d of %d catalog items", spec, run, len(rows), len(catalog.items))
-        done, vectors, skipped = embed_catalog(rows, base_uri, embedder, opts)
+        with open_cache(opts, embedder) as cache:
+            done, vectors, skipped = embed_catalog(rows, base_uri, embedder, opts, cache)
         failed = [e.to_dict() for e in catalog.errors] + skipped
         if len(failed) > opts.max_fail_fraction * catalog.rows:
             shown = "; ".join(f"line {s['line']} ({s['item_id']}): {s['reason']}" for s in skipped[:10])

@@ -83,9 +83,7 @@ def check_run(run: str) -> str:
     return run
 
 
-def run_id(
-    catalog_sha256: str, embedder_sha256: str, count: int, mode: ShardMode = "hash", *, salt: str = ""
-) -> str:
+def run_id(catalog_sha256: str, embedder_sha256: str, count: int, mode: ShardMode = "hash", *, salt: str = "") -> str:
     """Content-addressed run id: `<mode><count>-<16 hex>` from the catalog bytes' and embedder's sha256.
 
     The embed pods and the merge step compute it independently and agree without coordination; a rerun
@@ -158,4 +156,3 @@ def shard_key(run: str, index: int) -> str:
     if index < 0:
         raise ShardError(f"shard index must be >= 0, got {index}")
     return f"{SHARD_DIR}/{check_run(run)}/{index}.npz"
-

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imgcore.errors import ImgSearchError
@@ -56,6 +57,7 @@ def _build(args: argparse.Namespace) -> int:
             crop=args.crop,
             s3_endpoint_url=args.s3_endpoint,
             progress=not args.no_progress,
+            embedding_cache=args.embedding_cache,
         )
         if args.shard is not None:
             shard = embed_shard(args.catalog, args.out, embedder, args.shard, opts)
@@ -146,6 +148,14 @@ def register(sub: Any) -> None:
     )
     build.add_argument("--s3-endpoint", default=None, metavar="URL", help="S3-compatible endpoint URL")
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
+    build.add_argument(
+        "--embedding-cache",
+        type=lambda s: Path(s) if s else None,
+        default=None,
+        metavar="FILE",
+        help="SQLite file of vectors keyed by image sha256 (per embedder and crop): a rebuild re-embeds only "
+        "new and changed images. Keep it on a persistent volume; an unreadable one is moved aside",
+    )
     sharded = build.add_mutually_exclusive_group()
     sharded.add_argument(
         "--shard",
