@@ -63,8 +63,9 @@ def publish_version(store: ObjectStore, local_dir: Path, *, keep: int = 3) -> st
         store.put_file(version_key(version, name), local_dir / name)
     store.put_file(version_key(version, MANIFEST_NAME), local_dir / MANIFEST_NAME)  # marks it complete
     current = current_or_none(store)
-    if current is not None and current > version:
+    if current is not None and current.split("-", 1)[0] > version.split("-", 1)[0]:
         # Another job published a newer version while this one uploaded: CURRENT only moves forward.
+        # Only the timestamp counts: two builds in the same second must not be ordered by content hash.
         raise StoreError(f"{store.uri}: newer version {current} was published meanwhile; CURRENT left on it")
     store.put_bytes(CURRENT_NAME, f"{version}\n".encode())
     log.info("published index %s to %s", version, store.uri)

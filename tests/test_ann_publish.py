@@ -134,3 +134,10 @@ def test_an_older_upload_never_moves_current_backwards(built: Path, tmp_path: Pa
     with pytest.raises(StoreError, match="newer version 20240102T000000Z-00000002"):
         publish_version(store, _as_version(built, tmp_path / "old", "20240101T000000Z-00000001"))
     assert read_current(store) == "20240102T000000Z-00000002"
+
+
+def test_a_later_build_in_the_same_second_still_moves_current(built: Path, tmp_path: Path) -> None:
+    store = open_store((tmp_path / "out").as_uri())
+    publish_version(store, _as_version(built, tmp_path / "a", "20240102T000000Z-ffffffff"))
+    publish_version(store, _as_version(built, tmp_path / "b", "20240102T000000Z-00000001"))
+    assert read_current(store) == "20240102T000000Z-00000001"

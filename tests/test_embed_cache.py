@@ -48,7 +48,7 @@ def test_second_rebuild_embeds_nothing_and_publishes_the_same_files(catalog: Pat
     cache = tmp_path / "cache" / "vectors.sqlite"
     first_emb, second_emb = CountingEmbedder(), CountingEmbedder()
     first = _build(catalog, tmp_path / "idx", first_emb, cache)
-    second = _build(catalog, tmp_path / "idx", second_emb, cache)
+    second = _build(catalog, tmp_path / "idx2", second_emb, cache)
     assert first_emb.embedded == 200 and first["embedding_cache"]["hits"] == 0  # type: ignore[index]
     assert second_emb.embedded == 0 and second["embedding_cache"] == {"path": str(cache), "hits": 200, "misses": 0}
     assert second["files"] == first["files"]  # same vectors, same order: byte-identical annoy files
@@ -62,7 +62,7 @@ def test_a_changed_image_is_embedded_again(catalog: Path, tmp_path: Path) -> Non
     image = catalog.parent / "images" / "fmnist-train-00007.png"
     cv2.imwrite(str(image), cv2.flip(cv2.imread(str(image)), 1))
     emb = CountingEmbedder()
-    manifest = _build(catalog, tmp_path / "idx", emb, cache)
+    manifest = _build(catalog, tmp_path / "idx2", emb, cache)
     assert emb.embedded == 1 and manifest["embedding_cache"]["misses"] == 1  # type: ignore[index]
 
 
