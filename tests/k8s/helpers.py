@@ -90,6 +90,5 @@ def env_of(container: dict[str, Any], docs: list[dict[str, Any]]) -> dict[str, s
     return env
 
 
-
 def workloads(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [d for d in docs if d["kind"] in ("Deployment", "Job", "CronJob", "StatefulSet", "DaemonSet")]

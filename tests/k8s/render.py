@@ -22,16 +22,17 @@ REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
 KUBECTL = shutil.which("kubectl")
 
-# name -> kustomization folder (relative to k8s/); "prod+sharded" adds the sharded-rebuild component.
+# name -> kustomization folder (relative to k8s/); "prod+components" is prod plus every optional component.
 TARGETS = {
     "base": "base",
     "dev": "overlays/dev",
     "prod": "overlays/prod",
     "istio": "overlays/istio",
-    "prod+sharded": None,
+    "prod+components": None,
     "monitoring": "monitoring",
 }
 WORKLOAD_TARGETS = [t for t in TARGETS if t != "monitoring"]
+COMPONENTS = sorted(p.name for p in (K8S / "components").iterdir() if (p / "kustomization.yaml").is_file())
 
 
 def load_yaml_docs(text: str) -> list[dict[str, Any]]:
@@ -182,8 +183,17 @@ def _apply_kustomization(path: Path, docs: list[dict[str, Any]]) -> list[dict[st
     """Apply one kustomization (or component) folder on top of `docs`; return the new list."""
     k = yaml.safe_load((path / "kustomization.yaml").read_text())
     supported = {
-        "apiVersion", "kind", "namespace", "labels", "resources", "components", "configMapGenerator",
-        "generatorOptions", "images", "patches", "nameSuffix",
+        "apiVersion",
+        "kind",
+        "namespace",
+        "labels",
+        "resources",
+        "components",
+        "configMapGenerator",
+        "generatorOptions",
+        "images",
+        "patches",
+        "nameSuffix",
     }
     unknown = set(k) - supported
     if unknown:
@@ -228,8 +238,7 @@ def _apply_kustomization(path: Path, docs: list[dict[str, Any]]) -> list[dict[st
             if body.get("$patch") != "delete":
                 raise NotImplementedError("strategic merge patches other than $patch: delete")
             docs = [
-                d for d in docs
-                if not (d["kind"] == body["kind"] and d["metadata"]["name"] == body["metadata"]["name"])
+                d for d in docs if not (d["kind"] == body["kind"] and d["metadata"]["name"] == body["metadata"]["name"])
             ]
             continue
         hits = [d for d in docs if _matches_target(d, patch["target"])]
@@ -262,14 +271,15 @@ def _render_fallback(path: Path) -> list[dict[str, Any]]:
     return _apply_kustomization(path, [])
 
 
-def _sharded_kustomization(tmp: Path) -> Path:
-    """A throw-away kustomization: the prod overlay plus the sharded-rebuild component."""
-    folder = tmp / "prod-sharded"
+def _components_kustomization(tmp: Path) -> Path:
+    """A throw-away kustomization: the prod overlay plus every component in k8s/components/."""
+    folder = tmp / "prod-components"
     folder.mkdir(parents=True, exist_ok=True)
     rel = os.path.relpath(K8S, folder)
+    listed = ", ".join(f"{rel}/components/{c}" for c in COMPONENTS)
     (folder / "kustomization.yaml").write_text(
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-        f"resources: [{rel}/overlays/prod]\ncomponents: [{rel}/components/sharded-rebuild]\n"
+        f"resources: [{rel}/overlays/prod]\ncomponents: [{listed}]\n"
     )
     return folder
 
@@ -303,7 +313,7 @@ def render(target: str, tmp_root: Path, *, how: str | None = None) -> list[dict[
     key = (target, how)
     if key not in _CACHE:
         sub = TARGETS[target]
-        path = _sharded_kustomization(tmp_root) if sub is None else K8S / sub
+        path = _components_kustomization(tmp_root) if sub is None else K8S / sub
         docs = _strip_hashes(_render_kubectl(path)) if how == "kubectl" else _render_fallback(path)
         _CACHE[key] = docs
     return copy.deepcopy(_CACHE[key])

@@ -157,7 +157,9 @@ def test_no_real_secrets_committed(tmp_root: Path) -> None:
 def test_overlay_specifics(tmp_root: Path) -> None:
     dev = render("dev", tmp_root)
     assert all(h["spec"]["minReplicas"] == 1 for h in by_kind(dev, "HorizontalPodAutoscaler"))
-    assert named(dev, "ConfigMap", "imgsearch-store")["data"]["AWS_ENDPOINT_URL"].startswith("http://imgsearch-model-store")
+    assert named(dev, "ConfigMap", "imgsearch-store")["data"]["AWS_ENDPOINT_URL"].startswith(
+        "http://imgsearch-model-store"
+    )
     named(dev, "Deployment", "imgsearch-model-store")
     prod = render("prod", tmp_root)
     assert "AWS_ENDPOINT_URL" not in named(prod, "ConfigMap", "imgsearch-store")["data"]
@@ -176,8 +178,11 @@ def test_overlay_specifics(tmp_root: Path) -> None:
     vs = named(istio, "VirtualService", "imgsearch-gateway")
     dr = named(istio, "DestinationRule", "imgsearch-gateway")
     subsets = {s["name"]: s["labels"] for s in dr["spec"]["subsets"]}
-    gateway_pods = [d["spec"]["template"]["metadata"]["labels"] for d in by_kind(istio, "Deployment")
-                    if d["metadata"]["labels"].get("app.kubernetes.io/component") == "gateway"]
+    gateway_pods = [
+        d["spec"]["template"]["metadata"]["labels"]
+        for d in by_kind(istio, "Deployment")
+        if d["metadata"]["labels"].get("app.kubernetes.io/component") == "gateway"
+    ]
     for labels in subsets.values():
         assert sum(selector_matches(labels, p) for p in gateway_pods) == 1, "each subset = one gateway Deployment"
     routes = [r for http in vs["spec"]["http"] for r in http["route"]]

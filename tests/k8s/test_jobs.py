@@ -37,7 +37,7 @@ def test_job_commands_parse_with_the_real_cli(target: str, tmp_root: Path) -> No
 
 
 def test_rebuild_cronjobs(tmp_root: Path) -> None:
-    docs = render("prod+sharded", tmp_root)
+    docs = render("prod+components", tmp_root)
     cronjobs = {c["metadata"]["name"]: c for c in by_kind(docs, "CronJob")}
     spec = cronjobs["imgsearch-index-rebuild"]["spec"]
     assert spec["concurrencyPolicy"] == "Forbid" and not spec.get("suspend")
@@ -48,6 +48,18 @@ def test_rebuild_cronjobs(tmp_root: Path) -> None:
     env = env_of(c, docs)
     assert env["INDEX_URI"] == named(docs, "ConfigMap", "imgsearch-index")["data"]["IMGSEARCH_INDEX_INDEX_URI"]
     assert env["EMBEDDER_URI"] == named(docs, "ConfigMap", "imgsearch-embedder")["data"]["IMGSEARCH_EMBEDDER_MODEL_URI"]
+    # The embedding-cache component: the cache file lives on a claim that exists, mounted where the arg points.
+    pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+    cache_arg = [a for a in c["args"] if a.startswith("--embedding-cache=")]
+    assert cache_arg == ["--embedding-cache=/var/cache/imgsearch/vectors.sqlite"]
+    mount = next(m for m in c["volumeMounts"] if m["mountPath"] == "/var/cache/imgsearch")
+    claim = next(v for v in pod["volumes"] if v["name"] == mount["name"])["persistentVolumeClaim"]["claimName"]
+    pvc = named(docs, "PersistentVolumeClaim", claim)
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"] and pvc["metadata"]["namespace"] == "imgsearch"
+    base = render("prod", tmp_root)
+    base_job = next(d for d in by_kind(base, "CronJob") if d["metadata"]["name"] == "imgsearch-index-rebuild")
+    assert not any("--embedding-cache" in a for a in base_job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+                   ["containers"][0]["args"])  # fmt: skip
     # Sharded: completions, --shard .../N and --merge-shards=N agree.
     embed = cronjobs["imgsearch-index-embed-shards"]["spec"]
     merge = cronjobs["imgsearch-index-merge-shards"]["spec"]
@@ -64,7 +76,7 @@ def test_sharded_steps_parse_to_one_run(tmp_root: Path) -> None:
     """Pod i of the Indexed Job embeds shard i/N; the merge merges N; both name the same run, which they
     derive from the catalog, the output store, the embedder and the crop mode, so those must agree."""
     parser = build_parser()
-    docs = render("prod+sharded", tmp_root)
+    docs = render("prod+components", tmp_root)
     jobs = {c["metadata"]["name"]: c["spec"]["jobTemplate"]["spec"] for c in by_kind(docs, "CronJob")}
     embed, merge = jobs["imgsearch-index-embed-shards"], jobs["imgsearch-index-merge-shards"]
 

@@ -28,8 +28,13 @@ def exposed_metric_names() -> set[str]:
             continue
         for family in obj.describe():
             base = family.name
-            suffixes = {"counter": ["_total", "_created"], "histogram": ["_bucket", "_sum", "_count", "_created"],
-                        "summary": ["", "_sum", "_count", "_created"], "gauge": [""], "info": ["_info"]}
+            suffixes = {
+                "counter": ["_total", "_created"],
+                "histogram": ["_bucket", "_sum", "_count", "_created"],
+                "summary": ["", "_sum", "_count", "_created"],
+                "gauge": [""],
+                "info": ["_info"],
+            }
             names.update(base + s for s in suffixes.get(family.type, [""]))
     return names
 
@@ -64,8 +69,12 @@ def test_required_alerts_exist() -> None:
     rules = yaml.safe_load((K8S / "monitoring" / "alerts.rules.yaml").read_text())
     alerts = {r["alert"]: r for g in rules["groups"] for r in g["rules"]}
     text = " ".join(r["expr"] for r in alerts.values())
-    for needle in ("imgsearch_http_requests_total", "histogram_quantile(0.99", "imgsearch_index_age_seconds",
-                   "kube_pod_status_ready"):
+    for needle in (
+        "imgsearch_http_requests_total",
+        "histogram_quantile(0.99",
+        "imgsearch_index_age_seconds",
+        "kube_pod_status_ready",
+    ):
         assert needle in text, needle
     for rule in alerts.values():
         assert rule["labels"]["severity"] in ("page", "warning") and rule["annotations"]["summary"]
@@ -130,8 +139,12 @@ def test_promtool_checks_example_config(tmp_path: Path) -> None:
             assert sd["role"] in SD_ROLES, sd
             names = (sd.get("namespaces") or {}).get("names", [])
             assert all(isinstance(n, str) and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", n) for n in names)
-            used = {lab for r in job.get("relabel_configs", []) for lab in r.get("source_labels", [])
-                    if lab.startswith("__meta_kubernetes_") and lab != "__meta_kubernetes_namespace"}
+            used = {
+                lab
+                for r in job.get("relabel_configs", [])
+                for lab in r.get("source_labels", [])
+                if lab.startswith("__meta_kubernetes_") and lab != "__meta_kubernetes_namespace"
+            }
             wrong = sorted(lab for lab in used if not lab.startswith(SD_ROLES[sd["role"]]))
             assert not wrong, f"{job['job_name']}: role {sd['role']} provides no {wrong}"
             job.setdefault("static_configs", []).append({"targets": ["pod.invalid:8080"]})
@@ -158,8 +171,11 @@ def test_podmonitor_and_annotations_label_alike(tmp_root: Path) -> None:
     pm = named(render("monitoring", tmp_root), "PodMonitor", "imgsearch")
     relabel = {r["targetLabel"]: r["sourceLabels"] for r in pm["spec"]["podMetricsEndpoints"][0]["relabelings"]}
     cfg = yaml.safe_load((K8S / "monitoring" / "prometheus.example.yaml").read_text())
-    plain = {r["target_label"]: r["source_labels"] for r in cfg["scrape_configs"][0]["relabel_configs"]
-             if "target_label" in r}
+    plain = {
+        r["target_label"]: r["source_labels"]
+        for r in cfg["scrape_configs"][0]["relabel_configs"]
+        if "target_label" in r
+    }
     for label in ("component", "track"):
         assert relabel[label] == plain[label]
     port_name = pm["spec"]["podMetricsEndpoints"][0]["port"]

@@ -38,8 +38,11 @@ def test_renders_and_validates_strictly(target: str, tmp_root: Path) -> None:
 
 def test_base_files_validate_without_kustomize() -> None:
     """Every plain manifest file, as written (no kustomization, no monitoring CRDs or rule files)."""
-    files = [p for p in K8S.rglob("*.yaml") if p.name != "kustomization.yaml" and "monitoring" not in p.parts
-             and p.name != "alerts.rules.yaml"]
+    files = [
+        p
+        for p in K8S.rglob("*.yaml")
+        if p.name != "kustomization.yaml" and "monitoring" not in p.parts and p.name != "alerts.rules.yaml"
+    ]
     assert len(files) > 10
     for path in files:
         for doc in load_yaml_docs(path.read_text()):

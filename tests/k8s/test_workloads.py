@@ -61,8 +61,9 @@ def test_containers_are_probed_bounded_and_locked_down(target: str, tmp_root: Pa
 @pytest.mark.parametrize("target", WORKLOAD_TARGETS)
 def test_imgsearch_probes_use_livez_and_readyz(target: str, tmp_root: Path) -> None:
     docs = render(target, tmp_root)
-    deployments = [d for d in by_kind(docs, "Deployment")
-                   if d["metadata"]["labels"].get("app.kubernetes.io/component") in SERVICES]
+    deployments = [
+        d for d in by_kind(docs, "Deployment") if d["metadata"]["labels"].get("app.kubernetes.io/component") in SERVICES
+    ]
     assert len(deployments) >= 4
     for d in deployments:
         c = d["spec"]["template"]["spec"]["containers"][0]
@@ -101,8 +102,11 @@ def test_selectors_labels_and_ports_line_up(target: str, tmp_root: Path) -> None
         pods = [d for d in deployments if selector_matches(sel, d["spec"]["template"]["metadata"]["labels"])]
         assert pods, f"{target}: Service {svc['metadata']['name']} selects no pods"
         for d in pods:
-            container_ports = {(p["name"], p["containerPort"]) for c in d["spec"]["template"]["spec"]["containers"]
-                               for p in c.get("ports", [])}
+            container_ports = {
+                (p["name"], p["containerPort"])
+                for c in d["spec"]["template"]["spec"]["containers"]
+                for p in c.get("ports", [])
+            }
             for port in svc["spec"]["ports"]:
                 tp = port.get("targetPort", port["port"])
                 assert any(tp in pair for pair in container_ports), (
@@ -120,8 +124,9 @@ def test_selectors_labels_and_ports_line_up(target: str, tmp_root: Path) -> None
             for p in rule["http"]["paths"]:
                 backend = p["backend"]["service"]
                 svc = named(docs, "Service", backend["name"])
-                assert backend["port"].get("name") in [sp.get("name") for sp in svc["spec"]["ports"]] or \
-                    backend["port"].get("number") in [sp["port"] for sp in svc["spec"]["ports"]]
+                assert backend["port"].get("name") in [sp.get("name") for sp in svc["spec"]["ports"]] or backend[
+                    "port"
+                ].get("number") in [sp["port"] for sp in svc["spec"]["ports"]]
     for np_ in by_kind(docs, "NetworkPolicy"):
         sel = np_["spec"]["podSelector"]
         if sel:
@@ -159,10 +164,15 @@ def test_disk_and_shutdown_budgets(target: str, tmp_root: Path) -> None:
     for doc in workloads(docs):
         for pod in pod_specs(doc):
             name = doc["metadata"]["name"]
-            disk = sum(quantity(v["emptyDir"].get("sizeLimit", 0)) for v in pod.get("volumes", [])
-                       if "emptyDir" in v and v["emptyDir"].get("medium") != "Memory")
-            limit = sum(quantity((c.get("resources") or {}).get("limits", {}).get("ephemeral-storage", 0))
-                        for c in pod["containers"])
+            disk = sum(
+                quantity(v["emptyDir"].get("sizeLimit", 0))
+                for v in pod.get("volumes", [])
+                if "emptyDir" in v and v["emptyDir"].get("medium") != "Memory"
+            )
+            limit = sum(
+                quantity((c.get("resources") or {}).get("limits", {}).get("ephemeral-storage", 0))
+                for c in pod["containers"]
+            )
             assert disk <= limit, f"{target}: {name}: emptyDirs {disk} > ephemeral-storage limit {limit}"
             for c in pod["containers"]:
                 mounts = [m["mountPath"] for m in c.get("volumeMounts", [])]
@@ -191,4 +201,3 @@ def test_image_uid_matches_manifests(tmp_root: Path) -> None:
                 if any(c["image"].startswith("registry.example.com/imgsearch/") for c in pod["containers"]):
                     assert pod["securityContext"]["runAsUser"] == uid, doc["metadata"]["name"]
                     assert pod["securityContext"].get("fsGroup", uid) == uid
-
