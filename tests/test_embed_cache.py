@@ -119,3 +119,15 @@ def test_cli_rebuild_with_the_real_embedder_reuses_its_cache(tmp_path: Path) -> 
     assert manifests[1]["embedding_cache"]["hits"] == 120 and manifests[1]["embedding_cache"]["misses"] == 0
     assert manifests[1]["files"] == manifests[0]["files"]
     shutil.rmtree(tmp_path / "var", ignore_errors=True)
+
+
+def test_a_shard_pod_uses_the_cache_too(catalog: Path, tmp_path: Path) -> None:
+    from ann_index.shard_job import embed_shard
+    from ann_index.shards import ShardSpec
+
+    opts = RebuildOptions(**{**OPTS.__dict__, "embedding_cache": tmp_path / "shard0.sqlite"})
+    first, second = CountingEmbedder(), CountingEmbedder()
+    done = embed_shard(str(catalog), (tmp_path / "a").as_uri(), first, ShardSpec(0, 2), opts)
+    again = embed_shard(str(catalog), (tmp_path / "b").as_uri(), second, ShardSpec(0, 2), opts)
+    assert 0 < done.embedded < 200 and first.embedded == done.embedded
+    assert again.embedded == done.embedded and second.embedded == 0
