@@ -29,17 +29,28 @@ class EmbeddingCache:
         self.dim = dim
         self.hits = 0
         self.misses = 0
+        self.error: str | None = None
         self._lock = threading.Lock()
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer: sqlite3.Connection | None = None
         try:
-            self._writer = self._open()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = self._open_or_reset()
+        except (OSError, sqlite3.Error) as exc:  # no cache is slower, never wrong: the rebuild goes on
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.warning("embedding cache %s unusable, embedding every image: %s", self.path, self.error)
+
+    def _open_or_reset(self) -> sqlite3.Connection:
+        try:
+            return self._open()
         except sqlite3.DatabaseError as exc:
+            if not self.path.is_file():
+                raise
             aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
             log.warning("embedding cache %s unreadable (%s): moved to %s, starting empty", self.path, exc, aside)
             self.path.replace(aside)
-            self._writer = self._open()
+            return self._open()
 
     def _open(self) -> sqlite3.Connection:
         # Each thread gets its own connection; check_same_thread is off only so close() can run anywhere.
@@ -60,6 +71,10 @@ class EmbeddingCache:
 
     def get(self, key: str) -> np.ndarray | None:
         """The cached vector for an image sha256, or None. Safe to call from any thread."""
+        if self._writer is None:
+            with self._lock:
+                self.misses += 1
+            return None
         try:
             row = (
                 self._reader()
@@ -81,6 +96,8 @@ class EmbeddingCache:
 
     def put_many(self, keys: list[str], vectors: np.ndarray) -> None:
         """Store freshly computed vectors; called from the job's thread only."""
+        if self._writer is None:
+            return
         rows = [(self.scope, k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in zip(keys, vectors, strict=True)]
         try:
             with self._writer:
@@ -89,7 +106,10 @@ class EmbeddingCache:
             log.warning("embedding cache write failed (%d vectors not cached): %s", len(rows), exc)
 
     def stats(self) -> dict[str, object]:
-        return {"path": str(self.path), "hits": self.hits, "misses": self.misses}
+        out: dict[str, object] = {"path": str(self.path), "hits": self.hits, "misses": self.misses}
+        if self.error:
+            out["error"] = self.error
+        return out
 
     def close(self) -> None:
         with self._lock:

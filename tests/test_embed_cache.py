@@ -90,6 +90,15 @@ def test_an_unreadable_cache_is_moved_aside_and_the_rebuild_goes_on(catalog: Pat
         assert conn.execute("SELECT COUNT(*) FROM vectors").fetchone()[0] == 200
 
 
+def test_a_cache_that_cannot_be_created_only_slows_the_rebuild(catalog: Path, tmp_path: Path) -> None:
+    (tmp_path / "not-a-dir").write_text("a file where the cache folder should be")
+    emb = CountingEmbedder()
+    manifest = _build(catalog, tmp_path / "idx", emb, tmp_path / "not-a-dir" / "vectors.sqlite")
+    assert emb.embedded == 200 and manifest["count"] == 200
+    stats = manifest["embedding_cache"]
+    assert stats["hits"] == 0 and stats["misses"] == 200 and "Error" in stats["error"]  # type: ignore[index]
+
+
 def test_a_row_of_the_wrong_size_is_a_miss(tmp_path: Path) -> None:
     with EmbeddingCache(tmp_path / "c.sqlite", "sha", "full", dim=4) as cache:
         cache.put_many(["good", "bad"], np.array([[1, 0, 0, 0], [0, 1, 0, 0]], np.float32))
