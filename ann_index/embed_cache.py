@@ -43,50 +43,47 @@ class EmbeddingCache:
 
     def _open_or_reset(self) -> sqlite3.Connection:
         try:
-            return self._open()
+            return self._open_writer()
         except sqlite3.DatabaseError as exc:
             if not self.path.is_file():
                 raise
             aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
             log.warning("embedding cache %s unreadable (%s): moved to %s, starting empty", self.path, exc, aside)
             self.path.replace(aside)
-            return self._open()
+            return self._open_writer()
 
-    def _open(self) -> sqlite3.Connection:
+    def _connect(self) -> sqlite3.Connection:
         # Each thread gets its own connection; check_same_thread is off only so close() can run anywhere.
         conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute(SCHEMA)
-        conn.commit()
         with self._lock:
             self._connections.append(conn)
         return conn
 
-    def _reader(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = self._open()
+    def _open_writer(self) -> sqlite3.Connection:
+        """The job thread's connection; it sets up the file (WAL mode persists, so readers need not)."""
+        conn = self._connect()
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(SCHEMA)
+        conn.commit()
         return conn
+
+    def _lookup(self, key: str) -> np.ndarray | None:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        try:
+            if conn is None:
+                conn = self._local.conn = self._connect()
+            row = conn.execute("SELECT vec FROM vectors WHERE scope = ? AND key = ?", (self.scope, key)).fetchone()
+        except sqlite3.DatabaseError as exc:
+            log.warning("embedding cache lookup failed, embedding instead: %s", exc)
+            return None
+        if row is None or not isinstance(row[0], bytes) or len(row[0]) != 4 * self.dim:
+            return None
+        return np.frombuffer(row[0], dtype=np.float32).copy()
 
     def get(self, key: str) -> np.ndarray | None:
         """The cached vector for an image sha256, or None. Safe to call from any thread."""
-        if self._writer is None:
-            with self._lock:
-                self.misses += 1
-            return None
-        try:
-            row = (
-                self._reader()
-                .execute("SELECT vec FROM vectors WHERE scope = ? AND key = ?", (self.scope, key))
-                .fetchone()
-            )
-        except sqlite3.DatabaseError as exc:
-            log.warning("embedding cache lookup failed, embedding instead: %s", exc)
-            row = None
-        vec = None
-        if row is not None and isinstance(row[0], bytes) and len(row[0]) == 4 * self.dim:
-            vec = np.frombuffer(row[0], dtype=np.float32).copy()
+        vec = self._lookup(key) if self._writer is not None else None
         with self._lock:
             if vec is None:
                 self.misses += 1

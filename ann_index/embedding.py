@@ -142,6 +142,9 @@ def embed_catalog(
         flush()
     if not vectors:
         return [], np.zeros((0, int(embedder.dim)), np.float32), skipped
-    # Cache hits arrive ahead of the batch they overtook; catalog order keeps builds reproducible.
-    order = np.argsort(np.asarray(done), kind="stable")
-    return [done[i] for i in order], np.concatenate(vectors)[order], skipped
+    out, positions = np.concatenate(vectors), np.asarray(done)
+    if np.any(positions[1:] < positions[:-1]):
+        # Cache hits arrive ahead of the batch they overtook; catalog order keeps builds reproducible.
+        order = np.argsort(positions, kind="stable")
+        return [done[i] for i in order], out[order], skipped
+    return done, out, skipped  # already in catalog order: no second copy of every vector

@@ -26,7 +26,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "models"))
 
-from history import stages  # noqa: E402
+from history import TRAIN_IMAGES, stages  # noqa: E402
 from net import DIM, IMAGE_SIZE, EmbedNet  # noqa: E402
 
 from embedder.transforms import foreground_box, prepare  # noqa: E402
@@ -129,7 +129,7 @@ def build_card(
             "loss": "CosFace (s=30, m=0.35) on the 10 categories",
             "optimizer": f"AdamW (weight decay 1e-4), warmup + cosine per stage, batch {args['batch']}, "
             f"stem + first {args['freeze_blocks']} blocks frozen",
-            "epochs": round((prior["images"] + ck["step"] * args["batch"]) / 60000, 2),
+            "epochs": round((prior["images"] + ck["step"] * args["batch"]) / TRAIN_IMAGES, 2),
             "batch": args["batch"],
             "image_size": IMAGE_SIZE,
             "seconds": round(prior["seconds"] + float(ck["seconds"]), 1),
