@@ -8,7 +8,7 @@ shard files. Both steps compute the run id from the catalog bytes, the embedder 
 without being told; a catalog changed in between makes the merge find no shards and refuse.
 
 A sharded build publishes the same index as `rebuild()` would: the vectors are merged into catalog order
-and the embedder embeds each image independently of its batch neighbours (tests/test_shards_cli.py).
+and the embedder embeds each image independently of its batch neighbours (tests/ann_index/test_shards_cli.py).
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from services import defaults  # noqa: E402
-from services.launcher import SERVICE_ORDER, ServiceProcess, free_port, start_service, stop_all  # noqa: E402
+from services.stack import SERVICE_ORDER, ServiceProcess, free_port, start_service, stop_all  # noqa: E402
 
 CACHE = Path(os.environ.get("IMGSEARCH_BENCH_CACHE", "/tmp/imgsearch-bench"))
 PHOTO_DIRS = (REPO / "tests" / "data" / "photos", REPO / "services" / "static" / "samples")
@@ -202,7 +202,7 @@ class Stack:
 
 def service_flags(data: Path, ports: dict[str, int]) -> dict[str, list[str]]:
     """The flags `imgsearch up` gives each service (models from the repository store, the demo index)."""
-    from services.commands.up import service_args
+    from services.cli.up import service_args
 
     return service_args(data, ports, "127.0.0.1")
 

@@ -57,7 +57,7 @@ class InProcess:
         from detector import Detector
         from embedder import Embedder
         from services import defaults
-        from services.settings import DetectorSettings, EmbedderSettings, GatewaySettings
+        from services.common.settings import DetectorSettings, EmbedderSettings, GatewaySettings
 
         det, emb = DetectorSettings(), EmbedderSettings()
         self.gw = GatewaySettings()
@@ -80,7 +80,7 @@ class InProcess:
         """One photo through the whole pipeline; the stage timings in ms."""
         from embedder.transforms import foreground_box
         from imgcore.image import decode_image
-        from services.boxes import clip_box
+        from services.common.boxes import clip_box
         from services.gateway.search import public_result
 
         t0 = time.perf_counter()

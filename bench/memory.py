@@ -31,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import CACHE, _locked, emit, machine, pss_kib, table  # noqa: E402
 
-from services.launcher import ServiceProcess, free_port, start_service, stop_all  # noqa: E402
+from services.stack import ServiceProcess, free_port, start_service, stop_all  # noqa: E402
 
 DIM = 128
 

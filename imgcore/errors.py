@@ -1,4 +1,4 @@
-"""Domain errors. Raised by library code, mapped to HTTP in exactly one place (services/errors.py)."""
+"""Domain errors. Raised by library code, mapped to HTTP in exactly one place (services/common/errors.py)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.helpers.paths import REPO
+
 DOCKERFILE = REPO / "Dockerfile"
 PACKAGES = ("imgcore", "detector", "embedder", "ann_index", "services")
 HADOLINT = shutil.which("hadolint")
@@ -95,7 +96,7 @@ def test_builder_copies_no_models_or_data() -> None:
 
 
 def test_exposed_ports_are_the_services_ports() -> None:
-    settings = pytest.importorskip("services.settings")
+    settings = pytest.importorskip("services.common.settings")
     exposed = {int(p) for ins, args in instructions() if ins == "EXPOSE" for p in args.split()}
     defaults = {cls.model_fields["port"].default for cls in settings.SETTINGS_CLASSES.values()}
     assert exposed == defaults
@@ -166,7 +167,7 @@ def test_dockerignore_semantics_sanity() -> None:
     assert not in_context(".git/HEAD", rules)
     assert not in_context("var/index/CURRENT", rules)
     assert not in_context("services/__pycache__/cli.cpython-311.pyc", rules)
-    assert in_context("services/cli.py", rules)
+    assert in_context("services/cli/__init__.py", rules)
     assert in_context("pyproject.toml", rules)
 
 

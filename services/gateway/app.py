@@ -15,14 +15,14 @@ from starlette.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from imgcore.errors import InvalidInput, NotFound
-from services.boxes import parse_box_param
+from services.common.boxes import parse_box_param
+from services.common.settings import GatewaySettings
+from services.common.uploads import MULTIPART_IMAGE_BODY, read_upload
+from services.common.web import create_service_app
+from services.common.web_json import json_response
 from services.gateway.backends import Backends
 from services.gateway.cache import LRUCache
 from services.gateway.search import SearchParams, SearchService, public_result
-from services.settings import GatewaySettings
-from services.uploads import MULTIPART_IMAGE_BODY, read_upload
-from services.web import create_service_app
-from services.web_json import json_response
 
 _MAGIC = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG", "image/png"), (b"GIF8", "image/gif"), (b"BM", "image/bmp"))
 

@@ -17,13 +17,13 @@ import numpy as np
 import orjson
 
 from imgcore.errors import ImgSearchError
-from services.errors import BackendTimeout, BackendUnavailable
+from services.common.errors import BackendTimeout, BackendUnavailable
+from services.common.metrics import BACKEND_ERRORS, BACKEND_SECONDS
+from services.common.settings import GatewaySettings
+from services.common.web import current_request_id
+from services.common.web_json import dumps
+from services.common.wire import rgb_headers, vectors_from_b64, vectors_to_b64
 from services.gateway.http1 import ConnectionFailed, ConnectTimeout, Http1Pool, Reply
-from services.metrics import BACKEND_ERRORS, BACKEND_SECONDS
-from services.settings import GatewaySettings
-from services.web import current_request_id
-from services.web_json import dumps
-from services.wire import rgb_headers, vectors_from_b64, vectors_to_b64
 
 log = logging.getLogger("imgsearch.gateway")
 

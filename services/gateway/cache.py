@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Generic, TypeVar
 
-from services.metrics import CACHE_REQUESTS
+from services.common.metrics import CACHE_REQUESTS
 
 K = TypeVar("K")
 V = TypeVar("V")

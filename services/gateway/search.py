@@ -20,14 +20,14 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from imgcore.errors import ImgSearchError
-from services.boxes import Box, clip_box
-from services.errors import IncompatibleModels
+from services.common.boxes import Box, clip_box
+from services.common.errors import IncompatibleModels
+from services.common.metrics import FALLBACKS, STAGE_SECONDS
+from services.common.settings import GatewaySettings
+from services.common.uploads import Upload, decode_upload
+from services.common.wire import rgb_body
 from services.gateway.backends import Backends
 from services.gateway.cache import LRUCache
-from services.metrics import FALLBACKS, STAGE_SECONDS
-from services.settings import GatewaySettings
-from services.uploads import Upload, decode_upload
-from services.wire import rgb_body
 
 log = logging.getLogger("imgsearch.gateway")
 

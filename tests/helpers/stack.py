@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services import defaults
-from services.commands.up import service_args
+from services.cli.up import service_args
 from services.demo_index import build_demo_index, has_index, index_root
-from services.launcher import SERVICE_ORDER, ServiceProcess, free_port, start_service, stop_all
+from services.stack import SERVICE_ORDER, ServiceProcess, free_port, start_service, stop_all
 
 DEMO_ITEMS = int(os.environ.get("IMGSEARCH_TEST_DEMO_ITEMS", "3000"))
 ADMIN_TOKEN = "test-admin-token-1234"

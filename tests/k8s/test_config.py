@@ -1,4 +1,4 @@
-"""Configuration: ConfigMap keys == what services/settings.py reads, pinned models, Secrets, overlay specifics."""
+"""Configuration: ConfigMap keys == what services/common/settings.py reads, pinned models, Secrets, overlays."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import AliasChoices
 
-from services import settings
+from services.common import settings
 from tests.k8s.helpers import (
     AWS_KEY,
     NOT_IN_CONFIGMAP,

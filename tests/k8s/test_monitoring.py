@@ -15,13 +15,13 @@ import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
-from services import metrics
+from services.common import metrics
 from tests.k8s.helpers import by_kind, named
 from tests.k8s.render import K8S, render
 
 
 def exposed_metric_names() -> set[str]:
-    """Every sample name services/metrics.py exposes (counter _total/_created, histogram _bucket...)."""
+    """Every sample name services/common/metrics.py exposes (counter _total/_created, histogram _bucket...)."""
     names: set[str] = set()
     for obj in vars(metrics).values():
         if not isinstance(obj, MetricWrapperBase):
@@ -62,7 +62,7 @@ def test_rules_and_dashboard_use_real_metric_names() -> None:
         used = set().union(*(referenced_metrics(e) for e in exprs))
         assert used, source
         unknown = sorted(used - exposed)
-        assert not unknown, f"{source} uses metrics services/metrics.py does not expose: {unknown}"
+        assert not unknown, f"{source} uses metrics services/common/metrics.py does not expose: {unknown}"
 
 
 def test_required_alerts_exist() -> None:

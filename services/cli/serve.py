@@ -1,0 +1,91 @@
+"""`imgsearch serve NAME`: run one service (detector, embedder, index or gateway) with uvicorn.
+
+Every settings field is a flag (`--max-batch-size 32`) overriding its environment variable. SIGTERM stops
+accepting connections and lets in-flight requests finish (up to `--graceful-shutdown-s`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import types
+import typing
+from typing import Any
+
+from services.common.settings import ADMIN_TOKEN_ENV, SETTINGS_CLASSES, CommonSettings
+
+APP_FACTORIES = {
+    "detector": "services.detector.app",
+    "embedder": "services.embedder.app",
+    "index": "services.index.app",
+    "gateway": "services.gateway.app",
+}
+# Flag destinations are prefixed so they never collide with the top-level CLI options (e.g. --log-level).
+_DEST = "setting_"
+
+
+def _is_bool(annotation: Any) -> bool:
+    if annotation is bool:
+        return True
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return bool in typing.get_args(annotation)
+    return False
+
+
+def add_settings_flags(parser: argparse.ArgumentParser, cls: type[CommonSettings]) -> None:
+    """One flag per settings field (except the admin token), default None = not given."""
+    for name, field in cls.model_fields.items():
+        if name == "admin_token":
+            continue
+        flag = "--" + name.replace("_", "-")
+        help_text = f"{field.description} (env {cls.model_config.get('env_prefix', '')}{name.upper()})"
+        if _is_bool(field.annotation):
+            parser.add_argument(
+                flag, dest=_DEST + name, action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
+        else:
+            parser.add_argument(flag, dest=_DEST + name, default=None, metavar=name.upper(), help=help_text)
+
+
+def settings_from_args(name: str, args: argparse.Namespace) -> CommonSettings:
+    """The service's settings: environment, then the flags that were given."""
+    cls = SETTINGS_CLASSES[name]
+    given = {key: getattr(args, _DEST + key, None) for key in cls.model_fields}
+    return cls(**{key: value for key, value in given.items() if value is not None})
+
+
+def run_service(name: str, settings: CommonSettings) -> int:
+    """Build the service app and serve it until SIGTERM/SIGINT."""
+    import uvicorn
+
+    from services.common.web import configure_logging
+
+    configure_logging(settings.log_level)
+    module = importlib.import_module(APP_FACTORIES[name])
+    app = module.create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.graceful_shutdown_s) or None,
+        server_header=False,
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add `serve NAME [flags]`."""
+    parser = sub.add_parser("serve", help="run one service", description=__doc__)
+    services = parser.add_subparsers(dest="service", required=True, metavar="NAME")
+    for name, cls in SETTINGS_CLASSES.items():
+        one = services.add_parser(
+            name,
+            help=(cls.__doc__ or "").strip().splitlines()[0],
+            description=f"{cls.__doc__} Admin token: env {ADMIN_TOKEN_ENV}.",
+        )
+        add_settings_flags(one, cls)
+        one.set_defaults(func=lambda args, n=name: run_service(n, settings_from_args(n, args)))

@@ -1,1 +1,0 @@
-"""Subcommands of the `imgsearch` CLI; each module exposes `register(subparsers)`."""

@@ -1,0 +1,204 @@
+"""Settings of the four services: one pydantic-settings class each, read from the environment.
+
+Every field can be set by an environment variable `<PREFIX><FIELD NAME IN CAPITALS>` (e.g.
+`IMGSEARCH_EMBEDDER_MAX_BATCH_SIZE=32`) and by a flag of `imgsearch serve NAME` (`--max-batch-size 32`);
+flags override the environment. List fields accept JSON or comma-separated text. The admin token is
+the one exception: it is read only from `IMGSEARCH_ADMIN_TOKEN` (never a flag, never logged).
+
+The Kubernetes ConfigMap is generated from these classes: keep field names stable.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from imgcore.image import DecodeLimits
+from services import defaults
+
+ADMIN_TOKEN_ENV = "IMGSEARCH_ADMIN_TOKEN"
+
+
+def _split_list(value: Any) -> Any:
+    """Accept a JSON list or comma-separated text for list fields."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+class CommonSettings(BaseSettings):
+    """Fields every service has."""
+
+    model_config = SettingsConfigDict(extra="ignore", validate_default=True, populate_by_name=True)
+
+    host: str = Field(default="127.0.0.1", description="Interface to listen on (0.0.0.0 in a container).")
+    port: int = Field(default=8000, ge=0, le=65535, description="TCP port to listen on.")
+    log_level: str = Field(default="INFO", description="Python logging level: DEBUG, INFO, WARNING or ERROR.")
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint for s3:// URIs (else boto3's AWS_ENDPOINT_URL or AWS)."
+    )
+    store_timeout_s: float = Field(default=30.0, gt=0, description="Timeout of one model/index store request.")
+    max_upload_bytes: int = Field(
+        default=20 * 1024 * 1024, gt=0, description="Largest accepted request body; refused while streaming (413)."
+    )
+    max_pixels: int = Field(default=40_000_000, gt=0, description="Largest accepted image in pixels (bombs: 413).")
+    max_side: int = Field(default=20_000, gt=0, description="Largest accepted image width or height in pixels.")
+    graceful_shutdown_s: float = Field(
+        default=10.0, ge=0, description="On SIGTERM, how long in-flight requests may take before the process exits."
+    )
+    admin_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices(ADMIN_TOKEN_ENV),
+        description="Bearer token for /admin endpoints, only from env IMGSEARCH_ADMIN_TOKEN; unset: admin off.",
+    )
+
+    def decode_limits(self) -> DecodeLimits:
+        """The image decoder limits these settings describe."""
+        return DecodeLimits(max_bytes=self.max_upload_bytes, max_pixels=self.max_pixels, max_side=self.max_side)
+
+
+class ModelServiceSettings(CommonSettings):
+    """Fields of the services that run an ONNX model (detector, embedder)."""
+
+    model_cache_dir: Path = Field(
+        default=defaults.DEFAULT_CACHE_DIR, description="Local cache of verified model folders (a persistent volume)."
+    )
+    model_mirrors: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Other model store base URIs tried in order when model_uri fails (air-gapped mirrors).",
+    )
+    model_retries: int = Field(default=3, ge=1, description="Attempts per model store URI before trying the next one.")
+    ort_intra_threads: int = Field(
+        default=1, ge=1, description="onnxruntime intra-op threads (1: services share cores)."
+    )
+    ort_inter_threads: int = Field(default=1, ge=1, description="onnxruntime inter-op threads.")
+    inference_threads: int = Field(
+        default=1, ge=1, description="Worker threads running the model concurrently (the embedder's batches use one)."
+    )
+
+    _split_mirrors = field_validator("model_mirrors", mode="before")(_split_list)
+
+
+class DetectorSettings(ModelServiceSettings):
+    """`imgsearch serve detector`: finds items in a photo."""
+
+    model_config = SettingsConfigDict(env_prefix="IMGSEARCH_DETECTOR_")
+
+    port: int = Field(default=8101, ge=0, le=65535, description="TCP port to listen on.")
+    model_uri: str = Field(
+        default=defaults.DEFAULT_DETECTOR_URI,
+        description="Model folder URI (file://, s3://, http(s)://) with card.json.",
+    )
+    model_sha256: str | None = Field(default=None, description="Pin: refuse a model whose sha256 differs.")
+    score_threshold: float | None = Field(
+        default=None, ge=0, le=1, description="Minimum detection score; unset: the model card's default."
+    )
+    iou_threshold: float = Field(default=0.5, gt=0, le=1, description="Non-maximum suppression IoU threshold.")
+    max_detections: int = Field(default=20, ge=1, description="Most detections returned per image.")
+    inference_threads: int = Field(
+        default=2,
+        ge=1,
+        description="Photos detected at once, each run single-threaded (2: concurrent searches use two cores; "
+        "bench/e2e.py measured +37 % throughput at 8 clients on 2 cores over 1).",
+    )
+
+
+class EmbedderSettings(ModelServiceSettings):
+    """`imgsearch serve embedder`: one L2-normalised vector per box, with dynamic micro-batching."""
+
+    model_config = SettingsConfigDict(env_prefix="IMGSEARCH_EMBEDDER_")
+
+    port: int = Field(default=8102, ge=0, le=65535, description="TCP port to listen on.")
+    model_uri: str = Field(
+        default=defaults.DEFAULT_EMBEDDER_URI,
+        description="Model folder URI (file://, s3://, http(s)://) with card.json.",
+    )
+    model_sha256: str | None = Field(default=None, description="Pin: refuse a model whose sha256 differs.")
+    max_batch_size: int = Field(default=16, ge=1, description="Most crops run in one onnxruntime batch.")
+    max_batch_wait_ms: float = Field(
+        default=2.0, ge=0, description="How long the first queued crop waits for others to join its batch."
+    )
+    max_boxes: int = Field(default=64, ge=1, description="Most boxes accepted in one request.")
+
+
+class IndexSettings(CommonSettings):
+    """`imgsearch serve index`: serves the published annoy index and swaps in new versions."""
+
+    model_config = SettingsConfigDict(env_prefix="IMGSEARCH_INDEX_")
+
+    port: int = Field(default=8103, ge=0, le=65535, description="TCP port to listen on.")
+    index_uri: str = Field(
+        default=(defaults.DEFAULT_VAR_DIR / "index").as_uri(),
+        description="Index store root URI (file:// or s3://) holding CURRENT and versions/.",
+    )
+    poll_seconds: float = Field(
+        default=30.0, ge=0, description="How often CURRENT is checked for a new version; 0 disables polling."
+    )
+    local_dir: Path = Field(
+        default=defaults.DEFAULT_VAR_DIR / "cache" / "index", description="Where index versions are downloaded."
+    )
+    keep_versions: int = Field(default=2, ge=1, description="Index versions kept on local disk (current + rollback).")
+    prefault: bool = Field(default=False, description="Read the whole index into memory at load (no slow first query).")
+    embedder_sha256: str | None = Field(
+        default=None, description="Refuse an index not built with this embedder (sha256 of its model.onnx)."
+    )
+    dim: int | None = Field(default=None, ge=1, description="Refuse an index whose vector dimension differs.")
+    max_k: int = Field(default=100, ge=1, description="Largest k accepted.")
+    max_vectors: int = Field(default=64, ge=1, description="Most query vectors in one request.")
+
+
+class GatewaySettings(CommonSettings):
+    """`imgsearch serve gateway`: the public search API in front of the three services."""
+
+    model_config = SettingsConfigDict(env_prefix="IMGSEARCH_GATEWAY_")
+
+    port: int = Field(default=8000, ge=0, le=65535, description="TCP port to listen on.")
+    detector_url: str = Field(default="http://127.0.0.1:8101", description="Base URL of the detector service.")
+    embedder_url: str = Field(default="http://127.0.0.1:8102", description="Base URL of the embedder service.")
+    index_url: str = Field(default="http://127.0.0.1:8103", description="Base URL of the index service.")
+    connect_timeout_s: float = Field(default=0.5, gt=0, description="Timeout to open a connection to a backend.")
+    detect_timeout_s: float = Field(
+        default=2.0, gt=0, description="Budget of one detector call; past it the whole image is searched instead."
+    )
+    embed_timeout_s: float = Field(default=5.0, gt=0, description="Budget of one embedder call (504 past it).")
+    query_timeout_s: float = Field(default=2.0, gt=0, description="Budget of one index call (504 past it).")
+    retries: int = Field(
+        default=2, ge=0, description="Extra attempts of an idempotent backend call after a connection failure."
+    )
+    retry_backoff_s: float = Field(default=0.05, ge=0, description="Pause before the first retry; doubles after.")
+    max_connections: int = Field(default=64, ge=1, description="Pooled keep-alive connections per backend.")
+    index_check_seconds: float = Field(
+        default=1.0, gt=0, description="How often the index version is checked; cached results end with a swap."
+    )
+    cache_size: int = Field(default=1024, ge=0, description="Search results kept in the LRU cache; 0 disables it.")
+    default_k: int = Field(default=10, ge=1, description="Results per item when the request does not say.")
+    max_k: int = Field(default=100, ge=1, description="Largest k accepted.")
+    max_items: int = Field(default=8, ge=1, description="Most detected items searched per photo (highest scores).")
+    forward_max_side: int = Field(
+        default=2048, ge=0, description="Photos larger than this are shrunk once before detection/embedding; 0: never."
+    )
+    speculate_max_inflight: int = Field(
+        default=1,
+        ge=0,
+        description="Embed the whole image alongside detection while fewer searches than this are in flight "
+        "(cores idle; it is the answer when nothing is detected); 0: never.",
+    )
+    min_item_px: int = Field(default=8, ge=1, description="Detections narrower or shorter than this are ignored.")
+    static_dir: Path = Field(
+        default=Path(__file__).resolve().parents[1] / "static", description="Folder whose index.html is served at /."
+    )
+
+
+SETTINGS_CLASSES: dict[str, type[CommonSettings]] = {
+    "detector": DetectorSettings,
+    "embedder": EmbedderSettings,
+    "index": IndexSettings,
+    "gateway": GatewaySettings,
+}

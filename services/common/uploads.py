@@ -1,0 +1,121 @@
+"""Reading an image from a request: size-limited while streaming, then decoded once off the event loop.
+
+Two forms are accepted by every image endpoint:
+- public: `multipart/form-data` with the file in field `image` (other fields are returned as text);
+- internal fast path: raw decoded pixels (see `services.common.wire`), sent by the gateway.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.types import Message, Receive
+
+from imgcore.errors import ImageTooLarge, InvalidImage, InvalidInput
+from imgcore.image import DecodeLimits, decode_image
+from services.common.wire import HEIGHT_HEADER, RGB_CONTENT_TYPE, WIDTH_HEADER, rgb_from_body
+
+IMAGE_FIELD = "image"
+
+# OpenAPI description of the request body of image endpoints (parsed by hand so limits apply while streaming).
+MULTIPART_IMAGE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": [IMAGE_FIELD],
+                    "properties": {IMAGE_FIELD: {"type": "string", "format": "binary"}},
+                }
+            },
+            RGB_CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+@dataclass
+class Upload:
+    """An uploaded image: encoded bytes (multipart) or already-decoded pixels (fast path)."""
+
+    data: bytes | None = None
+    pixels: np.ndarray | None = None
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+def _too_large(max_bytes: int) -> ImageTooLarge:
+    return ImageTooLarge(f"request body exceeds {max_bytes} bytes", reason="too_many_bytes")
+
+
+def _limited(receive: Receive, max_bytes: int) -> Receive:
+    seen = 0
+
+    async def receive_limited() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > max_bytes:
+                raise _too_large(max_bytes)
+        return message
+
+    return receive_limited
+
+
+def _check_declared_length(request: Request, max_bytes: int) -> Request:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise _too_large(max_bytes)
+    return Request(request.scope, _limited(request.receive, max_bytes))
+
+
+async def read_body(request: Request, max_bytes: int) -> bytearray:
+    """The whole body, refused with 413 as soon as it grows past `max_bytes`."""
+    limited = _check_declared_length(request, max_bytes)
+    body = bytearray()
+    async for chunk in limited.stream():
+        body += chunk
+    return body
+
+
+async def read_upload(request: Request, limits: DecodeLimits) -> Upload:
+    """Read the image of an image endpoint in either accepted form, without decoding it."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith(RGB_CONTENT_TYPE):
+        body = await read_body(request, limits.max_bytes * 8)  # pixels are larger than the encoded upload
+        pixels = rgb_from_body(body, request.headers.get(HEIGHT_HEADER), request.headers.get(WIDTH_HEADER), limits)
+        return Upload(pixels=pixels)
+    if not content_type.startswith("multipart/form-data"):
+        raise InvalidImage(f"send the image as multipart/form-data in field '{IMAGE_FIELD}'", reason="bad_content_type")
+    limited = _check_declared_length(request, limits.max_bytes + 64 * 1024)
+    form = await limited.form(max_files=2, max_fields=16, max_part_size=64 * 1024)
+    try:
+        upload = Upload()
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                if key == IMAGE_FIELD and upload.data is None:
+                    upload.data = await value.read()
+            elif isinstance(value, str):
+                upload.fields[key] = value
+        if upload.data is None:
+            image_text = upload.fields.pop(IMAGE_FIELD, None)
+            if image_text is None:
+                raise InvalidInput(f"multipart field '{IMAGE_FIELD}' is missing", reason="missing_image")
+            upload.data = image_text.encode("latin-1", "replace")
+        return upload
+    finally:
+        await form.close()
+
+
+async def decode_upload(upload: Upload, limits: DecodeLimits) -> np.ndarray:
+    """HxWx3 uint8 RGB: the pixels as sent, or the bytes decoded in a worker thread."""
+    if upload.pixels is not None:
+        return upload.pixels
+    assert upload.data is not None
+    return await run_in_threadpool(decode_image, upload.data, limits)

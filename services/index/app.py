@@ -1,0 +1,164 @@
+"""The index service: nearest catalog items for query vectors, item look-up, and index hot-swap."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, FastAPI, Query
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from ann_index.reader import IndexReader
+from imgcore.errors import InvalidInput
+from services.common.admin import admin_guard
+from services.common.metrics import STAGE_SECONDS
+from services.common.settings import IndexSettings
+from services.common.web import create_service_app
+from services.common.web_json import json_response
+from services.common.wire import vectors_from_b64
+from services.index.holder import IndexHolder
+
+
+class QueryRequest(BaseModel):
+    """Query vectors as JSON lists (`vectors`) or base64 little-endian float32 rows (`vectors_b64` + `dim`)."""
+
+    vectors: list[list[float]] | None = Field(None, description="Query vectors, one list of floats per row.")
+    vectors_b64: str | None = Field(None, description="Base64 of float32 rows (internal fast path).")
+    dim: int | None = Field(None, ge=1, description="Row length of vectors_b64.")
+    k: int = Field(10, ge=1, description="Results per query vector.")
+    category: str | None = Field(None, description="Search only this catalog category (all rows).")
+    categories: list[str | None] | None = Field(None, description="A category (or null: all) per row.")
+
+
+def _vectors(req: QueryRequest, max_vectors: int) -> np.ndarray:
+    if req.vectors_b64 is not None:
+        vectors = vectors_from_b64(req.vectors_b64, req.dim or 0)
+    elif req.vectors is not None:
+        try:
+            vectors = np.asarray(req.vectors, dtype=np.float32)
+        except ValueError as exc:
+            raise InvalidInput("vectors must be rows of equal length", reason="bad_vectors") from exc
+    else:
+        raise InvalidInput("give vectors or vectors_b64", reason="bad_vectors")
+    if vectors.ndim != 2 or len(vectors) == 0 or not np.isfinite(vectors).all():
+        raise InvalidInput("vectors must be a non-empty [n, dim] array of finite numbers", reason="bad_vectors")
+    if len(vectors) > max_vectors:
+        raise InvalidInput(f"at most {max_vectors} vectors per query", reason="bad_vectors")
+    return vectors
+
+
+def _query(reader: IndexReader, vectors: np.ndarray, k: int, categories: list[str | None]) -> list[list[Any]]:
+    rows_by_cat: dict[str | None, list[int]] = defaultdict(list)
+    for row, category in enumerate(categories):
+        rows_by_cat[category].append(row)
+    results: list[list[Any]] = [[] for _ in categories]
+    for category, rows in rows_by_cat.items():
+        for row, hits in zip(rows, reader.query(vectors[rows], k, category), strict=True):
+            results[row] = [h.to_dict() for h in hits]
+    return results
+
+
+def build_router(settings: IndexSettings, holder: IndexHolder) -> APIRouter:
+    """Public routes of the index service."""
+    router = APIRouter(prefix="/v1", tags=["index"])
+
+    @router.post("/query")
+    async def query(req: QueryRequest) -> Response:
+        """Top-k catalog items per query vector, best first (cosine score), optionally within a category."""
+        if req.k > settings.max_k:
+            raise InvalidInput(f"k must be at most {settings.max_k}", reason="bad_k")
+        vectors = _vectors(req, settings.max_vectors)
+        categories = req.categories if req.categories is not None else [req.category] * len(vectors)
+        if len(categories) != len(vectors):
+            raise InvalidInput("categories must give one entry per vector", reason="bad_category")
+        t0 = time.perf_counter()
+
+        def run(reader: IndexReader) -> tuple[str, list[list[Any]]]:
+            return reader.version, _query(reader, vectors, req.k, categories)
+
+        version, results = await run_in_threadpool(holder.use, run)
+        seconds = time.perf_counter() - t0
+        STAGE_SECONDS.labels(stage="query").observe(seconds)
+        return json_response({"version": version, "results": results, "timings_ms": {"query": seconds * 1e3}})
+
+    @router.get("/items/{item_id}")
+    async def item(item_id: str) -> Response:
+        """One catalog item's metadata and stored vector."""
+
+        def run(reader: IndexReader) -> dict[str, Any]:
+            return {
+                "version": reader.version,
+                "item": reader.item(item_id).to_dict(),
+                "vector": reader.vector_of(item_id),
+            }
+
+        return json_response(await run_in_threadpool(holder.use, run))
+
+    @router.get("/items/{item_id}/similar")
+    async def similar(
+        item_id: str,
+        k: int = Query(10, ge=1, description="Number of similar items."),
+        category: str | None = Query(None, description="Only items of this category."),
+    ) -> Response:
+        """Catalog items most like this one (the item itself excluded)."""
+        if k > settings.max_k:
+            raise InvalidInput(f"k must be at most {settings.max_k}", reason="bad_k")
+
+        def run(reader: IndexReader) -> dict[str, Any]:
+            found = reader.item(item_id)
+            hits = reader.query(reader.vector_of(item_id)[None, :], k + 1, category)[0]
+            results = [h.to_dict() for h in hits if h.item_id != item_id][:k]
+            return {"version": reader.version, "item": found.to_dict(), "results": results}
+
+        return json_response(await run_in_threadpool(holder.use, run))
+
+    return router
+
+
+def build_admin_router(settings: IndexSettings, holder: IndexHolder) -> APIRouter:
+    """Admin routes (bearer token)."""
+    router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(admin_guard(settings))])
+
+    @router.post("/reload")
+    async def reload(
+        version: str | None = Query(None, description="Load this version (rollback); default: CURRENT."),
+        force: bool = Query(False, description="Reload even if this version is already served."),
+    ) -> Response:
+        """Download, verify, load, self-test and atomically swap in the index; the old one keeps serving on error."""
+        return json_response(await holder.reload(version, force=force))
+
+    return router
+
+
+def create_app(settings: IndexSettings) -> FastAPI:
+    """The index service app."""
+    holder = IndexHolder(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(holder.poll_forever())
+        yield
+        task.cancel()
+        await asyncio.to_thread(holder.close)
+
+    async def readiness() -> tuple[bool, dict[str, Any]]:
+        return holder.readiness()
+
+    app = create_service_app(
+        title="imgsearch index",
+        description="Approximate nearest-neighbour search over the published catalog index (annoy).",
+        readiness=readiness,
+        lifespan=lifespan,
+        max_body_bytes=settings.max_upload_bytes,
+    )
+    app.state.holder = holder
+    app.include_router(build_router(settings, holder))
+    app.include_router(build_admin_router(settings, holder))
+    return app

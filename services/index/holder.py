@@ -1,0 +1,214 @@
+"""The index being served, and its hot swap.
+
+A reload downloads a version, verifies it (manifest, checksums, embedder binding), opens it, runs a
+self-test query and only then swaps the reference atomically. Queries already running finish on the old
+reader (its `close()` waits for them); a failed reload leaves the old reader serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from ann_index.publish import current_or_none, sync_version
+from ann_index.reader import IndexReader
+from imgcore.errors import ChecksumMismatch, IndexMismatch, ModelNotReady
+from imgcore.storage import ObjectStore, open_store
+from services.common.metrics import INDEX_AGE_SECONDS, INDEX_INFO, INDEX_ITEMS, INDEX_RELOADS
+from services.common.settings import IndexSettings
+
+log = logging.getLogger("imgsearch.index")
+_M_MMAP_THRESHOLD = -3  # mallopt parameter (malloc.h)
+T = TypeVar("T")
+
+
+def built_at(manifest: dict[str, Any]) -> float | None:
+    """Build time (epoch seconds) from the manifest, or from the version's UTC timestamp prefix."""
+    for key in ("created_at", "built_at", "created"):
+        value = manifest.get(key)
+        if isinstance(value, str):
+            try:
+                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                pass
+    try:
+        stamp = str(manifest.get("version", ""))[:16]
+        return datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+
+
+def self_test(reader: IndexReader) -> None:
+    """A fresh reader must answer a query and find a stored item as its own nearest neighbour."""
+    if reader.count < 1:
+        raise IndexMismatch(f"index {reader.version} is empty", reason="selftest")
+    probe = np.random.default_rng(0).standard_normal((1, reader.dim)).astype(np.float32)
+    first = reader.query(probe, 1)[0]
+    if not first:
+        raise IndexMismatch(f"index {reader.version} returned nothing for a probe query", reason="selftest")
+    vector = reader.vector_of(first[0].item_id)
+    again = reader.query(vector[None, :], 5)[0]
+    if first[0].item_id not in [h.item_id for h in again] or again[0].score < 0.99:
+        raise IndexMismatch(f"index {reader.version} does not find its own item back", reason="selftest")
+
+
+def return_freed_memory() -> None:
+    """Make glibc hand large freed blocks back to the OS at once (fixed mmap threshold of 128 KiB).
+
+    Opening a version allocates large temporaries (file checks, self-test) in a worker thread; with
+    glibc's default sliding threshold they end up in that thread's heap and stay there, ~30 MiB per
+    worker at 1M items (bench/memory.py): private to every worker, unlike the memory-mapped index.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
+
+
+class IndexHolder:
+    """Owns the current `IndexReader` and replaces it safely."""
+
+    def __init__(self, settings: IndexSettings) -> None:
+        return_freed_memory()
+        self.settings = settings
+        self.reader: IndexReader | None = None
+        self.last_error: str | None = None
+        self.failed_version: str | None = None
+        self.built_at: float | None = None
+        self._lock = asyncio.Lock()
+        self._store: ObjectStore | None = None
+        INDEX_AGE_SECONDS.set_function(lambda: time.time() - self.built_at if self.built_at else 0.0)
+
+    def store(self) -> ObjectStore:
+        """The index store (opened lazily: boto3 clients are slow to make)."""
+        if self._store is None:
+            s = self.settings
+            self._store = open_store(s.index_uri, s3_endpoint_url=s.s3_endpoint_url, timeout_s=s.store_timeout_s)
+        return self._store
+
+    def use(self, fn: Callable[[IndexReader], T]) -> T:
+        """Run `fn` on the current reader; if a swap closed that reader under us, run it on the new one."""
+        while True:
+            reader = self.reader
+            if reader is None:
+                raise ModelNotReady("no index loaded yet" + (f": {self.last_error}" if self.last_error else ""))
+            try:
+                return fn(reader)
+            except ModelNotReady:
+                if self.reader is reader:
+                    raise
+
+    def _prepare(self, version: str) -> IndexReader:
+        s = self.settings
+        try:
+            local = sync_version(self.store(), version, s.local_dir)
+        except ChecksumMismatch as exc:  # files that do not verify: the version is bad, not the store
+            raise IndexMismatch(f"index {version} refused: {exc.message}", reason="checksum") from exc
+        reader = IndexReader.open(local, embedder_sha256=s.embedder_sha256, dim=s.dim, prefault=s.prefault)
+        try:
+            self_test(reader)
+        except BaseException:
+            reader.close()
+            raise
+        return reader
+
+    async def reload(self, version: str | None = None, *, force: bool = False) -> dict[str, Any]:
+        """Load `version` (default: the store's CURRENT) and swap it in; raise (old one kept) if it fails."""
+        async with self._lock:
+            target = version or await asyncio.to_thread(current_or_none, self.store())
+            if target is None:
+                raise ModelNotReady(f"no index published at {self.settings.index_uri} yet", reason="no_index")
+            old = self.reader
+            if old is not None and old.version == target and not force:
+                INDEX_RELOADS.labels(result="unchanged").inc()
+                return {"version": target, "previous": target, "changed": False}
+            t0 = time.perf_counter()
+            try:
+                new = await asyncio.to_thread(self._prepare, target)
+            except Exception as exc:
+                INDEX_RELOADS.labels(result="failed").inc()
+                self.failed_version, self.last_error = target, f"{type(exc).__name__}: {exc}"
+                log.error("index %s refused; still serving %s: %s", target, old and old.version, exc)
+                raise
+            self.reader, self.failed_version, self.last_error = new, None, None
+            self.built_at = built_at(new.manifest)
+            INDEX_INFO.clear()
+            INDEX_INFO.labels(version=new.version).set(1)
+            INDEX_ITEMS.set(new.count)
+            INDEX_RELOADS.labels(result="swapped").inc()
+            log.info("serving index %s (%d items) after %.2fs", new.version, new.count, time.perf_counter() - t0)
+            if old is not None and old is not new:
+                await asyncio.to_thread(old.close)  # waits for queries still running on it
+            await asyncio.to_thread(self._prune_local)
+            return {"version": new.version, "previous": old.version if old else None, "changed": True}
+
+    def _prune_local(self) -> None:
+        root = Path(self.settings.local_dir)
+        current = self.reader.version if self.reader else None
+        versions = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True)
+        keep = {current} | {p.name for p in versions[: self.settings.keep_versions]}
+        for path in versions:
+            if path.name not in keep:
+                shutil.rmtree(path, ignore_errors=True)
+
+    async def poll_forever(self) -> None:
+        """Load at start, then follow changes of CURRENT every `poll_seconds`.
+
+        Only a *change* of CURRENT triggers a reload, so a version pinned through /admin/reload stays until
+        the next publish, and a refused version is not retried; a store failure is retried at the next poll.
+        """
+        seen: str | None = None
+        while True:
+            try:
+                current = await asyncio.to_thread(current_or_none, self.store())
+                if current is None:
+                    self.last_error = f"no index published at {self.settings.index_uri} yet"
+                elif current != seen:
+                    seen = current
+                    await self.reload(current)
+            except IndexMismatch:
+                pass  # a bad version (logged by reload): wait for the next publish
+            except Exception as exc:  # store trouble: keep serving, try again next time
+                log.warning("index poll failed: %s", exc)
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                seen = None
+            poll = self.settings.poll_seconds
+            if self.reader is not None and poll <= 0:
+                return
+            await asyncio.sleep(poll if self.reader is not None else min(poll, 2.0) if poll > 0 else 2.0)
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """(ready, details) for /readyz: the version, size, categories and embedder binding."""
+        reader = self.reader
+        if reader is None:
+            return False, {"error": self.last_error}
+        emb = reader.manifest.get("embedder", {})
+        details: dict[str, Any] = {
+            "index": {
+                "version": reader.version,
+                "count": reader.count,
+                "dim": reader.dim,
+                "categories": reader.categories,
+                "embedder": {k: emb.get(k) for k in ("name", "version", "sha256", "dim", "metric")},
+            }
+        }
+        if self.failed_version:
+            details["refused"] = {"version": self.failed_version, "error": self.last_error}
+        return True, details
+
+    def close(self) -> None:
+        """Close the reader and the store at shutdown."""
+        if self.reader is not None:
+            self.reader.close()
+        if self._store is not None:
+            self._store.close()

@@ -1,0 +1,82 @@
+"""Evaluation metrics (hand-checked), in-process evaluation and evaluation through a gateway."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ann_index.demo import write_fmnist_catalog
+from ann_index.evaluate import Query, evaluate_in_process, evaluate_via_gateway, format_report, load_queries, score
+from ann_index.reader import IndexReader
+from ann_index.rebuild import RebuildOptions, rebuild
+from tests.ann_index.fakes import FakeEmbedder
+
+
+def test_recall_and_precision_are_computed_per_category() -> None:
+    queries = [Query("q1", "Bag"), Query("q2", "Bag"), Query("q3", "T-shirt/top"), Query("q4", "Bag")]
+    results = [
+        ["Bag"] * 10,  # perfect
+        ["Coat"] * 4 + ["Bag"] + ["Coat"] * 5,  # first hit at rank 5
+        ["t-shirt-top"] + ["Coat"] * 9,  # slug of the query's category counts as the same
+        None,  # request failed
+    ]
+    report = score(queries, results, k=10)
+    assert report.queries == 4 and report.failed == 1
+    assert report.per_category["Bag"] == {"queries": 2, "r_at_1": 0.5, "r_at_5": 1.0, "r_at_10": 1.0, "p_at_10": 0.55}
+    assert report.per_category["T-shirt/top"] == {
+        "queries": 1, "r_at_1": 1.0, "r_at_5": 1.0, "r_at_10": 1.0, "p_at_10": 0.1,
+    }  # fmt: skip
+    assert report.overall == {"r_at_1": pytest.approx(0.6667), "r_at_5": 1.0, "r_at_10": 1.0, "p_at_10": 0.4}
+    assert "ALL" in format_report(report, "t")
+
+
+def test_queries_load_from_jsonl_or_category_folders(tmp_path: Path) -> None:
+    catalog = write_fmnist_catalog(tmp_path / "q", split="test", limit=12)
+    from_file = load_queries(str(catalog), limit=5)
+    assert len(from_file) == 5 and from_file[0].image_uri.startswith("file:///")
+    assert load_queries(str(catalog.parent)) == load_queries(str(catalog))
+    (tmp_path / "dirs" / "Bag").mkdir(parents=True)
+    shutil.copy(catalog.parent / "images" / "fmnist-test-00000.png", tmp_path / "dirs" / "Bag" / "x.png")
+    assert [q.category for q in load_queries(str(tmp_path / "dirs"))] == ["Bag"]
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("eval")
+    catalog = write_fmnist_catalog(root / "shop", limit=300)
+    manifest = rebuild(str(catalog), str(root / "idx"), FakeEmbedder(), RebuildOptions(progress=False, n_trees=8))
+    return root / "idx" / "versions" / manifest["version"]
+
+
+def test_in_process_evaluation_on_test_split_queries(index_dir: Path, tmp_path: Path) -> None:
+    queries = load_queries(str(write_fmnist_catalog(tmp_path / "q", split="test", limit=40)))
+    with IndexReader.open(index_dir, embedder_sha256=FakeEmbedder().sha256, dim=64) as reader:
+        report = evaluate_in_process(reader, FakeEmbedder(), queries)
+    assert report.queries == 40 and report.failed == 0
+    # Thumbnails are a weak embedding, but far better than the 0.1 of chance.
+    assert report.overall["r_at_10"] > 0.7 and report.overall["p_at_10"] > 0.3
+
+
+def test_gateway_evaluation_posts_each_image_and_reads_the_first_item(tmp_path: Path) -> None:
+    queries = load_queries(str(write_fmnist_catalog(tmp_path / "q", split="test", limit=6)))
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if len(seen) == 6:
+            return httpx.Response(503, json={"error": "overloaded"})
+        results = [{"item_id": "x", "category": queries[0].category}] * 10
+        return httpx.Response(200, json={"items": [{"results": results}, {"results": []}]})
+
+    report = evaluate_via_gateway(
+        "http://gw", queries, concurrency=1, client_factory=lambda: httpx.Client(transport=httpx.MockTransport(handler))
+    )
+    assert len(seen) == 6 and report.failed == 1
+    assert seen[0].url.path == "/v1/search" and seen[0].url.params["k"] == "10"
+    assert b'name="image"' in seen[0].read()
+    assert report.per_category[queries[0].category]["p_at_10"] == 1.0
+    assert json.dumps(report.to_dict())
