@@ -57,7 +57,7 @@ class EmbedderState:
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self.loader.require().run(batch)  # L2-normalised rows
 
-    async def readiness(self) -> tuple[bool, dict[str, Any]]:
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
         ready, details = self.loader.readiness()
         if ready and self.loader.value is not None:
             details["model"]["dim"] = int(self.loader.value.dim)
