@@ -8,8 +8,8 @@ from typing import Any
 class ImgSearchError(Exception):
     """Base class. `status` is the HTTP status the services map it to; `reason` labels metrics.
 
-    A subclass names both in its header, `class NotFound(ImgSearchError, status=404, reason="not_found")`,
-    so the list of errors reads as the table of statuses it is; either may be left to the parent.
+    Subclasses set both in their header (`class NotFound(ImgSearchError, status=404, reason="not_found")`),
+    so the errors below read as one table; one left out is inherited.
     """
 
     status: int = 500
@@ -42,7 +42,7 @@ class ImageTooLarge(InvalidInput, status=413, reason="too_large"):
 
 
 class NotFound(ImgSearchError, status=404, reason="not_found"):
-    """No such item or version."""
+    """No such item, category, image or stored object."""
 
 
 class ModelNotReady(ImgSearchError, status=503, reason="not_ready"):
