@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ImgSearchError(Exception):
-    """Base class. `status` is the HTTP status the services map it to; `reason` labels metrics."""
+    """Base class. `status` is the HTTP status the services map it to; `reason` labels metrics.
+
+    Subclasses set both in their header (`class NotFound(ImgSearchError, status=404, reason="not_found")`),
+    so the errors below read as one table; one left out is inherited.
+    """
 
     status: int = 500
     reason: str = "internal"
+
+    def __init_subclass__(cls, *, status: int | None = None, reason: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if status is not None:
+            cls.status = status
+        if reason is not None:
+            cls.reason = reason
 
     def __init__(self, message: str, *, reason: str | None = None) -> None:
         super().__init__(message)
@@ -16,48 +29,33 @@ class ImgSearchError(Exception):
             self.reason = reason
 
 
-class InvalidInput(ImgSearchError):
-    status = 400
-    reason = "invalid_input"
+class InvalidInput(ImgSearchError, status=400, reason="invalid_input"):
+    """A request the caller has to change: a bad parameter, box or vector."""
 
 
-class InvalidImage(InvalidInput):
+class InvalidImage(InvalidInput, status=415, reason="invalid_image"):
     """Bytes that are not a decodable image of a supported format."""
 
-    status = 415
-    reason = "invalid_image"
 
-
-class ImageTooLarge(InvalidInput):
+class ImageTooLarge(InvalidInput, status=413, reason="too_large"):
     """Too many bytes or too many pixels (decompression bombs)."""
 
-    status = 413
-    reason = "too_large"
+
+class NotFound(ImgSearchError, status=404, reason="not_found"):
+    """No such item, category, image or stored object."""
 
 
-class NotFound(ImgSearchError):
-    status = 404
-    reason = "not_found"
+class ModelNotReady(ImgSearchError, status=503, reason="not_ready"):
+    """The model or index is still loading (or failed to load): try again later."""
 
 
-class ModelNotReady(ImgSearchError):
-    status = 503
-    reason = "not_ready"
-
-
-class StoreError(ImgSearchError):
+class StoreError(ImgSearchError, status=503, reason="store"):
     """A model or index store could not deliver an object."""
 
-    status = 503
-    reason = "store"
+
+class ChecksumMismatch(StoreError, reason="checksum"):
+    """An object whose bytes do not match the sha256 it was published with."""
 
 
-class ChecksumMismatch(StoreError):
-    reason = "checksum"
-
-
-class IndexMismatch(ImgSearchError):
+class IndexMismatch(ImgSearchError, status=409, reason="index_mismatch"):
     """An index that does not belong to the serving embedder, or whose files do not verify."""
-
-    status = 409
-    reason = "index_mismatch"

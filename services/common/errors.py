@@ -20,39 +20,24 @@ from services.common.web_json import json_response
 log = logging.getLogger("imgsearch.errors")
 
 
-class BackendUnavailable(ImgSearchError):
+class BackendUnavailable(ImgSearchError, status=503, reason="backend_unavailable"):
     """A backend service refused the connection, is not ready or answered 5xx."""
 
-    status = 503
-    reason = "backend_unavailable"
 
-
-class BackendTimeout(ImgSearchError):
+class BackendTimeout(ImgSearchError, status=504, reason="backend_timeout"):
     """A backend service did not answer within its budget."""
 
-    status = 504
-    reason = "backend_timeout"
 
-
-class IncompatibleModels(ImgSearchError):
+class IncompatibleModels(ImgSearchError, status=503, reason="embedder_index_mismatch"):
     """The embedder serves another model than the index was built with: its vectors would find garbage."""
 
-    status = 503
-    reason = "embedder_index_mismatch"
 
-
-class Unauthorized(ImgSearchError):
+class Unauthorized(ImgSearchError, status=401, reason="unauthorized"):
     """Missing or wrong admin bearer token."""
 
-    status = 401
-    reason = "unauthorized"
 
-
-class AdminDisabled(ImgSearchError):
+class AdminDisabled(ImgSearchError, status=403, reason="admin_disabled"):
     """Admin endpoints are off because IMGSEARCH_ADMIN_TOKEN is unset."""
-
-    status = 403
-    reason = "admin_disabled"
 
 
 def error_response(status: int, reason: str, message: str, request_id: str | None = None) -> Response:

@@ -35,6 +35,17 @@ def fetch_model(settings: ModelServiceSettings, uri: str, sha256: str | None) ->
     return store.fetch(uri, sha256)
 
 
+def load_model(settings: ModelServiceSettings, model_class: Callable[..., T], **options: Any) -> T:
+    """Fetch (verify) the service's model and open it with the settings' onnxruntime threads."""
+    return model_class(
+        fetch_model(settings, settings.model_uri, settings.model_sha256),
+        intra_threads=settings.ort_intra_threads,
+        inter_threads=settings.ort_inter_threads,
+        verify_sha256=False,  # fetch_model has just verified this file against its card
+        **options,
+    )
+
+
 def model_info(model: Any) -> dict[str, Any]:
     """Name, version and sha256 of a loaded model (what responses and /readyz report)."""
     return {"name": model.name, "version": model.version, "sha256": model.sha256}

@@ -9,22 +9,22 @@ from prometheus_client import Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
+
+def _latency(name: str, documentation: str, label: str) -> Histogram:
+    """Seconds by one label, on the buckets every latency shares (so one dashboard compares them all)."""
+    return Histogram(name, documentation, [label], buckets=_LATENCY_BUCKETS)
+
+
 REQUESTS = Counter(
     "imgsearch_http_requests_total",
     "HTTP requests by route template, method and status.",
     ["route", "method", "status"],
 )
-REQUEST_SECONDS = Histogram(
-    "imgsearch_http_request_seconds",
-    "HTTP request latency by route template.",
-    ["route"],
-    buckets=_LATENCY_BUCKETS,
-)
-STAGE_SECONDS = Histogram(
+REQUEST_SECONDS = _latency("imgsearch_http_request_seconds", "HTTP request latency by route template.", "route")
+STAGE_SECONDS = _latency(
     "imgsearch_stage_seconds",
     "Latency of one processing stage (decode, detect, embed, search, preprocess, queue, infer, query, total).",
-    ["stage"],
-    buckets=_LATENCY_BUCKETS,
+    "stage",
 )
 REJECTIONS = Counter("imgsearch_rejections_total", "Requests answered with an error, by reason.", ["reason"])
 MODEL_LOAD_SECONDS = Gauge(
@@ -44,14 +44,7 @@ INDEX_RELOADS = Counter(
 )
 CACHE_REQUESTS = Counter("imgsearch_cache_requests_total", "Result cache look-ups by result.", ["cache", "result"])
 BACKEND_ERRORS = Counter(
-    "imgsearch_backend_errors_total",
-    "Failed calls from the gateway to a backend, by kind.",
-    ["backend", "kind"],
+    "imgsearch_backend_errors_total", "Failed calls from the gateway to a backend, by kind.", ["backend", "kind"]
 )
-BACKEND_SECONDS = Histogram(
-    "imgsearch_backend_call_seconds",
-    "Latency of gateway calls to each backend.",
-    ["backend"],
-    buckets=_LATENCY_BUCKETS,
-)
+BACKEND_SECONDS = _latency("imgsearch_backend_call_seconds", "Latency of gateway calls to each backend.", "backend")
 FALLBACKS = Counter("imgsearch_search_fallbacks_total", "Searches that fell back to the whole image.", ["why"])

@@ -33,13 +33,23 @@ def _split_list(value: Any) -> Any:
     return value
 
 
+def _port(default: int) -> Any:
+    """The `port` field: every service has its own default, so the four run side by side on one host."""
+    return Field(default=default, ge=0, le=65535, description="TCP port to listen on.")
+
+
+def _model_uri(default: str) -> Any:
+    """The `model_uri` field of a model service, whose default is that service's model."""
+    return Field(default=default, description="Model folder URI (file://, s3://, http(s)://) with card.json.")
+
+
 class CommonSettings(BaseSettings):
     """Fields every service has."""
 
     model_config = SettingsConfigDict(extra="ignore", validate_default=True, populate_by_name=True)
 
     host: str = Field(default="127.0.0.1", description="Interface to listen on (0.0.0.0 in a container).")
-    port: int = Field(default=8000, ge=0, le=65535, description="TCP port to listen on.")
+    port: int = _port(8000)
     log_level: str = Field(default="INFO", description="Python logging level: DEBUG, INFO, WARNING or ERROR.")
     s3_endpoint_url: str | None = Field(
         default=None, description="S3-compatible endpoint for s3:// URIs (else boto3's AWS_ENDPOINT_URL or AWS)."
@@ -82,6 +92,8 @@ class ModelServiceSettings(CommonSettings):
     inference_threads: int = Field(
         default=1, ge=1, description="Worker threads running the model concurrently (the embedder's batches use one)."
     )
+    model_uri: str  # each service's own model: `_model_uri(default)` in its class
+    model_sha256: str | None = Field(default=None, description="Pin: refuse a model whose sha256 differs.")
 
     _split_mirrors = field_validator("model_mirrors", mode="before")(_split_list)
 
@@ -91,12 +103,8 @@ class DetectorSettings(ModelServiceSettings):
 
     model_config = SettingsConfigDict(env_prefix="IMGSEARCH_DETECTOR_")
 
-    port: int = Field(default=8101, ge=0, le=65535, description="TCP port to listen on.")
-    model_uri: str = Field(
-        default=defaults.DEFAULT_DETECTOR_URI,
-        description="Model folder URI (file://, s3://, http(s)://) with card.json.",
-    )
-    model_sha256: str | None = Field(default=None, description="Pin: refuse a model whose sha256 differs.")
+    port: int = _port(8101)
+    model_uri: str = _model_uri(defaults.DEFAULT_DETECTOR_URI)
     score_threshold: float | None = Field(
         default=None, ge=0, le=1, description="Minimum detection score; unset: the model card's default."
     )
@@ -115,12 +123,8 @@ class EmbedderSettings(ModelServiceSettings):
 
     model_config = SettingsConfigDict(env_prefix="IMGSEARCH_EMBEDDER_")
 
-    port: int = Field(default=8102, ge=0, le=65535, description="TCP port to listen on.")
-    model_uri: str = Field(
-        default=defaults.DEFAULT_EMBEDDER_URI,
-        description="Model folder URI (file://, s3://, http(s)://) with card.json.",
-    )
-    model_sha256: str | None = Field(default=None, description="Pin: refuse a model whose sha256 differs.")
+    port: int = _port(8102)
+    model_uri: str = _model_uri(defaults.DEFAULT_EMBEDDER_URI)
     max_batch_size: int = Field(default=16, ge=1, description="Most crops run in one onnxruntime batch.")
     max_batch_wait_ms: float = Field(
         default=2.0, ge=0, description="How long the first queued crop waits for others to join its batch."
@@ -133,7 +137,7 @@ class IndexSettings(CommonSettings):
 
     model_config = SettingsConfigDict(env_prefix="IMGSEARCH_INDEX_")
 
-    port: int = Field(default=8103, ge=0, le=65535, description="TCP port to listen on.")
+    port: int = _port(8103)
     index_uri: str = Field(
         default=(defaults.DEFAULT_VAR_DIR / "index").as_uri(),
         description="Index store root URI (file:// or s3://) holding CURRENT and versions/.",
@@ -159,7 +163,7 @@ class GatewaySettings(CommonSettings):
 
     model_config = SettingsConfigDict(env_prefix="IMGSEARCH_GATEWAY_")
 
-    port: int = Field(default=8000, ge=0, le=65535, description="TCP port to listen on.")
+    port: int = _port(8000)
     detector_url: str = Field(default="http://127.0.0.1:8101", description="Base URL of the detector service.")
     embedder_url: str = Field(default="http://127.0.0.1:8102", description="Base URL of the embedder service.")
     index_url: str = Field(default="http://127.0.0.1:8103", description="Base URL of the index service.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import inspect
 import logging
 import re
 import time
@@ -27,7 +28,8 @@ _QUIET_ROUTES = frozenset({"/livez", "/readyz", "/metrics"})
 
 access_log = logging.getLogger("imgsearch.access")
 
-Readiness = Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
+# (ready, details) for /readyz: a plain function, or a coroutine where the check itself waits (the gateway's)
+Readiness = Callable[[], tuple[bool, dict[str, Any]] | Awaitable[tuple[bool, dict[str, Any]]]]
 
 
 class RequestIdFilter(logging.Filter):
@@ -173,7 +175,8 @@ def health_router(readiness: Readiness) -> APIRouter:
     @router.get("/readyz")
     async def readyz() -> Response:
         """200 when this service can serve requests, else 503 with the reason."""
-        ready, details = await readiness()
+        answer = readiness()
+        ready, details = await answer if inspect.isawaitable(answer) else answer
         return json_response({"ready": ready, **details}, status=200 if ready else 503)
 
     @router.get("/metrics")

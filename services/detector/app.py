@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, FastAPI, Request
 from starlette.responses import Response
 
-from services.common.loading import BackgroundLoader, fetch_model, model_info
+from services.common.loading import BackgroundLoader, load_model, model_info
 from services.common.metrics import STAGE_SECONDS
 from services.common.settings import DetectorSettings
 from services.common.uploads import MULTIPART_IMAGE_BODY, decode_upload, read_upload
@@ -27,12 +27,9 @@ def load_detector(settings: DetectorSettings) -> Detector:
     """Fetch (verify) the model and open an onnxruntime session for it."""
     from detector import Detector
 
-    model_dir = fetch_model(settings, settings.model_uri, settings.model_sha256)
-    return Detector(
-        model_dir,
-        intra_threads=settings.ort_intra_threads,
-        inter_threads=settings.ort_inter_threads,
-        verify_sha256=False,  # fetch_model has just verified this file against its card
+    return load_model(
+        settings,
+        Detector,
         score_threshold=settings.score_threshold,
         iou_threshold=settings.iou_threshold,
         max_detections=settings.max_detections,
@@ -79,13 +76,10 @@ def create_app(settings: DetectorSettings) -> FastAPI:
         task.cancel()
         pool.shutdown(wait=False, cancel_futures=True)
 
-    async def readiness() -> tuple[bool, dict[str, Any]]:
-        return loader.readiness()
-
     app = create_service_app(
         title="imgsearch detector",
         description="Finds fashion items in a photo (ONNX model pulled from the model store at startup).",
-        readiness=readiness,
+        readiness=loader.readiness,
         lifespan=lifespan,
     )
     app.include_router(build_router(settings, loader, pool))

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from services.common.boxes import Box, clip_box, parse_boxes_json
-from services.common.loading import BackgroundLoader, fetch_model, model_info
+from services.common.loading import BackgroundLoader, load_model, model_info
 from services.common.metrics import STAGE_SECONDS
 from services.common.settings import EmbedderSettings
 from services.common.uploads import MULTIPART_IMAGE_BODY, decode_upload, read_upload
@@ -32,14 +32,7 @@ def load_embedder(settings: EmbedderSettings) -> Embedder:
     """Fetch (verify) the model and open an onnxruntime session for it."""
     from embedder import Embedder
 
-    model_dir = fetch_model(settings, settings.model_uri, settings.model_sha256)
-    return Embedder(
-        model_dir,
-        intra_threads=settings.ort_intra_threads,
-        inter_threads=settings.ort_inter_threads,
-        verify_sha256=False,  # fetch_model has just verified this file against its card
-        batch_size=settings.max_batch_size,
-    )
+    return load_model(settings, Embedder, batch_size=settings.max_batch_size)
 
 
 def _crops(embedder: Embedder, image: np.ndarray, boxes: list[Box | None]) -> np.ndarray:
@@ -64,7 +57,7 @@ class EmbedderState:
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self.loader.require().run(batch)  # L2-normalised rows
 
-    async def readiness(self) -> tuple[bool, dict[str, Any]]:
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
         ready, details = self.loader.readiness()
         if ready and self.loader.value is not None:
             details["model"]["dim"] = int(self.loader.value.dim)

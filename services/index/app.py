@@ -148,13 +148,10 @@ def create_app(settings: IndexSettings) -> FastAPI:
         task.cancel()
         await asyncio.to_thread(holder.close)
 
-    async def readiness() -> tuple[bool, dict[str, Any]]:
-        return holder.readiness()
-
     app = create_service_app(
         title="imgsearch index",
         description="Approximate nearest-neighbour search over the published catalog index (annoy).",
-        readiness=readiness,
+        readiness=holder.readiness,
         lifespan=lifespan,
         max_body_bytes=settings.max_upload_bytes,
     )

@@ -167,7 +167,7 @@ def test_unexpected_exception_becomes_a_500_json_without_stack_trace(caplog: pyt
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
 
-    async def ready() -> tuple[bool, dict[str, object]]:
+    def ready() -> tuple[bool, dict[str, object]]:
         return True, {}
 
     app = create_service_app(title="t", description="t", readiness=ready, lifespan=lifespan)

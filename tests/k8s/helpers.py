@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
-
-from tests.k8s.render import templates
 
 SERVICES = ("detector", "embedder", "index", "gateway")
 # Settings fields deliberately not in the ConfigMaps, with the reason. Everything else must be there.
@@ -18,6 +17,21 @@ NOT_IN_CONFIGMAP = {
 # Non-IMGSEARCH keys allowed in the shared store ConfigMap: standard AWS SDK variables.
 AWS_KEY = re.compile(r"^AWS_[A-Z0-9_]+$")
 PLACEHOLDER_SECRET_VALUES = {"REPLACE_ME", "imgsearch-dev", "imgsearch-dev-not-secret", "dev-admin-token"}
+
+
+def templates(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The pod template of a workload (nothing for other kinds)."""
+    spec = doc.get("spec") or {}
+    if doc["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+        yield spec["template"]
+    elif doc["kind"] == "CronJob":
+        yield spec["jobTemplate"]["spec"]["template"]
+
+
+def pod_specs(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The pod spec of a workload (nothing for other kinds)."""
+    for template in templates(doc):
+        yield template["spec"]
 
 
 def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:

@@ -10,8 +10,8 @@ import pytest
 
 from ann_index.shards import ShardSpec
 from services.cli import build_parser
-from tests.k8s.helpers import by_kind, env_of, named, workloads
-from tests.k8s.render import WORKLOAD_TARGETS, pod_specs, render
+from tests.k8s.helpers import by_kind, env_of, named, pod_specs, workloads
+from tests.k8s.render import WORKLOAD_TARGETS, render
 
 
 def _expand(args: list[str], env: dict[str, str]) -> list[str]:

@@ -12,7 +12,7 @@ from typing import Any
 import kubernetes_validate as kv
 import pytest
 
-from tests.k8s.render import K8S, KUBECTL, REPO, TARGETS, load_yaml_docs, render
+from tests.k8s.render import K8S, REPO, TARGETS, load_yaml_docs, render
 
 KUBE_VERSION = "1.30.0"
 CRD_GROUPS = ("networking.istio.io/", "monitoring.coreos.com/")
@@ -47,16 +47,3 @@ def test_base_files_validate_without_kustomize() -> None:
     for path in files:
         for doc in load_yaml_docs(path.read_text()):
             _validate(doc, str(path.relative_to(REPO)))
-
-
-@pytest.mark.skipif(KUBECTL is None, reason="kubectl not installed: the fallback renderer is used alone")
-@pytest.mark.parametrize("target", list(TARGETS))
-def test_fallback_renderer_agrees_with_kubectl(target: str, tmp_root: Path) -> None:
-    def index(docs: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
-        return {(d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"]): d for d in docs}
-
-    real = index(render(target, tmp_root, how="kubectl"))
-    mine = index(render(target, tmp_root, how="fallback"))
-    assert sorted(real) == sorted(mine)
-    for key, doc in real.items():
-        assert mine[key] == doc, f"{target}: {key} differs between kubectl and the fallback renderer"

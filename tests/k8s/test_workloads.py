@@ -13,12 +13,13 @@ from tests.k8s.helpers import (
     env_of,
     label_selector_matches,
     named,
+    pod_specs,
     pod_template_labels,
     quantity,
     selector_matches,
     workloads,
 )
-from tests.k8s.render import REPO, WORKLOAD_TARGETS, pod_specs, render
+from tests.k8s.render import REPO, WORKLOAD_TARGETS, render
 
 
 @pytest.mark.parametrize("target", WORKLOAD_TARGETS)
