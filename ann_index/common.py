@@ -6,7 +6,7 @@ import hashlib
 import re
 from typing import Final
 
-import numpy as np
+from imgcore.vectors import l2_normalise as l2_normalise  # re-exported for builder and reader
 
 METRIC: Final = "angular"
 MANIFEST_NAME = "manifest.json"
@@ -15,15 +15,6 @@ META_NAME = "meta.sqlite"
 VECTORS_NAME = "vectors.npy"
 CURRENT_NAME = "CURRENT"
 VERSIONS_PREFIX = "versions"
-
-
-def l2_normalise(vectors: np.ndarray) -> np.ndarray:
-    """Row-wise L2 normalisation to float32; zero rows stay zero instead of becoming NaN."""
-    arr = np.asarray(vectors, dtype=np.float32)
-    if arr.ndim != 2:
-        raise ValueError(f"expected a 2-d array of vectors, got shape {arr.shape}")
-    norms = np.linalg.norm(arr, axis=1, keepdims=True)
-    return np.ascontiguousarray(arr / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
 def angular_to_cosine(distance: float) -> float:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 
@@ -11,85 +11,56 @@ from detector.decoders import make_decoder
 from detector.nms import batched_nms
 from detector.transforms import Geometry, InputSpec, resize_for_model, to_tensor
 from detector.types import Detection
-from imgcore.card import MODEL_NAME, load_card, sha256_file
-from imgcore.errors import ChecksumMismatch, InvalidInput, StoreError
-from imgcore.runtime import ModelSession, OrtSession
+from imgcore.errors import InvalidInput, StoreError
+from imgcore.onnx_model import OnnxModel, RuntimeOptions
+from imgcore.runtime import ModelSession
 
 # Candidates kept before NMS: bounds NMS cost on cluttered photos; far above any useful output.
 PRE_NMS_TOP_K = 1000
 FALLBACK_DEFAULTS = {"score_threshold": 0.35, "iou_threshold": 0.5, "max_detections": 20}
 
 
-class Detector:
+class Detector(OnnxModel):
     """Loads `model_dir/{card.json,model.onnx}`; everything model-specific comes from the card.
 
-    Thresholds left as None take the card's `defaults`. Pass `session` (anything with the
-    ModelSession shape) to run without onnxruntime, e.g. a fake in tests; then the model file
-    is neither read nor checksummed. `verify_sha256=False` skips re-hashing a folder the model
-    store has just verified.
+    Thresholds left as None take the card's `defaults`; `runtime` options (threads, a fake session,
+    skipping the checksum) are OnnxModel's.
     """
 
     def __init__(
         self,
         model_dir: Path,
         *,
-        intra_threads: int = 1,
-        inter_threads: int = 1,
         score_threshold: float | None = None,
         iou_threshold: float | None = None,
         max_detections: int | None = None,
-        session: ModelSession | None = None,
-        verify_sha256: bool = True,
+        **runtime: Unpack[RuntimeOptions],
     ) -> None:
-        self.model_dir = Path(model_dir)
-        self.card: dict[str, Any] = load_card(self.model_dir)
-        if session is None:
-            session = self._open_session(intra_threads, inter_threads, verify_sha256)
-        self._session = session
-        try:
-            self.labels: list[str] = [str(label) for label in self.card["labels"]]
-            self._input = InputSpec.from_card(self.card["input"])
-            output_spec = dict(self.card["output"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise StoreError(f"card of {self.model_dir} lacks labels/input/output: {exc!r}") from exc
-        mapping = self.card.get("category_map") or {}
-        self.category_map: dict[str, str | None] = {label: mapping.get(label) for label in self.labels}
-        self._input_name = self._input.name or session.input_names[0]
-        if self._input_name not in session.input_names:
-            raise StoreError(f"card input {self._input_name!r} not among model inputs {session.input_names}")
-        self._decoder = make_decoder(
-            output_spec,
-            input_hw=(self._input.height, self._input.width),
-            num_classes=len(self.labels),
-            output_names=session.output_names,
-        )
-        defaults = {**FALLBACK_DEFAULTS, **(self.card.get("defaults") or {})}
+        super().__init__(model_dir, **runtime)
+        defaults = {**FALLBACK_DEFAULTS, **(self._card.get("defaults") or {})}
         self.score_threshold = float(defaults["score_threshold"] if score_threshold is None else score_threshold)
         self.iou_threshold = float(defaults["iou_threshold"] if iou_threshold is None else iou_threshold)
         self.max_detections = int(defaults["max_detections"] if max_detections is None else max_detections)
 
-    def _open_session(self, intra_threads: int, inter_threads: int, verify: bool) -> OrtSession:
-        path = self.model_dir / MODEL_NAME
-        if not path.is_file():
-            raise StoreError(f"model file not found: {path}")
-        # The model store verifies downloads; this also catches a model edited in place next to its card.
-        if verify:
-            actual = sha256_file(path)
-            if actual != self.card["sha256"]:
-                raise ChecksumMismatch(f"{path} has sha256 {actual}, its card says {self.card['sha256']}")
-        return OrtSession(path, intra_threads=intra_threads, inter_threads=inter_threads)
+    def _read_card(self, card: dict[str, Any]) -> None:
+        try:
+            self.labels: list[str] = [str(label) for label in card["labels"]]
+            self._input = InputSpec.from_card(card["input"])
+            self._output_spec = dict(card["output"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StoreError(f"card of {self.model_dir} lacks labels/input/output: {exc!r}") from exc
+        mapping = card.get("category_map") or {}
+        self.category_map: dict[str, str | None] = {label: mapping.get(label) for label in self.labels}
 
-    @property
-    def name(self) -> str:
-        return str(self.card["name"])
-
-    @property
-    def version(self) -> str:
-        return str(self.card.get("version", ""))
-
-    @property
-    def sha256(self) -> str:
-        return str(self.card["sha256"])
+    def _bind(self, session: ModelSession) -> None:
+        self._input_name = self._input.name or session.input_names[0]
+        self._require("input", self._input_name, session.input_names)
+        self._decoder = make_decoder(
+            self._output_spec,
+            input_hw=(self._input.height, self._input.width),
+            num_classes=len(self.labels),
+            output_names=session.output_names,
+        )
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Geometry]:
         """HxWx3 uint8 RGB -> (model input tensor, geometry to map boxes back)."""

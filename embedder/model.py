@@ -4,50 +4,41 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 
 from embedder import transforms
 from embedder.transforms import Box
-from imgcore.card import MODEL_NAME, load_card, sha256_file
-from imgcore.errors import ChecksumMismatch, InvalidInput, StoreError
-from imgcore.runtime import ModelSession, OrtSession
+from imgcore.errors import InvalidInput, StoreError
+from imgcore.onnx_model import OnnxModel, RuntimeOptions
+from imgcore.runtime import ModelSession
+from imgcore.vectors import l2_normalise
 
 DEFAULT_CROP_MARGIN = 0.05
 
 
-class Embedder:
+class Embedder(OnnxModel):
     """Turns an image, or boxes in it, into L2-normalised vectors.
 
     The card decides input size, resize interpolation, crop margin, dim and metric, so a model
     and its preprocessing can never drift apart. `preprocess` and `run` are public separately so
-    a service can batch requests of several callers into one `run`.
+    a service can batch requests of several callers into one `run`. `runtime` options (threads,
+    spinning, a fake session, skipping the checksum) are OnnxModel's.
     """
 
-    def __init__(
-        self,
-        model_dir: Path,
-        intra_threads: int = 1,
-        inter_threads: int = 1,
-        batch_size: int = 16,
-        *,
-        session: ModelSession | None = None,
-        verify_sha256: bool = True,
-        allow_spinning: bool = True,
-    ) -> None:
+    # Index manifests have recorded "0" for an embedder card without a version; keep them comparable.
+    default_version = "0"
+
+    def __init__(self, model_dir: Path, *, batch_size: int = 16, **runtime: Unpack[RuntimeOptions]) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
-        self.model_dir = Path(model_dir)
-        self._card = load_card(self.model_dir)
-        model_path = self.model_dir / MODEL_NAME
-        if verify_sha256 and session is None:
-            # A model that is not the one its card describes would give silently wrong vectors.
-            actual = sha256_file(model_path)
-            if actual != self._card["sha256"]:
-                raise ChecksumMismatch(f"{model_path}: sha256 {actual} != card {self._card['sha256']}")
-        inp: dict[str, Any] = self._card.get("input", {})
-        out: dict[str, Any] = self._card.get("output", {})
+        self.batch_size = batch_size
+        super().__init__(model_dir, **runtime)
+
+    def _read_card(self, card: dict[str, Any]) -> None:
+        inp: dict[str, Any] = card.get("input", {})
+        out: dict[str, Any] = card.get("output", {})
         try:
             self._size = int(inp["size"][0])
             self._dim = int(out["dim"])
@@ -60,33 +51,13 @@ class Embedder:
             raise StoreError(f"unknown resize interpolation in card: {self._interpolation!r}")
         self._margin = float(inp.get("crop_margin", DEFAULT_CROP_MARGIN))
         self._metric = str(out.get("metric", "angular"))
-        self.batch_size = batch_size
-        self._session: ModelSession = session or OrtSession(
-            model_path, intra_threads, inter_threads, allow_spinning=allow_spinning
-        )
-        if self._input_name not in self._session.input_names:
-            raise StoreError(f"model has no input {self._input_name!r} (has {self._session.input_names})")
-        if self._output_name not in self._session.output_names:
-            raise StoreError(f"model has no output {self._output_name!r}")
-        self._output_index = self._session.output_names.index(self._output_name)
 
-    # --- identity -------------------------------------------------------------------------------
-    @property
-    def card(self) -> dict[str, Any]:
-        return dict(self._card)
+    def _bind(self, session: ModelSession) -> None:
+        self._require("input", self._input_name, session.input_names)
+        self._require("output", self._output_name, session.output_names)
+        self._output_index = session.output_names.index(self._output_name)
 
-    @property
-    def name(self) -> str:
-        return str(self._card["name"])
-
-    @property
-    def version(self) -> str:
-        return str(self._card.get("version", "0"))
-
-    @property
-    def sha256(self) -> str:
-        return str(self._card["sha256"])
-
+    # --- identity beyond OnnxModel's --------------------------------------------------------------
     @property
     def dim(self) -> int:
         return self._dim
@@ -126,10 +97,8 @@ class Embedder:
             self._session.run({self._input_name: x[i : i + self.batch_size]})[self._output_index]
             for i in range(0, x.shape[0], self.batch_size)
         ]
-        out = np.concatenate(parts).astype(np.float32, copy=False)
         # The graph already normalises; doing it again costs nothing and protects the metric contract.
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(norms, 1e-12)
+        return l2_normalise(np.concatenate(parts))
 
     # --- convenience ------------------------------------------------------------------------------
     def embed(self, image: np.ndarray, boxes: Sequence[Box] | None = None) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,19 +13,34 @@ from imgcore.errors import StoreError
 CARD_NAME = "card.json"
 MODEL_NAME = "model.onnx"
 
+# The card name becomes a cache folder name, so it must be a plain, safe path segment.
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def parse_card(raw: bytes, where: str) -> dict[str, Any]:
+    """Parse card bytes and check the two fields everything relies on: a safe name and a sha256."""
+    try:
+        card = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StoreError(f"{where}: card is not valid JSON: {exc}") from exc
+    if not isinstance(card, dict):
+        raise StoreError(f"{where}: card is not a JSON object")
+    name, sha = card.get("name"), card.get("sha256")
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise StoreError(f"{where}: card name {name!r} is missing or not a safe folder name")
+    if not isinstance(sha, str) or not SHA_RE.match(sha.lower()):
+        raise StoreError(f"{where}: card sha256 {sha!r} is missing or not 64 hex digits")
+    card["sha256"] = sha.lower()
+    return card
+
 
 def load_card(model_dir: Path) -> dict[str, Any]:
-    """Read `card.json` from a model folder; raise StoreError if it is missing or not an object."""
+    """Read and check `card.json` of a model folder; StoreError if it is missing or invalid."""
     path = Path(model_dir) / CARD_NAME
-    try:
-        card = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise StoreError(f"model card not found: {path}") from exc
-    except json.JSONDecodeError as exc:
-        raise StoreError(f"model card is not valid JSON: {path}: {exc}") from exc
-    if not isinstance(card, dict) or "sha256" not in card or "name" not in card:
-        raise StoreError(f"model card lacks name/sha256: {path}")
-    return card
+    if not path.is_file():
+        raise StoreError(f"model card not found: {path}")
+    return parse_card(path.read_bytes(), str(path))
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -19,9 +19,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from imgcore.card import CARD_NAME, MODEL_NAME, sha256_file
+from imgcore.card import CARD_NAME, MODEL_NAME, SHA_RE, parse_card, sha256_file
 from imgcore.errors import ChecksumMismatch, InvalidInput, NotFound, StoreError
-from imgcore.modelstore_publish import SHA_RE, parse_card, publish_models
+from imgcore.modelstore_publish import publish_models
 from imgcore.storage import ObjectStore, open_store
 
 __all__ = ["ModelStore", "parse_card", "publish_models"]

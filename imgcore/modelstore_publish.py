@@ -1,40 +1,16 @@
-"""Publishing model folders to a store, and the card checks that publisher and fetcher both apply."""
+"""Publishing model folders to a store: every folder verified against its card before any upload."""
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from imgcore.card import CARD_NAME, MODEL_NAME, sha256_file
+from imgcore.card import CARD_NAME, MODEL_NAME, parse_card, sha256_file
 from imgcore.errors import ChecksumMismatch, NotFound, StoreError
 from imgcore.storage import open_store
 
 log = logging.getLogger("imgcore.modelstore")
-
-# The card name becomes a cache folder name, so it must be a plain, safe path segment.
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-SHA_RE = re.compile(r"^[0-9a-f]{64}$")
-
-
-def parse_card(raw: bytes, where: str) -> dict[str, Any]:
-    """Parse card bytes and check the two fields the cache relies on: a safe name and a sha256."""
-    try:
-        card = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise StoreError(f"{where}: card is not valid JSON: {exc}") from exc
-    if not isinstance(card, dict):
-        raise StoreError(f"{where}: card is not a JSON object")
-    name, sha = card.get("name"), card.get("sha256")
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise StoreError(f"{where}: card name {name!r} is missing or not a safe folder name")
-    if not isinstance(sha, str) or not SHA_RE.match(sha.lower()):
-        raise StoreError(f"{where}: card sha256 {sha!r} is missing or not 64 hex digits")
-    card["sha256"] = sha.lower()
-    return card
 
 
 def publish_models(

@@ -41,7 +41,7 @@ def build_demo_index(
     from ann_index.demo import CATALOG_NAME, write_fmnist_catalog
     from ann_index.rebuild import RebuildOptions, rebuild
     from embedder import Embedder
-    from imgcore.modelstore import ModelStore
+    from services.common.loading import model_store
 
     data_dir = Path(data_dir).resolve()
     catalog_dir = data_dir / "catalog"
@@ -50,7 +50,7 @@ def build_demo_index(
     if not catalog.is_file():
         log.info("writing the Fashion-MNIST %s catalog into %s", split, catalog_dir)
         write_fmnist_catalog(catalog_dir, split=split, limit=limit)  # type: ignore[arg-type]
-    model_dir = ModelStore(data_dir / "cache" / "models").fetch(embedder_uri)
+    model_dir = model_store(data_dir / "cache" / "models").fetch(embedder_uri)
     embedder = Embedder(model_dir, intra_threads=2, batch_size=32, allow_spinning=False)
     root = index_root(data_dir)
     root.mkdir(parents=True, exist_ok=True)

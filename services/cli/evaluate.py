@@ -16,8 +16,8 @@ def _in_process(args: argparse.Namespace, queries: list[Any]) -> dict[str, Any]:
     from ann_index.publish import read_current, sync_version
     from ann_index.reader import IndexReader
     from embedder import Embedder
-    from imgcore.modelstore import ModelStore
     from imgcore.storage import open_store
+    from services.common.loading import model_store
 
     with open_store(args.index, s3_endpoint_url=args.s3_endpoint) as store:
         version = args.version or read_current(store)
@@ -25,7 +25,7 @@ def _in_process(args: argparse.Namespace, queries: list[Any]) -> dict[str, Any]:
     with IndexReader.open(local, embedder_sha256=None, dim=None) as probe:
         pinned = probe.manifest["embedder"]["sha256"]
     # Pinning the manifest's sha256 makes a different model at --embedder a clear error, not bad numbers.
-    model_dir = ModelStore(DEFAULT_CACHE_DIR, s3_endpoint_url=args.s3_endpoint).fetch(args.embedder, sha256=pinned)
+    model_dir = model_store(DEFAULT_CACHE_DIR, args.s3_endpoint).fetch(args.embedder, sha256=pinned)
     embedder = Embedder(model_dir, intra_threads=args.workers)
     with IndexReader.open(local, embedder_sha256=embedder.sha256, dim=embedder.dim, verify=False) as reader:
         report = evaluate_in_process(reader, embedder, queries, k=args.k, workers=args.workers)

@@ -41,10 +41,10 @@ def _build(args: argparse.Namespace) -> int:
     from ann_index.rebuild import RebuildOptions, RebuildRefused, rebuild
     from ann_index.shard_job import embed_shard, merge_and_publish
     from embedder import Embedder
-    from imgcore.modelstore import ModelStore
+    from services.common.loading import model_store
 
     try:
-        model_dir = ModelStore(DEFAULT_CACHE_DIR, s3_endpoint_url=args.s3_endpoint).fetch(args.embedder)
+        model_dir = model_store(DEFAULT_CACHE_DIR, args.s3_endpoint).fetch(args.embedder)
         # The job decodes catalog images on the cores onnxruntime uses: its threads must yield, not spin.
         embedder = Embedder(model_dir, intra_threads=args.workers, batch_size=args.batch_size, allow_spinning=False)
         opts = RebuildOptions(

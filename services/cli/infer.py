@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from imgcore.errors import ImgSearchError, InvalidInput
+from services.common.boxes import Box, parse_box_param
 from services.defaults import DEFAULT_CACHE_DIR, DEFAULT_DETECTOR_URI, DEFAULT_EMBEDDER_URI
 
 
@@ -18,9 +19,9 @@ def _model_uri(value: str) -> str:
 
 
 def _fetch(uri: str) -> Path:
-    from imgcore.modelstore import ModelStore
+    from services.common.loading import model_store
 
-    return ModelStore(DEFAULT_CACHE_DIR).fetch(_model_uri(uri))
+    return model_store(DEFAULT_CACHE_DIR).fetch(_model_uri(uri))
 
 
 def _read_image(path: Path) -> Any:
@@ -33,18 +34,15 @@ def _read_image(path: Path) -> Any:
     return decode_image(data)
 
 
-def _parse_box(text: str) -> tuple[float, float, float, float]:
+def _box_arg(text: str) -> Box:
+    """`--box x1,y1,x2,y2`: parsed as the gateway parses `box=`; argparse reports what is wrong."""
     try:
-        x1, y1, x2, y2 = (float(v) for v in text.split(","))
-    except ValueError as exc:
+        x1, y1, x2, y2 = parse_box_param(text)
+    except InvalidInput as exc:
         raise argparse.ArgumentTypeError(f"expected x1,y1,x2,y2 got {text!r}") from exc
     if not (x2 > x1 and y2 > y1):
         raise argparse.ArgumentTypeError(f"box {text!r} is empty: need x2 > x1 and y2 > y1")
     return x1, y1, x2, y2
-
-
-def _model_info(model: Any) -> dict[str, str]:
-    return {"name": model.name, "version": model.version, "sha256": model.sha256}
 
 
 def _detect(args: argparse.Namespace) -> int:
@@ -57,7 +55,7 @@ def _detect(args: argparse.Namespace) -> int:
     except ImgSearchError as exc:
         print(f"imgsearch detect: error: {exc.message}", file=sys.stderr)
         return 2
-    out = {"model": _model_info(detector), "detections": [d.to_dict() for d in detections]}
+    out = {"model": detector.info(), "detections": [d.to_dict() for d in detections]}
     print(json.dumps(out))
     return 0
 
@@ -67,7 +65,7 @@ def _embed(args: argparse.Namespace) -> int:
 
     try:
         embedder = Embedder(_fetch(args.model), verify_sha256=False)
-        info = _model_info(embedder)
+        info = embedder.info()
         for path in args.images:
             vectors = embedder.embed(_read_image(path), boxes=args.box)
             line: dict[str, Any] = {
@@ -95,7 +93,7 @@ def register(sub: Any) -> None:
     emb.add_argument("--model", default=DEFAULT_EMBEDDER_URI, metavar="URI", help="embedder model folder URI or path")
     emb.add_argument(
         "--box",
-        type=_parse_box,
+        type=_box_arg,
         action="append",
         default=None,
         metavar="x1,y1,x2,y2",

@@ -21,15 +21,9 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _pull(args: argparse.Namespace) -> int:
-    from imgcore.modelstore import ModelStore
+    from services.common.loading import model_store
 
-    store = ModelStore(
-        args.cache_dir,
-        mirrors=args.mirror,
-        retries=args.retries,
-        timeout_s=args.timeout,
-        s3_endpoint_url=args.s3_endpoint_url,
-    )
+    store = model_store(args.cache_dir, args.s3_endpoint_url, args.timeout, mirrors=args.mirror, retries=args.retries)
     print(store.pull(args.uri, sha256=args.sha256))
     return 0
 

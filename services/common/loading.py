@@ -8,47 +8,58 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from imgcore.errors import ModelNotReady
 from services.common.metrics import MODEL_INFO, MODEL_LOAD_SECONDS
 from services.common.settings import ModelServiceSettings
 
+if TYPE_CHECKING:  # imported lazily: onnxruntime is paid for only by a process that loads a model
+    from imgcore.modelstore import ModelStore
+    from imgcore.onnx_model import OnnxModel
+
 log = logging.getLogger("imgsearch.loading")
 
-T = TypeVar("T")
+T = TypeVar("T", bound="OnnxModel")
 
 
-def fetch_model(settings: ModelServiceSettings, uri: str, sha256: str | None) -> Path:
-    """A verified local model folder for `uri` (the one model store fetch)."""
+def model_store(
+    cache_dir: Path,
+    s3_endpoint_url: str | None = None,
+    timeout_s: float = 30.0,
+    *,
+    mirrors: Sequence[str] = (),
+    retries: int = 3,
+) -> ModelStore:
+    """The one way services and the CLI build a model store: a cache folder, where S3 is, how long to wait."""
     from imgcore.modelstore import ModelStore
 
-    store = ModelStore(
+    return ModelStore(cache_dir, s3_endpoint_url=s3_endpoint_url, timeout_s=timeout_s, mirrors=mirrors, retries=retries)
+
+
+def fetch_model(settings: ModelServiceSettings) -> Path:
+    """The service's model folder, fetched and verified as its settings say (URI, pin, cache, mirrors)."""
+    store = model_store(
         settings.model_cache_dir,
+        settings.s3_endpoint_url,
+        settings.store_timeout_s,
         mirrors=settings.model_mirrors,
         retries=settings.model_retries,
-        timeout_s=settings.store_timeout_s,
-        s3_endpoint_url=settings.s3_endpoint_url,
     )
-    return store.fetch(uri, sha256)
+    return store.fetch(settings.model_uri, settings.model_sha256)
 
 
 def load_model(settings: ModelServiceSettings, model_class: Callable[..., T], **options: Any) -> T:
     """Fetch (verify) the service's model and open it with the settings' onnxruntime threads."""
     return model_class(
-        fetch_model(settings, settings.model_uri, settings.model_sha256),
+        fetch_model(settings),
         intra_threads=settings.ort_intra_threads,
         inter_threads=settings.ort_inter_threads,
         verify_sha256=False,  # fetch_model has just verified this file against its card
         **options,
     )
-
-
-def model_info(model: Any) -> dict[str, Any]:
-    """Name, version and sha256 of a loaded model (what responses and /readyz report)."""
-    return {"name": model.name, "version": model.version, "sha256": model.sha256}
 
 
 class BackgroundLoader(Generic[T]):
@@ -77,9 +88,8 @@ class BackgroundLoader(Generic[T]):
             seconds = time.perf_counter() - t0
             self.value, self.error = value, None
             MODEL_LOAD_SECONDS.labels(model=self.what).set(seconds)
-            if hasattr(value, "sha256"):
-                info = model_info(value)
-                MODEL_INFO.labels(model=info["name"], version=str(info["version"]), sha256=info["sha256"]).set(1)
+            info = value.info()
+            MODEL_INFO.labels(model=info["name"], version=info["version"], sha256=info["sha256"]).set(1)
             log.info("loaded %s in %.2fs", self.what, seconds)
 
     def require(self) -> T:
@@ -92,4 +102,4 @@ class BackgroundLoader(Generic[T]):
         """(ready, details) for /readyz."""
         if self.value is None:
             return False, {"loading": self.what, "error": self.error}
-        return True, {"model": model_info(self.value)}
+        return True, {"model": self.value.info()}

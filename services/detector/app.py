@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, FastAPI, Request
 from starlette.responses import Response
 
-from services.common.loading import BackgroundLoader, load_model, model_info
+from services.common.loading import BackgroundLoader, load_model
 from services.common.metrics import STAGE_SECONDS
 from services.common.settings import DetectorSettings
 from services.common.uploads import MULTIPART_IMAGE_BODY, decode_upload, read_upload
@@ -56,7 +56,7 @@ def build_router(settings: DetectorSettings, loader: BackgroundLoader[Detector],
         body: dict[str, Any] = {
             "detections": [d.to_dict() for d in detections],
             "image": {"width": int(image.shape[1]), "height": int(image.shape[0])},
-            "model": model_info(detector),
+            "model": detector.info(),
             "timings_ms": {"decode": (t1 - t0) * 1e3, "detect": (t2 - t1) * 1e3},
         }
         return json_response(body)

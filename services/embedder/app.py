@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from services.common.boxes import Box, clip_box, parse_boxes_json
-from services.common.loading import BackgroundLoader, load_model, model_info
+from services.common.loading import BackgroundLoader, load_model
 from services.common.metrics import STAGE_SECONDS
 from services.common.settings import EmbedderSettings
 from services.common.uploads import MULTIPART_IMAGE_BODY, decode_upload, read_upload
@@ -131,7 +131,7 @@ def build_router(state: EmbedderState) -> APIRouter:
         body: dict[str, Any] = {
             "dim": int(embedder.dim),
             "boxes": prepared.boxes,
-            "model": model_info(embedder),
+            "model": embedder.info(),
             "timings_ms": {**prepared.timings_ms, "embed": seconds * 1e3},
         }
         if fmt == "b64":

@@ -235,3 +235,20 @@ def test_publish_refuses_a_folder_whose_model_does_not_match_its_card(
     with pytest.raises(ChecksumMismatch, match="stale"):
         publish_models(models, (tmp_path / "store").as_uri())
     assert not (tmp_path / "store").exists()  # verified before anything was uploaded
+
+
+def test_pull_cli_passes_retries_and_mirrors_to_the_store(
+    tmp_path: Path,
+    http_server: LocalHttpServer,
+    make_model_folder: MakeModelFolder,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    good = make_model_folder(tmp_path / "mirror", "tiny")
+    make_model_folder(http_server.root / "primary", "tiny")
+    http_server.fail("/primary/tiny/card.json", times=100, status=503)
+    cache = tmp_path / "cache"
+    argv = ["models", "pull", f"{http_server.url}/primary/tiny", "--cache-dir", str(cache), "--timeout", "2"]
+    assert cli_main([*argv, "--retries", "1", "--mirror", (tmp_path / "mirror").as_uri()]) == 0
+    pulled = Path(capsys.readouterr().out.strip())
+    assert pulled.parent == cache and _sha(pulled / "model.onnx") == _sha(good / "model.onnx")
+    assert http_server.count("/primary/tiny/card.json") == 2  # one try and one retry, then the mirror
