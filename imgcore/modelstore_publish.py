@@ -12,6 +12,7 @@ from typing import Any
 from imgcore.card import CARD_NAME, MODEL_NAME, sha256_file
 from imgcore.errors import ChecksumMismatch, NotFound, StoreError
 from imgcore.storage import open_store
+from imgcore.storage_base import is_safe_name
 
 log = logging.getLogger("imgcore.modelstore")
 
@@ -29,7 +30,7 @@ def parse_card(raw: bytes, where: str) -> dict[str, Any]:
     if not isinstance(card, dict):
         raise StoreError(f"{where}: card is not a JSON object")
     name, sha = card.get("name"), card.get("sha256")
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not is_safe_name(name):
         raise StoreError(f"{where}: card name {name!r} is missing or not a safe folder name")
     if not isinstance(sha, str) or not SHA_RE.match(sha.lower()):
         raise StoreError(f"{where}: card sha256 {sha!r} is missing or not 64 hex digits")
