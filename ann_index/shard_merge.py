@@ -23,10 +23,6 @@ class MergedShards:
     embedder_sha256: str | None
     skip_reasons: dict[str, str] = field(default_factory=dict)  # skipped id -> why, where recorded
 
-    @property
-    def dim(self) -> int:
-        return int(self.vectors.shape[1])
-
 
 def merge_shards(
     store: ShardStore,

@@ -1,9 +1,10 @@
 """Sharded rebuilds: which catalog rows a shard embeds, and the run id that names a sharded run.
 
-A Kubernetes Indexed Job runs `count` pods; pod `i` (env JOB_COMPLETION_INDEX) embeds only the rows of
-shard `i` and writes `<out>/shards/<run>/<i>.npz` (`shard_io`); a final step merges every shard of the run
-in a deterministic order and refuses an incomplete or inconsistent set (`shard_merge`) before the index is
-built (`shard_job` runs both steps for `imgsearch index build --shard i/N | --merge-shards N`).
+A Kubernetes Indexed Job runs `count` pods; pod `i` (`--shard $(JOB_COMPLETION_INDEX)/count`) embeds
+only the rows of shard `i` and writes `<out>/shards/<run>/<i>.npz` (`shard_io`); a final step merges
+every shard of the run in a deterministic order and refuses an incomplete or inconsistent set
+(`shard_merge`) before the index is built (`shard_job` runs both steps for `imgsearch index build
+--shard i/N | --merge-shards N`).
 
 A row's shard is sha256(item_id) mod count: stable across runs and catalog reorderings, independent of
 Python's randomised `hash()`, and never dependent on the other rows. Shard files and run ids still name
@@ -13,16 +14,14 @@ this assignment ("hash"), so files written by earlier releases keep their names 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, Protocol, TypeVar
 
 from imgcore.storage_base import is_safe_name
 
 SHARD_DIR = "shards"
-JOB_INDEX_ENV = "JOB_COMPLETION_INDEX"
 MAX_SHARDS = 10_000
 MODE: Final = "hash"  # the assignment, as recorded in shard files and run ids
 
@@ -69,15 +68,6 @@ class ShardSpec:
         if not match:
             raise ShardError(f"shard must look like INDEX/COUNT (e.g. 0/8), got {text!r}")
         return cls(int(match.group(1)), int(match.group(2)))
-
-    @classmethod
-    def from_env(cls, count: int, env: Mapping[str, str] | None = None) -> ShardSpec:
-        """Shard of this pod of an Indexed Job: index from JOB_COMPLETION_INDEX."""
-        source = os.environ if env is None else env
-        raw = source.get(JOB_INDEX_ENV)
-        if raw is None or not raw.strip().isdigit():
-            raise ShardError(f"{JOB_INDEX_ENV} is not set to a non-negative integer: {raw!r}")
-        return cls(int(raw), count)
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
