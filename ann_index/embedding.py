@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -24,7 +24,7 @@ from ann_index.catalog import CatalogItem
 from ann_index.embed_cache import EmbeddingCache
 from ann_index.gate import DEFAULT_RECALL_TARGET
 from ann_index.manifest import EmbedderInfo
-from imgcore.errors import ImgSearchError
+from imgcore.errors import ImgSearchError, InvalidInput
 from imgcore.image import DecodeLimits, decode_image
 from imgcore.storage import fetch_uri_bytes, resolve_uri
 
@@ -61,60 +61,95 @@ def open_cache(opts: RebuildOptions, embedder: EmbedderInfo) -> AbstractContextM
     return EmbeddingCache(opts.embedding_cache, embedder.sha256, opts.crop, int(embedder.dim))
 
 
+@dataclass
+class Embedded:
+    """The outcome of embedding catalog rows: what was embedded (catalog order) and what was given up on."""
+
+    items: list[CatalogItem]
+    vectors: np.ndarray  # float32 [len(items), dim]
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # {"line", "item_id", "reason"} per row
+    cache_stats: dict[str, object] | None = None  # with an embedding cache: its hits and misses
+
+
+def embed_items(items: list[CatalogItem], base_uri: str, embedder: BatchEmbedder, opts: RebuildOptions) -> Embedded:
+    """Embed `items` (images relative to `base_uri`), through the embedding cache when `opts` names one."""
+    with open_cache(opts, embedder) as cache:
+        done, vectors, skipped = _embed(items, _Preparer(base_uri, embedder, opts, cache), embedder, opts)
+    if vectors.shape[1] != embedder.dim:
+        raise InvalidInput(f"embedder returned dim {vectors.shape[1]}, its card says {embedder.dim}")
+    return Embedded([items[p] for p in done], vectors, skipped, cache.stats() if cache is not None else None)
+
+
 # What a decode thread hands back: (image sha256 or "", a cached vector, or a preprocessed image).
 Prepared = tuple[str, np.ndarray | None, np.ndarray | None]
 
 
-def embed_catalog(
-    items: list[CatalogItem],
-    base_uri: str,
-    embedder: BatchEmbedder,
-    opts: RebuildOptions,
-    cache: EmbeddingCache | None = None,
-) -> tuple[list[int], np.ndarray, list[dict[str, Any]]]:
-    """Return (positions of embedded items, their vectors, skipped rows with reasons)."""
-    crop_fn = None
-    if opts.crop == "foreground":
-        from embedder.transforms import foreground_box
+@dataclass
+class _Preparer:
+    """Runs in the decode threads: fetch an image, look it up in the cache, else decode and preprocess it."""
 
-        crop_fn = foreground_box
+    base_uri: str
+    embedder: BatchEmbedder
+    opts: RebuildOptions
+    cache: EmbeddingCache | None
 
-    def prepare(item: CatalogItem) -> Prepared:
-        data = fetch_uri_bytes(resolve_uri(base_uri, item.image), s3_endpoint_url=opts.s3_endpoint_url)
+    def __call__(self, item: CatalogItem) -> Prepared:
+        data = fetch_uri_bytes(resolve_uri(self.base_uri, item.image), s3_endpoint_url=self.opts.s3_endpoint_url)
         key = ""
-        if cache is not None:
+        if self.cache is not None:
             key = hashlib.sha256(data).hexdigest()
-            hit = cache.get(key)
+            hit = self.cache.get(key)
             if hit is not None:
                 return key, hit, None
-        image = decode_image(data, opts.limits)
-        return key, None, embedder.preprocess(image, crop_fn(image) if crop_fn else None)
+        image = decode_image(data, self.opts.limits)
+        box = None
+        if self.opts.crop == "foreground":
+            from embedder.transforms import foreground_box
 
-    done: list[int] = []
-    vectors: list[np.ndarray] = []
+            box = foreground_box(image)
+        return key, None, self.embedder.preprocess(image, box)
+
+
+@dataclass
+class _Batches:
+    """Vectors in the order they were produced, and the batch of preprocessed images waiting for the embedder."""
+
+    embedder: BatchEmbedder
+    cache: EmbeddingCache | None
+    done: list[int] = field(default_factory=list)
+    vectors: list[np.ndarray] = field(default_factory=list)
+    batch: list[tuple[int, str, np.ndarray]] = field(default_factory=list)  # (position, image sha256, image)
+
+    def add(self, pos: int, key: str, vector: np.ndarray | None, image: np.ndarray | None) -> None:
+        if vector is not None:
+            self.vectors.append(vector[None, :])  # the order of `done` and `vectors` stays the same
+            self.done.append(pos)
+        elif image is not None:
+            self.batch.append((pos, key, image))
+
+    def flush(self) -> None:
+        if self.batch:
+            out = np.asarray(self.embedder.run(np.stack([image for _, _, image in self.batch])), dtype=np.float32)
+            self.vectors.append(out)
+            self.done.extend(pos for pos, _, _ in self.batch)
+            if self.cache is not None:
+                self.cache.put_many([key for _, key, _ in self.batch], out)
+            self.batch.clear()
+
+
+def _embed(
+    items: list[CatalogItem], prepare: _Preparer, embedder: BatchEmbedder, opts: RebuildOptions
+) -> tuple[list[int], np.ndarray, list[dict[str, Any]]]:
+    """Return (positions of embedded items, their vectors, skipped rows with reasons), in catalog order."""
+    batches = _Batches(embedder, prepare.cache)
     skipped: list[dict[str, Any]] = []
-    batch: list[np.ndarray] = []
-    batch_pos: list[int] = []
-    batch_keys: list[str] = []
-
-    def flush() -> None:
-        if batch:
-            out = np.asarray(embedder.run(np.stack(batch)), dtype=np.float32)
-            vectors.append(out)
-            done.extend(batch_pos)
-            if cache is not None:
-                cache.put_many(batch_keys, out)
-            batch.clear()
-            batch_pos.clear()
-            batch_keys.clear()
-
     window = max(2, opts.workers) * opts.batch_size * 2  # bounded read-ahead keeps memory flat
     with (
         ThreadPoolExecutor(max_workers=max(1, opts.workers)) as pool,
         tqdm(total=len(items), unit="item", desc="embed", disable=not opts.progress, mininterval=0.5) as bar,
     ):
-        pending: deque[tuple[int, Future[Prepared]]] = deque()
         todo: Iterator[int] = iter(range(len(items)))
+        pending: deque[tuple[int, Future[Prepared]]] = deque()
         for pos in todo:
             pending.append((pos, pool.submit(prepare, items[pos])))
             if len(pending) >= window:
@@ -125,26 +160,22 @@ def embed_catalog(
             if nxt is not None:
                 pending.append((nxt, pool.submit(prepare, items[nxt])))
             try:
-                key, vector, image = fut.result()
+                batches.add(pos, *fut.result())
             except ImgSearchError as exc:  # unreadable or undecodable image: a skipped row
                 skipped.append({"line": items[pos].line, "item_id": items[pos].item_id, "reason": exc.message})
-            else:
-                if vector is not None:
-                    vectors.append(vector[None, :])  # the order of `done` and `vectors` stays the same
-                    done.append(pos)
-                elif image is not None:
-                    batch.append(image)
-                    batch_pos.append(pos)
-                    batch_keys.append(key)
-            if len(batch) >= opts.batch_size:
-                flush()
+            if len(batches.batch) >= opts.batch_size:
+                batches.flush()
             bar.update(1)
-        flush()
+        batches.flush()
+    return (*_in_catalog_order(batches.done, batches.vectors, int(embedder.dim)), skipped)
+
+
+def _in_catalog_order(done: list[int], vectors: list[np.ndarray], dim: int) -> tuple[list[int], np.ndarray]:
     if not vectors:
-        return [], np.zeros((0, int(embedder.dim)), np.float32), skipped
+        return [], np.zeros((0, dim), np.float32)
     out, positions = np.concatenate(vectors), np.asarray(done)
     if np.any(positions[1:] < positions[:-1]):
         # Cache hits arrive ahead of the batch they overtook; catalog order keeps builds reproducible.
         order = np.argsort(positions, kind="stable")
-        return [done[i] for i in order], out[order], skipped
-    return done, out, skipped  # already in catalog order: no second copy of every vector
+        return [done[i] for i in order], out[order]
+    return done, out  # already in catalog order: no second copy of every vector

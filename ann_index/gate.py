@@ -18,6 +18,7 @@ from annoy import AnnoyIndex
 
 from ann_index.builder import CategoryInfo
 from ann_index.common import GLOBAL_INDEX_NAME, METRIC
+from ann_index.metrics import by_category, query_metrics
 
 DEFAULT_RECALL_TARGET = 0.95
 _TIE_EPS = 1e-5
@@ -49,6 +50,8 @@ class _Truth:
     kth_global: np.ndarray  # k-th best exact similarity, self excluded
     kth_cat: np.ndarray  # same within the query's category (-inf where the category is too small)
     cat_of: np.ndarray  # category position per query
+    ranges: list[tuple[int, int]]  # annoy ids [lo, hi) per category position
+    cat_of_aid: np.ndarray  # category position per annoy id
 
 
 def _exact_truth(vecs: np.ndarray, queries: np.ndarray, k: int, ranges: list[tuple[int, int]]) -> _Truth:
@@ -68,7 +71,7 @@ def _exact_truth(vecs: np.ndarray, queries: np.ndarray, k: int, ranges: list[tup
             kc = min(k, hi - lo - 1)
             if kc > 0:
                 kth_c[start + row] = -np.partition(-sims[row, lo:hi], kc - 1)[kc - 1]
-    return _Truth(queries, kth_g, kth_c, cat_index[queries])
+    return _Truth(queries, kth_g, kth_c, cat_index[queries], ranges, cat_index)
 
 
 def run_gate(
@@ -91,51 +94,14 @@ def run_gate(
     of the catalog (an index that must scan more is no better than exact search), but at least
     2,000 candidates, which cost microseconds, so small catalogs are not refused for being small.
     """
-    n, dim = vecs.shape
+    n = vecs.shape[0]
     cats = list(categories.items())
     ranges = [(c.offset, c.offset + c.count) for _, c in cats]
     rng = np.random.default_rng(seed)
     queries = np.sort(rng.choice(n, size=min(n_queries, n), replace=False)) if n > 1 else np.zeros(0, np.int64)
-    truth = _exact_truth(vecs, queries, k, ranges)
-
-    def load(name: str) -> AnnoyIndex:
-        index = AnnoyIndex(dim, METRIC)
-        index.load(str(index_dir / name))
-        return index
-
-    global_index = load(GLOBAL_INDEX_NAME)
-    cat_indexes = [load(c.file) for _, c in cats]
-
-    def one(pos: int, search_k: int) -> tuple[list[int], float, float]:
-        aid = int(truth.queries[pos])
-        found = [r for r in global_index.get_nns_by_item(aid, k + 1, search_k) if r != aid][:k]
-        kk = min(k, n - 1)
-        g = float(np.sum(vecs[found] @ vecs[aid] >= truth.kth_global[pos] - _TIE_EPS)) / kk
-        ci = int(truth.cat_of[pos])
-        lo, hi = ranges[ci]
-        kc = min(k, hi - lo - 1)
-        if kc <= 0:
-            return found, g, 1.0
-        local = [r + lo for r in cat_indexes[ci].get_nns_by_item(aid - lo, k + 1, search_k) if r + lo != aid]
-        c = float(np.sum(vecs[local[:k]] @ vecs[aid] >= truth.kth_cat[pos] - _TIE_EPS)) / kc
-        return found, g, c
-
     budget = max(k * n_trees, max_search_k if max_search_k is not None else max(n // 4, min(n, 2000)))
-    search_k = k * n_trees
-    tried: list[dict[str, float]] = []
-    results: list[tuple[list[int], float, float]] = []
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        while True:
-            results = list(pool.map(lambda p, s=search_k: one(p, s), range(len(queries))))
-            recall = float(np.mean([r[1] for r in results])) if results else 1.0
-            cat_recall = float(np.mean([r[2] for r in results])) if results else 1.0
-            tried.append({"search_k": search_k, "recall": round(recall, 4), "category_recall": round(cat_recall, 4)})
-            if (recall >= recall_target and cat_recall >= recall_target) or search_k >= budget:
-                break
-            search_k = min(search_k * 2, budget)
-    for index in [global_index, *cat_indexes]:
-        index.unload()
-
+    with _Forest(index_dir, vecs, [c.file for _, c in cats], _exact_truth(vecs, queries, k, ranges), k) as forest:
+        search_k, recall, cat_recall, tried = forest.tune(k * n_trees, budget, recall_target, workers)
     gate = GateResult(
         passed=True,
         k=k,
@@ -147,7 +113,7 @@ def run_gate(
         search_k=search_k,
         tried=tried,
     )
-    _category_quality(gate, results, truth, cats, ranges)
+    _category_quality(gate, forest, [name for name, _ in cats])
     if recall < recall_target:
         gate.reasons.append(
             f"recall@{k} {recall:.3f} < target {recall_target} even at search_k={search_k} "
@@ -161,33 +127,77 @@ def run_gate(
     return gate
 
 
-def _category_quality(
-    gate: GateResult,
-    results: list[tuple[list[int], float, float]],
-    truth: _Truth,
-    cats: list[tuple[str, CategoryInfo]],
-    ranges: list[tuple[int, int]],
-) -> None:
+# One measured query: (approximate neighbours in the global index, their recall, the per-category recall).
+_Measured = tuple[list[int], float, float]
+
+
+class _Forest:
+    """The global and per-category annoy indexes of a build, measured query by query against the truth."""
+
+    def __init__(self, index_dir: Path, vecs: np.ndarray, files: list[str], truth: _Truth, k: int) -> None:
+        self.vecs, self.truth, self.k = vecs, truth, k
+        self.global_index = self._load(index_dir / GLOBAL_INDEX_NAME)
+        self.cat_indexes = [self._load(index_dir / name) for name in files]
+        self.results: list[_Measured] = []
+
+    def _load(self, path: Path) -> AnnoyIndex:
+        index = AnnoyIndex(self.vecs.shape[1], METRIC)
+        index.load(str(path))
+        return index
+
+    def one(self, pos: int, search_k: int) -> _Measured:
+        k, vecs, truth = self.k, self.vecs, self.truth
+        aid = int(truth.queries[pos])
+        found = [r for r in self.global_index.get_nns_by_item(aid, k + 1, search_k) if r != aid][:k]
+        g = float(np.sum(vecs[found] @ vecs[aid] >= truth.kth_global[pos] - _TIE_EPS)) / min(k, len(vecs) - 1)
+        ci = int(truth.cat_of[pos])
+        lo, hi = truth.ranges[ci]
+        kc = min(k, hi - lo - 1)
+        if kc <= 0:
+            return found, g, 1.0
+        nns = self.cat_indexes[ci].get_nns_by_item(aid - lo, k + 1, search_k)
+        local = [r + lo for r in nns if r + lo != aid]
+        return found, g, float(np.sum(vecs[local[:k]] @ vecs[aid] >= truth.kth_cat[pos] - _TIE_EPS)) / kc
+
+    def tune(
+        self, search_k: int, budget: int, recall_target: float, workers: int
+    ) -> tuple[int, float, float, list[dict[str, float]]]:
+        """Measure every query at `search_k`, doubling it until both recalls reach the target or the budget.
+
+        Returns the final search_k, its recall and category recall, and every step tried; `results` holds
+        the neighbours found at the final search_k.
+        """
+        tried: list[dict[str, float]] = []
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            while True:
+                self.results = list(pool.map(lambda p, s=search_k: self.one(p, s), range(len(self.truth.queries))))
+                recall = float(np.mean([r[1] for r in self.results])) if self.results else 1.0
+                cat_recall = float(np.mean([r[2] for r in self.results])) if self.results else 1.0
+                step = {"search_k": search_k, "recall": round(recall, 4), "category_recall": round(cat_recall, 4)}
+                tried.append(step)
+                if (recall >= recall_target and cat_recall >= recall_target) or search_k >= budget:
+                    break
+                search_k = min(search_k * 2, budget)
+        return search_k, recall, cat_recall, tried
+
+    def __enter__(self) -> _Forest:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for index in [self.global_index, *self.cat_indexes]:
+            index.unload()
+
+
+def _category_quality(gate: GateResult, forest: _Forest, names: list[str]) -> None:
     """Category precision@k and R@1 of the served (approximate) neighbours; labels are categories."""
-    if len(cats) < 2 or not results:
+    if len(names) < 2 or not forest.results:
         return  # a single category makes precision trivially 1: not worth reporting
-    cat_of_aid = np.zeros(ranges[-1][1], dtype=np.int64)
-    for pos, (lo, hi) in enumerate(ranges):
-        cat_of_aid[lo:hi] = pos
-    per: dict[int, list[tuple[float, float]]] = {}
-    for (found, _, _), ci in zip(results, truth.cat_of, strict=True):
-        if not found:
-            continue
-        same = cat_of_aid[found] == ci
-        per.setdefault(int(ci), []).append((float(np.mean(same)), float(same[0])))
-    all_rows = [row for rows in per.values() for row in rows]
-    gate.category_p_at_10 = round(float(np.mean([r[0] for r in all_rows])), 4)
-    gate.category_r_at_1 = round(float(np.mean([r[1] for r in all_rows])), 4)
-    gate.per_category = {
-        cats[ci][0]: {
-            "queries": len(rows),
-            "p_at_10": round(float(np.mean([r[0] for r in rows])), 4),
-            "r_at_1": round(float(np.mean([r[1] for r in rows])), 4),
-        }
-        for ci, rows in sorted(per.items())
-    }
+    cat_of_aid = forest.truth.cat_of_aid
+    rows: dict[str, list[dict[str, float]]] = {}
+    for (found, _, _), ci in zip(forest.results, forest.truth.cat_of, strict=True):
+        if found:  # precision over the neighbours returned: a tiny catalog has fewer than k
+            hits = (cat_of_aid[found] == ci).tolist()
+            rows.setdefault(names[ci], []).append(query_metrics(hits, gate.k, recall_at=(1,), out_of=len(found)))
+    overall, gate.per_category = by_category(rows)
+    gate.category_p_at_10 = overall[f"p_at_{gate.k}"]
+    gate.category_r_at_1 = overall["r_at_1"]

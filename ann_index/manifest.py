@@ -15,9 +15,12 @@ from typing import Any, Protocol
 from ann_index.common import MANIFEST_NAME
 from imgcore.card import sha256_file
 from imgcore.errors import IndexMismatch
+from imgcore.storage_base import is_safe_name
 
 FORMAT = 1
 PREPROCESSING_KEYS = ("preprocessing", "preprocess", "input", "normalize", "mean", "std", "input_size")
+_STAMP = "%Y%m%dT%H%M%SZ"  # a version name starts with its build time: sortable as text
+MAX_FILE_NAME = 255  # category files are named after categories: longer than other names, within NAME_MAX
 
 
 class EmbedderInfo(Protocol):
@@ -52,11 +55,19 @@ def embedder_section(embedder: EmbedderInfo) -> dict[str, Any]:
 
 def make_version(files: dict[str, str], embedder_sha256: str, now: datetime | None = None) -> str:
     """Sortable version: UTC timestamp, then a short hash of the content so equal builds are recognisable."""
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    stamp = (now or datetime.now(UTC)).strftime(_STAMP)
     digest = hashlib.sha256(embedder_sha256.encode())
     for name, sha in sorted(files.items()):
         digest.update(f"{name}={sha}\n".encode())
     return f"{stamp}-{digest.hexdigest()[:8]}"
+
+
+def version_time(version: str) -> datetime | None:
+    """The UTC build time a version name starts with (`make_version`); None for a name without one."""
+    try:
+        return datetime.strptime(version.split("-", 1)[0], _STAMP).replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
@@ -105,7 +116,7 @@ def verify_files(version_dir: Path, manifest: dict[str, Any]) -> None:
     """Every file the manifest lists must exist and match its sha256."""
     for name, sha in sorted(manifest["files"].items()):
         path = Path(version_dir) / name
-        if "/" in name or name.startswith("."):
+        if not is_safe_name(name, MAX_FILE_NAME):
             raise IndexMismatch(f"manifest lists an unsafe file name {name!r}", reason="manifest")
         if not path.is_file():
             raise IndexMismatch(f"{path}: file listed in the manifest is missing", reason="missing_file")

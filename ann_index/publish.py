@@ -8,26 +8,26 @@ A job killed at any point leaves `CURRENT` on the old version; leftovers are pru
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from ann_index.common import CURRENT_NAME, MANIFEST_NAME, VERSIONS_PREFIX
-from ann_index.manifest import parse_manifest, read_manifest, verify_files
+from ann_index.manifest import MAX_FILE_NAME, parse_manifest, read_manifest, verify_files, version_time
 from imgcore.card import sha256_file
 from imgcore.errors import ChecksumMismatch, IndexMismatch, InvalidInput, NotFound, StoreError
 from imgcore.storage import ObjectStore
+from imgcore.storage_base import is_safe_name
 
 log = logging.getLogger(__name__)
 STALE_PARTIAL_S = 3 * 3600
-_VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,127}$")
 
 
 def check_version(version: str) -> str:
     """Versions become folder names locally and keys remotely: no separators, no dot-names."""
-    if not _VERSION_RE.match(version):
+    if not is_safe_name(version):
         raise InvalidInput(f"invalid index version {version!r}")
     return version
 
@@ -36,13 +36,22 @@ def version_key(version: str, name: str = "") -> str:
     return f"{VERSIONS_PREFIX}/{check_version(version)}/{name}" if name else f"{VERSIONS_PREFIX}/{version}/"
 
 
-def read_current(store: ObjectStore) -> str:
-    """The published version; NotFound when nothing has been published yet."""
-    text = store.get_bytes(CURRENT_NAME).decode("utf-8", errors="replace").strip()
+def read_current(store: ObjectStore) -> str | None:
+    """The published version; None when nothing has been published yet."""
+    try:
+        text = store.get_bytes(CURRENT_NAME).decode("utf-8", errors="replace").strip()
+    except NotFound:
+        return None
     try:
         return check_version(text)
     except InvalidInput as exc:
         raise StoreError(f"{store.url_of(CURRENT_NAME)} holds no valid version: {text[:80]!r}") from exc
+
+
+def published_manifest(store: ObjectStore, version: str) -> dict[str, Any]:
+    """The manifest of a published version, as stored (not verified against its files)."""
+    key = version_key(version, MANIFEST_NAME)
+    return parse_manifest(store.get_bytes(key), store.url_of(key))
 
 
 def list_versions(store: ObjectStore, *, complete_only: bool = True) -> list[str]:
@@ -50,7 +59,7 @@ def list_versions(store: ObjectStore, *, complete_only: bool = True) -> list[str
     found: dict[str, bool] = {}
     for key in store.list(f"{VERSIONS_PREFIX}/"):
         parts = key.split("/")
-        if len(parts) == 3 and _VERSION_RE.match(parts[1]):
+        if len(parts) == 3 and is_safe_name(parts[1]):
             found[parts[1]] = found.get(parts[1], False) or parts[2] == MANIFEST_NAME
     return sorted(v for v, complete in found.items() if complete or not complete_only)
 
@@ -62,7 +71,7 @@ def publish_version(store: ObjectStore, local_dir: Path, *, keep: int = 3) -> st
     for name in sorted(manifest["files"]):
         store.put_file(version_key(version, name), local_dir / name)
     store.put_file(version_key(version, MANIFEST_NAME), local_dir / MANIFEST_NAME)  # marks it complete
-    current = current_or_none(store)
+    current = read_current(store)
     if current is not None and current.split("-", 1)[0] > version.split("-", 1)[0]:
         # Another job published a newer version while this one uploaded: CURRENT only moves forward.
         # Only the timestamp counts: two builds in the same second must not be ordered by content hash.
@@ -120,7 +129,7 @@ def sync_version(store: ObjectStore, version: str, dest_root: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=dest_root, prefix=f".{version}.partial-"))
     try:
         for name, sha in sorted(manifest["files"].items()):
-            if "/" in name or name.startswith("."):
+            if not is_safe_name(name, MAX_FILE_NAME):
                 raise IndexMismatch(f"manifest of {version} lists an unsafe file name {name!r}")
             store.download(version_key(version, name), tmp / name)
             actual = sha256_file(tmp / name)
@@ -143,15 +152,5 @@ def sync_version(store: ObjectStore, version: str, dest_root: Path) -> Path:
 
 def _age_s(version: str) -> float:
     """Seconds since the UTC timestamp a version name starts with; 0 when it has none."""
-    try:
-        stamp = datetime.strptime(version.split("-", 1)[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-    except ValueError:
-        return 0.0
-    return (datetime.now(UTC) - stamp).total_seconds()
-
-
-def current_or_none(store: ObjectStore) -> str | None:
-    try:
-        return read_current(store)
-    except NotFound:
-        return None
+    stamp = version_time(version)
+    return (datetime.now(UTC) - stamp).total_seconds() if stamp else 0.0

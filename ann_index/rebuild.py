@@ -1,8 +1,12 @@
 """The index rebuild job: catalog -> images -> embeddings -> annoy forest -> gate -> publish.
 
+One pipeline, whole or sharded: `load_catalog` (read and check), `ann_index.embedding.embed_items` (the
+rows to embed: all of them here, one shard's in `shard_job`), `publish_rows` (failure budget, manifest,
+build, gate, publish). `rebuild` runs it in one process; `shard_job` runs the same steps split across pods,
+so an unsharded rebuild is the one-shard case and both publish the same index.
+
 It refuses, and publishes nothing (CURRENT untouched), when the catalog is empty or has duplicate
-ids, when more than 1 % of rows cannot be used, or when the quality gate fails. The embedding phase
-(decode threads, batches, the optional embedding cache) lives in ann_index.embedding.
+ids, when more than 1 % of rows cannot be used, or when the quality gate fails.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import logging
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,12 +26,14 @@ import numpy as np
 from ann_index.builder import IndexItem, build_index
 from ann_index.catalog import Catalog, CatalogItem, decode_catalog_bytes, parse_catalog
 from ann_index.common import MANIFEST_NAME, METRIC, VECTORS_NAME
-from ann_index.embedding import BatchEmbedder, RebuildOptions, embed_catalog, open_cache
+from ann_index.embedding import BatchEmbedder, RebuildOptions, embed_items
 from ann_index.gate import run_gate
 from ann_index.manifest import FORMAT, EmbedderInfo, embedder_section, make_version, write_manifest
 from ann_index.publish import publish_version
-from imgcore.errors import ImgSearchError, InvalidInput
-from imgcore.storage import ObjectStore, fetch_uri_bytes, open_store, resolve_uri
+from imgcore.errors import ImgSearchError
+from imgcore.storage import ObjectStore, as_uri, fetch_uri_bytes, open_store, resolve_uri
+
+__all__ = ["RebuildOptions", "RebuildRefused", "build_version", "load_catalog", "publish_rows", "rebuild"]
 
 log = logging.getLogger(__name__)
 MAX_LISTED_SKIPS = 100
@@ -39,36 +46,73 @@ class RebuildRefused(ImgSearchError):
     reason = "rebuild_refused"
 
 
-def as_uri(uri_or_path: str) -> str:
-    """A path or URI -> URI (a local path becomes an absolute file:// URI)."""
-    return uri_or_path if "://" in uri_or_path else Path(uri_or_path).resolve().as_uri()
+@dataclass(frozen=True)
+class LoadedCatalog:
+    catalog: Catalog
+    uri: str  # the catalog file's absolute URI
+    base_uri: str  # the folder its relative image paths hang off
+    sha256: str  # of the catalog's bytes (what a sharded run is named after)
 
 
-def read_catalog(catalog_uri: str, s3_endpoint_url: str | None = None) -> tuple[Catalog, str, str]:
-    """Read and validate a catalog; also return the folder its relative image paths hang off and the
-    sha256 of the catalog's bytes (what a sharded run is named after)."""
+def load_catalog(catalog_uri: str, opts: RebuildOptions | None = None) -> LoadedCatalog:
+    """Read and validate a catalog; refuse it when it is empty, has duplicate ids or too many invalid rows."""
+    opts = opts or RebuildOptions()
     uri = as_uri(catalog_uri)
-    data = fetch_uri_bytes(uri, s3_endpoint_url=s3_endpoint_url)
+    data = fetch_uri_bytes(uri, s3_endpoint_url=opts.s3_endpoint_url)
     catalog = parse_catalog(decode_catalog_bytes(data))
-    return catalog, uri.rsplit("/", 1)[0] + "/", hashlib.sha256(data).hexdigest()
-
-
-def load_catalog(catalog_uri: str, s3_endpoint_url: str | None = None) -> tuple[Catalog, str]:
-    """Read and validate a catalog; also return the folder its relative image paths hang off."""
-    catalog, base_uri, _ = read_catalog(catalog_uri, s3_endpoint_url)
-    return catalog, base_uri
-
-
-def check_catalog(catalog: Catalog, max_fail_fraction: float) -> None:
-    """Refuse an empty catalog, duplicate ids, or more invalid rows than the failure budget allows."""
     if not catalog.items and not catalog.errors and not catalog.duplicates:
         raise RebuildRefused("catalog is empty: nothing to index")
     if catalog.duplicates:
         shown = "; ".join(str(d) for d in catalog.duplicates[:10])
         raise RebuildRefused(f"catalog has {len(catalog.duplicates)} duplicate item_id(s): {shown}")
-    if len(catalog.errors) > max_fail_fraction * catalog.rows:
-        shown = "; ".join(str(e) for e in catalog.errors[:10])
-        raise RebuildRefused(f"{len(catalog.errors)} of {catalog.rows} catalog rows are invalid: {shown}")
+    check_budget(catalog, [], opts.max_fail_fraction)
+    return LoadedCatalog(catalog, uri, uri.rsplit("/", 1)[0] + "/", hashlib.sha256(data).hexdigest())
+
+
+def check_budget(
+    catalog: Catalog, failed: list[dict[str, Any]], max_fail_fraction: float, where: str = ""
+) -> list[dict[str, Any]]:
+    """The invalid catalog rows plus the `failed` ones; refused when they are over the failure budget."""
+    skipped = [e.to_dict() for e in catalog.errors] + failed
+    if len(skipped) > max_fail_fraction * catalog.rows:
+        shown = "; ".join(f"line {s['line']} ({s['item_id']}): {s['reason']}" for s in skipped[:10])
+        raise RebuildRefused(
+            f"{where}{len(skipped)} of {catalog.rows} rows failed (limit {max_fail_fraction:.0%}): {shown}"
+        )
+    return skipped
+
+
+def publish_rows(
+    store: ObjectStore,
+    loaded: LoadedCatalog,
+    items: list[CatalogItem],
+    vectors: np.ndarray,
+    failed: list[dict[str, Any]],
+    embedder: EmbedderInfo,
+    opts: RebuildOptions,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """Build the embedded `items` (vectors in the same order) in a temp folder, gate, publish, move CURRENT.
+
+    `failed` are the rows that could not be embedded; with the catalog's invalid rows they are the
+    manifest's "skipped", and over the failure budget they refuse the build.
+    """
+    skipped = check_budget(loaded.catalog, failed, opts.max_fail_fraction)
+    extra = {
+        "skipped": {"count": len(skipped), "rows": skipped[:MAX_LISTED_SKIPS]},
+        "catalog": {"uri": loaded.uri, "rows": loaded.catalog.rows},
+        **extra,
+    }
+    index_items = [
+        IndexItem(it.item_id, it.category, it.title, resolve_uri(loaded.base_uri, it.image), it.attrs) for it in items
+    ]
+    work = Path(tempfile.mkdtemp(prefix="imgsearch-index-", dir=opts.work_dir))
+    try:
+        manifest = build_version(vectors, index_items, work, embedder, opts, extra)
+        publish_version(store, work, keep=opts.keep)
+        return manifest
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def build_version(
@@ -83,9 +127,10 @@ def build_version(
     t0 = time.monotonic()
     built = build_index(vectors, items, out_dir, n_trees=opts.n_trees, seed=opts.seed, workers=opts.workers)
     t_build = time.monotonic()
+    vecs = np.asarray(np.load(out_dir / VECTORS_NAME, mmap_mode="r"))
     gate = run_gate(
         out_dir,
-        np.asarray(np.load(out_dir / VECTORS_NAME, mmap_mode="r")),
+        vecs,
         built.categories,
         n_trees=opts.n_trees,
         recall_target=opts.recall_target,
@@ -119,61 +164,21 @@ def build_version(
     return manifest
 
 
-def check_skipped(skipped: list[dict[str, Any]], rows: int, max_fail_fraction: float) -> None:
-    """Refuse when more rows were unusable (invalid or not embedded) than the failure budget allows."""
-    if len(skipped) > max_fail_fraction * rows:
-        shown = "; ".join(f"line {s['line']} ({s['item_id']}): {s['reason']}" for s in skipped[:10])
-        raise RebuildRefused(f"{len(skipped)} of {rows} rows failed (limit {max_fail_fraction:.0%}): {shown}")
-
-
-def build_and_publish(
-    store: ObjectStore,
-    items: list[CatalogItem],
-    vectors: np.ndarray,
-    base_uri: str,
-    embedder: EmbedderInfo,
-    opts: RebuildOptions,
-    extra: dict[str, Any],
-) -> dict[str, Any]:
-    """Build the embedded `items` (vectors in the same order) in a temp folder, gate, publish, move CURRENT."""
-    if vectors.shape[1] != embedder.dim:
-        raise InvalidInput(f"embedder returned dim {vectors.shape[1]}, its card says {embedder.dim}")
-    index_items = [
-        IndexItem(it.item_id, it.category, it.title, resolve_uri(base_uri, it.image), it.attrs) for it in items
-    ]
-    work = Path(tempfile.mkdtemp(prefix="imgsearch-index-", dir=opts.work_dir))
-    try:
-        manifest = build_version(vectors, index_items, work, embedder, opts, extra)
-        publish_version(store, work, keep=opts.keep)
-        return manifest
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
 def rebuild(
     catalog_uri: str, out_uri: str, embedder: BatchEmbedder, opts: RebuildOptions | None = None
 ) -> dict[str, Any]:
     """Run the whole job; return the published manifest. Raises RebuildRefused to refuse."""
     opts = opts or RebuildOptions()
     t0 = time.monotonic()
-    catalog, base_uri = load_catalog(catalog_uri, opts.s3_endpoint_url)
-    check_catalog(catalog, opts.max_fail_fraction)
+    loaded = load_catalog(catalog_uri, opts)
+    catalog = loaded.catalog
     with open_store(as_uri(out_uri), s3_endpoint_url=opts.s3_endpoint_url) as store:  # fail early on a bad --out
         log.info("catalog %s: %d items in %d categories", catalog_uri, len(catalog.items), len(catalog.categories))
-        with open_cache(opts, embedder) as cache:
-            done, vectors, skipped = embed_catalog(catalog.items, base_uri, embedder, opts, cache)
-        t_embed = time.monotonic()
-        skipped = [e.to_dict() for e in catalog.errors] + skipped
-        check_skipped(skipped, catalog.rows, opts.max_fail_fraction)
-        items = [catalog.items[p] for p in done]
-        extra = {
-            "skipped": {"count": len(skipped), "rows": skipped[:MAX_LISTED_SKIPS]},
-            "catalog": {"uri": as_uri(catalog_uri), "rows": catalog.rows},
-            "timings_s": {
-                "embed": round(t_embed - t0, 2),
-                "items_per_s": round(len(items) / max(t_embed - t0, 1e-9), 1),
-            },
+        embedded = embed_items(catalog.items, loaded.base_uri, embedder, opts)
+        elapsed = time.monotonic() - t0
+        extra: dict[str, Any] = {
+            "timings_s": {"embed": round(elapsed, 2), "items_per_s": round(len(embedded.items) / max(elapsed, 1e-9), 1)}
         }
-        if cache is not None:
-            extra["embedding_cache"] = cache.stats()
-        return build_and_publish(store, items, vectors, base_uri, embedder, opts, extra)
+        if embedded.cache_stats is not None:
+            extra["embedding_cache"] = embedded.cache_stats
+        return publish_rows(store, loaded, embedded.items, embedded.vectors, embedded.skipped, embedder, opts, extra)

@@ -2,7 +2,6 @@
 
 A shard file holds the embedded ids, their float32 vectors, the ids given up on (with the reasons), the
 embedder's sha256 and a JSON header; no pickled objects, so a foreign file cannot run code on load.
-Import from `ann_index.shards`, which re-exports this module.
 """
 
 from __future__ import annotations
@@ -16,17 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ann_index.shard_spec import (
-    MODES,
-    SHARD_DIR,
-    ShardError,
-    ShardMode,
-    ShardSpec,
-    ShardStore,
-    check_run,
-    shard_key,
-    shard_of,
-)
+from ann_index.shards import MODE, SHARD_DIR, ShardError, ShardSpec, ShardStore, check_run, shard_key, shard_of
 
 FORMAT_VERSION = 1
 _SHARD_FILE_RE = re.compile(r"^(\d+)\.npz$")
@@ -38,7 +27,6 @@ class Shard:
 
     run: str
     spec: ShardSpec
-    mode: ShardMode
     ids: tuple[str, ...]
     vectors: np.ndarray  # float32 [len(ids), dim]
     skipped: tuple[str, ...]  # rows of this shard that could not be embedded (bad image...)
@@ -66,7 +54,7 @@ def _as_vectors(vectors: Any, n: int) -> np.ndarray:
     return out
 
 
-def _check_members(ids: Sequence[str], skipped: Sequence[str], spec: ShardSpec, mode: ShardMode) -> None:
+def _check_members(ids: Sequence[str], skipped: Sequence[str], spec: ShardSpec) -> None:
     seen: set[str] = set()
     for item_id in (*ids, *skipped):
         if not isinstance(item_id, str) or not item_id:
@@ -74,7 +62,7 @@ def _check_members(ids: Sequence[str], skipped: Sequence[str], spec: ShardSpec, 
         if item_id in seen:
             raise ShardError(f"item id {item_id!r} appears twice in shard {spec}")
         seen.add(item_id)
-        if mode == "hash" and shard_of(item_id, spec.count) != spec.index:
+        if shard_of(item_id, spec.count) != spec.index:
             raise ShardError(
                 f"item id {item_id!r} belongs to shard {shard_of(item_id, spec.count)}/{spec.count}, not {spec}"
             )
@@ -94,7 +82,7 @@ def encode_shard(shard: Shard) -> bytes:
         "run": shard.run,
         "index": shard.spec.index,
         "count": shard.spec.count,
-        "mode": shard.mode,
+        "mode": MODE,
         "rows": len(shard.ids),
         "dim": shard.dim,
         "embedder_sha256": shard.embedder_sha256,
@@ -127,18 +115,16 @@ def decode_shard(data: bytes) -> Shard:
         raise ShardError(f"not a readable shard file: {exc}") from exc
     if not isinstance(header, dict) or header.get("format") != FORMAT_VERSION:
         raise ShardError(f"unsupported shard format: {header!r}")
-    mode = header.get("mode")
-    if mode not in MODES:
-        raise ShardError(f"shard file has unknown mode {mode!r}")
+    if header.get("mode") != MODE:
+        raise ShardError(f"shard file has unknown mode {header.get('mode')!r}")
     spec = ShardSpec(int(header["index"]), int(header["count"]))
     vectors = _as_vectors(vectors, len(ids))
     if header.get("rows") != len(ids):
         raise ShardError(f"shard {spec}: header says {header.get('rows')} rows, file has {len(ids)}")
-    _check_members(ids, skipped, spec, mode)
+    _check_members(ids, skipped, spec)
     return Shard(
         run=check_run(str(header["run"])),
         spec=spec,
-        mode=mode,
         ids=ids,
         vectors=vectors,
         skipped=skipped,
@@ -156,7 +142,6 @@ def write_shard(
     *,
     skipped: Sequence[str] = (),
     embedder_sha256: str | None = None,
-    mode: ShardMode = "hash",
     skip_reasons: Sequence[str] = (),
 ) -> str:
     """Validate and write one shard to `shards/<run>/<index>.npz`; return the key.
@@ -166,14 +151,12 @@ def write_shard(
     every catalog row was seen exactly once. An empty shard is valid (vectors of shape [0, dim] or
     [0, 0]). Writing again replaces the file (retries).
     """
-    if mode not in MODES:
-        raise ShardError(f"unknown shard mode {mode!r}; expected one of {MODES}")
     ids_t = tuple(ids)
     skipped_t = tuple(skipped)
     arr = _as_vectors(vectors, len(ids_t))
-    _check_members(ids_t, skipped_t, spec, mode)
+    _check_members(ids_t, skipped_t, spec)
     reasons = _check_reasons(skip_reasons, skipped_t)
-    shard = Shard(check_run(run), spec, mode, ids_t, arr, skipped_t, embedder_sha256, reasons)
+    shard = Shard(check_run(run), spec, ids_t, arr, skipped_t, embedder_sha256, reasons)
     key = shard_key(run, spec.index)
     store.put_bytes(key, encode_shard(shard))
     return key

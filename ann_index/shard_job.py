@@ -2,10 +2,11 @@
 
 Step 1, one pod per shard: embed only the catalog rows of shard i and write `<out>/shards/<run>/<i>.npz`;
 a shard already complete for the same run is not embedded again (a retried or re-run pod). Step 2, once:
-merge the N shards in catalog order, refusing an incomplete or inconsistent set, then the same build ->
-quality gate -> publish -> CURRENT as the single-process job (ann_index.rebuild), and delete the run's
-shard files. Both steps compute the run id from the catalog bytes, the embedder and N, so they agree
-without being told; a catalog changed in between makes the merge find no shards and refuse.
+merge the N shards in catalog order, refusing an incomplete or inconsistent set, then the same
+`publish_rows` (failure budget -> build -> quality gate -> publish -> CURRENT) as the single-process
+job (ann_index.rebuild), and delete the run's shard files. Both steps compute the run id from the
+catalog bytes, the embedder and N, so they agree without being told; a catalog changed in between makes
+the merge find no shards and refuse.
 
 A sharded build publishes the same index as `rebuild()` would: the vectors are merged into catalog order
 and the embedder embeds each image independently of its batch neighbours (tests/ann_index/test_shards_cli.py).
@@ -18,31 +19,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ann_index.catalog import Catalog
-from ann_index.embedding import BatchEmbedder, RebuildOptions, embed_catalog, open_cache
+from ann_index.embedding import BatchEmbedder, RebuildOptions, embed_items
 from ann_index.manifest import EmbedderInfo
-from ann_index.rebuild import (
-    MAX_LISTED_SKIPS,
-    RebuildRefused,
-    as_uri,
-    build_and_publish,
-    check_catalog,
-    check_skipped,
-    read_catalog,
-)
-from ann_index.shards import (
-    SHARD_DIR,
-    ShardError,
-    ShardSpec,
-    merge_shards,
-    run_id,
-    select_rows,
-    shard_is_done,
-    shard_key,
-    write_shard,
-)
-from imgcore.errors import InvalidInput, StoreError
-from imgcore.storage import open_store
+from ann_index.rebuild import RebuildRefused, check_budget, load_catalog, publish_rows
+from ann_index.shard_io import shard_is_done, write_shard
+from ann_index.shard_merge import merge_shards
+from ann_index.shards import SHARD_DIR, ShardError, ShardSpec, run_id, select_rows, shard_key
+from imgcore.errors import StoreError
+from imgcore.storage import as_uri, open_store
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +47,6 @@ def shard_run_id(catalog_sha256: str, embedder_sha256: str, count: int, opts: Re
     return run_id(catalog_sha256, embedder_sha256, count, salt=salt)
 
 
-def _load(catalog_uri: str, opts: RebuildOptions) -> tuple[Catalog, str, str]:
-    catalog, base_uri, catalog_sha256 = read_catalog(catalog_uri, opts.s3_endpoint_url)
-    check_catalog(catalog, opts.max_fail_fraction)
-    return catalog, base_uri, catalog_sha256
-
-
 def embed_shard(
     catalog_uri: str, out_uri: str, embedder: BatchEmbedder, spec: ShardSpec, opts: RebuildOptions | None = None
 ) -> ShardResult:
@@ -79,8 +57,8 @@ def embed_shard(
     would refuse anyway, and writing the shard would make a retry skip it.
     """
     opts = opts or RebuildOptions()
-    catalog, base_uri, catalog_sha256 = _load(catalog_uri, opts)
-    run = shard_run_id(catalog_sha256, embedder.sha256, spec.count, opts)
+    loaded = load_catalog(catalog_uri, opts)
+    run = shard_run_id(loaded.sha256, embedder.sha256, spec.count, opts)
     key = shard_key(run, spec.index)
     with open_store(as_uri(out_uri), s3_endpoint_url=opts.s3_endpoint_url) as store:
         try:
@@ -89,30 +67,21 @@ def embed_shard(
                 return ShardResult(run, spec, key, 0, 0, reused=True)
         except ShardError as exc:
             raise RebuildRefused(f"shard folder of run {run}: {exc}") from exc
-        rows = select_rows(catalog.items, spec)
-        log.info("shard %s of run %s: %d of %d catalog items", spec, run, len(rows), len(catalog.items))
-        with open_cache(opts, embedder) as cache:
-            done, vectors, skipped = embed_catalog(rows, base_uri, embedder, opts, cache)
-        failed = [e.to_dict() for e in catalog.errors] + skipped
-        if len(failed) > opts.max_fail_fraction * catalog.rows:
-            shown = "; ".join(f"line {s['line']} ({s['item_id']}): {s['reason']}" for s in skipped[:10])
-            raise RebuildRefused(
-                f"shard {spec}: {len(skipped)} rows failed, with {len(catalog.errors)} invalid catalog rows "
-                f"over the budget of {opts.max_fail_fraction:.0%} of {catalog.rows} rows: {shown}"
-            )
-        if vectors.shape[1] != embedder.dim:
-            raise InvalidInput(f"embedder returned dim {vectors.shape[1]}, its card says {embedder.dim}")
+        rows = select_rows(loaded.catalog.items, spec)
+        log.info("shard %s of run %s: %d of %d catalog items", spec, run, len(rows), len(loaded.catalog.items))
+        embedded = embed_items(rows, loaded.base_uri, embedder, opts)
+        check_budget(loaded.catalog, embedded.skipped, opts.max_fail_fraction, where=f"shard {spec}: ")
         write_shard(
             store,
             run,
             spec,
-            [rows[p].item_id for p in done],
-            vectors,
-            skipped=[s["item_id"] for s in skipped],
-            skip_reasons=[s["reason"] for s in skipped],
+            [item.item_id for item in embedded.items],
+            embedded.vectors,
+            skipped=[s["item_id"] for s in embedded.skipped],
+            skip_reasons=[s["reason"] for s in embedded.skipped],
             embedder_sha256=embedder.sha256,
         )
-    return ShardResult(run, spec, key, len(done), len(skipped), reused=False)
+    return ShardResult(run, spec, key, len(embedded.items), len(embedded.skipped), reused=False)
 
 
 def merge_and_publish(
@@ -125,9 +94,9 @@ def merge_and_publish(
     """
     opts = opts or RebuildOptions()
     t0 = time.monotonic()
-    catalog, base_uri, catalog_sha256 = _load(catalog_uri, opts)
-    run = shard_run_id(catalog_sha256, embedder.sha256, count, opts)
-    by_id = {item.item_id: item for item in catalog.items}
+    loaded = load_catalog(catalog_uri, opts)
+    run = shard_run_id(loaded.sha256, embedder.sha256, count, opts)
+    by_id = {item.item_id: item for item in loaded.catalog.items}
     with open_store(as_uri(out_uri), s3_endpoint_url=opts.s3_endpoint_url) as store:
         try:
             merged = merge_shards(store, run, count, expected_ids=list(by_id), embedder_sha256=embedder.sha256)
@@ -135,20 +104,13 @@ def merge_and_publish(
             raise RebuildRefused(
                 f"shards of run {run} (this catalog, embedder and --merge-shards {count}) cannot be merged: {exc}"
             ) from exc
-        t_merge = time.monotonic()
-        skipped = [e.to_dict() for e in catalog.errors] + [
+        failed = [
             {"line": by_id[x].line, "item_id": x, "reason": merged.skip_reasons.get(x, "not embedded")}
             for x in merged.skipped
         ]
-        check_skipped(skipped, catalog.rows, opts.max_fail_fraction)
-        extra = {
-            "skipped": {"count": len(skipped), "rows": skipped[:MAX_LISTED_SKIPS]},
-            "catalog": {"uri": as_uri(catalog_uri), "rows": catalog.rows},
-            "shards": {"run": run, "count": count},
-            "timings_s": {"merge": round(t_merge - t0, 2)},
-        }
+        extra = {"shards": {"run": run, "count": count}, "timings_s": {"merge": round(time.monotonic() - t0, 2)}}
         items = [by_id[x] for x in merged.ids]
-        manifest = build_and_publish(store, items, merged.vectors, base_uri, embedder, opts, extra)
+        manifest = publish_rows(store, loaded, items, merged.vectors, failed, embedder, opts, extra)
         # Published: the shard files are spent (the vectors are in the version). A failure here costs space only.
         try:
             store.delete_prefix(f"{SHARD_DIR}/{run}/")

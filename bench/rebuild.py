@@ -38,7 +38,8 @@ def preprocessed(catalog: Path, embedder: object, limit: int) -> np.ndarray:
     from imgcore.image import decode_image
     from imgcore.storage import fetch_uri_bytes, resolve_uri
 
-    cat, base = load_catalog(catalog.as_uri())
+    loaded = load_catalog(catalog.as_uri())
+    cat, base = loaded.catalog, loaded.base_uri
     rows = []
     for item in cat.items[:limit]:
         image = decode_image(fetch_uri_bytes(resolve_uri(base, item.image)))

@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from imgcore.errors import StoreError
+from imgcore.storage_base import is_safe_name
 
 CARD_NAME = "card.json"
 MODEL_NAME = "model.onnx"
 
-# The card name becomes a cache folder name, so it must be a plain, safe path segment.
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -27,7 +26,7 @@ def parse_card(raw: bytes, where: str) -> dict[str, Any]:
     if not isinstance(card, dict):
         raise StoreError(f"{where}: card is not a JSON object")
     name, sha = card.get("name"), card.get("sha256")
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not is_safe_name(name):  # the card name becomes a cache folder name
         raise StoreError(f"{where}: card name {name!r} is missing or not a safe folder name")
     if not isinstance(sha, str) or not SHA_RE.match(sha.lower()):
         raise StoreError(f"{where}: card sha256 {sha!r} is missing or not 64 hex digits")

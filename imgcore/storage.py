@@ -14,21 +14,21 @@ from imgcore.errors import InvalidInput
 from imgcore.storage_base import ChunkCallback, ObjectStore, check_key
 from imgcore.storage_file import FileStore, file_uri_to_path
 
-__all__ = ["ChunkCallback", "ObjectStore", "check_key", "fetch_uri_bytes", "open_store", "resolve_uri"]
+__all__ = ["ChunkCallback", "ObjectStore", "as_uri", "check_key", "fetch_uri_bytes", "open_store", "resolve_uri"]
 
 _SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
-def _as_uri(uri_or_path: str) -> str:
-    """Absolute local paths are accepted wherever a URI is, and mean file://."""
-    if uri_or_path.startswith("/"):
-        return Path(uri_or_path).as_uri()
-    return uri_or_path
+def as_uri(uri_or_path: str) -> str:
+    """Local paths are accepted wherever a URI is and mean file:// (a relative one: from the working folder)."""
+    if not uri_or_path or _SCHEME_RE.match(uri_or_path):
+        return uri_or_path
+    return Path(uri_or_path).resolve().as_uri()
 
 
 def open_store(uri: str, *, s3_endpoint_url: str | None = None, timeout_s: float = 30.0) -> ObjectStore:
     """Open the store rooted at `uri`: file:///abs/dir, s3://bucket/prefix or http(s)://host/base."""
-    uri = _as_uri(uri)
+    uri = as_uri(uri)
     scheme = urlsplit(uri).scheme.lower()
     if scheme == "file":
         return FileStore(uri)
@@ -70,7 +70,7 @@ def resolve_uri(base_uri: str, ref: str) -> str:
         raise InvalidInput("empty reference")
     if _SCHEME_RE.match(ref):
         return ref
-    base = urlsplit(_as_uri(base_uri))
+    base = urlsplit(as_uri(base_uri))
     if not base.scheme:
         raise InvalidInput(f"base {base_uri!r} is not a URI or an absolute path")
     path = ref if ref.startswith("/") else f"{base.path.rstrip('/')}/{ref}"
@@ -79,7 +79,7 @@ def resolve_uri(base_uri: str, ref: str) -> str:
 
 def fetch_uri_bytes(uri: str, *, s3_endpoint_url: str | None = None, timeout_s: float = 30.0) -> bytes:
     """Read one object named by its full URI (file, s3 or http(s))."""
-    uri = _as_uri(uri)
+    uri = as_uri(uri)
     scheme = urlsplit(uri).scheme.lower()
     if scheme in ("http", "https"):
         from imgcore.storage_http import HttpStore

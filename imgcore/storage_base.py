@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import os
+import re
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -18,6 +19,13 @@ ChunkCallback = Callable[[bytes], None]
 CHUNK = 1 << 20
 # Temp files carry this suffix so that a FileStore listing can skip writes in progress.
 TMP_SUFFIX = ".imgsearch-tmp"
+_SAFE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def is_safe_name(name: object, max_length: int = 128) -> bool:
+    """Whether `name` can be one file or folder name on every backend: letters, digits, '.', '_' and '-',
+    starting with a letter or digit (so never hidden, never '.' or '..', never a path)."""
+    return isinstance(name, str) and len(name) <= max_length and _SAFE_NAME_RE.fullmatch(name) is not None
 
 
 def check_key(key: str) -> str:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
 
-from ann_index.common import CURRENT_NAME
+from ann_index.publish import published_manifest, read_current
+from imgcore.errors import ImgSearchError
+from imgcore.storage import open_store
 from services import defaults
 
 log = logging.getLogger("imgsearch.demo")
@@ -20,13 +21,15 @@ def index_root(data_dir: Path) -> Path:
 
 def has_index(data_dir: Path, embedder_sha256: str | None = None) -> bool:
     """Whether an index has been published in this data folder (built with that embedder, when given)."""
-    root = index_root(data_dir)
     try:
-        version = (root / CURRENT_NAME).read_text().strip()
-        manifest = json.loads((root / "versions" / version / "manifest.json").read_text())
-    except (OSError, ValueError):
+        with open_store(index_root(data_dir).as_uri()) as store:
+            version = read_current(store)
+            manifest = published_manifest(store, version) if version else None
+    except ImgSearchError:
         return False
-    return embedder_sha256 is None or manifest.get("embedder", {}).get("sha256") == embedder_sha256
+    if manifest is None:
+        return False
+    return embedder_sha256 is None or manifest["embedder"].get("sha256") == embedder_sha256
 
 
 def build_demo_index(

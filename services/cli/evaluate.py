@@ -4,11 +4,53 @@ from __future__ import annotations
 
 import argparse
 import json
+import mimetypes
 import sys
-from typing import Any
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
-from imgcore.errors import ImgSearchError
+from imgcore.errors import ImgSearchError, NotFound
+from imgcore.storage import fetch_uri_bytes
 from services.defaults import DEFAULT_CACHE_DIR, DEFAULT_EMBEDDER_URI, DEFAULT_VAR_DIR
+
+if TYPE_CHECKING:
+    import httpx
+
+    from ann_index.evaluate import EvalReport, Query
+
+
+def evaluate_via_gateway(
+    url: str,
+    queries: Sequence[Query],
+    *,
+    k: int = 10,
+    concurrency: int = 4,
+    timeout_s: float = 30.0,
+    client_factory: Callable[[], httpx.Client] | None = None,
+) -> EvalReport:
+    """POST each query image to `<url>/v1/search?k=<k>`; categories from items[0].results."""
+    import httpx  # imported here: `imgsearch --help` should not pay for it
+
+    from ann_index.evaluate import score
+
+    client = client_factory() if client_factory else httpx.Client(timeout=timeout_s)
+
+    def one(query: Query) -> list[str] | None:
+        data = fetch_uri_bytes(query.image_uri)
+        name = query.image_uri.rsplit("/", 1)[-1]
+        mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        try:
+            resp = client.post(f"{url.rstrip('/')}/v1/search", params={"k": k}, files={"image": (name, data, mime)})
+            resp.raise_for_status()
+            items = resp.json().get("items") or []
+        except (httpx.HTTPError, ValueError):
+            return None
+        return [str(r.get("category")) for r in items[0].get("results", [])] if items else []
+
+    with client, ThreadPoolExecutor(max_workers=concurrency) as pool:
+        results = list(pool.map(one, queries))
+    return score(queries, results, k)
 
 
 def _in_process(args: argparse.Namespace, queries: list[Any]) -> dict[str, Any]:
@@ -21,6 +63,8 @@ def _in_process(args: argparse.Namespace, queries: list[Any]) -> dict[str, Any]:
 
     with open_store(args.index, s3_endpoint_url=args.s3_endpoint) as store:
         version = args.version or read_current(store)
+        if version is None:
+            raise NotFound(f"nothing published at {args.index} (no CURRENT)")
         local = sync_version(store, version, DEFAULT_VAR_DIR / "cache" / "index")
     with IndexReader.open(local, embedder_sha256=None, dim=None) as probe:
         pinned = probe.manifest["embedder"]["sha256"]
@@ -34,7 +78,7 @@ def _in_process(args: argparse.Namespace, queries: list[Any]) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ann_index.evaluate import evaluate_via_gateway, format_report, load_queries
+    from ann_index.evaluate import format_report, load_queries
 
     if not args.index and not args.url:
         print("imgsearch eval: give --index, --url or both", file=sys.stderr)

@@ -12,6 +12,7 @@ from imgcore.errors import ImgSearchError
 from services.defaults import DEFAULT_CACHE_DIR, DEFAULT_EMBEDDER_URI
 
 if TYPE_CHECKING:
+    from ann_index.rebuild import RebuildOptions
     from ann_index.shards import ShardSpec
 
 
@@ -36,9 +37,23 @@ def _shard_count(text: str) -> int:
     return count
 
 
+def _options(args: argparse.Namespace) -> RebuildOptions:
+    """RebuildOptions from `index build`'s flags: a flag and the option it sets share their name."""
+    from dataclasses import fields
+
+    from ann_index.rebuild import RebuildOptions
+
+    named = {f.name for f in fields(RebuildOptions)} & set(vars(args))
+    return RebuildOptions(
+        **{name: getattr(args, name) for name in named},
+        s3_endpoint_url=args.s3_endpoint,
+        progress=not args.no_progress,
+    )
+
+
 def _build(args: argparse.Namespace) -> int:
     # Imported here: `imgsearch --help` should not pay for onnxruntime and annoy.
-    from ann_index.rebuild import RebuildOptions, RebuildRefused, rebuild
+    from ann_index.rebuild import RebuildRefused, rebuild
     from ann_index.shard_job import embed_shard, merge_and_publish
     from embedder import Embedder
     from services.common.loading import model_store
@@ -47,18 +62,7 @@ def _build(args: argparse.Namespace) -> int:
         model_dir = model_store(DEFAULT_CACHE_DIR, args.s3_endpoint).fetch(args.embedder)
         # The job decodes catalog images on the cores onnxruntime uses: its threads must yield, not spin.
         embedder = Embedder(model_dir, intra_threads=args.workers, batch_size=args.batch_size, allow_spinning=False)
-        opts = RebuildOptions(
-            n_trees=args.n_trees,
-            workers=args.workers,
-            keep=args.keep,
-            recall_target=args.recall_target,
-            seed=args.seed,
-            batch_size=args.batch_size,
-            crop=args.crop,
-            s3_endpoint_url=args.s3_endpoint,
-            progress=not args.no_progress,
-            embedding_cache=args.embedding_cache,
-        )
+        opts = _options(args)
         if args.shard is not None:
             shard = embed_shard(args.catalog, args.out, embedder, args.shard, opts)
             if shard.reused:
@@ -80,31 +84,34 @@ def _build(args: argparse.Namespace) -> int:
     except ImgSearchError as exc:
         print(f"imgsearch index build: error: {exc.message}", file=sys.stderr)
         return 2
+    print(_published_line(manifest, args.out, args.merge_shards))
+    return 0
+
+
+def _published_line(manifest: dict[str, Any], out: str, merged_from: int | None) -> str:
     q = manifest["quality"]
-    merged = f" from {args.merge_shards} shards" if args.merge_shards is not None else ""
-    print(
-        f"published {manifest['version']}{merged} to {args.out}: {manifest['count']} items, "
+    merged = f" from {merged_from} shards" if merged_from is not None else ""
+    return (
+        f"published {manifest['version']}{merged} to {out}: {manifest['count']} items, "
         f"{len(manifest['categories'])} categories, skipped {manifest['skipped']['count']}; "
         f"recall@10 {q['recall_at_10']} (category {q['category_recall_at_10']}) at n_trees={manifest['n_trees']} "
         f"search_k={manifest['search_k']}; category P@10 {q['category_p_at_10']} R@1 {q['category_r_at_1']}"
     )
-    return 0
 
 
 def _show(args: argparse.Namespace) -> int:
-    from ann_index.manifest import parse_manifest
-    from ann_index.publish import current_or_none, list_versions, version_key
+    from ann_index.publish import list_versions, published_manifest, read_current
     from imgcore.storage import open_store
 
     try:
         with open_store(args.uri, s3_endpoint_url=args.s3_endpoint) as store:
-            current = current_or_none(store)
+            current = read_current(store)
             versions = list_versions(store, complete_only=False)
             version = args.version or current
             if version is None:
                 print(f"{args.uri}: nothing published (no CURRENT); versions: {versions or 'none'}")
                 return 1
-            manifest = parse_manifest(store.get_bytes(version_key(version, "manifest.json")))
+            manifest = published_manifest(store, version)
     except ImgSearchError as exc:
         print(f"imgsearch index show: error: {exc.message}", file=sys.stderr)
         return 2

@@ -11,18 +11,14 @@ import asyncio
 import contextlib
 import ctypes
 import logging
-import shutil
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
-
-from ann_index.publish import current_or_none, sync_version
+from ann_index.publish import read_current, sync_version
 from ann_index.reader import IndexReader
+from ann_index.serving import built_at, prune_local, self_test
 from imgcore.errors import ChecksumMismatch, IndexMismatch, ModelNotReady
 from imgcore.storage import ObjectStore, open_store
 from services.common.metrics import INDEX_AGE_SECONDS, INDEX_INFO, INDEX_ITEMS, INDEX_RELOADS
@@ -31,36 +27,6 @@ from services.common.settings import IndexSettings
 log = logging.getLogger("imgsearch.index")
 _M_MMAP_THRESHOLD = -3  # mallopt parameter (malloc.h)
 T = TypeVar("T")
-
-
-def built_at(manifest: dict[str, Any]) -> float | None:
-    """Build time (epoch seconds) from the manifest, or from the version's UTC timestamp prefix."""
-    for key in ("created_at", "built_at", "created"):
-        value = manifest.get(key)
-        if isinstance(value, str):
-            try:
-                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-            except ValueError:
-                pass
-    try:
-        stamp = str(manifest.get("version", ""))[:16]
-        return datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp()
-    except ValueError:
-        return None
-
-
-def self_test(reader: IndexReader) -> None:
-    """A fresh reader must answer a query and find a stored item as its own nearest neighbour."""
-    if reader.count < 1:
-        raise IndexMismatch(f"index {reader.version} is empty", reason="selftest")
-    probe = np.random.default_rng(0).standard_normal((1, reader.dim)).astype(np.float32)
-    first = reader.query(probe, 1)[0]
-    if not first:
-        raise IndexMismatch(f"index {reader.version} returned nothing for a probe query", reason="selftest")
-    vector = reader.vector_of(first[0].item_id)
-    again = reader.query(vector[None, :], 5)[0]
-    if first[0].item_id not in [h.item_id for h in again] or again[0].score < 0.99:
-        raise IndexMismatch(f"index {reader.version} does not find its own item back", reason="selftest")
 
 
 def return_freed_memory() -> None:
@@ -125,7 +91,7 @@ class IndexHolder:
     async def reload(self, version: str | None = None, *, force: bool = False) -> dict[str, Any]:
         """Load `version` (default: the store's CURRENT) and swap it in; raise (old one kept) if it fails."""
         async with self._lock:
-            target = version or await asyncio.to_thread(current_or_none, self.store())
+            target = version or await asyncio.to_thread(read_current, self.store())
             if target is None:
                 raise ModelNotReady(f"no index published at {self.settings.index_uri} yet", reason="no_index")
             old = self.reader
@@ -149,17 +115,8 @@ class IndexHolder:
             log.info("serving index %s (%d items) after %.2fs", new.version, new.count, time.perf_counter() - t0)
             if old is not None and old is not new:
                 await asyncio.to_thread(old.close)  # waits for queries still running on it
-            await asyncio.to_thread(self._prune_local)
+            await asyncio.to_thread(prune_local, self.settings.local_dir, self.settings.keep_versions, new.version)
             return {"version": new.version, "previous": old.version if old else None, "changed": True}
-
-    def _prune_local(self) -> None:
-        root = Path(self.settings.local_dir)
-        current = self.reader.version if self.reader else None
-        versions = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True)
-        keep = {current} | {p.name for p in versions[: self.settings.keep_versions]}
-        for path in versions:
-            if path.name not in keep:
-                shutil.rmtree(path, ignore_errors=True)
 
     async def poll_forever(self) -> None:
         """Load at start, then follow changes of CURRENT every `poll_seconds`.
@@ -170,7 +127,7 @@ class IndexHolder:
         seen: str | None = None
         while True:
             try:
-                current = await asyncio.to_thread(current_or_none, self.store())
+                current = await asyncio.to_thread(read_current, self.store())
                 if current is None:
                     self.last_error = f"no index published at {self.settings.index_uri} yet"
                 elif current != seen:

@@ -1,16 +1,14 @@
-"""Evaluation metrics (hand-checked), in-process evaluation and evaluation through a gateway."""
+"""Evaluation metrics (hand-checked), query loading and in-process evaluation."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
-import httpx
 import pytest
 
 from ann_index.demo import write_fmnist_catalog
-from ann_index.evaluate import Query, evaluate_in_process, evaluate_via_gateway, format_report, load_queries, score
+from ann_index.evaluate import Query, evaluate_in_process, format_report, load_queries, score
 from ann_index.reader import IndexReader
 from ann_index.rebuild import RebuildOptions, rebuild
 from tests.ann_index.fakes import FakeEmbedder
@@ -59,24 +57,3 @@ def test_in_process_evaluation_on_test_split_queries(index_dir: Path, tmp_path: 
     assert report.queries == 40 and report.failed == 0
     # Thumbnails are a weak embedding, but far better than the 0.1 of chance.
     assert report.overall["r_at_10"] > 0.7 and report.overall["p_at_10"] > 0.3
-
-
-def test_gateway_evaluation_posts_each_image_and_reads_the_first_item(tmp_path: Path) -> None:
-    queries = load_queries(str(write_fmnist_catalog(tmp_path / "q", split="test", limit=6)))
-    seen: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        if len(seen) == 6:
-            return httpx.Response(503, json={"error": "overloaded"})
-        results = [{"item_id": "x", "category": queries[0].category}] * 10
-        return httpx.Response(200, json={"items": [{"results": results}, {"results": []}]})
-
-    report = evaluate_via_gateway(
-        "http://gw", queries, concurrency=1, client_factory=lambda: httpx.Client(transport=httpx.MockTransport(handler))
-    )
-    assert len(seen) == 6 and report.failed == 1
-    assert seen[0].url.path == "/v1/search" and seen[0].url.params["k"] == "10"
-    assert b'name="image"' in seen[0].read()
-    assert report.per_category[queries[0].category]["p_at_10"] == 1.0
-    assert json.dumps(report.to_dict())

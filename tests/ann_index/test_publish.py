@@ -11,7 +11,7 @@ import pytest
 
 from ann_index.publish import list_versions, publish_version, read_current, sync_version
 from ann_index.reader import IndexReader
-from imgcore.errors import ChecksumMismatch, NotFound, StoreError
+from imgcore.errors import ChecksumMismatch, StoreError
 from imgcore.storage import ObjectStore, open_store
 from tests.ann_index.fakes import clustered, items_for, make_version
 
@@ -94,9 +94,12 @@ def test_keep_n_prunes_older_versions_and_stale_partial_uploads(built: Path, tmp
     assert read_current(store) == names[-1]
 
 
-def test_nothing_published_reads_as_not_found(tmp_path: Path) -> None:
-    with pytest.raises(NotFound):
-        read_current(open_store((tmp_path / "empty").as_uri()))
+def test_nothing_published_reads_as_none(tmp_path: Path) -> None:
+    assert read_current(open_store((tmp_path / "empty").as_uri())) is None
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "CURRENT").write_text("../../etc\n")
+    with pytest.raises(StoreError, match="no valid version"):
+        read_current(open_store((tmp_path / "bad").as_uri()))
 
 
 def test_s3_publish_sync_and_load_against_moto(built: Path, tmp_path: Path, s3_endpoint: str, s3_bucket: str) -> None:

@@ -209,7 +209,7 @@ def test_a_shard_over_the_failure_budget_writes_nothing(catalog: Path, tmp_path:
         (catalog.parent / "images" / f"{x}.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     out = tmp_path / "idx"
     assert embed_shard(str(catalog), out.as_uri(), FakeEmbedder(), ShardSpec(0, N), OPTS).embedded > 0
-    with pytest.raises(RebuildRefused, match=r"shard 1/3: 3 rows failed"):
+    with pytest.raises(RebuildRefused, match=r"shard 1/3: 3 of 200 rows failed"):
         embed_shard(str(catalog), out.as_uri(), FakeEmbedder(), ShardSpec(1, N), OPTS)
     assert [p.name for p in (out / "shards").rglob("*.npz")] == ["0.npz"]
 

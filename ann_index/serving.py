@@ -1,0 +1,51 @@
+"""What a server checks and keeps of the versions it serves: a self-test, the build time, local copies."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ann_index.manifest import version_time
+from ann_index.reader import IndexReader
+from imgcore.errors import IndexMismatch
+
+
+def self_test(reader: IndexReader) -> None:
+    """A fresh reader must answer a query and find a stored item as its own nearest neighbour."""
+    if reader.count < 1:
+        raise IndexMismatch(f"index {reader.version} is empty", reason="selftest")
+    probe = np.random.default_rng(0).standard_normal((1, reader.dim)).astype(np.float32)
+    first = reader.query(probe, 1)[0]
+    if not first:
+        raise IndexMismatch(f"index {reader.version} returned nothing for a probe query", reason="selftest")
+    vector = reader.vector_of(first[0].item_id)
+    again = reader.query(vector[None, :], 5)[0]
+    if first[0].item_id not in [h.item_id for h in again] or again[0].score < 0.99:
+        raise IndexMismatch(f"index {reader.version} does not find its own item back", reason="selftest")
+
+
+def built_at(manifest: dict[str, Any]) -> float | None:
+    """Build time (epoch seconds) from the manifest, or from the version's UTC timestamp prefix."""
+    for key in ("created_at", "built_at", "created"):
+        value = manifest.get(key)
+        if isinstance(value, str):
+            try:
+                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                pass
+    stamp = version_time(str(manifest.get("version", "")))
+    return stamp.timestamp() if stamp else None
+
+
+def prune_local(root: Path, keep: int, current: str | None) -> list[str]:
+    """Delete local version copies under `root` but the newest `keep` and `current`; return the deleted."""
+    versions = sorted((p for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True)
+    kept = {current} | {p.name for p in versions[:keep]}
+    deleted = [p for p in versions if p.name not in kept]
+    for path in deleted:
+        shutil.rmtree(path, ignore_errors=True)
+    return [p.name for p in deleted]

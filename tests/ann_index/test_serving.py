@@ -1,0 +1,69 @@
+"""What the index server checks and keeps: the self-test of a fresh version, build times, local copies."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ann_index.manifest import make_version as version_name
+from ann_index.manifest import verify_files, version_time
+from ann_index.metrics import by_category, query_metrics
+from ann_index.reader import IndexReader
+from ann_index.serving import built_at, prune_local, self_test
+from imgcore.errors import IndexMismatch
+from tests.ann_index.fakes import clustered, items_for, make_version
+
+
+def test_a_built_version_passes_the_self_test_and_one_out_of_step_does_not(tmp_path: Path) -> None:
+    vectors, labels = clustered(300, 16, clusters=3, spread=0.3)
+    make_version(tmp_path / "v", vectors, items_for(labels))
+    with IndexReader.open(tmp_path / "v", embedder_sha256=None, dim=None) as reader:
+        self_test(reader)
+    # vectors.npy out of step with the annoy files (a stored vector is another item's): refused.
+    stored = np.load(tmp_path / "v" / "vectors.npy")
+    np.save(tmp_path / "v" / "vectors.npy", np.roll(stored, 150, axis=0))
+    with IndexReader.open(tmp_path / "v", embedder_sha256=None, dim=None, verify=False) as reader:
+        with pytest.raises(IndexMismatch, match="does not find its own item back"):
+            self_test(reader)
+
+
+def test_version_names_carry_their_build_time() -> None:
+    when = datetime(2024, 6, 1, 3, 4, 5, tzinfo=UTC)
+    name = version_name({"index.ann": "ab" * 32}, "cd" * 32, when)
+    assert name.startswith("20240601T030405Z-") and version_time(name) == when
+    assert version_time("v1") is None and version_time("") is None
+    assert built_at({"version": name}) == when.timestamp()
+    created = {"version": name, "created_at": "2024-06-02T00:00:00Z"}  # the manifest's own field wins
+    assert built_at(created) == datetime(2024, 6, 2, tzinfo=UTC).timestamp()
+    assert built_at({"version": "handmade", "created_at": "not a date"}) is None
+
+
+def test_prune_local_keeps_the_newest_and_the_current_copy(tmp_path: Path) -> None:
+    names = [f"2024010{d}T000000Z-0000000{d}" for d in range(1, 6)]
+    for name in [*names, ".2024010.partial-x"]:
+        (tmp_path / name).mkdir()
+    (tmp_path / "stray-file").write_text("x")
+    deleted = prune_local(tmp_path, keep=2, current=names[0])  # a pinned old version stays
+    assert sorted(deleted) == names[1:3]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".2024010.partial-x", names[0], *names[3:], "stray-file"]
+
+
+def test_category_metrics_of_one_query() -> None:
+    hits = [False, True, False, True, True]
+    assert query_metrics(hits, k=5) == {"r_at_1": 0.0, "r_at_5": 1.0, "p_at_5": 0.6}
+    assert query_metrics(hits[:2], k=10, recall_at=(1,), out_of=2) == {"r_at_1": 0.0, "p_at_10": 0.5}
+    overall, per = by_category({"b": [{"p": 1.0}, {"p": 0.0}], "a": [{"p": 1.0}]})
+    assert overall == {"p": pytest.approx(0.6667)} and list(per) == ["a", "b"]
+    assert per["b"] == {"queries": 2, "p": 0.5}
+
+
+def test_manifest_file_names_must_be_plain(tmp_path: Path) -> None:
+    vectors, labels = clustered(100, 8, clusters=2, spread=0.3)
+    manifest = make_version(tmp_path / "v", vectors, items_for(labels, categories=2))
+    verify_files(tmp_path / "v", manifest)
+    for bad in ("../index.ann", ".hidden", "a b.ann", "x" * 256):
+        with pytest.raises(IndexMismatch, match="unsafe file name"):
+            verify_files(tmp_path / "v", {**manifest, "files": {bad: "0" * 64}})
