@@ -7,10 +7,12 @@
 - `start_stack`: the four services as separate processes on 127.0.0.1 (services.stack.LocalStack, the
   flags that `imgsearch up` gives them), ready when it returns.
 - `pct`, `table`, `machine`: percentiles, a plain-text table, and what the machine was doing.
+- `arg_parser(__doc__)`: a bench's command line, its docstring as `--help`.
 """
 
 from __future__ import annotations
 
+import argparse
 import fcntl
 import io
 import json
@@ -37,6 +39,11 @@ from services.stack import LocalStack  # noqa: E402
 
 CACHE = Path(os.environ.get("IMGSEARCH_BENCH_CACHE", "/tmp/imgsearch-bench"))
 PHOTO_DIRS = (REPO / "tests" / "data" / "photos", REPO / "services" / "static" / "samples")
+
+
+def arg_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A bench's command line; `--help` shows its docstring as written (how to run it, what it measures)."""
+    return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def embedder_sha256() -> str:
@@ -191,7 +198,7 @@ def start_stack(
     """The stack of `imgsearch up` on `data` (its own index download folder); ready when this returns."""
     root = Path(tempfile.mkdtemp(prefix="stack-", dir=CACHE))
     private = {"index": ["--local-dir", str(root / "index-cache")]}
-    stack = Stack.for_data(data, root, private, extra or {}, env=env)
+    stack = Stack(data, root, private, extra or {}, env=env)
     stack.up(timeout_s)
     return stack
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Self
+from typing import IO
 
 import httpx
 
@@ -180,52 +180,33 @@ def service_args(data: Path, ports: Mapping[str, int], host: str = "127.0.0.1") 
 
 
 class LocalStack:
-    """Detector, embedder, index and gateway on `host`, each logging to `root/logs/NAME.log`.
+    """The stack `imgsearch up` runs on a data folder: the four services on 127.0.0.1, on free ports (the
+    gateway on `gateway_port`), each logging to `root/logs/NAME.log`.
 
-    `args` are each service's flags (see `service_args`), `ports` its port. Use as a context manager,
-    or call `start_all`, `wait_ready` and `close` yourself.
+    `extra` flags are appended to each named service's, in order: the last of a repeated flag wins.
+    `up()` starts them and waits until they are ready; `close()` stops them, gateway first.
     """
 
     def __init__(
         self,
-        root: Path,
-        args: Mapping[str, Sequence[str]],
-        ports: Mapping[str, int],
-        *,
-        host: str = "127.0.0.1",
-        env: Mapping[str, str] | None = None,
-        own_session: bool = False,
-    ) -> None:
-        self.root = root
-        self.args = {name: list(args[name]) for name in SERVICE_ORDER}
-        self.ports = dict(ports)
-        self.host = host
-        self.env = dict(env or {})
-        self.own_session = own_session
-        self.services: dict[str, ServiceProcess] = {}
-
-    @classmethod
-    def for_data(
-        cls,
         data: Path,
         root: Path,
         *extra: Mapping[str, Sequence[str]],
         gateway_port: int | None = None,
         env: Mapping[str, str] | None = None,
         own_session: bool = False,
-    ) -> Self:
-        """The stack `imgsearch up` runs on a data folder, on free ports (the gateway on `gateway_port`).
-
-        `extra` flags are appended to each named service's, in order: the last of a repeated flag wins.
-        """
-        ports = {name: free_port() for name in SERVICE_ORDER}
+    ) -> None:
+        self.root = root
+        self.ports = {name: free_port() for name in SERVICE_ORDER}
         if gateway_port is not None:
-            ports["gateway"] = gateway_port
-        args = service_args(data, ports)
+            self.ports["gateway"] = gateway_port
+        self.args = service_args(data, self.ports)
         for more in extra:
             for name, flags in more.items():
-                args[name] += flags
-        return cls(root, args, ports, env=env, own_session=own_session)
+                self.args[name] += flags
+        self.env = dict(env or {})
+        self.own_session = own_session
+        self.services: dict[str, ServiceProcess] = {}
 
     @property
     def gateway_url(self) -> str:
@@ -239,14 +220,9 @@ class LocalStack:
 
     def start(self, name: str) -> ServiceProcess:
         """Start (or start again, on its port) one service; does not wait for readiness."""
+        log_path = self.root / "logs" / f"{name}.log"
         svc = start_service(
-            name,
-            self.ports[name],
-            host=self.host,
-            args=self.args[name],
-            env=self.env,
-            log_path=self.root / "logs" / f"{name}.log",
-            own_session=self.own_session,
+            name, self.ports[name], args=self.args[name], env=self.env, log_path=log_path, own_session=self.own_session
         )
         self.services[name] = svc
         return svc
@@ -277,11 +253,3 @@ class LocalStack:
 
     def close(self) -> None:
         stop_all(list(self.services.values()))
-
-    def __enter__(self) -> LocalStack:
-        """Started and ready (`up()`); stopped, gateway first, on exit."""
-        self.up()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -81,7 +81,7 @@ def run_up(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             log.error("interrupted while building the demo index; nothing was published")
             return 130
-    stack = LocalStack.for_data(data, data, gateway_port=args.port, own_session=True)
+    stack = LocalStack(data, data, gateway_port=args.port, own_session=True)
     try:
         return _serve(stack, _stop_event())
     except ServiceFailed as exc:

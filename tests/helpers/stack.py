@@ -99,7 +99,7 @@ def start_stack(
     root = Path(tempfile.mkdtemp(prefix="stack-", dir=_session_dir()))
     store = index_store or index_root(data)
     private = {"index": ["--index-uri", store.as_uri(), "--local-dir", str(root / "index-cache")]}
-    stack = Stack.for_data(data, root, private, extra or {}, env={"IMGSEARCH_ADMIN_TOKEN": admin_token})
+    stack = Stack(data, root, private, extra or {}, env={"IMGSEARCH_ADMIN_TOKEN": admin_token})
     stack.index_store = store
     stack.up()
     return stack
