@@ -34,8 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from services import defaults  # noqa: E402
-from services.stack import LocalStack  # noqa: E402
+from services.stack import LocalStack, embedder_sha256  # noqa: E402
 
 CACHE = Path(os.environ.get("IMGSEARCH_BENCH_CACHE", "/tmp/imgsearch-bench"))
 PHOTO_DIRS = (REPO / "tests" / "data" / "photos", REPO / "services" / "static" / "samples")
@@ -44,12 +43,6 @@ PHOTO_DIRS = (REPO / "tests" / "data" / "photos", REPO / "services" / "static" /
 def arg_parser(doc: str | None) -> argparse.ArgumentParser:
     """A bench's command line; `--help` shows its docstring as written (how to run it, what it measures)."""
     return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-
-
-def embedder_sha256() -> str:
-    from imgcore.card import load_card
-
-    return str(load_card(defaults.MODELS_DIR / "fmnist-lite0")["sha256"])
 
 
 @contextmanager
@@ -65,7 +58,7 @@ def demo_data(items: int) -> Path:
     """A data folder with catalog/ and a published index/ of the first `items` FMNIST train images."""
     from services.demo_index import build_demo_index, has_index
 
-    data = CACHE / f"demo-{items}-{embedder_sha256()[:12]}"
+    data = CACHE / f"demo-{items}-{str(embedder_sha256())[:12]}"
     with _locked(data.name):
         if not has_index(data):
             t0 = time.monotonic()

@@ -18,9 +18,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from services import defaults
 from services.demo_index import build_demo_index, has_index, index_root
-from services.stack import LocalStack
+from services.stack import LocalStack, embedder_sha256
 
 DEMO_ITEMS = int(os.environ.get("IMGSEARCH_TEST_DEMO_ITEMS", "3000"))
 ADMIN_TOKEN = "test-admin-token-1234"
@@ -35,19 +34,13 @@ def _session_dir() -> Path:
     return Path(str(_SHARED["tmp"]))
 
 
-def _embedder_sha12() -> str:
-    from imgcore.card import load_card
-
-    return str(load_card(Path(defaults.MODELS_DIR) / "fmnist-lite0")["sha256"])[:12]
-
-
 def demo_data_dir() -> Path:
     """A data folder holding a catalog and a published demo index (built at most once per process)."""
     if "demo" in _SHARED:
         return Path(str(_SHARED["demo"]))
     cache = os.environ.get("IMGSEARCH_TEST_CACHE")
     root = Path(cache) if cache else _session_dir()
-    data = root / f"demo-{DEMO_ITEMS}-{_embedder_sha12()}"
+    data = root / f"demo-{DEMO_ITEMS}-{str(embedder_sha256())[:12]}"
     if not has_index(data):
         shutil.rmtree(data, ignore_errors=True)
         build_demo_index(data, limit=DEMO_ITEMS, progress=False)
