@@ -4,13 +4,15 @@
   `imgsearch up`) and cached under /tmp/imgsearch-bench, keyed by item count and embedder sha256.
 - `query_photos(n)`: the benchmark's photo set, as encoded bytes: every real photo in tests/data/photos and
   services/static/samples, plus `n` Fashion-MNIST test-split items rendered as shopper photos (JPEG).
-- `Stack`: the four services as separate processes on 127.0.0.1 (`imgsearch serve ...`, the flags that
-  `imgsearch up` gives them), ready when `start_stack` returns.
+- `start_stack`: the four services as separate processes on 127.0.0.1 (services.stack.LocalStack, the
+  flags that `imgsearch up` gives them), ready when it returns.
 - `pct`, `table`, `machine`: percentiles, a plain-text table, and what the machine was doing.
+- `arg_parser(__doc__)`: a bench's command line, its docstring as `--help`.
 """
 
 from __future__ import annotations
 
+import argparse
 import fcntl
 import io
 import json
@@ -23,7 +25,6 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,17 +34,15 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from services import defaults  # noqa: E402
-from services.stack import SERVICE_ORDER, ServiceProcess, free_port, start_service, stop_all  # noqa: E402
+from services.stack import LocalStack, embedder_sha256  # noqa: E402
 
 CACHE = Path(os.environ.get("IMGSEARCH_BENCH_CACHE", "/tmp/imgsearch-bench"))
 PHOTO_DIRS = (REPO / "tests" / "data" / "photos", REPO / "services" / "static" / "samples")
 
 
-def embedder_sha256() -> str:
-    from imgcore.card import load_card
-
-    return str(load_card(defaults.MODELS_DIR / "fmnist-lite0")["sha256"])
+def arg_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A bench's command line; `--help` shows its docstring as written (how to run it, what it measures)."""
+    return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 @contextmanager
@@ -59,7 +58,7 @@ def demo_data(items: int) -> Path:
     """A data folder with catalog/ and a published index/ of the first `items` FMNIST train images."""
     from services.demo_index import build_demo_index, has_index
 
-    data = CACHE / f"demo-{items}-{embedder_sha256()[:12]}"
+    data = CACHE / f"demo-{items}-{str(embedder_sha256())[:12]}"
     with _locked(data.name):
         if not has_index(data):
             t0 = time.monotonic()
@@ -178,55 +177,22 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values)) if values else float("nan")
 
 
-@dataclass
-class Stack:
-    """Four running services."""
-
-    root: Path
-    services: dict[str, ServiceProcess] = field(default_factory=dict)
-
-    @property
-    def gateway_url(self) -> str:
-        return self.services["gateway"].url
-
-    def url(self, name: str) -> str:
-        return self.services[name].url
-
-    def pids(self) -> dict[str, int]:
-        return {name: svc.proc.pid for name, svc in self.services.items()}
+class Stack(LocalStack):
+    """A local stack whose folder (logs, index download) is removed when it stops."""
 
     def close(self) -> None:
-        stop_all(list(self.services.values()))
+        super().close()
         shutil.rmtree(self.root, ignore_errors=True)
-
-
-def service_flags(data: Path, ports: dict[str, int]) -> dict[str, list[str]]:
-    """The flags `imgsearch up` gives each service (models from the repository store, the demo index)."""
-    from services.cli.up import service_args
-
-    return service_args(data, ports, "127.0.0.1")
 
 
 def start_stack(
     data: Path, extra: dict[str, list[str]] | None = None, env: dict[str, str] | None = None, timeout_s: float = 180.0
 ) -> Stack:
-    """Start detector, embedder, index and gateway (as `imgsearch up` does); ready when this returns."""
-    ports = {name: free_port() for name in SERVICE_ORDER}
-    flags = service_flags(data, ports)
+    """The stack of `imgsearch up` on `data` (its own index download folder); ready when this returns."""
     root = Path(tempfile.mkdtemp(prefix="stack-", dir=CACHE))
-    flags["index"] = [*flags["index"], "--local-dir", str(root / "index-cache")]
-    stack = Stack(root)
-    try:
-        for name in SERVICE_ORDER:
-            args = [*flags[name], *(extra or {}).get(name, [])]
-            stack.services[name] = start_service(
-                name, ports[name], args=args, env=env, log_path=root / "logs" / f"{name}.log"
-            )
-        for name in SERVICE_ORDER:
-            stack.services[name].wait_ready(timeout_s)
-    except BaseException:
-        stack.close()
-        raise
+    private = {"index": ["--local-dir", str(root / "index-cache")]}
+    stack = Stack(data, root, private, extra or {}, env=env)
+    stack.up(timeout_s)
     return stack
 
 

@@ -17,7 +17,6 @@ latency, throughput, and CPU ms per request of every process. Last line, one JSO
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import re
@@ -34,6 +33,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
+    arg_parser,
     demo_data,
     emit,
     index_version_dir,
@@ -252,7 +252,7 @@ def parse_flags(items: list[str]) -> dict[str, list[str]]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = arg_parser(__doc__)
     ap.add_argument("--quick", action="store_true", help="fewer photos and rounds: under 5 minutes on 2 cores")
     ap.add_argument("--items", type=int, default=None, help="demo index size (default 10000; 5000 with --quick)")
     ap.add_argument("--fmnist", type=int, default=None, help="Fashion-MNIST photos (default 93; 33 with --quick)")

@@ -14,7 +14,6 @@ steady state of a server whose index is fully paged in; "p5_no_prefault" after w
 
 from __future__ import annotations
 
-import argparse
 import base64
 import math
 import shutil
@@ -29,7 +28,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CACHE, _locked, emit, machine, pss_kib, table  # noqa: E402
+from common import CACHE, _locked, arg_parser, emit, machine, pss_kib, table  # noqa: E402
 
 from services.stack import ServiceProcess, free_port, start_service, stop_all  # noqa: E402
 
@@ -143,7 +142,7 @@ def measure(
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = arg_parser(__doc__)
     ap.add_argument("--items", type=int, default=200_000, help="synthetic index size (default 200000)")
     ap.add_argument("--queries", type=int, default=2000, help="warm-up queries per worker (default 2000)")
     ap.add_argument("--prefault", choices=("both", "on", "off"), default="both")

@@ -18,7 +18,6 @@ Last line, one JSON object: `{"p4": ..., "p4_spinning_on": job (spinning on) / t
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CACHE, demo_data, emit, machine, median, table  # noqa: E402
+from common import CACHE, arg_parser, demo_data, emit, machine, median, table  # noqa: E402
 
 
 def preprocessed(catalog: Path, embedder: object, limit: int) -> np.ndarray:
@@ -74,7 +73,7 @@ def one_round(embedder: object, catalog: Path, images: np.ndarray, opts: object)
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = arg_parser(__doc__)
     ap.add_argument("--items", type=int, default=5000, help="catalog size (default 5000)")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of raw and job (default 3)")
     ap.add_argument("--workers", type=int, default=2, help="as `imgsearch index build --workers` (default 2)")

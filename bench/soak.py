@@ -31,7 +31,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, demo_data, emit, machine, pct, query_photos, start_stack, table  # noqa: E402
+from common import REPO, arg_parser, demo_data, emit, machine, pct, query_photos, start_stack, table  # noqa: E402
 
 BAD = REPO / "tests" / "data" / "bad"
 STAGES = ("detect", "embed", "search", "total")
@@ -215,7 +215,7 @@ def drift_report(segs: list[dict[str, Any]], done: list[Done], warm_after: int) 
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = arg_parser(__doc__)
     parser.add_argument("--searches", type=int, default=10_000)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--items", type=int, default=3000, help="demo index size (FMNIST train items)")

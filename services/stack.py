@@ -1,16 +1,19 @@
-"""Starting services as separate processes, waiting for readiness and stopping them cleanly.
+"""The local stack: the four services as separate processes, started in order, waited on, stopped cleanly.
 
-Used by `imgsearch up`, the integration tests and the benchmarks.
+`LocalStack` is what `imgsearch up`, the integration tests and the benchmarks run; `start_service` starts
+one more service process on its own (tests that need a misconfigured or extra one).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +22,10 @@ from typing import IO
 
 import httpx
 
+from services import defaults
+
 SERVICE_ORDER = ("detector", "embedder", "index", "gateway")
+log = logging.getLogger("imgsearch.stack")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -72,16 +78,22 @@ class ServiceProcess:
         except httpx.HTTPError:
             return False
 
-    def wait_ready(self, timeout_s: float = 120.0) -> None:
-        """Block until /readyz says 200; ServiceFailed if the process dies or time runs out."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+    def wait_ready(self, timeout_s: float | None = 120.0, cancel: threading.Event | None = None) -> bool:
+        """Block until /readyz says 200 (True) or `cancel` is set (False).
+
+        ServiceFailed if the process dies, or after `timeout_s` (None: wait as long as it lives).
+        """
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        cancel = cancel or threading.Event()
+        while not cancel.is_set():
             if not self.alive():
                 raise ServiceFailed(f"{self.name} exited with code {self.proc.returncode}:\n{self.log_tail()}")
             if self.is_ready():
-                return
-            time.sleep(0.1)
-        raise ServiceFailed(f"{self.name} not ready after {timeout_s:.0f}s:\n{self.log_tail()}")
+                return True
+            if deadline is not None and time.monotonic() > deadline:
+                raise ServiceFailed(f"{self.name} not ready after {timeout_s:.0f}s:\n{self.log_tail()}")
+            cancel.wait(0.1)
+        return False
 
     def stop(self, timeout_s: float = 15.0) -> int:
         """SIGTERM (graceful drain), then SIGKILL if it takes longer than `timeout_s`."""
@@ -139,3 +151,105 @@ def stop_all(services: Sequence[ServiceProcess], timeout_s: float = 15.0) -> Non
             svc.proc.send_signal(signal.SIGTERM)
     for svc in ordered:
         svc.stop(timeout_s)
+
+
+def embedder_sha256() -> str | None:
+    """The sha256 of the repository's embedder (None when its card is missing)."""
+    from imgcore.card import load_card
+    from imgcore.errors import StoreError
+
+    try:
+        return str(load_card(defaults.MODELS_DIR / "fmnist-lite0")["sha256"])
+    except StoreError:
+        return None
+
+
+def service_args(data: Path, ports: Mapping[str, int], host: str = "127.0.0.1") -> dict[str, list[str]]:
+    """The flags of each service for a local stack rooted at `data` (models from the repository's store)."""
+    cache = str(data / "cache" / "models")
+    index_args = ["--index-uri", (data / "index").as_uri(), "--local-dir", str(data / "cache" / "index")]
+    sha = embedder_sha256()
+    if sha:
+        index_args += ["--embedder-sha256", sha]
+    return {
+        "detector": ["--model-cache-dir", cache, "--model-uri", defaults.DEFAULT_DETECTOR_URI],
+        "embedder": ["--model-cache-dir", cache, "--model-uri", defaults.DEFAULT_EMBEDDER_URI],
+        "index": index_args,
+        "gateway": [f"--{name}-url=http://{host}:{ports[name]}" for name in ("detector", "embedder", "index")],
+    }
+
+
+class LocalStack:
+    """The stack `imgsearch up` runs on a data folder: the four services on 127.0.0.1, on free ports (the
+    gateway on `gateway_port`), each logging to `root/logs/NAME.log`.
+
+    `extra` flags are appended to each named service's, in order: the last of a repeated flag wins.
+    `up()` starts them and waits until they are ready; `close()` stops them, gateway first.
+    """
+
+    def __init__(
+        self,
+        data: Path,
+        root: Path,
+        *extra: Mapping[str, Sequence[str]],
+        gateway_port: int | None = None,
+        env: Mapping[str, str] | None = None,
+        own_session: bool = False,
+    ) -> None:
+        self.root = root
+        self.ports = {name: free_port() for name in SERVICE_ORDER}
+        if gateway_port is not None:
+            self.ports["gateway"] = gateway_port
+        self.args = service_args(data, self.ports)
+        for more in extra:
+            for name, flags in more.items():
+                self.args[name] += flags
+        self.env = dict(env or {})
+        self.own_session = own_session
+        self.services: dict[str, ServiceProcess] = {}
+
+    @property
+    def gateway_url(self) -> str:
+        return self.services["gateway"].url
+
+    def url(self, name: str) -> str:
+        return self.services[name].url
+
+    def pids(self) -> dict[str, int]:
+        return {name: svc.proc.pid for name, svc in self.services.items()}
+
+    def start(self, name: str) -> ServiceProcess:
+        """Start (or start again, on its port) one service; does not wait for readiness."""
+        log_path = self.root / "logs" / f"{name}.log"
+        svc = start_service(
+            name, self.ports[name], args=self.args[name], env=self.env, log_path=log_path, own_session=self.own_session
+        )
+        self.services[name] = svc
+        return svc
+
+    def stop(self, name: str) -> None:
+        self.services[name].stop()
+
+    def wait_ready(self, timeout_s: float | None = 120.0, cancel: threading.Event | None = None) -> bool:
+        """Every service ready, in order (True), or `cancel` set (False); ServiceFailed as `ServiceProcess`."""
+        for name in SERVICE_ORDER:
+            if not self.services[name].wait_ready(timeout_s, cancel):
+                return False
+            log.info("%s ready on %s", name, self.services[name].url)
+        return True
+
+    def up(self, timeout_s: float | None = 120.0, cancel: threading.Event | None = None) -> bool:
+        """Start every service and wait as `wait_ready` does; if one fails, all are stopped again."""
+        try:
+            for name in SERVICE_ORDER:
+                self.start(name)
+            return self.wait_ready(timeout_s, cancel)
+        except BaseException:
+            self.close()
+            raise
+
+    def first_dead(self) -> ServiceProcess | None:
+        return next((svc for svc in self.services.values() if not svc.alive()), None)
+
+    def close(self) -> None:
+        stop_all(list(self.services.values()))

@@ -8,12 +8,10 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -22,7 +20,18 @@ from urllib.parse import unquote, urlsplit
 import httpx
 import pytest
 
+from services.stack import free_port
+from tests.helpers.wait import wait_until
+
 # --------------------------------------------------------------------------- environment
+
+
+def _set_env(values: Mapping[str, str | None]) -> None:
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @contextlib.contextmanager
@@ -30,25 +39,24 @@ def env_vars(**values: str | None) -> Iterator[None]:
     """Set (or, with None, unset) environment variables for a block, then restore the previous values."""
     saved = {name: os.environ.get(name) for name in values}
     try:
-        for name, value in values.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        _set_env(values)
         yield
     finally:
-        for name, old in saved.items():
-            if old is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = old
+        _set_env(saved)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+# --------------------------------------------------------------------------- test lanes
+
+# Every test that starts processes carries the `stack` mark (`pytest -m "not stack"` is the fast lane):
+# modules that start services or the CLI say so with `pytestmark`; tests using these fixtures get it here.
+PROCESS_FIXTURES = frozenset({"s3_endpoint"})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.stack)
 
 
 # --------------------------------------------------------------------------- S3 (moto_server)
@@ -67,19 +75,14 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log_path = tmp_path_factory.mktemp("moto") / "moto_server.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
+
+    def answers() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"moto_server exited with {proc.returncode}: {log_path.read_text()[-2000:]}")
+        return httpx.get(f"{endpoint}/moto-api/", timeout=1).status_code < 500
+
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"moto_server exited with {proc.returncode}: {log_path.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{endpoint}/moto-api/", timeout=1).status_code < 500:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"moto_server did not answer on {endpoint} within 30 s")
-            time.sleep(0.1)
+        wait_until(answers, 30, ignoring=httpx.HTTPError, message=f"moto_server did not answer on {endpoint}")
         with env_vars(
             AWS_ACCESS_KEY_ID="testing",
             AWS_SECRET_ACCESS_KEY="testing",

@@ -8,7 +8,33 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from imgcore.errors import ImgSearchError
+
 COMMAND_MODULES = ("infer", "models", "catalog", "index", "evaluate", "serve", "up", "search")
+# What a user can cause with their input (a missing file, a bad value, a refused artifact): one line, no
+# traceback. Any other exception is a bug and keeps its traceback.
+USER_ERRORS = (ImgSearchError, OSError, ValueError)
+
+log = logging.getLogger("imgsearch.cli")
+
+
+def configure_logging(level: str, *, request_ids: bool = False) -> None:
+    """The logging of every command: one line a record on stderr, at `level`.
+
+    A service (`request_ids`) replaces the setup made before and adds the id of the request being served
+    to each line (`rid=<id>`).
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    if request_ids:
+        from services.common.web import RequestIdFilter
+
+        handler.addFilter(RequestIdFilter())
+    rid = "rid=%(rid)s " if request_ids else ""
+    handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s %(name)s {rid}%(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=request_ids)
+    # httpx logs every request at INFO: far too much for inter-service calls and readiness polls.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,11 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; a user mistake prints `imgsearch: error: ...` and exits 1 (argparse's usage errors: 2)."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
-    )
-    code: int = args.func(args)
+    configure_logging(args.log_level)
+    try:
+        code: int = args.func(args)
+    except USER_ERRORS as exc:
+        log.debug("what failed", exc_info=exc)  # the traceback, for --log-level DEBUG
+        message = exc.message if isinstance(exc, ImgSearchError) else str(exc)
+        print(f"imgsearch: error: {message or type(exc).__name__}", file=sys.stderr)
+        return 1
     return code
 
 

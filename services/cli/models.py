@@ -41,6 +41,13 @@ def _guarded(name: str, fn: Callable[[argparse.Namespace], int]) -> Callable[[ar
     return run
 
 
+def _add_s3_endpoint(parser: argparse.ArgumentParser) -> None:
+    """`--s3-endpoint`, as `imgsearch index` and `imgsearch evaluate` call it; the old name still works."""
+    help_text = "S3-compatible endpoint URL (else $AWS_ENDPOINT_URL)"
+    parser.add_argument("--s3-endpoint", dest="s3_endpoint_url", default=None, metavar="URL", help=help_text)
+    parser.add_argument("--s3-endpoint-url", dest="s3_endpoint_url", help=argparse.SUPPRESS)
+
+
 def register(sub: Any) -> None:
     parser = sub.add_parser("models", help="publish models to an object store, or pull them into the cache")
     models = parser.add_subparsers(dest="models_command", required=True)
@@ -48,17 +55,25 @@ def register(sub: Any) -> None:
     pub = models.add_parser("publish", help="upload every <models-dir>/<name>/{card.json,model.onnx}")
     pub.add_argument("--to", required=True, metavar="URI", help="store root: s3://bucket/prefix or file:///dir")
     pub.add_argument("--models-dir", type=Path, default=MODELS_DIR, help=f"default {MODELS_DIR}")
-    pub.add_argument("--s3-endpoint-url", default=None, help="S3-compatible endpoint (else $AWS_ENDPOINT_URL)")
+    _add_s3_endpoint(pub)
     pub.set_defaults(func=_guarded("publish", _publish))
 
     pull = models.add_parser("pull", help="fetch and verify one model folder; print its local path")
     pull.add_argument("uri", help="model folder URI holding card.json and model.onnx")
     pull.add_argument("--sha256", default=None, metavar="HEX", help="refuse any model whose sha256 differs")
-    pull.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help=f"default {DEFAULT_CACHE_DIR}")
+    pull.add_argument(
+        "--model-cache-dir",
+        dest="cache_dir",
+        type=Path,
+        default=DEFAULT_CACHE_DIR,
+        metavar="DIR",
+        help=f"default {DEFAULT_CACHE_DIR}",
+    )
+    pull.add_argument("--cache-dir", dest="cache_dir", type=Path, help=argparse.SUPPRESS)  # the old name
     pull.add_argument(
         "--mirror", action="append", default=[], metavar="URI", help="base URI tried after the primary (repeatable)"
     )
     pull.add_argument("--retries", type=int, default=3, help="extra attempts per object on transient errors")
     pull.add_argument("--timeout", type=float, default=30.0, help="network timeout in seconds")
-    pull.add_argument("--s3-endpoint-url", default=None, help="S3-compatible endpoint (else $AWS_ENDPOINT_URL)")
+    _add_s3_endpoint(pull)
     pull.set_defaults(func=_guarded("pull", _pull))

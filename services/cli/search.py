@@ -48,7 +48,7 @@ def register(sub: Any) -> None:
     parser = sub.add_parser("search", help="search similar items for a photo", description=__doc__)
     parser.add_argument("photo", help="image file")
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="gateway URL (default %(default)s)")
-    parser.add_argument("--k", type=int, default=10, help="results per item (default 10)")
+    parser.add_argument("-k", "--k", type=int, default=10, help="results per item (default 10)")
     parser.add_argument("--category", default=None, help="search only this catalog category")
     parser.add_argument("--box", default=None, help="x1,y1,x2,y2: search only this region")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")

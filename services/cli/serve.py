@@ -58,9 +58,9 @@ def run_service(name: str, settings: CommonSettings) -> int:
     """Build the service app and serve it until SIGTERM/SIGINT."""
     import uvicorn
 
-    from services.common.web import configure_logging
+    from services.cli import configure_logging
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, request_ids=True)
     module = importlib.import_module(APP_FACTORIES[name])
     app = module.create_app(settings)
     config = uvicorn.Config(

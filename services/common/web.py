@@ -40,26 +40,6 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: str) -> None:
-    """Log lines carry the request id: `... rid=<id> message`."""
-    root = logging.getLogger()
-    root.setLevel(level.upper())
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s rid=%(rid)s %(message)s")
-    if not root.handlers:
-        root.addHandler(logging.StreamHandler())
-    for handler in root.handlers:
-        handler.setFormatter(fmt)
-        if not any(isinstance(f, RequestIdFilter) for f in handler.filters):
-            handler.addFilter(RequestIdFilter())
-    quiet_http_client_logs()
-
-
-def quiet_http_client_logs() -> None:
-    """httpx logs every request at INFO: far too much for inter-service calls and readiness polls."""
-    for name in ("httpx", "httpcore"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
 def current_request_id() -> str:
     """The id of the request being served (forwarded to every downstream call)."""
     return REQUEST_ID.get()

@@ -109,6 +109,7 @@ def test_a_row_of_the_wrong_size_is_a_miss(tmp_path: Path) -> None:
         assert (cache.hits, cache.misses) == (1, 2)
 
 
+@pytest.mark.stack
 def test_cli_rebuild_with_the_real_embedder_reuses_its_cache(tmp_path: Path) -> None:
     catalog = write_fmnist_catalog(tmp_path / "shop", limit=120)
     cache = tmp_path / "cache.sqlite"

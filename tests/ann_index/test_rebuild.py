@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from services.defaults import MODELS_DIR, REPO_ROOT
 from tests.ann_index.fakes import FakeEmbedder
 from tests.conftest import env_vars
 from tests.helpers.cli import imgsearch_cmd
+from tests.helpers.wait import wait_until
 
 OPTS = RebuildOptions(progress=False, n_trees=16, gate_queries=200)
 
@@ -118,6 +118,7 @@ def test_catalog_images_and_index_on_s3(fmnist_200: Path, tmp_path: Path, s3_end
 
 
 
+@pytest.mark.stack
 @pytest.mark.skipif(not (MODELS_DIR / "fmnist-lite0" / "model.onnx").is_file(), reason="embedder model missing")
 @pytest.mark.parametrize("kill_when", ["embedding", "publishing"])
 def test_killed_cli_build_never_moves_current_to_a_partial_version(
@@ -137,14 +138,14 @@ def test_killed_cli_build_never_moves_current_to_a_partial_version(
             stderr.extend(chunk)
 
     threading.Thread(target=pump, daemon=True).start()
-    deadline = time.monotonic() + 60
     versions = out / "versions"
-    while proc.poll() is None and time.monotonic() < deadline:
-        if kill_when == "embedding" and b"item/s]" in stderr and b" 0/600" not in stderr[-80:]:
-            break
-        if kill_when == "publishing" and len(os.listdir(versions)) > 1:
-            break
-        time.sleep(0.001)
+
+    def kill_now() -> bool:
+        if kill_when == "embedding":
+            return b"item/s]" in stderr and b" 0/600" not in stderr[-80:]
+        return len(os.listdir(versions)) > 1
+
+    wait_until(lambda: proc.poll() is not None or kill_now(), 60, interval_s=0.001)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     current = (out / "CURRENT").read_text().strip()
@@ -156,6 +157,7 @@ def test_killed_cli_build_never_moves_current_to_a_partial_version(
         assert index.count == 600
 
 
+@pytest.mark.stack
 def test_cli_refusal_exits_non_zero_with_a_clear_message(catalog: Path, tmp_path: Path) -> None:
     lines = _lines(catalog)
     catalog.write_text("\n".join([*lines, lines[0]]) + "\n")

@@ -135,17 +135,20 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
     return Runs(catalog, _version_dir(sharded), _version_dir(plain), early_merge, rerun, before, after, merge)
 
 
+@pytest.mark.stack
 def test_merge_before_every_shard_is_there_refuses(runs: Runs) -> None:
     assert runs.early_merge.returncode == 3, runs.early_merge.stderr[-2000:]
     assert "REFUSED, nothing published, CURRENT unchanged" in runs.early_merge.stderr
     assert "missing [1]" in runs.early_merge.stderr
 
 
+@pytest.mark.stack
 def test_a_complete_shard_is_not_embedded_again(runs: Runs) -> None:
     assert "already complete" in runs.rerun.stdout
     assert runs.shard_bytes_after_rerun == runs.shard_bytes_before_rerun
 
 
+@pytest.mark.stack
 def test_sharded_build_publishes_every_item_once_and_cleans_up(runs: Runs) -> None:
     assert f"from {N} shards" in runs.merge.stdout
     assert_every_item_once(runs.sharded, runs.catalog)
@@ -154,6 +157,7 @@ def test_sharded_build_publishes_every_item_once_and_cleans_up(runs: Runs) -> No
     assert not list((runs.sharded.parent.parent / "shards").rglob("*.npz")), "spent shard files are deleted"
 
 
+@pytest.mark.stack
 def test_sharded_build_equals_a_single_process_build(runs: Runs) -> None:
     assert_every_item_once(runs.plain, runs.catalog)
     assert_same_index(runs.sharded, runs.plain)

@@ -11,7 +11,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -20,6 +20,9 @@ import pytest
 from services.stack import free_port, start_service
 from tests.helpers import Stack, running_stack
 from tests.helpers.paths import DATA
+from tests.helpers.wait import wait_until
+
+pytestmark = pytest.mark.stack
 
 PHOTOS = DATA / "photos"
 PHOTO = (PHOTOS / "dog.jpg").read_bytes()
@@ -45,13 +48,6 @@ def _search(base: str, data: bytes = PHOTO, k: int = 3, timeout: float = 30.0) -
         base + "/v1/search", params={"k": k}, files={"image": ("p.jpg", data)}, trust_env=False, timeout=timeout
     )
     return resp.status_code, resp.json(), time.perf_counter() - t0
-
-
-def _wait(predicate: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.1)
 
 
 def _ready(base: str) -> bool:
@@ -97,7 +93,7 @@ def test_frozen_backend_gives_504_within_budget_to_every_concurrent_request_then
         assert elapsed < healthy_s + budget_s + 1.0, (elapsed, healthy_s)
     assert ready.status_code == 503 and ready.json()["backends"][backend]["ready"] is False
     assert readyz_s < 1.0 + SLACK_S  # the readiness probe is bounded too
-    _wait(lambda: _search(gw)[0] == 200, 20)  # the same gateway process recovers by itself
+    wait_until(lambda: _search(gw)[0] == 200, 20)  # the same gateway process recovers by itself
     assert stack.services["gateway"].proc.pid == gateway_pid and stack.services["gateway"].alive()
     metrics = httpx.get(gw + "/metrics", trust_env=False).text
     assert f'imgsearch_backend_errors_total{{backend="{backend}",kind="timeout"}}' in metrics
@@ -112,7 +108,7 @@ def test_frozen_detector_degrades_to_whole_image_search_within_its_budget(stack:
     assert isinstance(items, list) and len(items) == 1 and items[0]["fallback"] == "whole_image"
     assert len(items[0]["results"]) == 4
     assert elapsed < DETECT_BUDGET_S + EMBED_BUDGET_S + SLACK_S
-    _wait(lambda: any(item.get("label") for item in _search(gw, k=4)[1]["items"]), 20)  # type: ignore[union-attr]
+    wait_until(lambda: any(item.get("label") for item in _search(gw, k=4)[1]["items"]), 20)  # type: ignore[union-attr]
 
 
 def test_index_killed_while_searches_run_never_hangs_a_request_and_recovers_without_gateway_restart(
@@ -132,7 +128,7 @@ def test_index_killed_while_searches_run_never_hangs_a_request_and_recovers_with
     for t in threads:
         t.start()
     try:
-        _wait(lambda: len(results) >= 3, 30)
+        wait_until(lambda: len(results) >= 3, 30)
         stack.services["index"].proc.kill()  # SIGKILL: no drain, connections cut mid-request
         stack.services["index"].proc.wait()
         killed_at = len(results)
@@ -140,7 +136,7 @@ def test_index_killed_while_searches_run_never_hangs_a_request_and_recovers_with
         during = results[killed_at:]
         stack.start("index")
         stack.services["index"].wait_ready(60)
-        _wait(lambda: any(s == 200 for s, _ in results[killed_at + len(during) :]), 20)
+        wait_until(lambda: any(s == 200 for s, _ in results[killed_at + len(during) :]), 20)
     finally:
         stop.set()
         for t in threads:

@@ -15,6 +15,8 @@ import pytest
 
 from tests.helpers import ADMIN_TOKEN, Stack, shared_stack
 
+pytestmark = pytest.mark.stack
+
 schemathesis = pytest.importorskip("schemathesis")
 hypothesis = pytest.importorskip("hypothesis")
 

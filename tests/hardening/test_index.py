@@ -25,6 +25,9 @@ from services import defaults
 from services.stack import ServiceProcess, free_port, start_service
 from tests.helpers import clone_version, copy_index_store, current_version, set_current
 from tests.helpers.http import metric_value
+from tests.helpers.wait import wait_until
+
+pytestmark = pytest.mark.stack
 
 Mutate = Callable[[Path], None]
 
@@ -155,13 +158,12 @@ def test_broken_version_is_refused_logged_and_counted_while_the_old_one_keeps_se
     bad = clone_version(store, f"29990201T000000Z-{case}", CASES[case])
     set_current(store, bad)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert svc.alive(), f"the index process died on {case}:\n{svc.log_tail(5)}"
-            if (_readyz(svc).get("refused") or {}).get("version") == bad:  # type: ignore[union-attr]
-                break
-            assert time.monotonic() < deadline, _readyz(svc)
-            time.sleep(0.1)
+        wait_until(
+            lambda: (_readyz(svc).get("refused") or {}).get("version") == bad,  # type: ignore[union-attr]
+            30,
+            service=svc,
+            message=lambda: f"{case}: {_readyz(svc)}",
+        )
         assert svc.alive()
         assert _query_version(svc) == good
         state = _readyz(svc)

@@ -23,6 +23,8 @@ from tests.helpers import Stack, shared_stack
 from tests.helpers.http import metric_value
 from tests.helpers.paths import DATA
 
+pytestmark = pytest.mark.stack
+
 BAD = DATA / "bad"
 CORPUS: dict[str, dict[str, str]] = json.loads((BAD / "corpus.json").read_text())
 ENDPOINTS = {"detector": "/v1/detect", "embedder": "/v1/embed", "gateway": "/v1/search"}

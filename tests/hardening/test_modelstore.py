@@ -20,6 +20,9 @@ import pytest
 from services import defaults
 from services.stack import ServiceProcess, free_port, start_service
 from tests.conftest import LocalHttpServer
+from tests.helpers.wait import wait_until
+
+pytestmark = pytest.mark.stack
 
 MODEL = Path(defaults.MODELS_DIR) / "fmnist-lite0"
 CARD_PATH, ONNX_PATH = "/models/fmnist-lite0/card.json", "/models/fmnist-lite0/model.onnx"
@@ -71,15 +74,13 @@ def _state(svc: ServiceProcess) -> tuple[int | None, int | None, str]:
 def _watch_until_ready(svc: ServiceProcess, timeout_s: float) -> list[tuple[int | None, int | None, str]]:
     """Poll live/ready every 0.1 s until ready; return every state seen."""
     seen = []
-    deadline = time.monotonic() + timeout_s
-    while True:
-        assert svc.alive(), svc.log_tail()
-        state = _state(svc)
-        seen.append(state)
-        if state[1] == 200:
-            return seen
-        assert time.monotonic() < deadline, f"not ready after {timeout_s}s: {state}\n{svc.log_tail()}"
-        time.sleep(0.1)
+
+    def ready() -> bool:
+        seen.append(_state(svc))
+        return seen[-1][1] == 200
+
+    wait_until(ready, timeout_s, service=svc, message=lambda: f"not ready: {seen[-1]}")
+    return seen
 
 
 def _cached_models(cache: Path) -> list[Path]:
@@ -126,13 +127,9 @@ def test_model_with_the_wrong_sha256_is_never_cached_and_readiness_stays_false(
     bad[len(bad) // 2] ^= 0xFF
     served.write_bytes(bytes(bad))  # the card still declares the sha256 of the good bytes
     svc = start_embedder()  # type: ignore[operator]
-    deadline = time.monotonic() + 60
-    while "sha256" not in _state(svc)[2]:
-        assert time.monotonic() < deadline and svc.alive(), svc.log_tail()
-        time.sleep(0.1)
-    while store.count(ONNX_PATH) < 3:  # two more load rounds (1 s, then 2 s apart) with the same bad file
-        assert time.monotonic() < deadline and svc.alive(), svc.log_tail()
-        time.sleep(0.1)
+    wait_until(lambda: "sha256" in _state(svc)[2], 60, service=svc)
+    # two more load rounds (1 s, then 2 s apart) with the same bad file
+    wait_until(lambda: store.count(ONNX_PATH) >= 3, 60, service=svc)
     time.sleep(1.0)  # the third round has failed; the next one starts 4 s after it
     live, ready, error = _state(svc)
     assert (live, ready) == (200, 503) and "card declares" in error

@@ -13,7 +13,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from tests.conftest import LocalHttpServer
 from tests.helpers import ADMIN_TOKEN, Stack, shared_stack
 from tests.helpers.http import search
 from tests.helpers.paths import DATA
+from tests.helpers.wait import wait_until
 
 PHOTO = (DATA / "photos" / "dog.jpg").read_bytes()
 
@@ -110,6 +110,7 @@ def test_admin_token_cannot_be_given_as_a_flag() -> None:
     assert "--admin-token" not in out and "IMGSEARCH_ADMIN_TOKEN" in out
 
 
+@pytest.mark.stack
 def test_admin_token_never_appears_in_answers_or_logs(stack: Stack) -> None:
     index = stack.url("index")
     for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": f"Bearer {ADMIN_TOKEN}"}):
@@ -122,6 +123,7 @@ def test_admin_token_never_appears_in_answers_or_logs(stack: Stack) -> None:
         assert ADMIN_TOKEN not in log.read_text(errors="replace"), log
 
 
+@pytest.mark.stack
 def test_gateway_exposes_no_admin_endpoint(stack: Stack) -> None:
     spec = httpx.get(stack.gateway_url + "/openapi.json", trust_env=False).json()
     assert not [p for p in spec["paths"] if p.startswith("/admin")]
@@ -133,6 +135,7 @@ def test_gateway_exposes_no_admin_endpoint(stack: Stack) -> None:
 # --------------------------------------------------------------------------- no fetching of caller URLs
 
 
+@pytest.mark.stack
 def test_gateway_never_fetches_a_url_given_by_the_caller(stack: Stack, http_server: LocalHttpServer) -> None:
     """Search by URL is not offered: URL-looking parameters and fields are ignored, nothing is fetched."""
     (http_server.root / "photo.jpg").write_bytes(PHOTO)
@@ -151,6 +154,7 @@ def test_gateway_never_fetches_a_url_given_by_the_caller(stack: Stack, http_serv
     assert http_server.requests == []  # not one request reached the "remote" server
 
 
+@pytest.mark.stack
 @pytest.mark.parametrize("item_id", ["..%2F..%2Fadmin%2Freload", "%2e%2e", "a%00b", "%2Fetc%2Fpasswd", "x" * 2000])
 def test_odd_item_ids_are_plain_4xx_json(stack: Stack, item_id: str) -> None:
     for suffix in ("/image", "/similar"):
@@ -245,16 +249,13 @@ def mismatched_gateway(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -
 
 
 def _wait_listening(svc: ServiceProcess) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            httpx.get(svc.url + "/livez", trust_env=False, timeout=2)
-            return
-        except httpx.HTTPError:
-            assert time.monotonic() < deadline and svc.alive(), svc.log_tail()
-            time.sleep(0.1)
+    def listening() -> bool:
+        return httpx.get(svc.url + "/livez", trust_env=False, timeout=2).status_code > 0
+
+    wait_until(listening, 60, ignoring=httpx.HTTPError, service=svc)
 
 
+@pytest.mark.stack
 def test_gateway_is_not_ready_when_the_embedder_is_not_the_one_the_index_was_built_with(
     mismatched_gateway: ServiceProcess,
 ) -> None:
@@ -263,6 +264,7 @@ def test_gateway_is_not_ready_when_the_embedder_is_not_the_one_the_index_was_bui
     assert "index was built with embedder" in resp.json()["error"]
 
 
+@pytest.mark.stack
 def test_search_refuses_to_query_an_index_with_vectors_of_another_embedder(
     mismatched_gateway: ServiceProcess,
 ) -> None:

@@ -16,13 +16,10 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from services import defaults
-from services.cli.up import service_args
 from services.demo_index import build_demo_index, has_index, index_root
-from services.stack import SERVICE_ORDER, ServiceProcess, free_port, start_service, stop_all
+from services.stack import LocalStack, embedder_sha256
 
 DEMO_ITEMS = int(os.environ.get("IMGSEARCH_TEST_DEMO_ITEMS", "3000"))
 ADMIN_TOKEN = "test-admin-token-1234"
@@ -37,19 +34,13 @@ def _session_dir() -> Path:
     return Path(str(_SHARED["tmp"]))
 
 
-def _embedder_sha12() -> str:
-    from imgcore.card import load_card
-
-    return str(load_card(Path(defaults.MODELS_DIR) / "fmnist-lite0")["sha256"])[:12]
-
-
 def demo_data_dir() -> Path:
     """A data folder holding a catalog and a published demo index (built at most once per process)."""
     if "demo" in _SHARED:
         return Path(str(_SHARED["demo"]))
     cache = os.environ.get("IMGSEARCH_TEST_CACHE")
     root = Path(cache) if cache else _session_dir()
-    data = root / f"demo-{DEMO_ITEMS}-{_embedder_sha12()}"
+    data = root / f"demo-{DEMO_ITEMS}-{str(embedder_sha256())[:12]}"
     if not has_index(data):
         shutil.rmtree(data, ignore_errors=True)
         build_demo_index(data, limit=DEMO_ITEMS, progress=False)
@@ -87,40 +78,10 @@ def clone_version(store: Path, new_version: str, mutate: Callable[[Path], None] 
     return new_version
 
 
-@dataclass
-class Stack:
-    """Four running services; `url(name)` gives a service's base URL."""
+class Stack(LocalStack):
+    """The local stack of `imgsearch up` on the demo index or on a private `index_store`."""
 
-    root: Path
     index_store: Path
-    services: dict[str, ServiceProcess] = field(default_factory=dict)
-    args: dict[str, list[str]] = field(default_factory=dict)
-    env: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def gateway_url(self) -> str:
-        return self.services["gateway"].url
-
-    def url(self, name: str) -> str:
-        return self.services[name].url
-
-    def start(self, name: str, port: int | None = None) -> ServiceProcess:
-        """Start (or start again, on its old port) one service; does not wait for readiness."""
-        old = self.services.get(name)
-        port = port or (old.port if old else free_port())
-        svc = start_service(name, port, args=self.args[name], env=self.env, log_path=self.root / "logs" / f"{name}.log")
-        self.services[name] = svc
-        return svc
-
-    def stop(self, name: str) -> None:
-        self.services[name].stop()
-
-    def wait_ready(self, timeout_s: float = 120.0) -> None:
-        for name in SERVICE_ORDER:
-            self.services[name].wait_ready(timeout_s)
-
-    def close(self) -> None:
-        stop_all(list(self.services.values()))
 
 
 def start_stack(
@@ -130,19 +91,10 @@ def start_stack(
     data = demo_data_dir()
     root = Path(tempfile.mkdtemp(prefix="stack-", dir=_session_dir()))
     store = index_store or index_root(data)
-    ports = {name: free_port() for name in SERVICE_ORDER}
-    args = service_args(data, ports, "127.0.0.1")
-    args["index"] = [*args["index"], "--index-uri", store.as_uri(), "--local-dir", str(root / "index-cache")]
-    for name, more in (extra or {}).items():
-        args[name] = [*args[name], *more]
-    stack = Stack(root=root, index_store=store, args=args, env={"IMGSEARCH_ADMIN_TOKEN": admin_token})
-    try:
-        for name in SERVICE_ORDER:
-            stack.start(name, ports[name])
-        stack.wait_ready()
-    except BaseException:
-        stack.close()
-        raise
+    private = {"index": ["--index-uri", store.as_uri(), "--local-dir", str(root / "index-cache")]}
+    stack = Stack(data, root, private, extra or {}, env={"IMGSEARCH_ADMIN_TOKEN": admin_token})
+    stack.index_store = store
+    stack.up()
     return stack
 
 

@@ -11,6 +11,8 @@ from tests.helpers import Stack, shared_stack
 from tests.helpers.http import metric_value, search
 from tests.helpers.paths import DATA
 
+pytestmark = pytest.mark.stack
+
 PHOTO = (DATA / "photos" / "horses.jpg").read_bytes()
 SERVICES = ("detector", "embedder", "index", "gateway")
 

@@ -17,6 +17,8 @@ from imgcore.fmnist import CLASS_NAMES, load_fmnist, render_catalog, render_shop
 from tests.helpers import Stack, shared_stack
 from tests.helpers.http import encode
 
+pytestmark = pytest.mark.stack
+
 QUERIES = 300
 
 

@@ -11,13 +11,16 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from services.stack import free_port
 from tests.helpers.paths import DATA
+from tests.helpers.wait import wait_until
+
+pytestmark = pytest.mark.stack
 
 PHOTO = DATA / "photos" / "person.jpg"
 
@@ -45,15 +48,16 @@ def test_up_builds_the_demo_index_serves_search_and_stops_cleanly(tmp_path: Path
     errors: queue.Queue[str] = queue.Queue()
     threading.Thread(target=_lines, args=(proc.stderr, errors), daemon=True).start()
     try:
-        printed = ""
-        deadline = time.monotonic() + 150
-        while "curl" not in printed:
+        seen: list[str] = []
+
+        def banner_printed() -> bool:
             assert proc.poll() is None, "".join(errors.queue)
-            assert time.monotonic() < deadline, printed + "".join(errors.queue)
-            try:
-                printed += out.get(timeout=1)
-            except queue.Empty:
-                pass
+            while not out.empty():
+                seen.append(out.get())
+            return "curl" in "".join(seen)
+
+        wait_until(banner_printed, 150, message=lambda: "".join(seen) + "".join(errors.queue))
+        printed = "".join(seen)
         url = f"http://127.0.0.1:{port}"
         assert url in printed and f"curl -F image=@{PHOTO} '{url}/v1/search?k=10'" in printed
         assert (data / "index" / "CURRENT").is_file()

@@ -14,6 +14,9 @@ from services.stack import free_port, start_service
 from tests.helpers import Stack, running_stack
 from tests.helpers.http import search
 from tests.helpers.paths import DATA
+from tests.helpers.wait import wait_until
+
+pytestmark = pytest.mark.stack
 
 PHOTO = (DATA / "photos" / "dog.jpg").read_bytes()
 
@@ -22,15 +25,6 @@ PHOTO = (DATA / "photos" / "dog.jpg").read_bytes()
 def stack() -> Iterator[Stack]:
     with running_stack() as s:
         yield s
-
-
-def _wait(predicate: object, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.2)
-    raise AssertionError("condition not reached in time")
 
 
 def test_dead_embedder_gives_fast_503_then_recovers_after_restart(stack: Stack) -> None:
@@ -43,12 +37,12 @@ def test_dead_embedder_gives_fast_503_then_recovers_after_restart(stack: Stack) 
     assert resp.status_code == 503, resp.text
     assert "embedder" in resp.json()["error"]
     assert elapsed < 1.5
-    _wait(lambda: httpx.get(gw + "/readyz", trust_env=False).status_code == 503, 5)
+    wait_until(lambda: httpx.get(gw + "/readyz", trust_env=False).status_code == 503, 5)
     assert httpx.get(gw + "/readyz", trust_env=False).json()["backends"]["embedder"]["ready"] is False
     stack.start("embedder")
     stack.services["embedder"].wait_ready(60)
-    _wait(lambda: search(gw, PHOTO, k=9).status_code == 200, 10)
-    _wait(lambda: httpx.get(gw + "/readyz", trust_env=False).status_code == 200, 5)
+    wait_until(lambda: search(gw, PHOTO, k=9).status_code == 200, 10)
+    wait_until(lambda: httpx.get(gw + "/readyz", trust_env=False).status_code == 200, 5)
 
 
 def test_dead_detector_degrades_to_whole_image_search(stack: Stack) -> None:
@@ -66,7 +60,7 @@ def test_dead_detector_degrades_to_whole_image_search(stack: Stack) -> None:
     finally:
         stack.start("detector")
         stack.services["detector"].wait_ready(60)
-    _wait(lambda: any(i.get("label") for i in search(gw, PHOTO, k=4).json()["items"]), 10)
+    wait_until(lambda: any(i.get("label") for i in search(gw, PHOTO, k=4).json()["items"]), 10)
 
 
 def test_dead_index_gives_503(stack: Stack) -> None:
@@ -96,7 +90,7 @@ def test_stalled_embedder_gives_504_within_budget(stack: Stack) -> None:
         log_path=stack.root / "logs" / "gateway-stalled.log",
     )
     try:
-        _wait(lambda: httpx.get(gateway.url + "/livez", trust_env=False).status_code == 200 if _up(port) else False)
+        wait_until(lambda: _up(port) and httpx.get(gateway.url + "/livez", trust_env=False).status_code == 200, 60)
         t0 = time.perf_counter()
         resp = search(gateway.url, PHOTO, k=3)
         elapsed = time.perf_counter() - t0

@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from services.gateway.http1 import ConnectionFailed, ConnectTimeout, Http1Pool
 from services.stack import free_port
+from tests.helpers.wait import wait_until
 
 
 async def echo(request: Request) -> Response:
@@ -41,9 +42,7 @@ def server() -> Iterator[str]:
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: srv.started, 10, interval_s=0.02)
     yield f"http://127.0.0.1:{port}"
     srv.should_exit = True
     thread.join(5)

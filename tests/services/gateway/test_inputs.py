@@ -12,6 +12,8 @@ from tests.helpers import Stack, shared_stack
 from tests.helpers.http import metric_value, search
 from tests.helpers.paths import DATA
 
+pytestmark = pytest.mark.stack
+
 BAD = DATA / "bad"
 CORPUS: dict[str, dict[str, str]] = json.loads((BAD / "corpus.json").read_text())
 VALID = sorted(name for name, spec in CORPUS.items() if spec["expect"] == "200")

@@ -13,6 +13,8 @@ from tests.helpers import Stack, shared_stack
 from tests.helpers.http import encode, metric_value, search
 from tests.helpers.paths import DATA
 
+pytestmark = pytest.mark.stack
+
 PHOTOS = DATA / "photos"
 
 

@@ -33,7 +33,7 @@ PHOTO = REPO / "services" / "static" / "samples" / "person-dog-horse.jpg"
 SCREENSHOT = REPO / "docs" / "screenshot.png"
 TIMEOUT_MS = 60_000
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.stack, pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")

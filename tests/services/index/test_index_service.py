@@ -17,6 +17,9 @@ from tests.helpers import ADMIN_TOKEN, Stack, clone_version, copy_index_store, c
 from tests.helpers import set_current as publish
 from tests.helpers.http import metric_value, search
 from tests.helpers.paths import DATA
+from tests.helpers.wait import wait_until
+
+pytestmark = pytest.mark.stack
 
 PHOTO = (DATA / "photos" / "person.jpg").read_bytes()
 AUTH = {"authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -43,13 +46,6 @@ def _served(stack: Stack) -> str:
 def _refused(stack: Stack) -> str | None:
     refused = _index_state(stack).get("refused")
     return str(refused["version"]) if isinstance(refused, dict) else None
-
-
-def _wait(predicate: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.1)
 
 
 def _flip_bytes(name: str) -> Callable[[Path], None]:
@@ -114,8 +110,8 @@ def test_hot_swap_while_searches_run_has_zero_failures(stack: Stack) -> None:
     time.sleep(1.0)
     new = clone_version(stack.index_store, "29990101T000000Z-swap0001")
     publish(stack.index_store, new)
-    _wait(lambda: _served(stack) == new)
-    _wait(lambda: new in versions)
+    wait_until(lambda: _served(stack) == new)
+    wait_until(lambda: new in versions)
     time.sleep(1.0)
     stop.set()
     for t in threads:
@@ -129,7 +125,7 @@ def test_corrupt_version_is_refused_and_the_old_one_keeps_serving(stack: Stack) 
     bad = clone_version(stack.index_store, "29990102T000000Z-corrupt1", _flip_bytes("index.ann"))
     # publish the damaged copy as if the rebuild job had (its manifest still lists the old checksums)
     publish(stack.index_store, bad)
-    _wait(lambda: _refused(stack) == bad)
+    wait_until(lambda: _refused(stack) == bad)
     assert _served(stack) == good
     resp = search(stack.gateway_url, PHOTO)
     assert resp.status_code == 200 and resp.json()["index_version"] == good
