@@ -47,8 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_name(args: argparse.Namespace) -> str:
+    """`imgsearch index build`, `imgsearch detect`: the words the user typed to pick the command."""
+    words = [str(value) for key, value in vars(args).items() if key.endswith("command") and value]
+    return " ".join(["imgsearch", *words])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; a user mistake prints `imgsearch: error: ...` and exits 1 (argparse's usage errors: 2)."""
+    """Run one command; a user mistake prints `imgsearch CMD: error: ...` and exits 2, like a usage error."""
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level)
     try:
@@ -56,8 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as exc:
         log.debug("what failed", exc_info=exc)  # the traceback, for --log-level DEBUG
         message = exc.message if isinstance(exc, ImgSearchError) else str(exc)
-        print(f"imgsearch: error: {message or type(exc).__name__}", file=sys.stderr)
-        return 1
+        print(f"{command_name(args)}: error: {message or type(exc).__name__}", file=sys.stderr)
+        return 2
     return code
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from imgcore.errors import ImgSearchError, NotFound
+from imgcore.errors import NotFound
 from imgcore.storage import fetch_uri_bytes
 from services.defaults import DEFAULT_CACHE_DIR, DEFAULT_EMBEDDER_URI, DEFAULT_VAR_DIR
 
@@ -83,18 +83,14 @@ def _run(args: argparse.Namespace) -> int:
     if not args.index and not args.url:
         print("imgsearch eval: give --index, --url or both", file=sys.stderr)
         return 2
-    try:
-        queries = load_queries(args.queries, args.limit)
-        out: dict[str, Any] = {}
-        if args.index:
-            out["in_process"] = _in_process(args, queries)
-        if args.url:
-            report = evaluate_via_gateway(args.url, queries, k=args.k, concurrency=args.concurrency)
-            print(format_report(report, f"gateway {args.url}"))
-            out["gateway"] = report.to_dict()
-    except ImgSearchError as exc:
-        print(f"imgsearch eval: error: {exc.message}", file=sys.stderr)
-        return 2
+    queries = load_queries(args.queries, args.limit)
+    out: dict[str, Any] = {}
+    if args.index:
+        out["in_process"] = _in_process(args, queries)
+    if args.url:
+        report = evaluate_via_gateway(args.url, queries, k=args.k, concurrency=args.concurrency)
+        print(format_report(report, f"gateway {args.url}"))
+        out["gateway"] = report.to_dict()
     print(json.dumps({k: {m: v for m, v in r.items() if m != "per_category"} for k, r in out.items()}))
     return 0
 

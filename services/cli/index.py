@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imgcore.errors import ImgSearchError
 from services.defaults import DEFAULT_CACHE_DIR, DEFAULT_EMBEDDER_URI
 
 if TYPE_CHECKING:
@@ -81,9 +80,6 @@ def _build(args: argparse.Namespace) -> int:
         what = "nothing written" if args.shard is not None else "nothing published, CURRENT unchanged"
         print(f"imgsearch index build: REFUSED, {what}: {exc.message}", file=sys.stderr)
         return 3
-    except ImgSearchError as exc:
-        print(f"imgsearch index build: error: {exc.message}", file=sys.stderr)
-        return 2
     print(_published_line(manifest, args.out, args.merge_shards))
     return 0
 
@@ -103,18 +99,14 @@ def _show(args: argparse.Namespace) -> int:
     from ann_index.publish import list_versions, published_manifest, read_current
     from imgcore.storage import open_store
 
-    try:
-        with open_store(args.uri, s3_endpoint_url=args.s3_endpoint) as store:
-            current = read_current(store)
-            versions = list_versions(store, complete_only=False)
-            version = args.version or current
-            if version is None:
-                print(f"{args.uri}: nothing published (no CURRENT); versions: {versions or 'none'}")
-                return 1
-            manifest = published_manifest(store, version)
-    except ImgSearchError as exc:
-        print(f"imgsearch index show: error: {exc.message}", file=sys.stderr)
-        return 2
+    with open_store(args.uri, s3_endpoint_url=args.s3_endpoint) as store:
+        current = read_current(store)
+        versions = list_versions(store, complete_only=False)
+        version = args.version or current
+        if version is None:
+            print(f"{args.uri}: nothing published (no CURRENT); versions: {versions or 'none'}")
+            return 1
+        manifest = published_manifest(store, version)
     if args.json:
         print(json.dumps(manifest, indent=2, sort_keys=True))
         return 0

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-from imgcore.errors import ImgSearchError, InvalidInput
+from imgcore.errors import InvalidInput
 from services.common.boxes import Box, parse_box_param
 from services.defaults import DEFAULT_CACHE_DIR, DEFAULT_DETECTOR_URI, DEFAULT_EMBEDDER_URI
 
@@ -48,13 +47,9 @@ def _box_arg(text: str) -> Box:
 def _detect(args: argparse.Namespace) -> int:
     from detector import Detector
 
-    try:
-        # The store has just verified the file against the card: no second hash needed.
-        detector = Detector(_fetch(args.model), score_threshold=args.threshold, verify_sha256=False)
-        detections = detector.detect(_read_image(args.image))
-    except ImgSearchError as exc:
-        print(f"imgsearch detect: error: {exc.message}", file=sys.stderr)
-        return 2
+    # The store has just verified the file against the card: no second hash needed.
+    detector = Detector(_fetch(args.model), score_threshold=args.threshold, verify_sha256=False)
+    detections = detector.detect(_read_image(args.image))
     out = {"model": detector.info(), "detections": [d.to_dict() for d in detections]}
     print(json.dumps(out))
     return 0
@@ -63,21 +58,17 @@ def _detect(args: argparse.Namespace) -> int:
 def _embed(args: argparse.Namespace) -> int:
     from embedder import Embedder
 
-    try:
-        embedder = Embedder(_fetch(args.model), verify_sha256=False)
-        info = embedder.info()
-        for path in args.images:
-            vectors = embedder.embed(_read_image(path), boxes=args.box)
-            line: dict[str, Any] = {
-                "image": str(path),
-                "model": info,
-                "dim": embedder.dim,
-                "vectors": [[round(float(v), 6) for v in row] for row in vectors],
-            }
-            print(json.dumps(line), flush=True)  # one line per image as soon as it is done
-    except ImgSearchError as exc:
-        print(f"imgsearch embed: error: {exc.message}", file=sys.stderr)
-        return 2
+    embedder = Embedder(_fetch(args.model), verify_sha256=False)
+    info = embedder.info()
+    for path in args.images:
+        vectors = embedder.embed(_read_image(path), boxes=args.box)
+        line: dict[str, Any] = {
+            "image": str(path),
+            "model": info,
+            "dim": embedder.dim,
+            "vectors": [[round(float(v), 6) for v in row] for row in vectors],
+        }
+        print(json.dumps(line), flush=True)  # one line per image as soon as it is done
     return 0
 
 

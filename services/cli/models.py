@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from imgcore.errors import ImgSearchError
 from services.defaults import DEFAULT_CACHE_DIR, MODELS_DIR
 
 
@@ -28,18 +25,6 @@ def _pull(args: argparse.Namespace) -> int:
     return 0
 
 
-def _guarded(name: str, fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Domain errors become one clear stderr line and exit code 2, not a traceback."""
-
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return fn(args)
-        except ImgSearchError as exc:
-            print(f"imgsearch models {name}: error: {exc.message}", file=sys.stderr)
-            return 2
-
-    return run
-
 
 def _add_s3_endpoint(parser: argparse.ArgumentParser) -> None:
     """`--s3-endpoint`, as `imgsearch index` and `imgsearch evaluate` call it; the old name still works."""
@@ -56,7 +41,7 @@ def register(sub: Any) -> None:
     pub.add_argument("--to", required=True, metavar="URI", help="store root: s3://bucket/prefix or file:///dir")
     pub.add_argument("--models-dir", type=Path, default=MODELS_DIR, help=f"default {MODELS_DIR}")
     _add_s3_endpoint(pub)
-    pub.set_defaults(func=_guarded("publish", _publish))
+    pub.set_defaults(func=_publish)
 
     pull = models.add_parser("pull", help="fetch and verify one model folder; print its local path")
     pull.add_argument("uri", help="model folder URI holding card.json and model.onnx")
@@ -76,4 +61,4 @@ def register(sub: Any) -> None:
     pull.add_argument("--retries", type=int, default=3, help="extra attempts per object on transient errors")
     pull.add_argument("--timeout", type=float, default=30.0, help="network timeout in seconds")
     _add_s3_endpoint(pull)
-    pull.set_defaults(func=_guarded("pull", _pull))
+    pull.set_defaults(func=_pull)

@@ -1,5 +1,5 @@
-"""A user's mistake on the command line is one `imgsearch: error: ...` line on stderr and exit 1, never a
-traceback; argparse's usage errors keep exit 2."""
+"""A user's mistake on the command line is one `imgsearch CMD: error: ...` line on stderr and exit 2 (as for
+a usage error), never a traceback."""
 
 from __future__ import annotations
 
@@ -28,9 +28,9 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 def _one_error_line(done: subprocess.CompletedProcess[str]) -> str:
-    assert done.returncode == 1, done.stderr
+    assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr, done.stderr
-    errors = [line for line in done.stderr.splitlines() if line.startswith("imgsearch: error: ")]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("imgsearch catalog fashion-mnist: error: ")]
     assert len(errors) == 1, done.stderr
     return errors[0]
 
@@ -55,9 +55,9 @@ def test_catalog_into_a_path_under_a_file_names_the_path(tmp_path: Path) -> None
 def test_a_debug_run_also_logs_the_traceback(tmp_path: Path) -> None:
     cmd = imgsearch_cmd("--log-level", "DEBUG", "catalog", "fashion-mnist", "--out", str(tmp_path / "shop"))
     done = _run([cmd[0], "-c", WITHOUT_FMNIST, str(tmp_path / "no-fmnist"), *cmd[3:]])
-    assert done.returncode == 1 and "Traceback" in done.stderr and "FileNotFoundError" in done.stderr
+    assert done.returncode == 2 and "Traceback" in done.stderr and "FileNotFoundError" in done.stderr
 
 
-def test_usage_errors_stay_argparse_exit_2() -> None:
+def test_usage_errors_are_argparse_s() -> None:
     done = _run(imgsearch_cmd("catalog", "fashion-mnist"))
     assert done.returncode == 2 and "the following arguments are required: --out" in done.stderr
