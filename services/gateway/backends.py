@@ -44,6 +44,11 @@ def _error_text(resp: Reply) -> str:
     return str(body.get("error", body)) if isinstance(body, dict) else str(body)[:200]
 
 
+def _json(resp: Reply) -> dict[str, Any]:
+    body: dict[str, Any] = orjson.loads(resp.content)
+    return body
+
+
 class Backends:
     """Typed calls to the three services."""
 
@@ -114,16 +119,7 @@ class Backends:
 
     async def detect(self, pixels: bytes, image: np.ndarray) -> dict[str, Any]:
         """Detections for decoded pixels (raw RGB fast path)."""
-        resp = await self.call(
-            "detector",
-            "POST",
-            "/v1/detect",
-            budget_s=self.settings.detect_timeout_s,
-            content=pixels,
-            headers=rgb_headers(image),
-        )
-        result: dict[str, Any] = orjson.loads(resp.content)
-        return result
+        return await self._post_pixels("detector", "/v1/detect", self.settings.detect_timeout_s, pixels, image)
 
     async def embed(
         self, pixels: bytes, image: np.ndarray, boxes: list[list[float]] | None, *, foreground: bool
@@ -132,17 +128,22 @@ class Backends:
         params = {"format": "b64", "foreground": "true" if foreground else "false"}
         if boxes is not None:
             params["boxes"] = dumps(boxes).decode()
-        resp = await self.call(
-            "embedder",
-            "POST",
-            "/v1/embed",
-            budget_s=self.settings.embed_timeout_s,
-            content=pixels,
-            headers=rgb_headers(image),
-            params=params,
-        )
-        body: dict[str, Any] = orjson.loads(resp.content)
+        body = await self._post_pixels("embedder", "/v1/embed", self.settings.embed_timeout_s, pixels, image, params)
         return vectors_from_b64(body.pop("vectors_b64", ""), int(body["dim"])), body
+
+    async def _post_pixels(
+        self,
+        backend: str,
+        path: str,
+        budget_s: float,
+        pixels: bytes,
+        image: np.ndarray,
+        params: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        resp = await self.call(
+            backend, "POST", path, budget_s=budget_s, content=pixels, headers=rgb_headers(image), params=params
+        )
+        return _json(resp)
 
     async def query(self, vectors: np.ndarray, k: int, categories: list[str | None]) -> dict[str, Any]:
         """Top-k hits per vector, each within its category (None: all)."""
@@ -160,14 +161,11 @@ class Backends:
             content=dumps(payload),
             headers={"content-type": "application/json"},
         )
-        result: dict[str, Any] = orjson.loads(resp.content)
-        return result
+        return _json(resp)
 
     async def get_json(self, backend: str, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """GET a JSON document from a backend (index look-ups)."""
-        resp = await self.call(backend, "GET", path, budget_s=self.settings.query_timeout_s, params=params)
-        result: dict[str, Any] = orjson.loads(resp.content)
-        return result
+        return _json(await self.call(backend, "GET", path, budget_s=self.settings.query_timeout_s, params=params))
 
     async def readiness(self, backend: str) -> tuple[bool, dict[str, Any]]:
         """A backend's /readyz (never raises)."""
