@@ -1,6 +1,6 @@
-"""The gateway's calls to the detector, embedder and index: pooled keep-alive connections (`http1`, a lean
-HTTP/1.1 client: httpx cost ~0.7 ms of CPU per call), per-call budgets, bounded retries of connection
-failures (every backend call is idempotent), `x-request-id` forwarded.
+"""The gateway's calls to the detector, embedder and index: pooled keep-alive connections (`transport`),
+per-call budgets, bounded retries of connection failures (every backend call is idempotent), `x-request-id`
+forwarded.
 
 Failures become domain errors: connection refused / not ready -> BackendUnavailable (503), past the
 budget -> BackendTimeout (504), a 4xx from a backend -> the same status and message for the caller.
@@ -23,7 +23,7 @@ from services.common.settings import GatewaySettings
 from services.common.web import current_request_id
 from services.common.web_json import dumps
 from services.common.wire import rgb_headers, vectors_from_b64, vectors_to_b64
-from services.gateway.http1 import ConnectionFailed, ConnectTimeout, Http1Pool, Reply
+from services.gateway.transport import ConnectionFailed, ConnectTimeout, HttpPool, Reply
 
 log = logging.getLogger("imgsearch.gateway")
 
@@ -59,9 +59,7 @@ class Backends:
             "embedder": settings.embedder_url.rstrip("/"),
             "index": settings.index_url.rstrip("/"),
         }
-        self.client = Http1Pool(
-            max_idle_per_host=settings.max_connections, connect_timeout_s=settings.connect_timeout_s
-        )
+        self.client = HttpPool(connect_timeout_s=settings.connect_timeout_s)
         # At most max_connections calls in flight per backend; more wait (within their budget) for a turn.
         self._slots = {name: asyncio.Semaphore(settings.max_connections) for name in self.urls}
 
