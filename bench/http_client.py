@@ -1,13 +1,15 @@
-"""The gateway's HTTP client to its backends: the lean `http1` client vs aiohttp's, side by side in one run.
+"""The gateway's HTTP client to its backends: aiohttp's (the gateway's, `services/gateway/transport.py`) vs
+the hand-written `http1` client it replaced (read from git history), side by side in one run.
 
-    python bench/http_client.py [--items 5000] [--rounds 6] [--calls 200] [--fmnist 33]
+    python bench/http_client.py [--items 5000] [--rounds 12] [--calls 100] [--fmnist 33]
 
-Starts detector, embedder, index and two gateways on the same three backends (both `--cache-size 0`), one
-per client, and measures, in interleaved rounds (the order of the two flips every round):
+Starts detector, embedder and index, and two gateways on those three backends (both `--cache-size 0`), one
+per client, and measures in interleaved rounds (the order of the two flips every round):
   a. CPU per backend call: this process drives the gateway's own `Backends` (a raw-RGB `embed` of a 224 px
      photo, then a JSON `query` of its vector), one call at a time, once per client; process CPU / calls;
-  b. P2 as `bench/e2e.py` measures it: throughput with 8 concurrent clients through each gateway ÷ the
-     in-process one-thread throughput (measured in the same rounds), plus each gateway's CPU per search.
+  b. P2 as `bench/e2e.py` measures it: throughput with 8 concurrent clients through each gateway (two passes
+     each, A B B A) ÷ the in-process one-thread throughput of the same round; and the CPU per search of each
+     gateway and of the whole stack (the three backends, the gateway, this process as the client).
 Last line, one JSON object: `{"cpu_per_call_ms": {...}, "p2": {...}, "p2_cost": 1 - aiohttp / http1, ...}`.
 """
 
@@ -109,11 +111,14 @@ class Side:
     """What one client's rounds measured."""
 
     cpu_per_call_ms: list[float] = field(default_factory=list)
-    rps: list[float] = field(default_factory=list)
-    requests: int = 0
-    wall_s: float = 0.0
+    passes: list[tuple[int, float]] = field(default_factory=list)  # (requests, wall s), two per round
     gateway_cpu_ms: list[float] = field(default_factory=list)
     stack_cpu_ms: list[float] = field(default_factory=list)
+
+    def round_rps(self) -> list[float]:
+        """Requests per second of each round (its two passes pooled)."""
+        pairs = zip(self.passes[0::2], self.passes[1::2], strict=True)
+        return [(n1 + n2) / (w1 + w2) for (n1, w1), (n2, w2) in pairs]
 
 
 def p2_pass(side: Side, gateway: ServiceProcess, shared: dict[str, int], bodies: Bodies, order: list[int]) -> None:
@@ -125,21 +130,20 @@ def p2_pass(side: Side, gateway: ServiceProcess, shared: dict[str, int], bodies:
         raise SystemExit(f"{run.errors} errors, first: {run.first_error}")
     spent = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
     n = len(run.latency_ms)
-    side.rps.append(run.throughput)
-    side.requests += n
-    side.wall_s += run.wall_s
+    side.passes.append((n, run.wall_s))
     side.gateway_cpu_ms.append(spent["gateway"] * 1e3 / n)
     side.stack_cpu_ms.append(sum(spent.values()) * 1e3 / n)
 
 
 def report(sides: dict[str, Side], inproc_rps: list[float], args: argparse.Namespace) -> dict[str, Any]:
     """Print the table; the summary for the JSON line."""
-    p2 = {k: median([t / base for t, base in zip(s.rps, inproc_rps, strict=True)]) for k, s in sides.items()}
-    per_round = median([a / h for a, h in zip(sides["aiohttp"].rps, sides["http1"].rps, strict=True)])
-    pooled = {k: s.requests / s.wall_s for k, s in sides.items()}
+    rps = {k: s.round_rps() for k, s in sides.items()}
+    p2 = {k: median([t / base for t, base in zip(rps[k], inproc_rps, strict=True)]) for k in sides}
+    per_round = median([a / h for a, h in zip(rps["aiohttp"], rps["http1"], strict=True)])
+    pooled = {k: sum(n for n, _ in s.passes) / sum(w for _, w in s.passes) for k, s in sides.items()}
     stack_cpu = {k: median(s.stack_cpu_ms) for k, s in sides.items()}
     rows = [
-        [k, median(s.cpu_per_call_ms), median(s.gateway_cpu_ms), stack_cpu[k], median(s.rps), pooled[k], p2[k]]
+        [k, median(s.cpu_per_call_ms), median(s.gateway_cpu_ms), stack_cpu[k], median(rps[k]), pooled[k], p2[k]]
         for k, s in sides.items()
     ]
     heads = ["client", "CPU ms/call", "gateway CPU ms/search", "all CPU ms/search", "req/s", "pooled req/s", "P2"]
@@ -152,7 +156,7 @@ def report(sides: dict[str, Side], inproc_rps: list[float], args: argparse.Names
         "cpu_per_call_ms": {k: round(median(s.cpu_per_call_ms), 4) for k, s in sides.items()},
         "gateway_cpu_ms_per_search": {k: round(median(s.gateway_cpu_ms), 2) for k, s in sides.items()},
         "stack_cpu_ms_per_search": {k: round(v, 2) for k, v in stack_cpu.items()},
-        "rps": {k: round(median(s.rps), 2) for k, s in sides.items()} | {"in-process": round(median(inproc_rps), 2)},
+        "rps": {k: round(median(v), 2) for k, v in rps.items()} | {"in-process": round(median(inproc_rps), 2)},
         "p2": {k: round(v, 3) for k, v in p2.items()},
         "aiohttp_over_http1": round(per_round, 3),
         "aiohttp_over_http1_pooled": round(pooled["aiohttp"] / pooled["http1"], 3),
@@ -210,10 +214,10 @@ def main() -> int:
             for i in sequence:
                 inproc.search(photos[i][1])
             inproc_rps.append(len(sequence) / (time.perf_counter() - t0))
-            for kind in order:
+            for kind in order + order[::-1]:  # A B B A: a drift of the machine's load hits both alike
                 p2_pass(sides[kind], gateways[kind], shared, bodies, sequence)
             print(f"round {r + 1}/{args.rounds}: in-process {inproc_rps[-1]:.1f} req/s, "
-                  + ", ".join(f"{k} {s.rps[-1]:.1f}" for k, s in sides.items()), flush=True)  # fmt: skip
+                  + ", ".join(f"{k} {s.round_rps()[-1]:.1f}" for k, s in sides.items()), flush=True)  # fmt: skip
         inproc.close()
     finally:
         for gateway in gateways.values():
