@@ -22,7 +22,8 @@ from services.common.web import create_service_app
 from services.common.web_json import json_response
 from services.gateway.backends import Backends
 from services.gateway.cache import LRUCache
-from services.gateway.search import SearchParams, SearchService, public_result
+from services.gateway.regions import public_result
+from services.gateway.search import SearchParams, SearchService
 
 _MAGIC = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG", "image/png"), (b"GIF8", "image/gif"), (b"BM", "image/bmp"))
 

@@ -131,8 +131,8 @@ class SearchService:
         embedded = await self._embed_regions(photo, params)
         t_embedded = time.perf_counter()
         await self.index.check_binding(embedded.embedder_model)
-        version = await self._query(embedded, params)
-        timings = _timings([t_start, t_decoded, t_decoded + embedded.detect_s, t_embedded, time.perf_counter()])
+        version, t_searched = await self._query(embedded, params)
+        timings = _timings([t_start, t_decoded, t_decoded + embedded.detect_s, t_embedded, t_searched])
         for stage, ms in timings.items():
             STAGE_SECONDS.labels(stage=stage).observe(ms / 1e3)
         body: dict[str, Any] = {
@@ -149,8 +149,9 @@ class SearchService:
             self.cache.put((digest, params, version), body)
         return body
 
-    async def _query(self, embedded: _Embedded, params: SearchParams) -> str | None:
-        """Fill in each region's similar items (within its category when the index knows it); the version."""
+    async def _query(self, embedded: _Embedded, params: SearchParams) -> tuple[str | None, float]:
+        """Fill in each region's similar items (within its category when the index knows it); the index
+        version that answered, and when it did."""
         regions = embedded.regions
         if params.category is not None:
             categories: list[str | None] = [params.category] * len(regions)
@@ -158,12 +159,13 @@ class SearchService:
             known = await self.index.known_categories()
             categories = [region.category if region.category in known else None for region in regions]
         found = await self.backends.query(embedded.vectors, params.k, categories)
+        t_searched = time.perf_counter()
         version: str | None = found.get("version")
         self.index.set_version(version)
         for region, hits, category in zip(regions, found["results"], categories, strict=True):
             region.searched_category = category
             region.results = [public_result(h) for h in hits]
-        return version
+        return version, t_searched
 
     async def _embed_regions(self, photo: _Photo, params: SearchParams) -> _Embedded:
         """Detect (or take the user's box), then embed each region — or the whole image when there is none.
