@@ -24,6 +24,7 @@ from services.gateway.backends import Backends
 from services.gateway.cache import LRUCache
 from services.gateway.regions import public_result
 from services.gateway.search import SearchParams, SearchService
+from services.gateway.served_index import ServedIndex
 
 _MAGIC = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG", "image/png"), (b"GIF8", "image/gif"), (b"BM", "image/bmp"))
 
@@ -41,9 +42,9 @@ def image_content_type(data: bytes) -> str:
 class Readiness:
     """The gateway is ready when all three backends are and the index belongs to the serving embedder."""
 
-    def __init__(self, backends: Backends, search: SearchService, ttl_s: float = 1.0) -> None:
+    def __init__(self, backends: Backends, index: ServedIndex, ttl_s: float = 1.0) -> None:
         self.backends = backends
-        self.search = search
+        self.index = index
         self.ttl_s = ttl_s
         self._last: tuple[float, bool, dict[str, Any]] | None = None
 
@@ -60,13 +61,13 @@ class Readiness:
                 details["backends"][name]["error"] = body.get("error") or body.get("loading") or "not ready"
         index_body, embedder_body = answers[2][1], answers[1][1]
         if answers[2][0]:
-            self.search.index.note(index_body)
+            self.index.note(index_body)
         bound = (index_body.get("index") or {}).get("embedder", {}).get("sha256")
         serving = (embedder_body.get("model") or {}).get("sha256")
         if bound and serving and bound != serving:
             ready = False
             details["error"] = f"index was built with embedder {bound[:12]}, embedder serves {serving[:12]}"
-        details["index_version"] = self.search.index.version
+        details["index_version"] = self.index.version
         self._last = (now, ready, details)
         return ready, details
 
@@ -176,7 +177,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app = create_service_app(
         title="imgsearch gateway",
         description="Similar-item image search: upload a photo, get similar catalog items for each item in it.",
-        readiness=Readiness(backends, search),
+        readiness=Readiness(backends, search.index),
         lifespan=lifespan,
     )
     app.state.search = search
