@@ -22,7 +22,9 @@ from services.common.web import create_service_app
 from services.common.web_json import json_response
 from services.gateway.backends import Backends
 from services.gateway.cache import LRUCache
-from services.gateway.search import SearchParams, SearchService, public_result
+from services.gateway.regions import public_result
+from services.gateway.search import SearchParams, SearchService
+from services.gateway.served_index import ServedIndex
 
 _MAGIC = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG", "image/png"), (b"GIF8", "image/gif"), (b"BM", "image/bmp"))
 
@@ -40,9 +42,9 @@ def image_content_type(data: bytes) -> str:
 class Readiness:
     """The gateway is ready when all three backends are and the index belongs to the serving embedder."""
 
-    def __init__(self, backends: Backends, search: SearchService, ttl_s: float = 1.0) -> None:
+    def __init__(self, backends: Backends, index: ServedIndex, ttl_s: float = 1.0) -> None:
         self.backends = backends
-        self.search = search
+        self.index = index
         self.ttl_s = ttl_s
         self._last: tuple[float, bool, dict[str, Any]] | None = None
 
@@ -59,13 +61,13 @@ class Readiness:
                 details["backends"][name]["error"] = body.get("error") or body.get("loading") or "not ready"
         index_body, embedder_body = answers[2][1], answers[1][1]
         if answers[2][0]:
-            self.search.note_index(index_body)
+            self.index.note(index_body)
         bound = (index_body.get("index") or {}).get("embedder", {}).get("sha256")
         serving = (embedder_body.get("model") or {}).get("sha256")
         if bound and serving and bound != serving:
             ready = False
             details["error"] = f"index was built with embedder {bound[:12]}, embedder serves {serving[:12]}"
-        details["index_version"] = self.search.index_version
+        details["index_version"] = self.index.version
         self._last = (now, ready, details)
         return ready, details
 
@@ -73,14 +75,19 @@ class Readiness:
 def build_router(settings: GatewaySettings, backends: Backends, search: SearchService) -> APIRouter:
     """Public routes of the gateway."""
     router = APIRouter(prefix="/v1", tags=["search"])
-    images: LRUCache[str, tuple[bytes, str]] = LRUCache("item_image", 512)
+    _search_route(router, settings, search)
+    _item_routes(router, settings, backends)
+    return router
 
-    def check_k(k: int | None) -> int:
-        k = settings.default_k if k is None else k
-        if not 1 <= k <= settings.max_k:
-            raise InvalidInput(f"k must be between 1 and {settings.max_k}", reason="bad_k")
-        return k
 
+def _checked_k(settings: GatewaySettings, k: int | None) -> int:
+    k = settings.default_k if k is None else k
+    if not 1 <= k <= settings.max_k:
+        raise InvalidInput(f"k must be between 1 and {settings.max_k}", reason="bad_k")
+    return k
+
+
+def _search_route(router: APIRouter, settings: GatewaySettings, search: SearchService) -> None:
     @router.post("/search", openapi_extra=MULTIPART_IMAGE_BODY)
     async def search_photo(
         request: Request,
@@ -89,9 +96,14 @@ def build_router(settings: GatewaySettings, backends: Backends, search: SearchSe
         box: str | None = Query(None, description="x1,y1,x2,y2: search only this region of the photo."),
     ) -> Response:
         """Similar catalog items for every item detected in the photo (or for one region, or the whole photo)."""
-        params = SearchParams(k=check_k(k), category=category or None, box=parse_box_param(box) if box else None)
+        box_param = parse_box_param(box) if box else None
+        params = SearchParams(k=_checked_k(settings, k), category=category or None, box=box_param)
         upload = await read_upload(request, search.limits)
         return json_response(await search.search(upload, params))
+
+
+def _item_routes(router: APIRouter, settings: GatewaySettings, backends: Backends) -> None:
+    images = ItemImages(settings)
 
     @router.get("/items/{item_id}/similar")
     async def similar(
@@ -100,7 +112,7 @@ def build_router(settings: GatewaySettings, backends: Backends, search: SearchSe
         category: str | None = Query(None, description="Only items of this category."),
     ) -> Response:
         """Catalog items most like this catalog item."""
-        params: dict[str, Any] = {"k": check_k(k)}
+        params: dict[str, Any] = {"k": _checked_k(settings, k)}
         if category:
             params["category"] = category
         found = await backends.get_json("index", f"/v1/items/{_path(item_id)}/similar", params)
@@ -114,22 +126,36 @@ def build_router(settings: GatewaySettings, backends: Backends, search: SearchSe
     @router.get("/items/{item_id}/image", response_class=Response)
     async def item_image(item_id: str) -> Response:
         """The catalog image of an item (for result thumbnails)."""
-        from imgcore.storage import fetch_uri_bytes
-
         found = await backends.get_json("index", f"/v1/items/{_path(item_id)}")
         uri = str(found["item"].get("image") or "")
         if not uri:
             raise NotFound(f"item {item_id!r} has no image", reason="no_image")
-        cached = images.get(uri)
+        data, media_type = await images.get(uri)
+        return Response(data, media_type=media_type, headers={"cache-control": "public, max-age=3600"})
+
+
+class ItemImages:
+    """Catalog images fetched from their store, the most recently shown kept in memory."""
+
+    def __init__(self, settings: GatewaySettings, size: int = 512) -> None:
+        self.settings = settings
+        self.cache: LRUCache[str, tuple[bytes, str]] = LRUCache("item_image", size)
+
+    async def get(self, uri: str) -> tuple[bytes, str]:
+        """The image's bytes and media type."""
+        from imgcore.storage import fetch_uri_bytes
+
+        cached = self.cache.get(uri)
         if cached is None:
             data = await run_in_threadpool(
-                fetch_uri_bytes, uri, s3_endpoint_url=settings.s3_endpoint_url, timeout_s=settings.store_timeout_s
+                fetch_uri_bytes,
+                uri,
+                s3_endpoint_url=self.settings.s3_endpoint_url,
+                timeout_s=self.settings.store_timeout_s,
             )
             cached = (data, image_content_type(data))
-            images.put(uri, cached)
-        return Response(cached[0], media_type=cached[1], headers={"cache-control": "public, max-age=3600"})
-
-    return router
+            self.cache.put(uri, cached)
+        return cached
 
 
 def _path(item_id: str) -> str:
@@ -143,7 +169,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        watcher = asyncio.create_task(search.watch_index(settings.index_check_seconds))
+        watcher = asyncio.create_task(search.index.watch(settings.index_check_seconds))
         yield
         watcher.cancel()
         await backends.close()
@@ -151,7 +177,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app = create_service_app(
         title="imgsearch gateway",
         description="Similar-item image search: upload a photo, get similar catalog items for each item in it.",
-        readiness=Readiness(backends, search),
+        readiness=Readiness(backends, search.index),
         lifespan=lifespan,
     )
     app.state.search = search

@@ -1,6 +1,6 @@
-"""The gateway's calls to the detector, embedder and index: pooled keep-alive connections (`http1`, a lean
-HTTP/1.1 client: httpx cost ~0.7 ms of CPU per call), per-call budgets, bounded retries of connection
-failures (every backend call is idempotent), `x-request-id` forwarded.
+"""The gateway's calls to the detector, embedder and index: pooled keep-alive connections (`transport`),
+per-call budgets, bounded retries of connection failures (every backend call is idempotent), `x-request-id`
+forwarded.
 
 Failures become domain errors: connection refused / not ready -> BackendUnavailable (503), past the
 budget -> BackendTimeout (504), a 4xx from a backend -> the same status and message for the caller.
@@ -23,7 +23,7 @@ from services.common.settings import GatewaySettings
 from services.common.web import current_request_id
 from services.common.web_json import dumps
 from services.common.wire import rgb_headers, vectors_from_b64, vectors_to_b64
-from services.gateway.http1 import ConnectionFailed, ConnectTimeout, Http1Pool, Reply
+from services.gateway.transport import ConnectionFailed, ConnectTimeout, HttpPool, Reply
 
 log = logging.getLogger("imgsearch.gateway")
 
@@ -44,6 +44,11 @@ def _error_text(resp: Reply) -> str:
     return str(body.get("error", body)) if isinstance(body, dict) else str(body)[:200]
 
 
+def _json(resp: Reply) -> dict[str, Any]:
+    body: dict[str, Any] = orjson.loads(resp.content)
+    return body
+
+
 class Backends:
     """Typed calls to the three services."""
 
@@ -54,9 +59,7 @@ class Backends:
             "embedder": settings.embedder_url.rstrip("/"),
             "index": settings.index_url.rstrip("/"),
         }
-        self.client = Http1Pool(
-            max_idle_per_host=settings.max_connections, connect_timeout_s=settings.connect_timeout_s
-        )
+        self.client = HttpPool(connect_timeout_s=settings.connect_timeout_s)
         # At most max_connections calls in flight per backend; more wait (within their budget) for a turn.
         self._slots = {name: asyncio.Semaphore(settings.max_connections) for name in self.urls}
 
@@ -114,16 +117,7 @@ class Backends:
 
     async def detect(self, pixels: bytes, image: np.ndarray) -> dict[str, Any]:
         """Detections for decoded pixels (raw RGB fast path)."""
-        resp = await self.call(
-            "detector",
-            "POST",
-            "/v1/detect",
-            budget_s=self.settings.detect_timeout_s,
-            content=pixels,
-            headers=rgb_headers(image),
-        )
-        result: dict[str, Any] = orjson.loads(resp.content)
-        return result
+        return await self._post_pixels("detector", "/v1/detect", self.settings.detect_timeout_s, pixels, image)
 
     async def embed(
         self, pixels: bytes, image: np.ndarray, boxes: list[list[float]] | None, *, foreground: bool
@@ -132,17 +126,22 @@ class Backends:
         params = {"format": "b64", "foreground": "true" if foreground else "false"}
         if boxes is not None:
             params["boxes"] = dumps(boxes).decode()
-        resp = await self.call(
-            "embedder",
-            "POST",
-            "/v1/embed",
-            budget_s=self.settings.embed_timeout_s,
-            content=pixels,
-            headers=rgb_headers(image),
-            params=params,
-        )
-        body: dict[str, Any] = orjson.loads(resp.content)
+        body = await self._post_pixels("embedder", "/v1/embed", self.settings.embed_timeout_s, pixels, image, params)
         return vectors_from_b64(body.pop("vectors_b64", ""), int(body["dim"])), body
+
+    async def _post_pixels(
+        self,
+        backend: str,
+        path: str,
+        budget_s: float,
+        pixels: bytes,
+        image: np.ndarray,
+        params: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        resp = await self.call(
+            backend, "POST", path, budget_s=budget_s, content=pixels, headers=rgb_headers(image), params=params
+        )
+        return _json(resp)
 
     async def query(self, vectors: np.ndarray, k: int, categories: list[str | None]) -> dict[str, Any]:
         """Top-k hits per vector, each within its category (None: all)."""
@@ -160,14 +159,11 @@ class Backends:
             content=dumps(payload),
             headers={"content-type": "application/json"},
         )
-        result: dict[str, Any] = orjson.loads(resp.content)
-        return result
+        return _json(resp)
 
     async def get_json(self, backend: str, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """GET a JSON document from a backend (index look-ups)."""
-        resp = await self.call(backend, "GET", path, budget_s=self.settings.query_timeout_s, params=params)
-        result: dict[str, Any] = orjson.loads(resp.content)
-        return result
+        return _json(await self.call(backend, "GET", path, budget_s=self.settings.query_timeout_s, params=params))
 
     async def readiness(self, backend: str) -> tuple[bool, dict[str, Any]]:
         """A backend's /readyz (never raises)."""
