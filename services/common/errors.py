@@ -2,11 +2,15 @@
 
 Library code raises `imgcore.errors.ImgSearchError` subclasses and never knows HTTP; the few errors that
 only exist between services (a backend down or slow, admin access) are defined here.
+
+Error texts are written for operators and name store URIs, file paths and hosts; the body a caller sees
+has them masked (`public_text`), the log line keeps the whole text and the cause's.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -40,13 +44,39 @@ class AdminDisabled(ImgSearchError, status=403, reason="admin_disabled"):
     """Admin endpoints are off because IMGSEARCH_ADMIN_TOKEN is unset."""
 
 
-def error_response(status: int, reason: str, message: str, request_id: str | None = None) -> Response:
-    """Count, log and render one error."""
+# What a caller must not learn about the deployment, most specific first: URIs of any scheme (presigned
+# query strings included), bare query strings, host:port and IPv4 addresses, cluster DNS names, and
+# absolute, home-relative, dot-relative or deep relative file paths.
+_MASKS = [
+    (re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]*?(?=[).,;:\]]*(?:[\s'\"<>]|$))"), "<uri>"),
+    (re.compile(r"[^\s'\"<>]*\?[^\s'\"<>]*=[^\s'\"<>]*"), "<uri>"),
+    (re.compile(r"\[[0-9A-Fa-f:.]+\](?::\d{1,5})?"), "<host>"),
+    (re.compile(r"(?<![\w.:-])[A-Za-z0-9][A-Za-z0-9.-]*:\d{2,5}\b(?![.:]\d)"), "<host>"),
+    (re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b"), "<host>"),
+    (re.compile(r"\b[\w-]+(?:\.[\w-]+)*\.(?:svc|cluster\.local|internal|local)\b"), "<host>"),
+    (re.compile(r"(?<![\w.~/-])(?:~|\.{1,2})?/[^\s'\"<>,;]+"), "<path>"),
+    (re.compile(r"\b[A-Za-z]:\\[^\s'\"<>]*"), "<path>"),
+    (re.compile(r"\b[\w.@+-]+(?:/[\w.@+-]+){2,}"), "<path>"),
+]
+
+
+def public_text(message: str) -> str:
+    """`message` with every URI, query string, host and file path masked: what a caller may read."""
+    for pattern, mask in _MASKS:
+        message = pattern.sub(mask, message)
+    return message
+
+
+def error_response(
+    status: int, reason: str, message: str, request_id: str | None = None, detail: str | None = None
+) -> Response:
+    """Count, log (whole text, and `detail` when given) and render one error (masked text)."""
     REJECTIONS.labels(reason=reason).inc()
     level = logging.ERROR if status >= 500 and status not in (503, 504) else logging.WARNING
-    log.log(level, "rejected status=%d reason=%s rid=%s: %s", status, reason, request_id or "-", message)
+    full = f"{message} ({detail})" if detail else message
+    log.log(level, "rejected status=%d reason=%s rid=%s: %s", status, reason, request_id or "-", full)
     headers = {"x-request-id": request_id} if request_id else None
-    return json_response({"error": message}, status=status, headers=headers)
+    return json_response({"error": public_text(message)}, status=status, headers=headers)
 
 
 def _rid(request: Request) -> str | None:
@@ -56,7 +86,9 @@ def _rid(request: Request) -> str | None:
 
 async def _domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ImgSearchError)
-    return error_response(exc.status, exc.reason, exc.message, _rid(request))
+    cause = exc.__cause__
+    detail = f"cause: {type(cause).__name__}: {cause}" if cause is not None else None
+    return error_response(exc.status, exc.reason, exc.message, _rid(request), detail)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
