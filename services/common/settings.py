@@ -21,6 +21,9 @@ from imgcore.image import DecodeLimits
 from services import defaults
 
 ADMIN_TOKEN_ENV = "IMGSEARCH_ADMIN_TOKEN"
+ADMIN_TOKEN_MIN_CHARS = 24
+# Stand-ins people commit or paste instead of a token ("REPLACE_ME", "changeme", "<token>", "example").
+_PLACEHOLDER_MARKS = ("replace", "changeme", "change-me", "change_me", "placeholder", "example", "todo", "xxx", "<")
 
 
 def _split_list(value: Any) -> Any:
@@ -31,6 +34,16 @@ def _split_list(value: Any) -> Any:
             return json.loads(text)
         return [part.strip() for part in text.split(",") if part.strip()]
     return value
+
+
+def admin_token_problem(token: str) -> str | None:
+    """Why a given admin token must not be used (a placeholder, too short), or None when it may."""
+    lowered = token.lower()
+    if any(mark in lowered for mark in _PLACEHOLDER_MARKS):
+        return "a placeholder value"
+    if len(token) < ADMIN_TOKEN_MIN_CHARS:
+        return f"shorter than {ADMIN_TOKEN_MIN_CHARS} characters"
+    return None
 
 
 def _port(default: int) -> Any:
@@ -66,7 +79,10 @@ class CommonSettings(BaseSettings):
     admin_token: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices(ADMIN_TOKEN_ENV),
-        description="Bearer token for /admin endpoints, only from env IMGSEARCH_ADMIN_TOKEN; unset: admin off.",
+        description=(
+            "Bearer token for /admin endpoints, only from env IMGSEARCH_ADMIN_TOKEN; unset, a placeholder or"
+            f" under {ADMIN_TOKEN_MIN_CHARS} characters: admin off."
+        ),
     )
 
     def decode_limits(self) -> DecodeLimits:

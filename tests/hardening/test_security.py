@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from fastapi import FastAPI
 from pydantic import SecretStr
 from starlette.requests import Request
@@ -32,7 +34,7 @@ from services.stack import ServiceProcess, free_port, start_service
 from tests.conftest import LocalHttpServer
 from tests.helpers import ADMIN_TOKEN, Stack, shared_stack
 from tests.helpers.http import search
-from tests.helpers.paths import DATA
+from tests.helpers.paths import DATA, REPO
 from tests.helpers.wait import wait_until
 
 PHOTO = (DATA / "photos" / "dog.jpg").read_bytes()
@@ -62,11 +64,14 @@ def test_admin_token_is_compared_with_hmac_compare_digest(monkeypatch: pytest.Mo
         return real(a, b)
 
     monkeypatch.setattr(hmac, "compare_digest", spy)
-    guard = admin_guard(IndexSettings(admin_token=SecretStr("s3cret-token")))
-    guard(_request("Bearer s3cret-token"))
+    guard = admin_guard(IndexSettings(admin_token=SecretStr("s3cret-admin-token-for-tests-token")))
+    guard(_request("Bearer s3cret-admin-token-for-tests-token"))
     with pytest.raises(Unauthorized):
-        guard(_request("Bearer s3cret-tokeX"))
-    assert calls == [(b"s3cret-token", b"s3cret-token"), (b"s3cret-tokeX", b"s3cret-token")]
+        guard(_request("Bearer s3cret-admin-token-for-tests-tokeX"))
+    assert calls == [
+        (b"s3cret-admin-token-for-tests-token", b"s3cret-admin-token-for-tests-token"),
+        (b"s3cret-admin-token-for-tests-tokeX", b"s3cret-admin-token-for-tests-token"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -76,16 +81,16 @@ def test_admin_token_is_compared_with_hmac_compare_digest(monkeypatch: pytest.Mo
         "",
         "Bearer",
         "Bearer ",
-        "Basic s3cret-token",
-        "s3cret-token",
-        "Bearer s3cret-token2",
+        "Basic s3cret-admin-token-for-tests-token",
+        "s3cret-admin-token-for-tests-token",
+        "Bearer s3cret-admin-token-for-tests-token2",
         "Bearer s3cret",
         "Bearer S3CRET-TOKEN",
-        "Bearer s3cret-token\x00",
+        "Bearer s3cret-admin-token-for-tests-token\x00",
     ],
 )
 def test_admin_guard_refuses_anything_but_the_exact_bearer_token(header: str | None) -> None:
-    guard = admin_guard(IndexSettings(admin_token=SecretStr("s3cret-token")))
+    guard = admin_guard(IndexSettings(admin_token=SecretStr("s3cret-admin-token-for-tests-token")))
     with pytest.raises(Unauthorized) as info:
         guard(_request(header))
     assert info.value.status == 401
@@ -97,6 +102,64 @@ def test_admin_is_off_without_a_token_whatever_the_caller_sends(token: str | Non
     with pytest.raises(AdminDisabled) as info:
         admin_guard(settings)(_request("Bearer "))
     assert info.value.status == 403
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "REPLACE_ME",
+        "changeme",
+        "<admin-token>",
+        "REPLACE_ME_WITH_A_LONG_RANDOM_TOKEN",
+        "short-but-random-7f3a",
+        "x" * 23,
+    ],
+)
+def test_placeholder_or_short_admin_token_turns_admin_off_with_an_error_line(
+    token: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="imgsearch.admin"):
+        guard = admin_guard(IndexSettings(admin_token=SecretStr(token)))
+    with pytest.raises(AdminDisabled):
+        guard(_request(f"Bearer {token}"))  # the very value in the Secret does not open admin
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "IMGSEARCH_ADMIN_TOKEN" in errors[0].getMessage()
+    assert token not in caplog.text  # why, never the value
+
+
+def test_random_admin_token_of_24_characters_is_accepted(caplog: pytest.LogCaptureFixture) -> None:
+    token = "9f2c4e1a7b3d5f60a8c2e4b1"
+    assert len(token) == 24
+    guard = admin_guard(IndexSettings(admin_token=SecretStr(token)))
+    guard(_request(f"Bearer {token}"))
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def _base_admin_secret() -> str:
+    docs = yaml.safe_load_all((REPO / "k8s" / "base" / "secrets.yaml").read_text())
+    secret = next(d for d in docs if d and d["metadata"]["name"] == "imgsearch-admin")
+    return str(secret["stringData"]["IMGSEARCH_ADMIN_TOKEN"])
+
+
+@pytest.mark.stack
+def test_index_started_with_the_base_placeholder_secret_keeps_admin_off(stack: Stack, tmp_path: Path) -> None:
+    """`kubectl apply -k k8s/base` as is: the index gets the committed placeholder, which opens nothing."""
+    placeholder = _base_admin_secret()
+    args = [a.replace(str(stack.root / "index-cache"), str(tmp_path / "cache")) for a in stack.args["index"]]
+    log_path = tmp_path / "index.log"
+    index = start_service(
+        "index", free_port(), args=args, env={"IMGSEARCH_ADMIN_TOKEN": placeholder}, log_path=log_path
+    )
+    try:
+        _wait_listening(index)
+        resp = httpx.post(
+            index.url + "/admin/reload", headers={"authorization": f"Bearer {placeholder}"}, trust_env=False
+        )
+        assert resp.status_code == 403, resp.text
+        lines = [line for line in log_path.read_text().splitlines() if " ERROR imgsearch.admin " in line]
+        assert lines and "IMGSEARCH_ADMIN_TOKEN is a placeholder" in lines[0]
+    finally:
+        index.stop()
 
 
 def test_admin_token_cannot_be_given_as_a_flag() -> None:

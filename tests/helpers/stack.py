@@ -22,7 +22,7 @@ from services.demo_index import build_demo_index, has_index, index_root
 from services.stack import LocalStack, embedder_sha256
 
 DEMO_ITEMS = int(os.environ.get("IMGSEARCH_TEST_DEMO_ITEMS", "3000"))
-ADMIN_TOKEN = "test-admin-token-1234"
+ADMIN_TOKEN = "test-admin-token-0123456789"
 _SHARED: dict[str, object] = {}
 
 

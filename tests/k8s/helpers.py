@@ -16,7 +16,12 @@ NOT_IN_CONFIGMAP = {
 }
 # Non-IMGSEARCH keys allowed in the shared store ConfigMap: standard AWS SDK variables.
 AWS_KEY = re.compile(r"^AWS_[A-Z0-9_]+$")
-PLACEHOLDER_SECRET_VALUES = {"REPLACE_ME", "imgsearch-dev", "imgsearch-dev-not-secret", "dev-admin-token"}
+PLACEHOLDER_SECRET_VALUES = {
+    "REPLACE_ME",
+    "imgsearch-dev",
+    "imgsearch-dev-not-secret",
+    "dev-admin-token-not-secret-0000",
+}
 
 
 def templates(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -196,12 +196,12 @@ def test_admin_guard_uses_the_token_from_env(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.delenv("IMGSEARCH_ADMIN_TOKEN", raising=False)
     off = app_with(IndexSettings())
     assert off.post("/admin/x", headers={"authorization": "Bearer "}).status_code == 403
-    monkeypatch.setenv("IMGSEARCH_ADMIN_TOKEN", "s3cret")
+    monkeypatch.setenv("IMGSEARCH_ADMIN_TOKEN", "s3cret-admin-token-for-tests")
     on = app_with(IndexSettings())
     assert on.post("/admin/x").status_code == 401
-    assert on.post("/admin/x", headers={"authorization": "Bearer s3cretX"}).status_code == 401
-    assert on.post("/admin/x", headers={"authorization": "Basic s3cret"}).status_code == 401
-    assert on.post("/admin/x", headers={"authorization": "Bearer s3cret"}).json() == {"ok": True}
+    assert on.post("/admin/x", headers={"authorization": "Bearer s3cret-admin-token-for-testsX"}).status_code == 401
+    assert on.post("/admin/x", headers={"authorization": "Basic s3cret-admin-token-for-tests"}).status_code == 401
+    assert on.post("/admin/x", headers={"authorization": "Bearer s3cret-admin-token-for-tests"}).json() == {"ok": True}
 
 
 def test_batcher_waits_only_for_announced_requests() -> None:
