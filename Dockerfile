@@ -5,11 +5,13 @@
 # (verified by sha256 into IMGSEARCH_*_MODEL_CACHE_DIR) and the index service syncs CURRENT from the
 # index store. See docs/deploy.md.
 #
-# Build: podman build -t imgsearch:dev .   (or docker build; BASE_IMAGE pins the Python base)
+# Build: podman build -t imgsearch:dev .   (or docker build; BASE_IMAGE pins the Python base by digest)
 # Air-gapped/TLS-intercepting builds: --build-arg PIP_INDEX_URL=... and a CA bundle mounted at
 # PIP_CERT (see scripts/image-smoke.sh).
 
-ARG BASE_IMAGE=python:3.11.13-slim-bookworm
+# The tag for people, the digest for the build: a re-pushed tag cannot change what is built. Update both
+# together (docs/deploy.md, "Pinned inputs"); a mirror overrides the whole reference with --build-arg.
+ARG BASE_IMAGE=python:3.11.13-slim-bookworm@sha256:86adf8dbadc3d6e82ee5dd2c74bec2e1c2467cdad47886280501df722372d2e1
 
 # ---------------------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS builder
@@ -40,17 +42,18 @@ RUN python -m venv /opt/venv \
 
 WORKDIR /src
 
-# Dependencies first (from pyproject.toml only), so source edits do not reinstall them.
+# Dependencies first (from pyproject.toml only), so source edits do not reinstall them, at the exact
+# versions the tests ran with (constraints.txt, written by scripts/lock_constraints.py).
 # annoy's setup.py defaults to -march=native -ffast-math: an image built on a new CPU would crash with
 # SIGILL on older nodes. Pin a portable baseline instead (x86-64-v2: any x86 server CPU since ~2009).
 ARG ANNOY_MARCH=x86-64-v2
-COPY pyproject.toml ./
+COPY pyproject.toml constraints.txt ./
 RUN python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
         > /tmp/requirements.txt \
     && march="" \
     && if [ "$(uname -m)" = x86_64 ] && [ -n "${ANNOY_MARCH}" ]; then march="-march=${ANNOY_MARCH},"; fi \
     && ANNOY_COMPILER_ARGS="${march}-O3,-std=c++14,-DANNOYLIB_MULTITHREADED_BUILD,-D_CRT_SECURE_NO_WARNINGS,-fpermissive" \
-        pip install --no-cache-dir -r /tmp/requirements.txt
+        pip install --no-cache-dir -c constraints.txt -r /tmp/requirements.txt
 
 # Then the application itself (no dependency resolution: they are all installed above).
 COPY README.md* ./

@@ -15,10 +15,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-# Small steps: one resolver run over everything at once has been seen to stall for minutes.
-python -m pip install -q -e .
-python -m pip install -q -e ".[dev]"
-python -m pip install -q -r .ci/requirements-ci.txt
+# Small steps: one resolver run over everything at once has been seen to stall for minutes. Runtime
+# dependencies at the image's exact versions (constraints.txt), so the tests run what the image ships.
+python -m pip install -q -c constraints.txt -e .
+python -m pip install -q -c constraints.txt -e ".[dev]"
+python -m pip install -q -c constraints.txt -r .ci/requirements-ci.txt
 
 # kubectl renders k8s/ for tests/k8s (`kubectl kustomize`). Debian's own kubernetes-client (1.20, kustomize
 # v2) cannot render it (components, inline patches), so where no kubectl can, the upstream binary is

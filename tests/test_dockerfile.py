@@ -11,6 +11,8 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -61,12 +63,38 @@ def test_hadolint_clean() -> None:
 def test_base_image_is_a_pinned_arg() -> None:
     first = instructions()[0]
     assert first[0] == "ARG", "ARG BASE_IMAGE must come first so every FROM can use it"
-    m = re.fullmatch(r"BASE_IMAGE=([\w./-]+):([\w.-]+)", first[1])
-    assert m, first
+    m = re.fullmatch(r"BASE_IMAGE=([\w./-]+):([\w.-]+)@sha256:([0-9a-f]{64})", first[1])
+    assert m, f"the base image is pinned by tag AND digest: {first}"
     assert m.group(2) != "latest" and re.search(r"\d+\.\d+", m.group(2)), f"unpinned base tag {m.group(2)}"
     froms = [args for ins, args in instructions() if ins == "FROM"]
     assert len(froms) >= 2, "multi-stage build"
     assert all(f.startswith("${BASE_IMAGE}") for f in froms)
+
+
+def test_dependencies_install_with_the_constraints_file() -> None:
+    installs = [a for i, a in stages()[0] if i == "RUN" and re.search(r"\bpip install\b.*-r ", a)]
+    assert installs, "the builder installs pyproject's dependencies"
+    assert all(re.search(r"(?:-c|--constraint) constraints\.txt\b", a) for a in installs), installs
+    copied = [a for i, a in stages()[0] if i == "COPY" and "constraints.txt" in a.split()]
+    assert copied, "constraints.txt is copied into the builder"
+    setup = (REPO / "scripts" / "setup-test-env.sh").read_text()
+    assert re.search(r"pip install -q -c constraints\.txt -e \.$", setup, re.M), "the tests install the same pins"
+
+
+def test_constraints_pin_every_runtime_dependency_at_the_tested_version() -> None:
+    lines = [ln for ln in (REPO / "constraints.txt").read_text().splitlines() if ln and not ln.startswith("#")]
+    assert lines and all(re.fullmatch(r"[a-z0-9][a-z0-9._-]*==[\w.+!-]+", ln) for ln in lines), lines
+    pinned = {ln.split("==")[0] for ln in lines}
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    direct = {re.split(r"[\[<>=!~; ]", d, maxsplit=1)[0].lower().replace("_", "-") for d in project["dependencies"]}
+    assert direct <= pinned, sorted(direct - pinned)
+    check = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "lock_constraints.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == 0, check.stderr  # every transitive dependency, at the version installed here
 
 
 def test_final_stage_is_lean_and_unprivileged() -> None:
