@@ -43,6 +43,7 @@ INDEX_RELOADS = Counter(
     "imgsearch_index_reloads_total", "Index reload attempts by result (swapped, unchanged, failed).", ["result"]
 )
 CACHE_REQUESTS = Counter("imgsearch_cache_requests_total", "Result cache look-ups by result.", ["cache", "result"])
+CACHE_BYTES = Gauge("imgsearch_cache_bytes", "Bytes an in-memory cache holds (what its byte bound counts).", ["cache"])
 BACKEND_ERRORS = Counter(
     "imgsearch_backend_errors_total", "Failed calls from the gateway to a backend, by kind.", ["backend", "kind"]
 )

@@ -198,6 +198,12 @@ class GatewaySettings(CommonSettings):
         default=1.0, gt=0, description="How often the index version is checked; cached results end with a swap."
     )
     cache_size: int = Field(default=1024, ge=0, description="Search results kept in the LRU cache; 0 disables it.")
+    cache_max_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=0,
+        description="Bytes of answers (their JSON) the result cache holds at most; a larger answer is not cached; "
+        "0 disables the cache.",
+    )
     default_k: int = Field(default=10, ge=1, description="Results per item when the request does not say.")
     max_k: int = Field(default=100, ge=1, description="Largest k accepted.")
     max_items: int = Field(default=8, ge=1, description="Most detected items searched per photo (highest scores).")

@@ -84,10 +84,14 @@ async def read_body(request: Request, max_bytes: int) -> bytearray:
     return body
 
 
-async def read_upload(request: Request, limits: DecodeLimits) -> Upload:
-    """Read the image of an image endpoint in either accepted form, without decoding it."""
+async def read_upload(request: Request, limits: DecodeLimits, *, accept_pixels: bool = True) -> Upload:
+    """Read the image of an image endpoint in either accepted form, without decoding it.
+
+    `accept_pixels=False` (the public gateway): raw pixels are refused like any other content type, before
+    the body is read (a raw body may be 8 times the upload limit).
+    """
     content_type = request.headers.get("content-type", "")
-    if content_type.startswith(RGB_CONTENT_TYPE):
+    if accept_pixels and content_type.startswith(RGB_CONTENT_TYPE):
         body = await read_body(request, limits.max_bytes * 8)  # pixels are larger than the encoded upload
         pixels = rgb_from_body(body, request.headers.get(HEIGHT_HEADER), request.headers.get(WIDTH_HEADER), limits)
         return Upload(pixels=pixels)

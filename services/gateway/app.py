@@ -26,6 +26,13 @@ from services.gateway.regions import public_result
 from services.gateway.search import SearchParams, SearchService
 from services.gateway.served_index import ServedIndex
 
+# The public search takes encoded images only: raw pixels are the gateway's own format to its backends.
+_PUBLIC_IMAGE_BODY: dict[str, Any] = {
+    "requestBody": {
+        **MULTIPART_IMAGE_BODY["requestBody"],
+        "content": {"multipart/form-data": MULTIPART_IMAGE_BODY["requestBody"]["content"]["multipart/form-data"]},
+    }
+}
 _MAGIC = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG", "image/png"), (b"GIF8", "image/gif"), (b"BM", "image/bmp"))
 
 
@@ -88,7 +95,7 @@ def _checked_k(settings: GatewaySettings, k: int | None) -> int:
 
 
 def _search_route(router: APIRouter, settings: GatewaySettings, search: SearchService) -> None:
-    @router.post("/search", openapi_extra=MULTIPART_IMAGE_BODY)
+    @router.post("/search", openapi_extra=_PUBLIC_IMAGE_BODY)
     async def search_photo(
         request: Request,
         k: int | None = Query(None, description="Results per item (default 10)."),
@@ -98,8 +105,8 @@ def _search_route(router: APIRouter, settings: GatewaySettings, search: SearchSe
         """Similar catalog items for every item detected in the photo (or for one region, or the whole photo)."""
         box_param = parse_box_param(box) if box else None
         params = SearchParams(k=_checked_k(settings, k), category=category or None, box=box_param)
-        upload = await read_upload(request, search.limits)
-        return json_response(await search.search(upload, params))
+        upload = await read_upload(request, search.limits, accept_pixels=False)
+        return Response(await search.search(upload, params), media_type="application/json")
 
 
 def _item_routes(router: APIRouter, settings: GatewaySettings, backends: Backends) -> None:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 
 import httpx
+import numpy as np
 import pytest
 
+from services.common.wire import RGB_CONTENT_TYPE
 from tests.helpers import Stack, shared_stack
-from tests.helpers.http import metric_value, search
+from tests.helpers.http import encode, metric_value, search
 from tests.helpers.paths import DATA
 
 pytestmark = pytest.mark.stack
@@ -100,3 +102,27 @@ def test_internal_pixel_path_checks_its_headers(stack: Stack) -> None:
         headers={"content-type": "application/x-imgsearch-rgb", "x-image-height": "2", "x-image-width": "3"},
     )
     assert bad.status_code == 400 and "error" in bad.json()
+
+
+def _refused_content_types(base: str) -> float:
+    text = httpx.get(base + "/metrics", trust_env=False).text
+    return metric_value(text, "imgsearch_rejections_total", reason="bad_content_type")
+
+
+def test_gateway_refuses_raw_pixels_the_backends_still_accept(stack: Stack) -> None:
+    """The internal raw format reached the public search (8x the upload limit, and the cache keyed only its
+    bytes: the same bytes as 16x64 then 64x16 got the first shape's answer). Now it is refused with 415."""
+    pixels = np.random.default_rng(13).integers(0, 256, 16 * 64 * 3, dtype=np.uint8).tobytes()
+    shapes = [("16", "64"), ("64", "16")]
+    before = _refused_content_types(stack.gateway_url)
+    for height, width in shapes:
+        headers = {"content-type": RGB_CONTENT_TYPE, "x-image-height": height, "x-image-width": width}
+        resp = httpx.post(stack.gateway_url + "/v1/search", content=pixels, headers=headers, trust_env=False)
+        assert resp.status_code == 415, resp.text
+        assert "multipart/form-data" in resp.json()["error"] and set(resp.json()) == {"error"}
+        embedded = httpx.post(stack.url("embedder") + "/v1/embed", content=pixels, headers=headers, trust_env=False)
+        assert embedded.status_code == 200 and len(embedded.json()["vectors"]) == 1
+    assert _refused_content_types(stack.gateway_url) == before + len(shapes)
+    spec = httpx.get(stack.gateway_url + "/openapi.json", trust_env=False).json()
+    assert list(spec["paths"]["/v1/search"]["post"]["requestBody"]["content"]) == ["multipart/form-data"]
+    assert search(stack.gateway_url, encode(np.zeros((16, 64, 3), np.uint8)), k=2).status_code == 200
