@@ -148,6 +148,12 @@ def register(sub: Any) -> None:
     build.add_argument("--s3-endpoint", default=None, metavar="URL", help="S3-compatible endpoint URL")
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
     build.add_argument(
+        "--allow-absolute-images",
+        action="store_true",
+        help="catalog images may be absolute URIs or /paths (default: only paths inside the catalog's folder; "
+        "other rows are skipped and count against the failure budget)",
+    )
+    build.add_argument(
         "--embedding-cache",
         type=lambda s: Path(s) if s else None,
         default=None,
