@@ -24,7 +24,10 @@ from imgcore.errors import IndexMismatch
 def check_annoy_file(path: Path, dim: int, n_items: int) -> None:
     """Raise IndexMismatch unless `path` is a structurally valid angular index of `n_items` items."""
     width = 3 + dim  # int32 words per node
-    size = path.stat().st_size
+    try:
+        size = path.stat().st_size
+    except OSError as exc:  # only reachable without verify_files, which checks every listed file first
+        raise IndexMismatch(f"{path.name}: cannot be read: {exc.strerror}", reason="missing_file") from exc
     if n_items < 1 or size == 0 or size % (4 * width):
         raise IndexMismatch(f"{path.name}: {size} bytes is not a whole number of {dim}-d nodes", reason="annoy_file")
     nodes = np.memmap(path, dtype="<i4", mode="r").reshape(-1, width)

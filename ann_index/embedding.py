@@ -53,6 +53,7 @@ class RebuildOptions:
     progress: bool = True
     work_dir: Path | None = None
     embedding_cache: Path | None = None  # a local SQLite file; None embeds every image
+    allow_absolute_images: bool = False  # catalog images may be absolute URIs; else only inside its folder
 
 
 def open_cache(opts: RebuildOptions, embedder: EmbedderInfo) -> AbstractContextManager[EmbeddingCache | None]:
@@ -94,7 +95,8 @@ class _Preparer:
     cache: EmbeddingCache | None
 
     def __call__(self, item: CatalogItem) -> Prepared:
-        data = fetch_uri_bytes(resolve_uri(self.base_uri, item.image), s3_endpoint_url=self.opts.s3_endpoint_url)
+        uri = resolve_uri(self.base_uri, item.image, allow_absolute=self.opts.allow_absolute_images)
+        data = fetch_uri_bytes(uri, s3_endpoint_url=self.opts.s3_endpoint_url)
         key = ""
         if self.cache is not None:
             key = hashlib.sha256(data).hexdigest()

@@ -58,7 +58,8 @@ def load_queries(source: str, limit: int | None = None) -> list[Query]:
         if catalog.errors:
             raise InvalidInput(f"query file has invalid rows: {'; '.join(map(str, catalog.errors[:5]))}")
         base = uri.rsplit("/", 1)[0] + "/"
-        queries = [Query(resolve_uri(base, it.image), it.category) for it in catalog.items]
+        # The evaluator's own query file on its own machine: absolute image paths are its owner's choice.
+        queries = [Query(resolve_uri(base, it.image, allow_absolute=True), it.category) for it in catalog.items]
     if not queries:
         raise InvalidInput(f"no labelled queries found in {source}")
     return queries[:limit] if limit is not None else queries
@@ -80,7 +81,8 @@ def evaluate_in_process(
     reader: IndexReader, embedder: BatchEmbedder, queries: Sequence[Query], *, k: int = 10, workers: int = 2
 ) -> EvalReport:
     items = [CatalogItem(i + 1, str(i), q.image_uri, q.category, "") for i, q in enumerate(queries)]
-    embedded = embed_items(items, "file:///", embedder, RebuildOptions(workers=workers, progress=False))
+    opts = RebuildOptions(workers=workers, progress=False, allow_absolute_images=True)  # queries are absolute URIs
+    embedded = embed_items(items, "file:///", embedder, opts)
     results: list[list[str] | None] = [None] * len(queries)
     hits_per_query = reader.query(embedded.vectors, k) if embedded.items else []
     for item, hits in zip(embedded.items, hits_per_query, strict=True):

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ann_index.common import MANIFEST_NAME
+from ann_index.manifest_layout import MAX_FILE_NAME, check_layout
 from imgcore.card import sha256_file
 from imgcore.errors import IndexMismatch
 from imgcore.storage_base import is_safe_name
@@ -20,7 +21,6 @@ from imgcore.storage_base import is_safe_name
 FORMAT = 1
 PREPROCESSING_KEYS = ("preprocessing", "preprocess", "input", "normalize", "mean", "std", "input_size")
 _STAMP = "%Y%m%dT%H%M%SZ"  # a version name starts with its build time: sortable as text
-MAX_FILE_NAME = 255  # category files are named after categories: longer than other names, within NAME_MAX
 
 
 class EmbedderInfo(Protocol):
@@ -84,6 +84,7 @@ def parse_manifest(data: bytes | str, where: str = MANIFEST_NAME) -> dict[str, A
         raise IndexMismatch(f"{where}: manifest lacks one of {', '.join(required)}", reason="manifest")
     if manifest["format"] != FORMAT:
         raise IndexMismatch(f"{where}: manifest format {manifest['format']} is not {FORMAT}", reason="manifest")
+    check_layout(manifest, where)
     return manifest
 
 

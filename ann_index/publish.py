@@ -7,6 +7,7 @@ A job killed at any point leaves `CURRENT` on the old version; leftovers are pru
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 import tempfile
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ann_index.common import CURRENT_NAME, MANIFEST_NAME, VERSIONS_PREFIX
-from ann_index.manifest import MAX_FILE_NAME, parse_manifest, read_manifest, verify_files, version_time
+from ann_index.manifest import parse_manifest, read_manifest, verify_files, version_time
 from imgcore.card import sha256_file
 from imgcore.errors import ChecksumMismatch, IndexMismatch, InvalidInput, NotFound, StoreError
 from imgcore.storage import ObjectStore
@@ -52,6 +53,11 @@ def published_manifest(store: ObjectStore, version: str) -> dict[str, Any]:
     """The manifest of a published version, as stored (not verified against its files)."""
     key = version_key(version, MANIFEST_NAME)
     return parse_manifest(store.get_bytes(key), store.url_of(key))
+
+
+def manifest_sha256(store: ObjectStore, version: str) -> str:
+    """The sha256 of a published version's manifest bytes: what a server remembers a refused version by."""
+    return hashlib.sha256(store.get_bytes(version_key(version, MANIFEST_NAME))).hexdigest()
 
 
 def list_versions(store: ObjectStore, *, complete_only: bool = True) -> list[str]:
@@ -125,13 +131,11 @@ def sync_version(store: ObjectStore, version: str, dest_root: Path) -> Path:
     raw = store.get_bytes(version_key(version, MANIFEST_NAME))
     manifest = parse_manifest(raw, store.url_of(version_key(version, MANIFEST_NAME)))
     if manifest["version"] != version:
-        raise StoreError(f"manifest of {version} names version {manifest['version']}")
+        raise IndexMismatch(f"manifest of {version} names version {manifest['version']}", reason="manifest")
     tmp = Path(tempfile.mkdtemp(dir=dest_root, prefix=f".{version}.partial-"))
     try:
-        for name, sha in sorted(manifest["files"].items()):
-            if not is_safe_name(name, MAX_FILE_NAME):
-                raise IndexMismatch(f"manifest of {version} lists an unsafe file name {name!r}")
-            store.download(version_key(version, name), tmp / name)
+        for name, sha in sorted(manifest["files"].items()):  # plain names: parse_manifest checked them
+            _download_listed(store, version, name, tmp / name)
             actual = sha256_file(tmp / name)
             if actual != sha:
                 raise ChecksumMismatch(
@@ -148,6 +152,17 @@ def sync_version(store: ObjectStore, version: str, dest_root: Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def _download_listed(store: ObjectStore, version: str, name: str, dest: Path) -> None:
+    """A file the manifest lists but the store lacks makes the version bad (its manifest is written last)."""
+    try:
+        store.download(version_key(version, name), dest)
+    except NotFound as exc:
+        raise IndexMismatch(
+            f"{store.url_of(version_key(version, name))}: listed in the manifest of {version} but missing",
+            reason="missing_file",
+        ) from exc
 
 
 def _age_s(version: str) -> float:

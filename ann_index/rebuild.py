@@ -103,8 +103,12 @@ def publish_rows(
         "catalog": {"uri": loaded.uri, "rows": loaded.catalog.rows},
         **extra,
     }
+    absolute = opts.allow_absolute_images
     index_items = [
-        IndexItem(it.item_id, it.category, it.title, resolve_uri(loaded.base_uri, it.image), it.attrs) for it in items
+        IndexItem(
+            it.item_id, it.category, it.title, resolve_uri(loaded.base_uri, it.image, allow_absolute=absolute), it.attrs
+        )
+        for it in items
     ]
     work = Path(tempfile.mkdtemp(prefix="imgsearch-index-", dir=opts.work_dir))
     try:

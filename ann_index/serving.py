@@ -15,17 +15,30 @@ from imgcore.errors import IndexMismatch
 
 
 def self_test(reader: IndexReader) -> None:
-    """A fresh reader must answer a query and find a stored item as its own nearest neighbour."""
+    """A fresh reader must answer a query and find a stored item as its own nearest neighbour, in the
+    global index and in every category index (a category file or offset that does not fit its items
+    would otherwise surface as errors on that category's queries only)."""
     if reader.count < 1:
         raise IndexMismatch(f"index {reader.version} is empty", reason="selftest")
     probe = np.random.default_rng(0).standard_normal((1, reader.dim)).astype(np.float32)
-    first = reader.query(probe, 1)[0]
-    if not first:
-        raise IndexMismatch(f"index {reader.version} returned nothing for a probe query", reason="selftest")
-    vector = reader.vector_of(first[0].item_id)
-    again = reader.query(vector[None, :], 5)[0]
+    _finds_itself(reader, probe, None)
+    for category in reader.categories:
+        _finds_itself(reader, probe, category)
+
+
+def _finds_itself(reader: IndexReader, probe: np.ndarray, category: str | None) -> None:
+    where = f"index {reader.version}" + (f" category {category!r}" if category is not None else "")
+    try:
+        first = reader.query(probe, 1, category)[0]
+        if not first:
+            raise IndexMismatch(f"{where} returned nothing for a probe query", reason="selftest")
+        if category is not None and first[0].category != category:
+            raise IndexMismatch(f"{where} answered with an item of {first[0].category!r}", reason="selftest")
+        again = reader.query(reader.vector_of(first[0].item_id)[None, :], 5, category)[0]
+    except (KeyError, IndexError, ValueError) as exc:  # ids that map to no stored row
+        raise IndexMismatch(f"{where} fails a probe query: {exc!r}", reason="selftest") from exc
     if first[0].item_id not in [h.item_id for h in again] or again[0].score < 0.99:
-        raise IndexMismatch(f"index {reader.version} does not find its own item back", reason="selftest")
+        raise IndexMismatch(f"{where} does not find its own item back", reason="selftest")
 
 
 def built_at(manifest: dict[str, Any]) -> float | None:

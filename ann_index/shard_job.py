@@ -42,8 +42,11 @@ class ShardResult:
 
 
 def shard_run_id(catalog_sha256: str, embedder_sha256: str, count: int, opts: RebuildOptions) -> str:
-    """The run id both steps derive; the crop mode changes the vectors, so it is part of the id."""
+    """The run id both steps derive; the crop mode changes the vectors and allowing absolute image URIs
+    the rows embedded, so both are part of the id."""
     salt = "" if opts.crop == "full" else f"crop={opts.crop}"
+    if opts.allow_absolute_images:
+        salt += ",absolute-images"
     return run_id(catalog_sha256, embedder_sha256, count, salt=salt)
 
 

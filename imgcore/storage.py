@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from imgcore.errors import InvalidInput
 from imgcore.storage_base import ChunkCallback, ObjectStore, check_key
@@ -59,22 +59,52 @@ def _normalize(path: str, original: str) -> str:
     return "/" + "/".join(out)
 
 
-def resolve_uri(base_uri: str, ref: str) -> str:
-    """Turn a reference from a catalog or manifest into an absolute URI.
+def _relative_segments(ref: str) -> list[str]:
+    """The segments of a relative reference that stays inside its base folder; InvalidInput otherwise.
 
-    `base_uri` is a folder (the catalog's root, no file name). `ref` is either an absolute URI
-    (returned unchanged), a path relative to that folder ("images/a.jpg", "./a.jpg", "../shared/a.jpg"),
-    or a root-relative path ("/images/a.jpg": from the host, the bucket, or the filesystem root).
+    Stores decode percent-escapes (a file path, an S3 key, an HTTP server), so a segment is judged by
+    what it decodes to: "%2e%2e" is "..", "%2f" a separator, "%00" a byte no file name may hold.
+    """
+    segments: list[str] = []
+    for seg in ref.split("/"):
+        plain = unquote(seg)
+        if plain in ("..", ".") and seg not in ("", ".") or "/" in plain or any(ord(c) < 32 for c in plain):
+            raise InvalidInput(
+                f"reference {ref!r} is not a path inside the catalog's folder ('..', percent-encoded dots or "
+                "separators and control characters are refused)"
+            )
+        if seg not in ("", "."):
+            segments.append(seg)
+    if not segments:
+        raise InvalidInput(f"reference {ref!r} names no file")
+    return segments
+
+
+def resolve_uri(base_uri: str, ref: str, *, allow_absolute: bool = False) -> str:
+    """Turn a reference from a catalog into an absolute URI.
+
+    `base_uri` is a folder (the catalog's root, no file name). `ref` is a path inside that folder
+    ("images/a.jpg", "./a.jpg"); a catalog is data from elsewhere, so a ref that leaves the folder ("..",
+    percent-encoded dots or separators, a backslash) is refused. Only with `allow_absolute` (the catalog's
+    owner says so) may a ref be an absolute URI (returned unchanged) or root-relative ("/images/a.jpg":
+    from the host, the bucket, or the filesystem root).
     """
     if not ref or not ref.strip():
         raise InvalidInput("empty reference")
+    if "\\" in ref or "%5c" in ref.lower():
+        raise InvalidInput(f"reference {ref!r} holds a backslash: use '/' between folders")
+    absolute = bool(_SCHEME_RE.match(ref)) or ref.startswith("/")
+    if absolute and not allow_absolute:
+        raise InvalidInput(f"reference {ref!r} is absolute; this catalog allows only paths inside its folder")
     if _SCHEME_RE.match(ref):
         return ref
     base = urlsplit(as_uri(base_uri))
     if not base.scheme:
         raise InvalidInput(f"base {base_uri!r} is not a URI or an absolute path")
-    path = ref if ref.startswith("/") else f"{base.path.rstrip('/')}/{ref}"
-    return f"{base.scheme}://{base.netloc}{_normalize(path, ref)}"
+    if absolute:
+        return f"{base.scheme}://{base.netloc}{_normalize(ref, ref)}"
+    folder = _normalize(base.path, base_uri).rstrip("/")
+    return f"{base.scheme}://{base.netloc}{folder}/{'/'.join(_relative_segments(ref))}"
 
 
 def fetch_uri_bytes(uri: str, *, s3_endpoint_url: str | None = None, timeout_s: float = 30.0) -> bytes:

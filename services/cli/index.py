@@ -125,6 +125,27 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_shard_flags(build: argparse.ArgumentParser) -> None:
+    """`--shard` and `--merge-shards`: the two steps of a sharded rebuild, one per run."""
+    sharded = build.add_mutually_exclusive_group()
+    sharded.add_argument(
+        "--shard",
+        type=_shard_spec,
+        default=None,
+        metavar="I/N",
+        help="sharded rebuild, step 1: embed only shard I of N (sha256(item_id) mod N == I), write "
+        "<out>/shards/<run>/I.npz and publish nothing; a shard already complete is skipped",
+    )
+    sharded.add_argument(
+        "--merge-shards",
+        type=_shard_count,
+        default=None,
+        metavar="N",
+        help="sharded rebuild, step 2: merge the N shards of this catalog's run (refusing a missing or "
+        "inconsistent set), then build, gate and publish as usual",
+    )
+
+
 def register(sub: Any) -> None:
     parser = sub.add_parser("index", help="build (rebuild job) or show a published annoy index")
     cmds = parser.add_subparsers(dest="index_command", required=True)
@@ -148,6 +169,12 @@ def register(sub: Any) -> None:
     build.add_argument("--s3-endpoint", default=None, metavar="URL", help="S3-compatible endpoint URL")
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
     build.add_argument(
+        "--allow-absolute-images",
+        action="store_true",
+        help="catalog images may be absolute URIs or /paths (default: only paths inside the catalog's folder; "
+        "other rows are skipped and count against the failure budget)",
+    )
+    build.add_argument(
         "--embedding-cache",
         type=lambda s: Path(s) if s else None,
         default=None,
@@ -155,23 +182,7 @@ def register(sub: Any) -> None:
         help="SQLite file of vectors keyed by image sha256 (per embedder and crop): a rebuild re-embeds only "
         "new and changed images. Keep it on a persistent volume; an unreadable one is moved aside",
     )
-    sharded = build.add_mutually_exclusive_group()
-    sharded.add_argument(
-        "--shard",
-        type=_shard_spec,
-        default=None,
-        metavar="I/N",
-        help="sharded rebuild, step 1: embed only shard I of N (sha256(item_id) mod N == I), write "
-        "<out>/shards/<run>/I.npz and publish nothing; a shard already complete is skipped",
-    )
-    sharded.add_argument(
-        "--merge-shards",
-        type=_shard_count,
-        default=None,
-        metavar="N",
-        help="sharded rebuild, step 2: merge the N shards of this catalog's run (refusing a missing or "
-        "inconsistent set), then build, gate and publish as usual",
-    )
+    _add_shard_flags(build)
     build.set_defaults(func=_build)
 
     show = cmds.add_parser("show", help="print CURRENT, the versions and the current manifest")

@@ -40,7 +40,9 @@ INDEX_INFO = Gauge("imgsearch_index_info", "1 for the index version being served
 INDEX_ITEMS = Gauge("imgsearch_index_items", "Items in the index being served.")
 INDEX_AGE_SECONDS = Gauge("imgsearch_index_age_seconds", "Seconds since the served index version was built.")
 INDEX_RELOADS = Counter(
-    "imgsearch_index_reloads_total", "Index reload attempts by result (swapped, unchanged, failed).", ["result"]
+    "imgsearch_index_reloads_total",
+    "Index reload attempts by result (swapped, unchanged, failed; skipped: a refused version, not loaded again).",
+    ["result"],
 )
 CACHE_REQUESTS = Counter("imgsearch_cache_requests_total", "Result cache look-ups by result.", ["cache", "result"])
 CACHE_BYTES = Gauge("imgsearch_cache_bytes", "Bytes an in-memory cache holds (what its byte bound counts).", ["cache"])

@@ -129,7 +129,7 @@ def build_admin_router(settings: IndexSettings, holder: IndexHolder) -> APIRoute
     @router.post("/reload")
     async def reload(
         version: str | None = Query(None, description="Load this version (rollback); default: CURRENT."),
-        force: bool = Query(False, description="Reload even if this version is already served."),
+        force: bool = Query(False, description="Reload even if served, or refused before with this manifest."),
     ) -> Response:
         """Download, verify, load, self-test and atomically swap in the index; the old one keeps serving on error."""
         return json_response(await holder.reload(version, force=force))

@@ -2,7 +2,9 @@
 
 A reload downloads a version, verifies it (manifest, checksums, embedder binding), opens it, runs a
 self-test query and only then swaps the reference atomically. Queries already running finish on the old
-reader (its `close()` waits for them); a failed reload leaves the old reader serving.
+reader (its `close()` waits for them); a failed reload leaves the old reader serving. A version refused
+for what it holds is remembered with its manifest's sha256: it is not downloaded and verified again until
+its manifest changes or an operator forces a reload.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ann_index.publish import read_current, sync_version
+from ann_index.publish import manifest_sha256, read_current, sync_version
 from ann_index.reader import IndexReader
 from ann_index.serving import built_at, prune_local, self_test
 from imgcore.errors import ChecksumMismatch, IndexMismatch, ModelNotReady
@@ -41,6 +44,21 @@ def return_freed_memory() -> None:
             ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
 
 
+@dataclass
+class Refusal:
+    """A version that failed for what it holds (not for store trouble): the same manifest fails again."""
+
+    version: str
+    manifest_sha256: str
+    reason: str
+    error: str
+    skipped: int = 0  # later reloads that found it unchanged and did not load it again
+
+
+class AlreadyRefused(IndexMismatch):
+    """The version and manifest were refused before: nothing was downloaded."""
+
+
 class IndexHolder:
     """Owns the current `IndexReader` and replaces it safely."""
 
@@ -50,6 +68,7 @@ class IndexHolder:
         self.reader: IndexReader | None = None
         self.last_error: str | None = None
         self.failed_version: str | None = None
+        self.refusal: Refusal | None = None
         self.built_at: float | None = None
         self._lock = asyncio.Lock()
         self._store: ObjectStore | None = None
@@ -74,7 +93,19 @@ class IndexHolder:
                 if self.reader is reader:
                     raise
 
-    def _prepare(self, version: str) -> IndexReader:
+    def _prepare(self, version: str, force: bool) -> IndexReader:
+        sha = manifest_sha256(self.store(), version)
+        known = self.refusal
+        if not force and known is not None and (known.version, known.manifest_sha256) == (version, sha):
+            known.skipped += 1
+            raise AlreadyRefused(f"index {version} was refused before: {known.error}", reason=known.reason)
+        try:
+            return self._open(version)
+        except IndexMismatch as exc:
+            self.refusal = Refusal(version, sha, exc.reason, f"{type(exc).__name__}: {exc}")
+            raise
+
+    def _open(self, version: str) -> IndexReader:
         s = self.settings
         try:
             local = sync_version(self.store(), version, s.local_dir)
@@ -100,7 +131,12 @@ class IndexHolder:
                 return {"version": target, "previous": target, "changed": False}
             t0 = time.perf_counter()
             try:
-                new = await asyncio.to_thread(self._prepare, target)
+                new = await asyncio.to_thread(self._prepare, target, force)
+            except AlreadyRefused as exc:
+                INDEX_RELOADS.labels(result="skipped").inc()
+                self.failed_version, self.last_error = target, exc.message
+                log.debug("index %s: manifest unchanged since it was refused; not loaded again", target)
+                raise
             except Exception as exc:
                 INDEX_RELOADS.labels(result="failed").inc()
                 self.failed_version, self.last_error = target, f"{type(exc).__name__}: {exc}"
@@ -148,7 +184,7 @@ class IndexHolder:
         """(ready, details) for /readyz: the version, size, categories and embedder binding."""
         reader = self.reader
         if reader is None:
-            return False, {"error": self.last_error}
+            return False, {"error": self.last_error, **({"refused": self._refused()} if self.failed_version else {})}
         emb = reader.manifest.get("embedder", {})
         details: dict[str, Any] = {
             "index": {
@@ -160,8 +196,17 @@ class IndexHolder:
             }
         }
         if self.failed_version:
-            details["refused"] = {"version": self.failed_version, "error": self.last_error}
+            details["refused"] = self._refused()
         return True, details
+
+    def _refused(self) -> dict[str, Any]:
+        known = self.refusal if self.refusal and self.refusal.version == self.failed_version else None
+        return {
+            "version": self.failed_version,
+            "error": known.error if known else self.last_error,
+            "reason": known.reason if known else "store",
+            "skipped_reloads": known.skipped if known else 0,
+        }
 
     def close(self) -> None:
         """Close the reader and the store at shutdown."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -159,3 +161,88 @@ def test_unreadable_vectors_or_metadata_with_an_honest_manifest_are_refused(vers
     with pytest.raises(IndexMismatch) as err:
         IndexReader.open(version, embedder_sha256=EMB.sha256, dim=16)
     assert err.value.reason in ("vectors", "meta")
+
+
+# --------------------------------------------------------------------------- files and ranges the manifest names
+
+
+def _edit_manifest(version: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    manifest = json.loads((version / "manifest.json").read_text())
+    change(manifest)
+    (version / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _open(version: Path) -> IndexMismatch:
+    with pytest.raises(IndexMismatch) as err:
+        IndexReader.open(version, embedder_sha256=EMB.sha256, dim=16)
+    return err.value
+
+
+@pytest.mark.usefixtures("annoy_never_loads")
+@pytest.mark.parametrize("target", ["/etc/hostname", "other-absolute", "../x.ann", "sub/cat.ann", "..", ".cat.ann"])
+def test_a_category_file_outside_the_version_is_refused_before_any_file_is_opened(
+    version: Path, tmp_path: Path, target: str
+) -> None:
+    if target == "other-absolute":  # a valid annoy file of the right size elsewhere: was loaded and mmapped
+        vectors, labels = clustered(400, 16, clusters=8, spread=0.3)
+        make_version(tmp_path / "elsewhere", vectors, items_for(labels), embedder=EMB)
+        target = str(tmp_path / "elsewhere" / "cat-cat1.ann")
+    _edit_manifest(version, lambda m: m["categories"]["cat1"].__setitem__("file", target))
+    err = _open(version)
+    # reason "manifest": refused by reading the manifest, not by a check that had to open the file
+    assert err.reason == "manifest" and "category 'cat1' names an unsafe file" in err.message
+
+
+@pytest.mark.usefixtures("annoy_never_loads")
+@pytest.mark.parametrize("name", ["/etc/hostname", "../x.ann", "manifest.json"])
+def test_a_listed_file_that_is_not_a_plain_name_is_refused(version: Path, name: str) -> None:
+    _edit_manifest(version, lambda m: m["files"].__setitem__(name, "0" * 64))
+    err = _open(version)
+    assert err.reason == "manifest" and "unsafe file name" in err.message
+
+
+@pytest.mark.usefixtures("annoy_never_loads")
+def test_a_category_file_not_listed_with_a_sha256_is_refused(version: Path) -> None:
+    (version / "cat-extra.ann").write_bytes((version / "cat-cat1.ann").read_bytes())
+    _edit_manifest(version, lambda m: m["categories"]["cat1"].__setitem__("file", "cat-extra.ann"))
+    err = _open(version)
+    assert err.reason == "manifest" and "cat-extra.ann is not its own file listed with a sha256" in err.message
+
+
+def _offset_past_the_data(m: dict[str, Any]) -> None:
+    m["categories"]["cat2"]["offset"] = m["count"] + 5
+
+
+def _ranges_overlap(m: dict[str, Any]) -> None:
+    m["categories"]["cat1"]["offset"] -= 1
+
+
+def _count_not_a_number(m: dict[str, Any]) -> None:
+    m["categories"]["cat0"]["count"] = "12"
+
+
+def _dim_negative(m: dict[str, Any]) -> None:
+    m["embedder"]["dim"] = -16
+
+
+BAD_RANGES: dict[str, Callable[[dict[str, Any]], None]] = {
+    "offset-past-the-data": _offset_past_the_data,
+    "ranges-overlap": _ranges_overlap,
+    "count-not-a-number": _count_not_a_number,
+    "dim-negative": _dim_negative,
+}
+
+
+@pytest.mark.usefixtures("annoy_never_loads")
+@pytest.mark.parametrize("case", sorted(BAD_RANGES))
+def test_counts_and_offsets_that_do_not_fit_the_data_are_refused_at_load(version: Path, case: str) -> None:
+    _edit_manifest(version, BAD_RANGES[case])
+    err = _open(version)
+    assert err.reason == "manifest", err.message
+
+
+@pytest.mark.usefixtures("annoy_never_loads")
+def test_a_listed_category_file_that_is_missing_is_refused(version: Path) -> None:
+    (version / "cat-cat0.ann").unlink()
+    err = _open(version)
+    assert err.reason == "missing_file" and "cat-cat0.ann" in err.message

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +12,10 @@ import pytest
 
 from ann_index.publish import list_versions, publish_version, read_current, sync_version
 from ann_index.reader import IndexReader
-from imgcore.errors import ChecksumMismatch, StoreError
+from imgcore.errors import ChecksumMismatch, IndexMismatch, StoreError
 from imgcore.storage import ObjectStore, open_store
 from tests.ann_index.fakes import clustered, items_for, make_version
+from tests.conftest import LocalHttpServer
 
 
 @pytest.fixture
@@ -144,3 +146,41 @@ def test_a_later_build_in_the_same_second_still_moves_current(built: Path, tmp_p
     publish_version(store, _as_version(built, tmp_path / "a", "20240102T000000Z-ffffffff"))
     publish_version(store, _as_version(built, tmp_path / "b", "20240102T000000Z-00000001"))
     assert read_current(store) == "20240102T000000Z-00000001"
+
+
+def _served_store(built: Path, http_server: LocalHttpServer, change: Callable[[Path], None]) -> tuple[ObjectStore, str]:
+    """A published version, changed by `change` in the store, served read-only over HTTP (requests counted)."""
+    version = publish_version(open_store((http_server.root / "out").as_uri()), built)
+    change(http_server.root / "out" / "versions" / version)
+    return open_store(f"{http_server.url}/out"), version
+
+
+def _category_file_is(target: str) -> Callable[[Path], None]:
+    def change(folder: Path) -> None:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        next(iter(manifest["categories"].values()))["file"] = target
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+
+    return change
+
+
+@pytest.mark.parametrize("target", ["/etc/hostname", "../x.ann"])
+def test_sync_refuses_a_manifest_naming_a_file_outside_its_version_before_downloading(
+    built: Path, tmp_path: Path, http_server: LocalHttpServer, target: str
+) -> None:
+    store, version = _served_store(built, http_server, _category_file_is(target))
+    with store, pytest.raises(IndexMismatch, match="unsafe file") as err:
+        sync_version(store, version, tmp_path / "cache")
+    assert err.value.reason == "manifest"
+    assert [path for _, path in http_server.requests] == [f"/out/versions/{version}/manifest.json"]
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_sync_refuses_a_version_whose_listed_file_is_missing_from_the_store(
+    built: Path, tmp_path: Path, http_server: LocalHttpServer
+) -> None:
+    store, version = _served_store(built, http_server, lambda folder: (folder / "meta.sqlite").unlink())
+    with store, pytest.raises(IndexMismatch, match="meta.sqlite: listed in the manifest") as err:
+        sync_version(store, version, tmp_path / "cache")
+    assert err.value.reason == "missing_file"  # the version is bad: not store trouble to retry
+    assert list((tmp_path / "cache").iterdir()) == []

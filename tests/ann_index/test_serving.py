@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from ann_index.builder import IndexItem
 from ann_index.manifest import make_version as version_name
 from ann_index.manifest import verify_files, version_time
 from ann_index.metrics import by_category, query_metrics
@@ -67,3 +69,25 @@ def test_manifest_file_names_must_be_plain(tmp_path: Path) -> None:
     for bad in ("../index.ann", ".hidden", "a b.ann", "x" * 256):
         with pytest.raises(IndexMismatch, match="unsafe file name"):
             verify_files(tmp_path / "v", {**manifest, "files": {bad: "0" * 64}})
+
+
+def _equal_categories(out: Path) -> Path:
+    """Three categories of 100 items each: two of them can trade offsets or files and still fit the data."""
+    vectors, _ = clustered(300, 16, clusters=3, spread=0.3)
+    items = [IndexItem(f"item-{i:03d}", f"cat{i // 100}", f"Item {i}", f"file:///img/{i}.png", {}) for i in range(300)]
+    make_version(out, vectors, items)
+    return out
+
+
+@pytest.mark.parametrize("swap", ["offset", "file"])
+def test_the_self_test_refuses_a_category_whose_index_does_not_fit_its_items(tmp_path: Path, swap: str) -> None:
+    version = _equal_categories(tmp_path / "v")
+    manifest = json.loads((version / "manifest.json").read_text())
+    cats = manifest["categories"]
+    cats["cat0"][swap], cats["cat1"][swap] = cats["cat1"][swap], cats["cat0"][swap]
+    (version / "manifest.json").write_text(json.dumps(manifest))
+    with IndexReader.open(version, embedder_sha256=None, dim=None) as reader:  # files and ranges all fit
+        assert [h.item_id for h in reader.query(reader.vector_of("item-250"), 1)[0]] == ["item-250"]
+        with pytest.raises(IndexMismatch, match="category 'cat[01]'") as err:
+            self_test(reader)
+    assert err.value.reason == "selftest"

@@ -25,23 +25,62 @@ def _leftovers(folder: Path) -> list[str]:
     [
         ("s3://bkt/catalog", "images/a.jpg", "s3://bkt/catalog/images/a.jpg"),
         ("s3://bkt/catalog/", "./images/a.jpg", "s3://bkt/catalog/images/a.jpg"),
-        ("s3://bkt/catalog/v1", "../shared/a.jpg", "s3://bkt/catalog/shared/a.jpg"),
-        ("s3://bkt/catalog", "/other/a.jpg", "s3://bkt/other/a.jpg"),
+        ("s3://bkt/catalog/v1/", "images/./a.jpg", "s3://bkt/catalog/v1/images/a.jpg"),
         ("file:///data/catalog", "img/x.png", "file:///data/catalog/img/x.png"),
         ("/data/catalog", "img/x.png", "file:///data/catalog/img/x.png"),
         ("http://h:8080/base", "a/b.jpg", "http://h:8080/base/a/b.jpg"),
-        ("s3://bkt/catalog", "https://cdn.example/a.jpg", "https://cdn.example/a.jpg"),
-        ("s3://bkt/catalog", "file:///abs/a.jpg", "file:///abs/a.jpg"),
+        ("file:///data/catalog", "my%20shoe.png", "file:///data/catalog/my%20shoe.png"),
+        ("file:///data/catalog", "a..b/c...png", "file:///data/catalog/a..b/c...png"),
     ],
 )
-def test_resolve_uri_joins_relative_refs_and_keeps_absolute_uris(base: str, ref: str, expected: str) -> None:
+def test_resolve_uri_joins_relative_refs_inside_the_catalog_folder(base: str, ref: str, expected: str) -> None:
     assert resolve_uri(base, ref) == expected
 
 
-@pytest.mark.parametrize("ref", ["", "  ", "../../../etc/passwd"])
-def test_resolve_uri_refuses_empty_refs_and_climbing_above_the_bucket(ref: str) -> None:
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [
+        ("/other/a.jpg", "s3://bkt/other/a.jpg"),
+        ("https://cdn.example/a.jpg", "https://cdn.example/a.jpg"),
+        ("file:///abs/a.jpg", "file:///abs/a.jpg"),
+    ],
+)
+def test_absolute_refs_resolve_only_when_the_catalog_allows_them(ref: str, expected: str) -> None:
+    with pytest.raises(InvalidInput, match="is absolute; this catalog allows only paths inside its folder"):
+        resolve_uri("s3://bkt/catalog", ref)
+    assert resolve_uri("s3://bkt/catalog", ref, allow_absolute=True) == expected
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "../../etc/hostname",
+        "%2e%2e/%2e%2e/etc/hostname",
+        "%2E%2e/x.png",
+        "images/../../x.png",
+        "images/..",
+        "..%2f..%2fetc%2fhostname",
+        "%2e/x.png",
+        "images/x%00.png",
+        "images\\..\\..\\x.png",
+        "images%5c..%5cx.png",
+    ],
+)
+def test_refs_that_leave_the_catalog_folder_are_refused_even_when_absolute_refs_are_allowed(ref: str) -> None:
+    for allow in (False, True):
+        with pytest.raises(InvalidInput, match="catalog's folder|backslash"):
+            resolve_uri("file:///data/catalog/", ref, allow_absolute=allow)
+
+
+@pytest.mark.parametrize("ref", ["", "  ", ".", "./"])
+def test_resolve_uri_refuses_refs_that_name_no_file(ref: str) -> None:
     with pytest.raises(InvalidInput):
         resolve_uri("s3://bkt/catalog", ref)
+
+
+def test_root_relative_refs_may_not_climb_above_the_bucket_even_when_allowed() -> None:
+    with pytest.raises(InvalidInput, match="climbs above the root"):
+        resolve_uri("s3://bkt/catalog", "/../../etc/passwd", allow_absolute=True)
 
 
 # --------------------------------------------------------------------------- file://

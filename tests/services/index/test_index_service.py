@@ -129,7 +129,9 @@ def test_corrupt_version_is_refused_and_the_old_one_keeps_serving(stack: Stack) 
     assert _served(stack) == good
     resp = search(stack.gateway_url, PHOTO)
     assert resp.status_code == 200 and resp.json()["index_version"] == good
-    forced = httpx.post(stack.url("index") + "/admin/reload", headers=AUTH, trust_env=False, timeout=60)
+    forced = httpx.post(
+        stack.url("index") + "/admin/reload", params={"force": "true"}, headers=AUTH, trust_env=False, timeout=60
+    )
     assert forced.status_code == 409, forced.text
     assert "sha256" in forced.json()["error"]
     assert _served(stack) == good
