@@ -159,8 +159,9 @@ def _download_listed(store: ObjectStore, version: str, name: str, dest: Path) ->
     try:
         store.download(version_key(version, name), dest)
     except NotFound as exc:
+        where = store.url_of(version_key(version, name))
         raise IndexMismatch(
-            f"{store.url_of(version_key(version, name))}: listed in the manifest of {version} but missing",
+            f"{name} is listed in the manifest of {version} but missing from {where}",
             reason="missing_file",
         ) from exc
 

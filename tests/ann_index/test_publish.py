@@ -180,7 +180,7 @@ def test_sync_refuses_a_version_whose_listed_file_is_missing_from_the_store(
     built: Path, tmp_path: Path, http_server: LocalHttpServer
 ) -> None:
     store, version = _served_store(built, http_server, lambda folder: (folder / "meta.sqlite").unlink())
-    with store, pytest.raises(IndexMismatch, match="meta.sqlite: listed in the manifest") as err:
+    with store, pytest.raises(IndexMismatch, match="meta.sqlite is listed in the manifest") as err:
         sync_version(store, version, tmp_path / "cache")
     assert err.value.reason == "missing_file"  # the version is bad: not store trouble to retry
     assert list((tmp_path / "cache").iterdir()) == []
