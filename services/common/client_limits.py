@@ -55,21 +55,21 @@ class ClientLimitsMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        if (over := _over_cap(scope)) is not None:
-            message = f"too many open connections ({over[0]} > {over[1]}), retry later"
-            response = error_response(503, "too_many_connections", message, _rid(scope))
-            response.headers["connection"] = "close"
-            response.headers["retry-after"] = "1"
-            await response(scope, receive, send)
-            return
+        # Only http scopes from the guarded protocol carry the keys; every other scope passes through.
         deadline = scope.get(BODY_DEADLINE)
-        if not isinstance(deadline, float):
+        if (over := _over_cap(scope)) is not None:
+            await self._refuse(scope, receive, send, *over)
+        elif isinstance(deadline, float):
+            await self._with_deadline(scope, receive, send, deadline)
+        else:
             await self.app(scope, receive, send)
-            return
-        await self._with_deadline(scope, receive, send, deadline)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, open_now: int, cap: int) -> None:
+        message = f"too many open connections ({open_now} > {cap}), retry later"
+        response = error_response(503, "too_many_connections", message, _rid(scope))
+        response.headers["connection"] = "close"
+        response.headers["retry-after"] = "1"
+        await response(scope, receive, send)
 
     async def _with_deadline(self, scope: Scope, receive: Receive, send: Send, deadline: float) -> None:
         body_done = timed_out = started = False
