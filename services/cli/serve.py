@@ -1,7 +1,9 @@
 """`imgsearch serve NAME`: run one service (detector, embedder, index or gateway) with uvicorn.
 
 Every settings field is a flag (`--max-batch-size 32`) overriding its environment variable. SIGTERM stops
-accepting connections and lets in-flight requests finish (up to `--graceful-shutdown-s`).
+accepting connections and lets in-flight requests finish (up to `--graceful-shutdown-s`). Slow clients
+are cut (`--header-timeout-s`, `--body-timeout-s`) and connections capped (`--max-client-connections`) by
+`services.common.http_protocol`.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ def run_service(name: str, settings: CommonSettings) -> int:
     import uvicorn
 
     from services.cli import configure_logging
+    from services.common.http_protocol import ClientLimits, guarded_protocol
 
     configure_logging(settings.log_level, request_ids=True)
     module = importlib.import_module(APP_FACTORIES[name])
@@ -72,6 +75,9 @@ def run_service(name: str, settings: CommonSettings) -> int:
         access_log=False,
         timeout_graceful_shutdown=int(settings.graceful_shutdown_s) or None,
         server_header=False,
+        http=guarded_protocol(
+            ClientLimits(settings.header_timeout_s, settings.body_timeout_s, settings.max_client_connections)
+        ),
     )
     uvicorn.Server(config).run()
     return 0

@@ -84,6 +84,21 @@ class CommonSettings(BaseSettings):
             f" under {ADMIN_TOKEN_MIN_CHARS} characters: admin off."
         ),
     )
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Headers must arrive within this of a request's first byte (408) or of connecting.",
+    )
+    body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A request's whole body must arrive within this of its headers, else 408 (20 MiB: 5.6 Mbit/s).",
+    )
+    max_client_connections: int = Field(
+        default=512,
+        ge=1,
+        description="Open client connections served at once; past it 503 (GET /livez, /readyz, /metrics excepted).",
+    )
 
     def decode_limits(self) -> DecodeLimits:
         """The image decoder limits these settings describe."""

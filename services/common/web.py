@@ -18,6 +18,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.common.client_limits import ClientLimitsMiddleware
 from services.common.errors import error_response, install_error_handlers, internal_error_response
 from services.common.metrics import REQUEST_SECONDS, REQUESTS
 from services.common.web_json import ORJSONResponse, json_response
@@ -189,6 +190,7 @@ def create_service_app(
     install_error_handlers(app)
     if max_body_bytes is not None:
         app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)  # inside the request context
+    app.add_middleware(ClientLimitsMiddleware)  # outside the body limit, whose body reads it times
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router(readiness))
     return app
