@@ -22,6 +22,7 @@ import numpy as np
 from annoy import AnnoyIndex
 
 from ann_index.common import GLOBAL_INDEX_NAME, META_NAME, METRIC, VECTORS_NAME, category_files, l2_normalise
+from ann_index.thumbs import THUMBS_NAME, ThumbPack, write_thumbs
 from imgcore.card import sha256_file
 
 DEFAULT_N_TREES = 32
@@ -75,7 +76,7 @@ def _build_one(vectors: np.ndarray, path: Path, n_trees: int, seed: int) -> None
     index.unload()
 
 
-def _write_meta(path: Path, items: Sequence[IndexItem]) -> None:
+def _write_meta(path: Path, items: Sequence[IndexItem], thumbs: list[tuple[int, int, str]] | None) -> None:
     path.unlink(missing_ok=True)
     con = sqlite3.connect(path)
     try:
@@ -102,6 +103,13 @@ def _write_meta(path: Path, items: Sequence[IndexItem]) -> None:
                 for aid, it in enumerate(items)
             ),
         )
+        if thumbs is not None:
+            # Where each row's thumbnail lies in thumbs.bin (ann_index.thumbs).
+            con.execute(
+                "CREATE TABLE thumbs (aid INTEGER PRIMARY KEY, offset INTEGER NOT NULL,"
+                " length INTEGER NOT NULL, media_type TEXT NOT NULL)"
+            )
+            con.executemany("INSERT INTO thumbs VALUES (?, ?, ?, ?)", ((aid, *span) for aid, span in enumerate(thumbs)))
         con.commit()
     finally:
         con.close()
@@ -115,10 +123,12 @@ def build_index(
     n_trees: int = DEFAULT_N_TREES,
     seed: int = DEFAULT_SEED,
     workers: int = 1,
+    thumbs: ThumbPack | None = None,
 ) -> BuildResult:
-    """Write index.ann, cat-<slug>.ann..., meta.sqlite and vectors.npy into `out_dir`.
+    """Write index.ann, cat-<slug>.ann..., meta.sqlite, vectors.npy (and thumbs.bin) into `out_dir`.
 
-    Identical inputs and seed give byte-identical files.
+    `thumbs`, when given, holds one thumbnail per item in the same order. Identical inputs and seed give
+    byte-identical files.
     """
     if len(items) == 0:
         raise ValueError("cannot build an index of zero items")
@@ -126,6 +136,8 @@ def build_index(
         raise ValueError(f"{len(items)} items but vectors of shape {vectors.shape}")
     if n_trees < 1:
         raise ValueError("n_trees must be at least 1")
+    if thumbs is not None and len(thumbs) != len(items):
+        raise ValueError(f"{len(items)} items but {len(thumbs)} thumbnails")
     ids = [it.item_id for it in items]
     if len(set(ids)) != len(ids):
         raise ValueError("item_ids must be unique")
@@ -148,7 +160,8 @@ def build_index(
     jobs += [(vecs[c.offset : c.offset + c.count], out_dir / c.file) for c in categories.values()]
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = [pool.submit(_build_one, v, p, n_trees, seed) for v, p in jobs]
-        _write_meta(out_dir / META_NAME, sorted_items)
+        spans = write_thumbs(out_dir / THUMBS_NAME, thumbs, order.tolist()) if thumbs is not None else None
+        _write_meta(out_dir / META_NAME, sorted_items, spans)
         np.save(out_dir / VECTORS_NAME, vecs)
         for fut in futures:
             fut.result()
@@ -156,6 +169,8 @@ def build_index(
     files = {p.name: sha256_file(p) for _, p in jobs}
     files[META_NAME] = sha256_file(out_dir / META_NAME)
     files[VECTORS_NAME] = sha256_file(out_dir / VECTORS_NAME)
+    if thumbs is not None:
+        files[THUMBS_NAME] = sha256_file(out_dir / THUMBS_NAME)
     return BuildResult(
         out_dir=out_dir,
         dim=dim,
