@@ -115,6 +115,32 @@ def _write_meta(path: Path, items: Sequence[IndexItem], thumbs: list[tuple[int, 
         con.close()
 
 
+def _check_inputs(vectors: np.ndarray, items: Sequence[IndexItem], n_trees: int, thumbs: ThumbPack | None) -> None:
+    if len(items) == 0:
+        raise ValueError("cannot build an index of zero items")
+    if vectors.ndim != 2 or vectors.shape[0] != len(items):
+        raise ValueError(f"{len(items)} items but vectors of shape {vectors.shape}")
+    if n_trees < 1:
+        raise ValueError("n_trees must be at least 1")
+    if thumbs is not None and len(thumbs) != len(items):
+        raise ValueError(f"{len(items)} items but {len(thumbs)} thumbnails")
+    ids = [it.item_id for it in items]
+    if len(set(ids)) != len(ids):
+        raise ValueError("item_ids must be unique")
+
+
+def _category_ranges(sorted_items: Sequence[IndexItem]) -> dict[str, CategoryInfo]:
+    """Each category's contiguous range of annoy ids in items sorted by category, and its file name."""
+    names = category_files(sorted({it.category for it in sorted_items}))
+    categories: dict[str, CategoryInfo] = {}
+    counts = Counter(it.category for it in sorted_items)
+    start = 0
+    for cat in sorted(names):  # same order as the sort of the items, so ranges are contiguous
+        categories[cat] = CategoryInfo(count=counts[cat], offset=start, file=names[cat])
+        start += counts[cat]
+    return categories
+
+
 def build_index(
     vectors: np.ndarray,
     items: Sequence[IndexItem],
@@ -130,31 +156,14 @@ def build_index(
     `thumbs`, when given, holds one thumbnail per item in the same order. Identical inputs and seed give
     byte-identical files.
     """
-    if len(items) == 0:
-        raise ValueError("cannot build an index of zero items")
-    if vectors.ndim != 2 or vectors.shape[0] != len(items):
-        raise ValueError(f"{len(items)} items but vectors of shape {vectors.shape}")
-    if n_trees < 1:
-        raise ValueError("n_trees must be at least 1")
-    if thumbs is not None and len(thumbs) != len(items):
-        raise ValueError(f"{len(items)} items but {len(thumbs)} thumbnails")
-    ids = [it.item_id for it in items]
-    if len(set(ids)) != len(ids):
-        raise ValueError("item_ids must be unique")
+    _check_inputs(vectors, items, n_trees, thumbs)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     order = np.array(sorted(range(len(items)), key=lambda i: (items[i].category, i)), dtype=np.int64)
     sorted_items = [items[i] for i in order]
     vecs = l2_normalise(vectors)[order]
     dim = int(vecs.shape[1])
-
-    names = category_files(sorted({it.category for it in sorted_items}))
-    categories: dict[str, CategoryInfo] = {}
-    counts = Counter(it.category for it in sorted_items)
-    start = 0
-    for cat in sorted(names):  # same order as the sort above, so ranges are contiguous
-        categories[cat] = CategoryInfo(count=counts[cat], offset=start, file=names[cat])
-        start += counts[cat]
+    categories = _category_ranges(sorted_items)
 
     jobs: list[tuple[np.ndarray, Path]] = [(vecs, out_dir / GLOBAL_INDEX_NAME)]
     jobs += [(vecs[c.offset : c.offset + c.count], out_dir / c.file) for c in categories.values()]

@@ -104,12 +104,6 @@ def build_router(settings: IndexSettings, holder: IndexHolder) -> APIRouter:
 
         return json_response(await run_in_threadpool(holder.use, run))
 
-    @router.get("/items/{item_id}/image", response_class=Response)
-    async def item_image(item_id: str) -> Response:
-        """An item's thumbnail (at most 256 px), from the served index version's thumbs.bin."""
-        data, media_type = await run_in_threadpool(holder.use, lambda reader: reader.thumbnail(item_id))
-        return Response(data, media_type=media_type, headers=IMAGE_HEADERS)
-
     @router.get("/items/{item_id}/similar")
     async def similar(
         item_id: str,
@@ -128,7 +122,16 @@ def build_router(settings: IndexSettings, holder: IndexHolder) -> APIRouter:
 
         return json_response(await run_in_threadpool(holder.use, run))
 
+    _item_image_route(router, holder)
     return router
+
+
+def _item_image_route(router: APIRouter, holder: IndexHolder) -> None:
+    @router.get("/items/{item_id}/image", response_class=Response)
+    async def item_image(item_id: str) -> Response:
+        """An item's thumbnail (at most 256 px), from the served index version's thumbs.bin."""
+        data, media_type = await run_in_threadpool(holder.use, lambda reader: reader.thumbnail(item_id))
+        return Response(data, media_type=media_type, headers=IMAGE_HEADERS)
 
 
 def build_admin_router(settings: IndexSettings, holder: IndexHolder) -> APIRouter:
