@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from itertools import accumulate
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -24,15 +25,21 @@ THUMBS_NAME = "thumbs.bin"
 MAX_SIDE = 256
 MEDIA_TYPES = ("image/webp", "image/jpeg")
 _WEBP_QUALITY = 80
+_WEBP_METHOD = 2
 
 
 def make_thumbnail(image: np.ndarray, max_side: int = MAX_SIDE) -> bytes:
     """A WebP of the RGB `image` whose longer side is at most `max_side` (never enlarged)."""
-    img = Image.fromarray(image)
-    img.thumbnail((max_side, max_side), Image.Resampling.BICUBIC, reducing_gap=2.0)
+    height, width = image.shape[:2]
+    scale = max_side / max(height, width)
+    if scale < 1:
+        # Area averaging: half the CPU of PIL's bicubic thumbnail on a 768 px photo, and no aliasing.
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     buf = io.BytesIO()
-    # method 4 and no metadata: the same pixels always give the same bytes, so builds stay reproducible.
-    img.save(buf, format="WEBP", quality=_WEBP_QUALITY, method=4)
+    # Method 2: half the encoding CPU of the default 4 for 5 % more bytes. No metadata, so the same pixels
+    # always give the same bytes and builds stay reproducible.
+    Image.fromarray(image).save(buf, format="WEBP", quality=_WEBP_QUALITY, method=_WEBP_METHOD)
     return buf.getvalue()
 
 
