@@ -29,15 +29,15 @@ ITEMS = 120
 
 
 @pytest.fixture(scope="module")
-def fmnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_fmnist_catalog(tmp_path_factory.mktemp("cat") / "shop", limit=ITEMS)
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The catalog folder, written once per module."""
+    return write_fmnist_catalog(tmp_path_factory.mktemp("cat") / "shop", limit=ITEMS).parent
 
 
 @pytest.fixture
-def catalog(fmnist: Path, tmp_path: Path) -> Path:
-    """A private copy: tests delete or change it."""
-    shutil.copytree(fmnist.parent, tmp_path / "shop")
-    return tmp_path / "shop" / "catalog.jsonl"
+def catalog(shop: Path, tmp_path: Path) -> Path:
+    """A private copy of the catalog: tests delete or change it."""
+    return Path(shutil.copytree(shop, tmp_path / "shop")) / "catalog.jsonl"
 
 
 def _version(root: Path) -> Path:
