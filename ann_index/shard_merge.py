@@ -54,12 +54,12 @@ def merge_shards(
     skipped = [item_id for s in shards for item_id in s.skipped]
     parts = [s.vectors for s in shards if s.ids]
     vectors = np.concatenate(parts, axis=0) if parts else np.zeros((0, dims.pop() if dims else 0), np.float32)
-    packs = [s.thumbs for s in shards if s.thumbs is not None]
-    thumbs = ThumbPack.concat(packs) if len(packs) == len(shards) else None
+    order: list[int] | None = None
     if expected_ids is not None:
         order, skipped = _catalog_order(run, list(expected_ids), seen, ids, skipped)
         ids, vectors = [ids[n] for n in order], vectors[order] if order else vectors
-        thumbs = thumbs.take(order) if thumbs is not None else None
+    packs = [s.thumbs for s in shards if s.thumbs is not None]
+    thumbs = ThumbPack.gather(packs, order) if len(packs) == len(shards) else None
     return MergedShards(
         run=run,
         count=count,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import sqlite3
+from bisect import bisect_right
 from collections.abc import Sequence
 from itertools import accumulate
 from pathlib import Path
@@ -73,16 +74,17 @@ class ThumbPack:
     def __getitem__(self, i: int) -> bytes:
         return bytes(self._blob[self._starts[i] : self._starts[i] + self._lengths[i]])
 
-    def take(self, positions: Sequence[int]) -> ThumbPack:
-        """A new pack of the rows at `positions`, in that order."""
-        out = ThumbPack()
-        for p in positions:
-            out.add(self[int(p)])
-        return out
-
     @classmethod
-    def concat(cls, packs: Sequence[ThumbPack]) -> ThumbPack:
-        return cls(b"".join(pack._blob for pack in packs), [n for pack in packs for n in pack._lengths])
+    def gather(cls, packs: Sequence[ThumbPack], positions: Sequence[int] | None = None) -> ThumbPack:
+        """The rows at `positions` of the packs laid end to end (all rows when None), in that order; one copy
+        of the thumbnails, not two (the merge of a sharded build holds every shard's already)."""
+        starts = list(accumulate((len(pack) for pack in packs), initial=0))
+        wanted = range(starts[-1]) if positions is None else positions
+        out = cls()
+        for pos in wanted:
+            shard = bisect_right(starts, int(pos)) - 1
+            out.add(packs[shard][int(pos) - starts[shard]])
+        return out
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """(uint8 buffer, int64 lengths): how a shard file stores the pack."""
