@@ -91,7 +91,12 @@ class IndexReader:
         self._cats = {name: self._load(info["file"], prefault) for name, info in self._cat_info.items()}
         self._db = _open_meta(path / META_NAME, self.count)
         # A version built before thumbnails has none: its item images are a 404, not a failed load.
-        self._thumbs = ThumbFile(path / THUMBS_NAME, self._db, self.count) if THUMBS_NAME in manifest["files"] else None
+        has_thumbs = THUMBS_NAME in manifest["files"]
+        try:
+            self._thumbs = ThumbFile(path / THUMBS_NAME, self._db, self.count) if has_thumbs else None
+        except IndexMismatch:
+            self._db.close()
+            raise
         self._db_lock = threading.Lock()
         self._state = threading.Condition()
         self._active = 0
