@@ -22,6 +22,7 @@ import numpy as np
 from annoy import AnnoyIndex
 
 from ann_index.common import GLOBAL_INDEX_NAME, META_NAME, METRIC, VECTORS_NAME, category_files, l2_normalise
+from ann_index.thumbs import THUMBS_NAME, ThumbPack, write_thumbs
 from imgcore.card import sha256_file
 
 DEFAULT_N_TREES = 32
@@ -75,7 +76,7 @@ def _build_one(vectors: np.ndarray, path: Path, n_trees: int, seed: int) -> None
     index.unload()
 
 
-def _write_meta(path: Path, items: Sequence[IndexItem]) -> None:
+def _write_meta(path: Path, items: Sequence[IndexItem], thumbs: list[tuple[int, int, str]] | None) -> None:
     path.unlink(missing_ok=True)
     con = sqlite3.connect(path)
     try:
@@ -102,9 +103,42 @@ def _write_meta(path: Path, items: Sequence[IndexItem]) -> None:
                 for aid, it in enumerate(items)
             ),
         )
+        if thumbs is not None:
+            # Where each row's thumbnail lies in thumbs.bin (ann_index.thumbs).
+            con.execute(
+                "CREATE TABLE thumbs (aid INTEGER PRIMARY KEY, offset INTEGER NOT NULL,"
+                " length INTEGER NOT NULL, media_type TEXT NOT NULL)"
+            )
+            con.executemany("INSERT INTO thumbs VALUES (?, ?, ?, ?)", ((aid, *span) for aid, span in enumerate(thumbs)))
         con.commit()
     finally:
         con.close()
+
+
+def _check_inputs(vectors: np.ndarray, items: Sequence[IndexItem], n_trees: int, thumbs: ThumbPack | None) -> None:
+    if len(items) == 0:
+        raise ValueError("cannot build an index of zero items")
+    if vectors.ndim != 2 or vectors.shape[0] != len(items):
+        raise ValueError(f"{len(items)} items but vectors of shape {vectors.shape}")
+    if n_trees < 1:
+        raise ValueError("n_trees must be at least 1")
+    if thumbs is not None and len(thumbs) != len(items):
+        raise ValueError(f"{len(items)} items but {len(thumbs)} thumbnails")
+    ids = [it.item_id for it in items]
+    if len(set(ids)) != len(ids):
+        raise ValueError("item_ids must be unique")
+
+
+def _category_ranges(sorted_items: Sequence[IndexItem]) -> dict[str, CategoryInfo]:
+    """Each category's contiguous range of annoy ids in items sorted by category, and its file name."""
+    names = category_files(sorted({it.category for it in sorted_items}))
+    categories: dict[str, CategoryInfo] = {}
+    counts = Counter(it.category for it in sorted_items)
+    start = 0
+    for cat in sorted(names):  # same order as the sort of the items, so ranges are contiguous
+        categories[cat] = CategoryInfo(count=counts[cat], offset=start, file=names[cat])
+        start += counts[cat]
+    return categories
 
 
 def build_index(
@@ -115,40 +149,28 @@ def build_index(
     n_trees: int = DEFAULT_N_TREES,
     seed: int = DEFAULT_SEED,
     workers: int = 1,
+    thumbs: ThumbPack | None = None,
 ) -> BuildResult:
-    """Write index.ann, cat-<slug>.ann..., meta.sqlite and vectors.npy into `out_dir`.
+    """Write index.ann, cat-<slug>.ann..., meta.sqlite, vectors.npy (and thumbs.bin) into `out_dir`.
 
-    Identical inputs and seed give byte-identical files.
+    `thumbs`, when given, holds one thumbnail per item in the same order. Identical inputs and seed give
+    byte-identical files.
     """
-    if len(items) == 0:
-        raise ValueError("cannot build an index of zero items")
-    if vectors.ndim != 2 or vectors.shape[0] != len(items):
-        raise ValueError(f"{len(items)} items but vectors of shape {vectors.shape}")
-    if n_trees < 1:
-        raise ValueError("n_trees must be at least 1")
-    ids = [it.item_id for it in items]
-    if len(set(ids)) != len(ids):
-        raise ValueError("item_ids must be unique")
+    _check_inputs(vectors, items, n_trees, thumbs)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     order = np.array(sorted(range(len(items)), key=lambda i: (items[i].category, i)), dtype=np.int64)
     sorted_items = [items[i] for i in order]
     vecs = l2_normalise(vectors)[order]
     dim = int(vecs.shape[1])
-
-    names = category_files(sorted({it.category for it in sorted_items}))
-    categories: dict[str, CategoryInfo] = {}
-    counts = Counter(it.category for it in sorted_items)
-    start = 0
-    for cat in sorted(names):  # same order as the sort above, so ranges are contiguous
-        categories[cat] = CategoryInfo(count=counts[cat], offset=start, file=names[cat])
-        start += counts[cat]
+    categories = _category_ranges(sorted_items)
 
     jobs: list[tuple[np.ndarray, Path]] = [(vecs, out_dir / GLOBAL_INDEX_NAME)]
     jobs += [(vecs[c.offset : c.offset + c.count], out_dir / c.file) for c in categories.values()]
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = [pool.submit(_build_one, v, p, n_trees, seed) for v, p in jobs]
-        _write_meta(out_dir / META_NAME, sorted_items)
+        spans = write_thumbs(out_dir / THUMBS_NAME, thumbs, order.tolist()) if thumbs is not None else None
+        _write_meta(out_dir / META_NAME, sorted_items, spans)
         np.save(out_dir / VECTORS_NAME, vecs)
         for fut in futures:
             fut.result()
@@ -156,6 +178,8 @@ def build_index(
     files = {p.name: sha256_file(p) for _, p in jobs}
     files[META_NAME] = sha256_file(out_dir / META_NAME)
     files[VECTORS_NAME] = sha256_file(out_dir / VECTORS_NAME)
+    if thumbs is not None:
+        files[THUMBS_NAME] = sha256_file(out_dir / THUMBS_NAME)
     return BuildResult(
         out_dir=out_dir,
         dim=dim,

@@ -2,7 +2,9 @@
 
 Images are fetched, decoded and preprocessed by a thread pool (I/O, PIL and cv2 release the GIL) while
 the calling thread runs the embedder on full batches, so both cores stay busy. With an embedding cache,
-the threads hash each image's bytes and look the vector up first; only misses are decoded and embedded.
+the threads hash each image's bytes and look the vector up first; only misses are preprocessed and
+embedded. Every image is decoded, hits too, for the item's thumbnail (ann_index.thumbs): decoding and a
+256 px WebP cost far less than the embedder, and a thumbnail cache would be a second cache to keep right.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ann_index.catalog import CatalogItem
 from ann_index.embed_cache import EmbeddingCache
 from ann_index.gate import DEFAULT_RECALL_TARGET
 from ann_index.manifest import EmbedderInfo
+from ann_index.thumbs import ThumbPack, make_thumbnail
 from imgcore.errors import ImgSearchError, InvalidInput
 from imgcore.image import DecodeLimits, decode_image
 from imgcore.storage import fetch_uri_bytes, resolve_uri
@@ -70,24 +73,27 @@ class Embedded:
     vectors: np.ndarray  # float32 [len(items), dim]
     skipped: list[dict[str, Any]] = field(default_factory=list)  # {"line", "item_id", "reason"} per row
     cache_stats: dict[str, object] | None = None  # with an embedding cache: its hits and misses
+    thumbs: ThumbPack = field(default_factory=ThumbPack)  # one per embedded item, same order
 
 
 def embed_items(items: list[CatalogItem], base_uri: str, embedder: BatchEmbedder, opts: RebuildOptions) -> Embedded:
     """Embed `items` (images relative to `base_uri`), through the embedding cache when `opts` names one."""
     with open_cache(opts, embedder) as cache:
-        done, vectors, skipped = _embed(items, _Preparer(base_uri, embedder, opts, cache), embedder, opts)
+        done, vectors, skipped, thumbs = _embed(items, _Preparer(base_uri, embedder, opts, cache), embedder, opts)
     if vectors.shape[1] != embedder.dim:
         raise InvalidInput(f"embedder returned dim {vectors.shape[1]}, its card says {embedder.dim}")
-    return Embedded([items[p] for p in done], vectors, skipped, cache.stats() if cache is not None else None)
+    stats = cache.stats() if cache is not None else None
+    return Embedded([items[p] for p in done], vectors, skipped, stats, thumbs)
 
 
-# What a decode thread hands back: (image sha256 or "", a cached vector, or a preprocessed image).
-Prepared = tuple[str, np.ndarray | None, np.ndarray | None]
+# What a decode thread hands back: (image sha256 or "", a cached vector, or a preprocessed image, thumbnail).
+Prepared = tuple[str, np.ndarray | None, np.ndarray | None, bytes]
 
 
 @dataclass
 class _Preparer:
-    """Runs in the decode threads: fetch an image, look it up in the cache, else decode and preprocess it."""
+    """Runs in the decode threads: fetch and decode an image, thumbnail it, look it up in the cache, else
+    preprocess it."""
 
     base_uri: str
     embedder: BatchEmbedder
@@ -97,19 +103,20 @@ class _Preparer:
     def __call__(self, item: CatalogItem) -> Prepared:
         uri = resolve_uri(self.base_uri, item.image, allow_absolute=self.opts.allow_absolute_images)
         data = fetch_uri_bytes(uri, s3_endpoint_url=self.opts.s3_endpoint_url)
+        image = decode_image(data, self.opts.limits)
+        thumb = make_thumbnail(image)
         key = ""
         if self.cache is not None:
             key = hashlib.sha256(data).hexdigest()
             hit = self.cache.get(key)
             if hit is not None:
-                return key, hit, None
-        image = decode_image(data, self.opts.limits)
+                return key, hit, None, thumb
         box = None
         if self.opts.crop == "foreground":
             from embedder.transforms import foreground_box
 
             box = foreground_box(image)
-        return key, None, self.embedder.preprocess(image, box)
+        return key, None, self.embedder.preprocess(image, box), thumb
 
 
 @dataclass
@@ -121,8 +128,11 @@ class _Batches:
     done: list[int] = field(default_factory=list)
     vectors: list[np.ndarray] = field(default_factory=list)
     batch: list[tuple[int, str, np.ndarray]] = field(default_factory=list)  # (position, image sha256, image)
+    # Rows are added in catalog order and every added row is embedded, so these line up with `done` sorted.
+    thumbs: ThumbPack = field(default_factory=ThumbPack)
 
-    def add(self, pos: int, key: str, vector: np.ndarray | None, image: np.ndarray | None) -> None:
+    def add(self, pos: int, key: str, vector: np.ndarray | None, image: np.ndarray | None, thumb: bytes) -> None:
+        self.thumbs.add(thumb)
         if vector is not None:
             self.vectors.append(vector[None, :])  # the order of `done` and `vectors` stays the same
             self.done.append(pos)
@@ -141,8 +151,9 @@ class _Batches:
 
 def _embed(
     items: list[CatalogItem], prepare: _Preparer, embedder: BatchEmbedder, opts: RebuildOptions
-) -> tuple[list[int], np.ndarray, list[dict[str, Any]]]:
-    """Return (positions of embedded items, their vectors, skipped rows with reasons), in catalog order."""
+) -> tuple[list[int], np.ndarray, list[dict[str, Any]], ThumbPack]:
+    """Return (positions of embedded items, their vectors, skipped rows with reasons), in catalog order, and
+    the embedded items' thumbnails in the same order."""
     batches = _Batches(embedder, prepare.cache)
     skipped: list[dict[str, Any]] = []
     window = max(2, opts.workers) * opts.batch_size * 2  # bounded read-ahead keeps memory flat
@@ -169,7 +180,7 @@ def _embed(
                 batches.flush()
             bar.update(1)
         batches.flush()
-    return (*_in_catalog_order(batches.done, batches.vectors, int(embedder.dim)), skipped)
+    return (*_in_catalog_order(batches.done, batches.vectors, int(embedder.dim)), skipped, batches.thumbs)
 
 
 def _in_catalog_order(done: list[int], vectors: list[np.ndarray], dim: int) -> tuple[list[int], np.ndarray]:

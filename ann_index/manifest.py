@@ -19,6 +19,8 @@ from imgcore.errors import IndexMismatch
 from imgcore.storage_base import is_safe_name
 
 FORMAT = 1
+# The version folder's layout, for caches of built versions (tests): 2 added thumbs.bin (ann_index.thumbs).
+LAYOUT = 2
 PREPROCESSING_KEYS = ("preprocessing", "preprocess", "input", "normalize", "mean", "std", "input_size")
 _STAMP = "%Y%m%dT%H%M%SZ"  # a version name starts with its build time: sortable as text
 

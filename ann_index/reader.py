@@ -33,6 +33,7 @@ from ann_index.common import (
     l2_normalise,
 )
 from ann_index.manifest import check_embedder, read_manifest, verify_files
+from ann_index.thumbs import THUMBS_NAME, ThumbFile, no_thumbnails
 from imgcore.errors import IndexMismatch, InvalidInput, ModelNotReady, NotFound
 
 GATE_K = 10  # the k that the manifest's search_k was tuned for
@@ -89,6 +90,13 @@ class IndexReader:
         self._global = self._load(GLOBAL_INDEX_NAME, prefault)
         self._cats = {name: self._load(info["file"], prefault) for name, info in self._cat_info.items()}
         self._db = _open_meta(path / META_NAME, self.count)
+        # A version built before thumbnails has none: its item images are a 404, not a failed load.
+        has_thumbs = THUMBS_NAME in manifest["files"]
+        try:
+            self._thumbs = ThumbFile(path / THUMBS_NAME, self._db, self.count) if has_thumbs else None
+        except IndexMismatch:
+            self._db.close()
+            raise
         self._db_lock = threading.Lock()
         self._state = threading.Condition()
         self._active = 0
@@ -213,6 +221,14 @@ class IndexReader:
             _, row = self._aid(item_id)
         return IndexItem(row[0], row[1], row[2], row[3], json.loads(row[4]))
 
+    def thumbnail(self, item_id: str) -> tuple[bytes, str]:
+        """An item's thumbnail from thumbs.bin and its media type; NotFound for an unknown item or no thumbnails."""
+        with self._reading():
+            aid, _ = self._aid(item_id)
+            if self._thumbs is None:
+                raise no_thumbnails(self.version)
+            return self._thumbs.read(aid)
+
     def close(self) -> None:
         """Wait for in-flight queries, then unmap. Idempotent."""
         with self._state:
@@ -223,6 +239,8 @@ class IndexReader:
         self._unload()
         with self._db_lock:
             self._db.close()
+        if self._thumbs is not None:
+            self._thumbs.close()
 
     def _unload(self) -> None:
         for index in [self._global, *self._cats.values()]:

@@ -30,6 +30,8 @@ from ann_index.embedding import BatchEmbedder, RebuildOptions, embed_items
 from ann_index.gate import run_gate
 from ann_index.manifest import FORMAT, EmbedderInfo, embedder_section, make_version, write_manifest
 from ann_index.publish import publish_version
+from ann_index.thumbs import MAX_SIDE as THUMB_SIDE
+from ann_index.thumbs import THUMBS_NAME, ThumbPack
 from imgcore.errors import ImgSearchError
 from imgcore.storage import ObjectStore, as_uri, fetch_uri_bytes, open_store, resolve_uri
 
@@ -91,8 +93,9 @@ def publish_rows(
     embedder: EmbedderInfo,
     opts: RebuildOptions,
     extra: dict[str, Any],
+    thumbs: ThumbPack | None = None,
 ) -> dict[str, Any]:
-    """Build the embedded `items` (vectors in the same order) in a temp folder, gate, publish, move CURRENT.
+    """Build the embedded `items` (vectors and `thumbs` in the same order) in a temp folder, gate, publish.
 
     `failed` are the rows that could not be embedded; with the catalog's invalid rows they are the
     manifest's "skipped", and over the failure budget they refuse the build.
@@ -112,7 +115,7 @@ def publish_rows(
     ]
     work = Path(tempfile.mkdtemp(prefix="imgsearch-index-", dir=opts.work_dir))
     try:
-        manifest = build_version(vectors, index_items, work, embedder, opts, extra)
+        manifest = build_version(vectors, index_items, work, embedder, opts, extra, thumbs)
         publish_version(store, work, keep=opts.keep)
         return manifest
     finally:
@@ -126,10 +129,13 @@ def build_version(
     embedder: EmbedderInfo,
     opts: RebuildOptions,
     extra: dict[str, Any] | None = None,
+    thumbs: ThumbPack | None = None,
 ) -> dict[str, Any]:
     """Build, gate and write manifest.json into `out_dir`; RebuildRefused when the gate fails."""
     t0 = time.monotonic()
-    built = build_index(vectors, items, out_dir, n_trees=opts.n_trees, seed=opts.seed, workers=opts.workers)
+    built = build_index(
+        vectors, items, out_dir, n_trees=opts.n_trees, seed=opts.seed, workers=opts.workers, thumbs=thumbs
+    )
     t_build = time.monotonic()
     vecs = np.asarray(np.load(out_dir / VECTORS_NAME, mmap_mode="r"))
     gate = run_gate(
@@ -162,6 +168,8 @@ def build_version(
         "skipped": {"count": 0, "rows": []},
         "timings_s": {"build": round(t_build - t0, 2), "gate": round(time.monotonic() - t_build, 2)},
     }
+    if thumbs is not None:
+        manifest["thumbnails"] = {"file": THUMBS_NAME, "max_side": THUMB_SIDE, "bytes": thumbs.nbytes}
     for key, value in (extra or {}).items():
         manifest[key] = {**manifest[key], **value} if isinstance(manifest.get(key), dict) else value
     write_manifest(out_dir / MANIFEST_NAME, manifest)
@@ -185,4 +193,6 @@ def rebuild(
         }
         if embedded.cache_stats is not None:
             extra["embedding_cache"] = embedded.cache_stats
-        return publish_rows(store, loaded, embedded.items, embedded.vectors, embedded.skipped, embedder, opts, extra)
+        return publish_rows(
+            store, loaded, embedded.items, embedded.vectors, embedded.skipped, embedder, opts, extra, embedded.thumbs
+        )

@@ -1,7 +1,8 @@
 """Sharded rebuilds, part 2: shard files (`shards/<run>/<index>.npz`): encode, decode, write, find.
 
-A shard file holds the embedded ids, their float32 vectors, the ids given up on (with the reasons), the
-embedder's sha256 and a JSON header; no pickled objects, so a foreign file cannot run code on load.
+A shard file holds the embedded ids, their float32 vectors and thumbnails (ann_index.thumbs), the ids given
+up on (with the reasons), the embedder's sha256 and a JSON header; no pickled objects, so a foreign file
+cannot run code on load.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ann_index.shards import MODE, SHARD_DIR, ShardError, ShardSpec, ShardStore, check_run, shard_key, shard_of
+from ann_index.thumbs import ThumbPack
 
 FORMAT_VERSION = 1
 _SHARD_FILE_RE = re.compile(r"^(\d+)\.npz$")
@@ -32,6 +34,7 @@ class Shard:
     skipped: tuple[str, ...]  # rows of this shard that could not be embedded (bad image...)
     embedder_sha256: str | None
     skip_reasons: tuple[str, ...] = ()  # one per skipped id, or empty when not recorded
+    thumbs: ThumbPack | None = None  # one per id; None in files written before thumbnails
 
     @property
     def dim(self) -> int:
@@ -75,6 +78,29 @@ def _check_reasons(reasons: Sequence[str], skipped: Sequence[str]) -> tuple[str,
     return out
 
 
+def _check_thumbs(thumbs: ThumbPack | None, n: int) -> ThumbPack | None:
+    if thumbs is not None and len(thumbs) != n:
+        raise ShardError(f"{n} ids but {len(thumbs)} thumbnails")
+    return thumbs
+
+
+def _thumb_members(thumbs: ThumbPack | None) -> dict[str, np.ndarray]:
+    if thumbs is None:
+        return {}
+    blob, lengths = thumbs.arrays()
+    return {"thumbs": blob, "thumb_lengths": lengths}
+
+
+def _decode_thumbs(npz: Any) -> ThumbPack | None:
+    """Optional members: files written before thumbnails lack them."""
+    if "thumbs" not in npz.files:
+        return None
+    try:
+        return ThumbPack(npz["thumbs"].astype(np.uint8).tobytes(), [int(n) for n in npz["thumb_lengths"]])
+    except ValueError as exc:
+        raise ShardError(f"shard thumbnails: {exc}") from exc
+
+
 def encode_shard(shard: Shard) -> bytes:
     """Serialise to .npz bytes (no pickled objects: ids are unicode arrays, the header is JSON)."""
     header = {
@@ -87,15 +113,16 @@ def encode_shard(shard: Shard) -> bytes:
         "dim": shard.dim,
         "embedder_sha256": shard.embedder_sha256,
     }
+    members: dict[str, Any] = {
+        "header": np.array(json.dumps(header, sort_keys=True)),
+        "ids": np.array(shard.ids, dtype=np.str_),
+        "skipped": np.array(shard.skipped, dtype=np.str_),
+        "skip_reasons": np.array(shard.skip_reasons, dtype=np.str_),
+        "vectors": shard.vectors,
+        **_thumb_members(shard.thumbs),
+    }
     buf = io.BytesIO()
-    np.savez(
-        buf,
-        header=np.array(json.dumps(header, sort_keys=True)),
-        ids=np.array(shard.ids, dtype=np.str_),
-        skipped=np.array(shard.skipped, dtype=np.str_),
-        skip_reasons=np.array(shard.skip_reasons, dtype=np.str_),
-        vectors=shard.vectors,
-    )
+    np.savez(buf, **members)
     return buf.getvalue()
 
 
@@ -109,6 +136,7 @@ def decode_shard(data: bytes) -> Shard:
             # Optional member: files written before reasons were recorded lack it.
             reasons = tuple(str(x) for x in npz["skip_reasons"].tolist()) if "skip_reasons" in npz.files else ()
             vectors = np.array(npz["vectors"])
+            thumbs = _decode_thumbs(npz)
     except ShardError:
         raise
     except Exception as exc:  # a truncated or foreign file: zip, KeyError, JSON errors
@@ -130,6 +158,7 @@ def decode_shard(data: bytes) -> Shard:
         skipped=skipped,
         embedder_sha256=header.get("embedder_sha256"),
         skip_reasons=_check_reasons(reasons, skipped),
+        thumbs=_check_thumbs(thumbs, len(ids)),
     )
 
 
@@ -143,20 +172,22 @@ def write_shard(
     skipped: Sequence[str] = (),
     embedder_sha256: str | None = None,
     skip_reasons: Sequence[str] = (),
+    thumbs: ThumbPack | None = None,
 ) -> str:
     """Validate and write one shard to `shards/<run>/<index>.npz`; return the key.
 
     `ids` and `vectors` are the embedded rows (same order); `skipped` the rows of this shard that were
     given up on (`skip_reasons`: why, one per skipped id, optional), so that the merge can still prove
-    every catalog row was seen exactly once. An empty shard is valid (vectors of shape [0, dim] or
-    [0, 0]). Writing again replaces the file (retries).
+    every catalog row was seen exactly once; `thumbs` one thumbnail per id. An empty shard is valid
+    (vectors of shape [0, dim] or [0, 0]). Writing again replaces the file (retries).
     """
     ids_t = tuple(ids)
     skipped_t = tuple(skipped)
     arr = _as_vectors(vectors, len(ids_t))
     _check_members(ids_t, skipped_t, spec)
     reasons = _check_reasons(skip_reasons, skipped_t)
-    shard = Shard(check_run(run), spec, ids_t, arr, skipped_t, embedder_sha256, reasons)
+    thumbs = _check_thumbs(thumbs, len(ids_t))
+    shard = Shard(check_run(run), spec, ids_t, arr, skipped_t, embedder_sha256, reasons, thumbs)
     key = shard_key(run, spec.index)
     store.put_bytes(key, encode_shard(shard))
     return key
@@ -175,8 +206,11 @@ def shard_indices(store: ShardStore, run: str) -> list[int]:
     return sorted(found)
 
 
-def shard_is_done(store: ShardStore, run: str, spec: ShardSpec, *, embedder_sha256: str | None = None) -> bool:
-    """True if a valid file for exactly this shard of this run exists (a retried pod may skip the work)."""
+def shard_is_done(
+    store: ShardStore, run: str, spec: ShardSpec, *, embedder_sha256: str | None = None, need_thumbs: bool = False
+) -> bool:
+    """True if a valid file for exactly this shard of this run exists (a retried pod may skip the work);
+    with `need_thumbs`, one written before thumbnails is not (it is embedded again)."""
     if spec.index not in shard_indices(store, run):
         return False
     try:
@@ -184,5 +218,7 @@ def shard_is_done(store: ShardStore, run: str, spec: ShardSpec, *, embedder_sha2
     except ShardError:
         return False
     if embedder_sha256 is not None and shard.embedder_sha256 != embedder_sha256:
+        return False
+    if need_thumbs and shard.thumbs is None:
         return False
     return shard.run == run and shard.spec == spec

@@ -65,7 +65,7 @@ def embed_shard(
     key = shard_key(run, spec.index)
     with open_store(as_uri(out_uri), s3_endpoint_url=opts.s3_endpoint_url) as store:
         try:
-            if shard_is_done(store, run, spec, embedder_sha256=embedder.sha256):
+            if shard_is_done(store, run, spec, embedder_sha256=embedder.sha256, need_thumbs=True):
                 log.info("shard %s of run %s is already complete: %s", spec, run, key)
                 return ShardResult(run, spec, key, 0, 0, reused=True)
         except ShardError as exc:
@@ -83,6 +83,7 @@ def embed_shard(
             skipped=[s["item_id"] for s in embedded.skipped],
             skip_reasons=[s["reason"] for s in embedded.skipped],
             embedder_sha256=embedder.sha256,
+            thumbs=embedded.thumbs,
         )
     return ShardResult(run, spec, key, len(embedded.items), len(embedded.skipped), reused=False)
 
@@ -107,13 +108,17 @@ def merge_and_publish(
             raise RebuildRefused(
                 f"shards of run {run} (this catalog, embedder and --merge-shards {count}) cannot be merged: {exc}"
             ) from exc
+        if merged.thumbs is None:
+            raise RebuildRefused(
+                f"shards of run {run} were written without thumbnails (an older imgsearch): run the shards again"
+            )
         failed = [
             {"line": by_id[x].line, "item_id": x, "reason": merged.skip_reasons.get(x, "not embedded")}
             for x in merged.skipped
         ]
         extra = {"shards": {"run": run, "count": count}, "timings_s": {"merge": round(time.monotonic() - t0, 2)}}
         items = [by_id[x] for x in merged.ids]
-        manifest = publish_rows(store, loaded, items, merged.vectors, failed, embedder, opts, extra)
+        manifest = publish_rows(store, loaded, items, merged.vectors, failed, embedder, opts, extra, merged.thumbs)
         # Published: the shard files are spent (the vectors are in the version). A failure here costs space only.
         try:
             store.delete_prefix(f"{SHARD_DIR}/{run}/")

@@ -9,6 +9,7 @@ import numpy as np
 
 from ann_index.shard_io import Shard, decode_shard, shard_indices
 from ann_index.shards import ShardError, ShardSpec, ShardStore, shard_key
+from ann_index.thumbs import ThumbPack
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class MergedShards:
     skipped: list[str]
     embedder_sha256: str | None
     skip_reasons: dict[str, str] = field(default_factory=dict)  # skipped id -> why, where recorded
+    thumbs: ThumbPack | None = None  # one per id, same order; None when a shard file has none (older files)
 
 
 def merge_shards(
@@ -39,8 +41,8 @@ def merge_shards(
     (every catalog item_id), any id not accounted for (embedded or skipped) or extra. `embedder_sha256`,
     when given, must match every shard's.
 
-    Order: with `expected_ids`, the catalog order (so a sharded build equals an unsharded one);
-    otherwise shard 0's rows, then shard 1's, ... each in the order it was written.
+    Order (of ids, vectors and thumbnails): with `expected_ids`, the catalog order (so a sharded build
+    equals an unsharded one); otherwise shard 0's rows, then shard 1's, ... each in the order it was written.
     """
     shards = _load_shards(store, run, count)
     shard_embedder = _common_embedder(shards, run, embedder_sha256)
@@ -52,8 +54,12 @@ def merge_shards(
     skipped = [item_id for s in shards for item_id in s.skipped]
     parts = [s.vectors for s in shards if s.ids]
     vectors = np.concatenate(parts, axis=0) if parts else np.zeros((0, dims.pop() if dims else 0), np.float32)
+    order: list[int] | None = None
     if expected_ids is not None:
-        ids, vectors, skipped = _catalog_order(run, list(expected_ids), seen, ids, vectors, skipped)
+        order, skipped = _catalog_order(run, list(expected_ids), seen, ids, skipped)
+        ids, vectors = [ids[n] for n in order], vectors[order] if order else vectors
+    packs = [s.thumbs for s in shards if s.thumbs is not None]
+    thumbs = ThumbPack.gather(packs, order) if len(packs) == len(shards) else None
     return MergedShards(
         run=run,
         count=count,
@@ -62,6 +68,7 @@ def merge_shards(
         skipped=skipped,
         embedder_sha256=shard_embedder,
         skip_reasons={x: why for s in shards for x, why in zip(s.skipped, s.skip_reasons, strict=False) if why},
+        thumbs=thumbs,
     )
 
 
@@ -102,9 +109,10 @@ def _check_places(shards: list[Shard], run: str, count: int) -> set[str]:
 
 
 def _catalog_order(
-    run: str, expected: list[str], seen: set[str], ids: list[str], vectors: np.ndarray, skipped: list[str]
-) -> tuple[list[str], np.ndarray, list[str]]:
-    """Check that the shards hold exactly the catalog's ids, and put ids, vectors and skipped in its order."""
+    run: str, expected: list[str], seen: set[str], ids: list[str], skipped: list[str]
+) -> tuple[list[int], list[str]]:
+    """Check that the shards hold exactly the catalog's ids; (positions of `ids` in catalog order, skipped
+    in catalog order)."""
     expected_set = set(expected)
     if len(expected_set) != len(expected):
         raise ShardError("expected_ids contains duplicates")
@@ -118,4 +126,4 @@ def _catalog_order(
     position = {item_id: n for n, item_id in enumerate(ids)}
     order = [position[x] for x in expected if x in position]
     skipped_set = set(skipped)
-    return [ids[n] for n in order], vectors[order] if order else vectors, [x for x in expected if x in skipped_set]
+    return order, [x for x in expected if x in skipped_set]

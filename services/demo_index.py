@@ -20,14 +20,15 @@ def index_root(data_dir: Path) -> Path:
 
 
 def has_index(data_dir: Path, embedder_sha256: str | None = None) -> bool:
-    """Whether an index has been published in this data folder (built with that embedder, when given)."""
+    """Whether an index with thumbnails has been published in this data folder (built with that embedder, when
+    given)."""
     try:
         with open_store(index_root(data_dir).as_uri()) as store:
             version = read_current(store)
             manifest = published_manifest(store, version) if version else None
     except ImgSearchError:
         return False
-    if manifest is None:
+    if manifest is None or "thumbnails" not in manifest:  # built before item thumbnails: build it again
         return False
     return embedder_sha256 is None or manifest["embedder"].get("sha256") == embedder_sha256
 

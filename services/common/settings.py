@@ -64,10 +64,6 @@ class CommonSettings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Interface to listen on (0.0.0.0 in a container).")
     port: int = _port(8000)
     log_level: str = Field(default="INFO", description="Python logging level: DEBUG, INFO, WARNING or ERROR.")
-    s3_endpoint_url: str | None = Field(
-        default=None, description="S3-compatible endpoint for s3:// URIs (else boto3's AWS_ENDPOINT_URL or AWS)."
-    )
-    store_timeout_s: float = Field(default=30.0, gt=0, description="Timeout of one model/index store request.")
     max_upload_bytes: int = Field(
         default=20 * 1024 * 1024, gt=0, description="Largest accepted request body; refused while streaming (413)."
     )
@@ -105,7 +101,16 @@ class CommonSettings(BaseSettings):
         return DecodeLimits(max_bytes=self.max_upload_bytes, max_pixels=self.max_pixels, max_side=self.max_side)
 
 
-class ModelServiceSettings(CommonSettings):
+class StoreSettings(CommonSettings):
+    """Fields of the services that read a model or index store (not the gateway: it reads none)."""
+
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint for s3:// URIs (else boto3's AWS_ENDPOINT_URL or AWS)."
+    )
+    store_timeout_s: float = Field(default=30.0, gt=0, description="Timeout of one model/index store request.")
+
+
+class ModelServiceSettings(StoreSettings):
     """Fields of the services that run an ONNX model (detector, embedder)."""
 
     model_cache_dir: Path = Field(
@@ -163,7 +168,7 @@ class EmbedderSettings(ModelServiceSettings):
     max_boxes: int = Field(default=64, ge=1, description="Most boxes accepted in one request.")
 
 
-class IndexSettings(CommonSettings):
+class IndexSettings(StoreSettings):
     """`imgsearch serve index`: serves the published annoy index and swaps in new versions."""
 
     model_config = SettingsConfigDict(env_prefix="IMGSEARCH_INDEX_")

@@ -10,18 +10,17 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Query, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from imgcore.errors import InvalidInput, NotFound
+from imgcore.errors import InvalidInput
 from services.common.boxes import parse_box_param
+from services.common.errors import BackendUnavailable
 from services.common.settings import GatewaySettings
 from services.common.uploads import MULTIPART_IMAGE_BODY, read_upload
 from services.common.web import create_service_app
 from services.common.web_json import json_response
 from services.gateway.backends import Backends
-from services.gateway.cache import LRUCache
 from services.gateway.regions import public_result
 from services.gateway.search import SearchParams, SearchService
 from services.gateway.served_index import ServedIndex
@@ -33,17 +32,17 @@ _PUBLIC_IMAGE_BODY: dict[str, Any] = {
         "content": {"multipart/form-data": MULTIPART_IMAGE_BODY["requestBody"]["content"]["multipart/form-data"]},
     }
 }
-_MAGIC = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG", "image/png"), (b"GIF8", "image/gif"), (b"BM", "image/bmp"))
+# The index's thumbnails are public catalog content; nosniff keeps a browser from reading them as anything else.
+IMAGE_HEADERS = {"cache-control": "public, max-age=3600", "x-content-type-options": "nosniff"}
 
 
-def image_content_type(data: bytes) -> str:
-    """The media type of encoded image bytes, from their magic number."""
+def thumbnail_type(data: bytes) -> str | None:
+    """image/webp or image/jpeg from the magic number (what the index's thumbnails are); None otherwise."""
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "image/webp"
-    for magic, media_type in _MAGIC:
-        if data.startswith(magic):
-            return media_type
-    return "application/octet-stream"
+    if data[:3] == b"\xff\xd8\xff":
+        return "image/jpeg"
+    return None
 
 
 class Readiness:
@@ -110,8 +109,6 @@ def _search_route(router: APIRouter, settings: GatewaySettings, search: SearchSe
 
 
 def _item_routes(router: APIRouter, settings: GatewaySettings, backends: Backends) -> None:
-    images = ItemImages(settings)
-
     @router.get("/items/{item_id}/similar")
     async def similar(
         item_id: str,
@@ -132,37 +129,12 @@ def _item_routes(router: APIRouter, settings: GatewaySettings, backends: Backend
 
     @router.get("/items/{item_id}/image", response_class=Response)
     async def item_image(item_id: str) -> Response:
-        """The catalog image of an item (for result thumbnails)."""
-        found = await backends.get_json("index", f"/v1/items/{_path(item_id)}")
-        uri = str(found["item"].get("image") or "")
-        if not uri:
-            raise NotFound(f"item {item_id!r} has no image", reason="no_image")
-        data, media_type = await images.get(uri)
-        return Response(data, media_type=media_type, headers={"cache-control": "public, max-age=3600"})
-
-
-class ItemImages:
-    """Catalog images fetched from their store, the most recently shown kept in memory."""
-
-    def __init__(self, settings: GatewaySettings, size: int = 512) -> None:
-        self.settings = settings
-        self.cache: LRUCache[str, tuple[bytes, str]] = LRUCache("item_image", size)
-
-    async def get(self, uri: str) -> tuple[bytes, str]:
-        """The image's bytes and media type."""
-        from imgcore.storage import fetch_uri_bytes
-
-        cached = self.cache.get(uri)
-        if cached is None:
-            data = await run_in_threadpool(
-                fetch_uri_bytes,
-                uri,
-                s3_endpoint_url=self.settings.s3_endpoint_url,
-                timeout_s=self.settings.store_timeout_s,
-            )
-            cached = (data, image_content_type(data))
-            self.cache.put(uri, cached)
-        return cached
+        """An item's thumbnail (at most 256 px, for result lists), from the served index; never the catalog's URL."""
+        data = await backends.get_bytes("index", f"/v1/items/{_path(item_id)}/image")
+        media_type = thumbnail_type(data)
+        if media_type is None:  # what reaches a browser from here is an image or nothing
+            raise BackendUnavailable(f"index: the thumbnail of {item_id!r} is not a WebP or JPEG image")
+        return Response(data, media_type=media_type, headers=IMAGE_HEADERS)
 
 
 def _path(item_id: str) -> str:

@@ -165,6 +165,10 @@ class Backends:
         """GET a JSON document from a backend (index look-ups)."""
         return _json(await self.call(backend, "GET", path, budget_s=self.settings.query_timeout_s, params=params))
 
+    async def get_bytes(self, backend: str, path: str) -> bytes:
+        """GET a body from a backend (item thumbnails from the index)."""
+        return (await self.call(backend, "GET", path, budget_s=self.settings.query_timeout_s)).content
+
     async def readiness(self, backend: str) -> tuple[bool, dict[str, Any]]:
         """A backend's /readyz (never raises)."""
         try:

@@ -25,6 +25,9 @@ from services.common.web_json import json_response
 from services.common.wire import vectors_from_b64
 from services.index.holder import IndexHolder
 
+# Thumbnails are public catalog content; nosniff keeps a browser from reading them as anything but an image.
+IMAGE_HEADERS = {"cache-control": "public, max-age=3600", "x-content-type-options": "nosniff"}
+
 
 class QueryRequest(BaseModel):
     """Query vectors as JSON lists (`vectors`) or base64 little-endian float32 rows (`vectors_b64` + `dim`)."""
@@ -119,7 +122,16 @@ def build_router(settings: IndexSettings, holder: IndexHolder) -> APIRouter:
 
         return json_response(await run_in_threadpool(holder.use, run))
 
+    _item_image_route(router, holder)
     return router
+
+
+def _item_image_route(router: APIRouter, holder: IndexHolder) -> None:
+    @router.get("/items/{item_id}/image", response_class=Response)
+    async def item_image(item_id: str) -> Response:
+        """An item's thumbnail (at most 256 px), from the served index version's thumbs.bin."""
+        data, media_type = await run_in_threadpool(holder.use, lambda reader: reader.thumbnail(item_id))
+        return Response(data, media_type=media_type, headers=IMAGE_HEADERS)
 
 
 def build_admin_router(settings: IndexSettings, holder: IndexHolder) -> APIRouter:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ann_index.manifest import LAYOUT
 from services.demo_index import build_demo_index, has_index, index_root
 from services.stack import LocalStack, embedder_sha256
 
@@ -40,7 +41,8 @@ def demo_data_dir() -> Path:
         return Path(str(_SHARED["demo"]))
     cache = os.environ.get("IMGSEARCH_TEST_CACHE")
     root = Path(cache) if cache else _session_dir()
-    data = root / f"demo-{DEMO_ITEMS}-{str(embedder_sha256())[:12]}"
+    # The layout is part of the key: a cached index of an older layout is rebuilt, not reused or destroyed.
+    data = root / f"demo-{DEMO_ITEMS}-{str(embedder_sha256())[:12]}-l{LAYOUT}"
     if not has_index(data):
         shutil.rmtree(data, ignore_errors=True)
         build_demo_index(data, limit=DEMO_ITEMS, progress=False)

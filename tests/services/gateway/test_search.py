@@ -119,12 +119,12 @@ def test_unknown_item_is_404_json(gw: str) -> None:
         assert "error" in resp.json()
 
 
-def test_item_image_is_served_with_its_content_type(gw: str) -> None:
+def test_item_image_is_its_thumbnail_from_the_index(gw: str) -> None:
     hit = search(gw, (PHOTOS / "dog.jpg").read_bytes()).json()["items"][0]["results"][0]
     resp = httpx.get(gw + hit["image_url"], trust_env=False)
     assert resp.status_code == 200
-    assert resp.headers["content-type"] == "image/png"
-    assert Image.open(io.BytesIO(resp.content)).size == (112, 112)
+    assert resp.headers["content-type"] == "image/webp" and resp.headers["x-content-type-options"] == "nosniff"
+    assert Image.open(io.BytesIO(resp.content)).size == (112, 112)  # the catalog's 112 px image, not enlarged
 
 
 def test_repeated_search_is_a_cache_hit(gw: str) -> None:
