@@ -44,8 +44,8 @@ Image.core.set_block_size(64 * 1024 * 1024)
 # Bytes per pixel of PIL's buffer by mode (3-channel modes are stored 4 bytes wide); others: 4.
 _PIL_PIXEL_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2}
 # Bytes per pixel a codec holds besides PIL's buffer: PIL's WebP reader keeps libwebp's two RGBA canvases
-# and a copy of the frame; libtiff may decode a single-strip TIFF into one RGBA buffer.
-_CODEC_BUFFER_BYTES = {"WEBP": 12, "TIFF": 4}
+# and a copy of the frame.
+_CODEC_BUFFER_BYTES = {"WEBP": 12}
 # Measured peaks (bench/decode_memory.py) exceed the sum of the buffers above by up to ~4 MiB.
 _SLACK_BYTES = 8 * 1024 * 1024
 
@@ -185,11 +185,12 @@ def _typed_errors() -> Iterator[None]:
 def _plan_of(img: Image.Image, max_side: int) -> DecodePlan:
     """The plan for an opened image (JPEGs may be DCT-scaled; progressive ones keep their coefficients)."""
     draftable = img.format in ("JPEG", "MPO") and len(getattr(img, "tile", ())) == 1
-    return _plan(img.format or "", img.mode, img.size, max_side, draftable, _jpeg_coefficient_bytes(img))
+    codec = _jpeg_coefficient_bytes(img) + _tiff_block_bytes(img)
+    return _plan(img.format or "", img.mode, img.size, max_side, draftable, codec)
 
 
 def _plan(
-    fmt: str, mode: str, size: tuple[int, int], max_side: int, draftable: bool = False, coefficients: int = 0
+    fmt: str, mode: str, size: tuple[int, int], max_side: int, draftable: bool = False, codec_bytes: int = 0
 ) -> DecodePlan:
     """Scaling and peak memory of decoding an image for a result at most `max_side` wide and high.
 
@@ -205,7 +206,7 @@ def _plan(
     dw, dh = math.ceil(w / draft), math.ceil(h / draft)
     factor = max(1, min(dw // target_w, dh // target_h))
     stored = dw * dh * _PIL_PIXEL_BYTES.get(mode, 4)
-    codec = w * h * _CODEC_BUFFER_BYTES.get(fmt, 0) + coefficients
+    codec = w * h * _CODEC_BUFFER_BYTES.get(fmt, 0) + codec_bytes
     reduced = math.ceil(dw / factor) * math.ceil(dh / factor) * 3
     resized = target_w * target_h * 3 if (target_w, target_h) != (w, h) else 0
     peak = stored + max(codec, reduced + STRIP_BYTES) + resized + _SLACK_BYTES
@@ -221,6 +222,21 @@ def _jpeg_coefficient_bytes(img: Image.Image) -> int:
     v_max = max(int(layer[2]) for layer in layers)
     w, h = img.size
     return sum(w * h * int(layer[1]) * int(layer[2]) * 2 // (h_max * v_max) for layer in layers)
+
+
+def _tiff_block_bytes(img: Image.Image) -> int:
+    """libtiff decodes one strip or tile at a time into a buffer of its own (at least RGBA-wide)."""
+    tags = getattr(img, "tag_v2", None)
+    if img.format != "TIFF" or tags is None:
+        return 0
+    w, h = img.size
+    bits = tags.get(258, (8,))
+    sample_bytes = sum(bits) // 8 if isinstance(bits, tuple) else int(bits) * int(tags.get(277, 1)) // 8
+    if tags.get(322) and tags.get(323):
+        block = int(tags[322]) * int(tags[323])
+    else:
+        block = w * min(h, int(tags.get(278, h)))
+    return block * max(4, sample_bytes)
 
 
 def _to_rgb(img: Image.Image, factor: int, orientation: int) -> np.ndarray:
