@@ -124,7 +124,17 @@ def test_default_gateway_budget_fits_a_near_limit_rgba_png_but_leaves_the_pod_mo
 
 
 # The attack, for real: per kind a fresh gateway process, 4 concurrent near-limit uploads.
-KINDS = ["png16", "png_rgba", "png_palette", "png_grey", "jpeg_baseline", "jpeg_progressive", "webp", "gif"]
+KINDS = [
+    "png16",
+    "png_rgba",
+    "png_palette",
+    "png_grey",
+    "jpeg_baseline",
+    "jpeg_progressive",
+    "webp",
+    "gif",
+    "tiff_deflate",
+]
 
 
 @pytest.fixture(scope="module")
