@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import io
 import threading
 import time
 from pathlib import Path
@@ -18,8 +19,10 @@ from types import ModuleType
 
 import httpx
 import pytest
+from PIL import Image
 
 from imgcore.errors import ImageTooLarge
+from imgcore.image import plan_decode
 from services.common.decode_budget import DecodeBudget, DecodeBusy
 from services.common.settings import GatewaySettings
 from tests.helpers.stack import Stack, running_stack
@@ -41,6 +44,13 @@ def _holding(started: list[float], release: threading.Event) -> str:
     started.append(time.monotonic())
     release.wait(10)
     return "done"
+
+
+def _held(budget: DecodeBudget, nbytes: int) -> tuple[asyncio.Future[str], threading.Event, list[float]]:
+    """A decode holding `nbytes` of `budget` until the event is set; the times decodes started."""
+    release = threading.Event()
+    started: list[float] = []
+    return asyncio.ensure_future(budget.run(nbytes, _holding, started, release)), release, started
 
 
 def test_decodes_run_only_while_their_reservations_fit_and_in_arrival_order() -> None:
@@ -71,9 +81,7 @@ def test_decodes_run_only_while_their_reservations_fit_and_in_arrival_order() ->
 def test_a_decode_that_waits_past_the_timeout_gets_503_busy() -> None:
     async def scenario() -> None:
         budget = DecodeBudget(100, wait_s=0.2)
-        release = threading.Event()
-        started: list[float] = []
-        first = asyncio.ensure_future(budget.run(80, _holding, started, release))
+        first, release, started = _held(budget, 80)
         await asyncio.sleep(0.05)
         with pytest.raises(DecodeBusy) as info:
             await budget.run(40, _holding, started, release)
@@ -98,9 +106,7 @@ def test_a_decode_larger_than_the_whole_budget_gets_413() -> None:
 def test_a_cancelled_request_keeps_its_reservation_until_its_thread_has_finished() -> None:
     async def scenario() -> None:
         budget = DecodeBudget(100, wait_s=5)
-        release = threading.Event()
-        started: list[float] = []
-        task = asyncio.ensure_future(budget.run(70, _holding, started, release))
+        task, release, _ = _held(budget, 70)
         await asyncio.sleep(0.05)
         task.cancel()
         await asyncio.sleep(0.05)
@@ -117,9 +123,10 @@ def test_a_cancelled_request_keeps_its_reservation_until_its_thread_has_finished
 
 def test_default_gateway_budget_fits_a_near_limit_rgba_png_but_leaves_the_pod_most_of_its_limit() -> None:
     settings = GatewaySettings()
-    bench = _bench()
-    rgba = bench.near_limit_image("png_rgba", 6300)
-    assert bench.estimate_mib(rgba, settings.forward_max_side) < settings.decode_memory_mib
+    buf = io.BytesIO()
+    Image.new("RGBA", (6300, 6300), (10, 20, 30, 128)).save(buf, "PNG", compress_level=1)
+    plan = plan_decode(buf.getvalue(), settings.decode_limits(), settings.forward_max_side)
+    assert plan.peak_bytes < settings.decode_memory_mib * 2**20
     assert settings.decode_memory_mib <= GATEWAY_LIMIT_MIB * 7 // 16
 
 
