@@ -112,10 +112,10 @@ def plan_decode(data: bytes, limits: DecodeLimits | None = None, max_side: int =
 def decode(data: bytes, limits: DecodeLimits | None = None, max_side: int = 0) -> Decoded:
     """Decode within `plan_decode(data, limits, max_side).peak_bytes`; `max_side` 0: full size."""
     with _typed_errors(), _opened(data, limits or DecodeLimits()) as img:
+        img.seek(0)  # first frame of animations (before DCT scaling: an MPO's seek resets its tile)
         plan = _plan_of(img, max_side)
         if plan.draft_scale > 1:
             img.draft(None, (plan.width // plan.draft_scale, plan.height // plan.draft_scale))
-        img.seek(0)  # first frame of animations
         img.load()
         orientation = int(img.getexif().get(ExifTags.Base.Orientation, 1))
         height, width = upright_shape(plan.width, plan.height, orientation)
