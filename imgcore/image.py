@@ -1,17 +1,53 @@
-"""The one image decoder: bytes in, RGB uint8 array out, with limits and typed errors."""
+"""The one image decoder: bytes in, RGB uint8 array out, with limits, a known peak memory and typed errors.
+
+Memory: the header is read first (size, mode, format), so a decode's peak is known before any pixel is
+decoded (`plan_decode(...).peak_bytes`). The pixels then exist once in their stored mode (PIL's buffer)
+plus once as the RGB result; conversions run a strip at a time (imgcore.pixels). When the caller needs at
+most `max_side` pixels, JPEGs are decoded at 1/2, 1/4 or 1/8 scale (DCT scaling) and other formats are
+reduced by a whole factor strip by strip, both never below the final size, which is then reached with the
+same INTER_AREA resize as before: photos up to twice `max_side` give exactly the pixels they always did.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import math
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from imgcore.errors import ImageTooLarge, InvalidImage
+from imgcore.pixels import (
+    GREY_16,
+    STRIP_BYTES,
+    fit_scale,
+    fitted_size,
+    grey_scale,
+    reduce_rgb,
+    resize_to,
+    source_view,
+    strip_rgb,
+    strip_rows,
+    upright_shape,
+)
 
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "MPO"})
+# PIL allocates large images in blocks (16 MiB by default). glibc serves blocks under 32 MiB from a
+# thread's malloc arena once one has been freed, and arenas keep what they had: each decoding thread
+# would hold on to its last image (measured: +60 MiB RSS per thread). Blocks over 32 MiB are always mapped
+# fresh and given back on free.
+Image.core.set_block_size(64 * 1024 * 1024)
+# Bytes per pixel of PIL's buffer by mode (3-channel modes are stored 4 bytes wide); others: 4.
+_PIL_PIXEL_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2}
+# Bytes per pixel a codec holds besides PIL's buffer: PIL's WebP reader keeps libwebp's two RGBA canvases
+# and a copy of the frame.
+_CODEC_BUFFER_BYTES = {"WEBP": 12}
+# Measured peaks (bench/decode_memory.py) exceed the sum of the buffers above by up to ~4 MiB.
+_SLACK_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -21,36 +57,121 @@ class DecodeLimits:
     max_side: int = 20_000
 
 
-def decode_image(data: bytes, limits: DecodeLimits | None = None) -> np.ndarray:
-    """Decode to an HxWx3 uint8 RGB array with EXIF orientation applied.
+@dataclass(frozen=True)
+class DecodePlan:
+    """What the header says, and what decoding it will cost."""
 
-    Dimensions are checked from the header before any pixel is decoded, so a decompression
-    bomb costs nothing. Transparent images are composited on white because catalog items
-    are shown on white.
+    format: str
+    mode: str
+    width: int  # as stored (before EXIF orientation)
+    height: int
+    draft_scale: int  # JPEG DCT scaling: 1, 2, 4 or 8
+    reduce: int  # whole-factor reduction after decoding
+    peak_bytes: int  # most memory the decode holds at once, beyond the encoded bytes
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded image: `pixels` (HxWx3 uint8 RGB, upright) at most `max_side` wide and high; `width` and
+    `height` of the full upright image; `scale` = pixels per original pixel."""
+
+    pixels: np.ndarray
+    width: int
+    height: int
+    scale: float
+
+
+def decode_image(data: bytes, limits: DecodeLimits | None = None) -> np.ndarray:
+    """Decode to an HxWx3 uint8 RGB array at full size, EXIF orientation applied.
+
+    Transparent images are composited on white because catalog items are shown on white.
     """
+    return decode(data, limits).pixels
+
+
+def fit(image: np.ndarray, max_side: int = 0) -> Decoded:
+    """Already-decoded pixels shrunk as `decode` shrinks them (at most `max_side` wide and high)."""
+    height, width = image.shape[:2]
+    fitted = resize_to(image, fitted_size(width, height, max_side))
+    return Decoded(fitted, width, height, fit_scale(width, height, max_side))
+
+
+def plan_decode(data: bytes, limits: DecodeLimits | None = None, max_side: int = 0) -> DecodePlan:
+    """Read the header only: the typed error an upload will get, or what decoding it costs."""
     lim = limits or DecodeLimits()
+    with _typed_errors():
+        size = webp_size(data)
+        if size is not None:  # PIL's WebP decoder allocates its canvases on open: read the size by hand
+            _check_bytes(data, lim)
+            _check_pixels(*size, lim)
+            return _plan("WEBP", "RGBA", size, max_side)
+        with _opened(data, lim) as img:
+            return _plan_of(img, max_side)
+
+
+def decode(data: bytes, limits: DecodeLimits | None = None, max_side: int = 0) -> Decoded:
+    """Decode within `plan_decode(data, limits, max_side).peak_bytes`; `max_side` 0: full size."""
+    with _typed_errors(), _opened(data, limits or DecodeLimits()) as img:
+        img.seek(0)  # first frame of animations (before DCT scaling: an MPO's seek resets its tile)
+        plan = _plan_of(img, max_side)
+        if plan.draft_scale > 1:
+            img.draft(None, (plan.width // plan.draft_scale, plan.height // plan.draft_scale))
+        img.load()
+        orientation = int(img.getexif().get(ExifTags.Base.Orientation, 1))
+        height, width = upright_shape(plan.width, plan.height, orientation)
+        pixels = _to_rgb(img, plan.reduce, orientation)
+        fitted = resize_to(pixels, fitted_size(width, height, max_side))
+        return Decoded(fitted, width, height, fit_scale(width, height, max_side))
+
+
+@contextlib.contextmanager
+def _opened(data: bytes, lim: DecodeLimits) -> Iterator[Image.Image]:
+    """The image with its header read and checked against the limits; no pixel decoded yet."""
+    _check_bytes(data, lim)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(io.BytesIO(data)) as img:
+            fmt = img.format or ""
+            if fmt not in ALLOWED_FORMATS:
+                raise InvalidImage(f"unsupported image format {fmt or 'unknown'}", reason="unsupported_format")
+            _check_pixels(*img.size, lim)
+            yield img
+
+
+def _check_bytes(data: bytes, lim: DecodeLimits) -> None:
     if len(data) == 0:
         raise InvalidImage("empty upload", reason="empty")
     if len(data) > lim.max_bytes:
         raise ImageTooLarge(f"image has {len(data)} bytes; the limit is {lim.max_bytes}", reason="too_many_bytes")
+
+
+def _check_pixels(w: int, h: int, lim: DecodeLimits) -> None:
+    if w <= 0 or h <= 0:
+        raise InvalidImage("image has no pixels", reason="corrupt")
+    if w * h > lim.max_pixels or max(w, h) > lim.max_side:
+        raise ImageTooLarge(f"image is {w}x{h} pixels; the limit is {lim.max_pixels} pixels", reason="too_many_pixels")
+
+
+def webp_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a WebP file's first chunk header; None if `data` is no WebP (or a broken one)."""
+    if len(data) < 30 or data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        return None
+    chunk = data[12:16]
+    if chunk == b"VP8X":
+        return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
+    if chunk == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":
+        return int.from_bytes(data[26:28], "little") & 0x3FFF, int.from_bytes(data[28:30], "little") & 0x3FFF
+    if chunk == b"VP8L" and data[20] == 0x2F:
+        bits = int.from_bytes(data[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    return None
+
+
+@contextlib.contextmanager
+def _typed_errors() -> Iterator[None]:
+    """Every failure of a decoder as InvalidImage or ImageTooLarge (the caller sees a 4xx, never a 500)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            fmt = img.format or ""
-            if fmt not in ALLOWED_FORMATS:
-                raise InvalidImage(f"unsupported image format {fmt or 'unknown'}", reason="unsupported_format")
-            w, h = img.size
-            if w <= 0 or h <= 0:
-                raise InvalidImage("image has no pixels", reason="corrupt")
-            if w * h > lim.max_pixels or max(w, h) > lim.max_side:
-                raise ImageTooLarge(
-                    f"image is {w}x{h} pixels; the limit is {lim.max_pixels} pixels", reason="too_many_pixels"
-                )
-            img.seek(0)  # first frame of animations
-            img.load()
-            upright: Image.Image = ImageOps.exif_transpose(img) or img
-            return _to_rgb(upright)
+        yield
     except (ImageTooLarge, InvalidImage):
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -61,23 +182,73 @@ def decode_image(data: bytes, limits: DecodeLimits | None = None) -> np.ndarray:
         raise InvalidImage(f"image is corrupt or truncated: {exc}", reason="corrupt") from exc
 
 
-def _to_rgb(img: Image.Image) -> np.ndarray:
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        peak = float(arr.max()) or 1.0
-        scale = 255.0 / (65535.0 if peak > 255 else max(peak, 255.0))
-        grey = np.clip(arr * scale, 0, 255).astype(np.uint8)
-        return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
-    if img.mode == "F":
-        arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        grey = ((arr - lo) / ((hi - lo) or 1.0) * 255.0).astype(np.uint8)
-        return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
-    if img.mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA"):
-        rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(white, rgba)
-    out = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    return np.ascontiguousarray(out)
+def _plan_of(img: Image.Image, max_side: int) -> DecodePlan:
+    """The plan for an opened image (JPEGs may be DCT-scaled; progressive ones keep their coefficients)."""
+    draftable = img.format in ("JPEG", "MPO") and len(getattr(img, "tile", ())) == 1
+    codec = _jpeg_coefficient_bytes(img) + _tiff_block_bytes(img)
+    return _plan(img.format or "", img.mode, img.size, max_side, draftable, codec)
+
+
+def _plan(
+    fmt: str, mode: str, size: tuple[int, int], max_side: int, draftable: bool = False, codec_bytes: int = 0
+) -> DecodePlan:
+    """Scaling and peak memory of decoding an image for a result at most `max_side` wide and high.
+
+    The peak is the largest of three moments: decoding (PIL's buffer + the codec's own), converting
+    (PIL's buffer + the reduced RGB result + one strip's temporaries) and the final resize.
+    """
+    w, h = size
+    target_w, target_h = fitted_size(w, h, max_side)
+    draft = 1
+    if draftable:
+        whole = min(w // target_w, h // target_h)
+        draft = next(s for s in (8, 4, 2, 1) if whole >= s)
+    dw, dh = math.ceil(w / draft), math.ceil(h / draft)
+    factor = max(1, min(dw // target_w, dh // target_h))
+    stored = dw * dh * _PIL_PIXEL_BYTES.get(mode, 4)
+    codec = w * h * _CODEC_BUFFER_BYTES.get(fmt, 0) + codec_bytes
+    reduced = math.ceil(dw / factor) * math.ceil(dh / factor) * 3
+    resized = target_w * target_h * 3 if (target_w, target_h) != (w, h) else 0
+    peak = stored + max(codec, reduced + STRIP_BYTES) + resized + _SLACK_BYTES
+    return DecodePlan(fmt, mode, w, h, draft, factor, peak)
+
+
+def _jpeg_coefficient_bytes(img: Image.Image) -> int:
+    """A progressive JPEG keeps every DCT coefficient (2 bytes each, at full size) until its last scan."""
+    if img.format not in ("JPEG", "MPO") or not img.info.get("progressive"):
+        return 0
+    layers = getattr(img, "layer", None) or [("", 1, 1, 0)] * 3
+    h_max = max(int(layer[1]) for layer in layers)
+    v_max = max(int(layer[2]) for layer in layers)
+    w, h = img.size
+    return sum(w * h * int(layer[1]) * int(layer[2]) * 2 // (h_max * v_max) for layer in layers)
+
+
+def _tiff_block_bytes(img: Image.Image) -> int:
+    """libtiff decodes one strip or tile at a time into a buffer of its own (at least RGBA-wide)."""
+    tags = getattr(img, "tag_v2", None)
+    if img.format != "TIFF" or tags is None:
+        return 0
+    w, h = img.size
+    bits = tags.get(258, (8,))
+    sample_bytes = sum(bits) // 8 if isinstance(bits, tuple) else int(bits) * int(tags.get(277, 1)) // 8
+    if tags.get(322) and tags.get(323):
+        block = int(tags[322]) * int(tags[323])
+    else:
+        block = w * min(h, int(tags.get(278, h)))
+    return block * max(4, sample_bytes)
+
+
+def _to_rgb(img: Image.Image, factor: int, orientation: int) -> np.ndarray:
+    """`img` as upright RGB uint8, reduced by `factor`, built one strip of stored rows at a time."""
+    w, h = img.size
+    rw, rh = math.ceil(w / factor), math.ceil(h / factor)
+    out = np.empty((*upright_shape(rw, rh, orientation), 3), dtype=np.uint8)
+    stored = source_view(out, orientation)  # shape (rh, rw, 3): rows written here land upright in `out`
+    grey = grey_scale(img) if img.mode in GREY_16 or img.mode == "F" else None
+    rows = strip_rows(w, factor)
+    for top in range(0, h, rows):
+        piece = img.crop((0, top, w, min(h, top + rows)))
+        reduced = reduce_rgb(strip_rgb(piece, grey), factor)
+        stored[top // factor : top // factor + reduced.shape[0]] = reduced
+    return out

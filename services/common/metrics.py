@@ -51,3 +51,7 @@ BACKEND_ERRORS = Counter(
 )
 BACKEND_SECONDS = _latency("imgsearch_backend_call_seconds", "Latency of gateway calls to each backend.", "backend")
 FALLBACKS = Counter("imgsearch_search_fallbacks_total", "Searches that fell back to the whole image.", ["why"])
+DECODE_RESERVED_BYTES = Gauge(
+    "imgsearch_decode_reserved_bytes",
+    "Memory reserved by the image decodes in flight (each its planned peak); at most decode_memory_mib MiB.",
+)

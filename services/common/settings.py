@@ -56,6 +56,16 @@ def _model_uri(default: str) -> Any:
     return Field(default=default, description="Model folder URI (file://, s3://, http(s)://) with card.json.")
 
 
+def _decode_memory_mib(default: int) -> Any:
+    """The `decode_memory_mib` field, whose default is what the service's pod can spare (k8s/base)."""
+    return Field(
+        default=default,
+        ge=1,
+        description="Memory the image decodes in flight may hold together (MiB); each first reserves its peak, "
+        "planned from the image header. In k8s 7/16 of the container's memory limit.",
+    )
+
+
 class CommonSettings(BaseSettings):
     """Fields every service has."""
 
@@ -110,7 +120,16 @@ class StoreSettings(CommonSettings):
     store_timeout_s: float = Field(default=30.0, gt=0, description="Timeout of one model/index store request.")
 
 
-class ModelServiceSettings(StoreSettings):
+class DecodingSettings(CommonSettings):
+    """Fields of the services that decode uploaded images (detector, embedder, gateway)."""
+
+    decode_memory_mib: int = _decode_memory_mib(672)
+    decode_wait_s: float = Field(
+        default=10.0, ge=0, description="How long an upload waits for decode memory before it gets 503."
+    )
+
+
+class ModelServiceSettings(StoreSettings, DecodingSettings):
     """Fields of the services that run an ONNX model (detector, embedder)."""
 
     model_cache_dir: Path = Field(
@@ -194,12 +213,13 @@ class IndexSettings(StoreSettings):
     max_vectors: int = Field(default=64, ge=1, description="Most query vectors in one request.")
 
 
-class GatewaySettings(CommonSettings):
+class GatewaySettings(DecodingSettings):
     """`imgsearch serve gateway`: the public search API in front of the three services."""
 
     model_config = SettingsConfigDict(env_prefix="IMGSEARCH_GATEWAY_")
 
     port: int = _port(8000)
+    decode_memory_mib: int = _decode_memory_mib(224)
     detector_url: str = Field(default="http://127.0.0.1:8101", description="Base URL of the detector service.")
     embedder_url: str = Field(default="http://127.0.0.1:8102", description="Base URL of the embedder service.")
     index_url: str = Field(default="http://127.0.0.1:8103", description="Base URL of the index service.")

@@ -1,4 +1,5 @@
-"""Reading an image from a request: size-limited while streaming, then decoded once off the event loop.
+"""Reading an image from a request: size-limited while streaming, then decoded once off the event loop,
+within the service's decode memory budget.
 
 Two forms are accepted by every image endpoint:
 - public: `multipart/form-data` with the file in field `image` (other fields are returned as text);
@@ -17,7 +18,9 @@ from starlette.requests import Request
 from starlette.types import Message, Receive
 
 from imgcore.errors import ImageTooLarge, InvalidImage, InvalidInput
-from imgcore.image import DecodeLimits, decode_image
+from imgcore.image import Decoded, DecodeLimits, decode, fit, plan_decode
+from services.common.decode_budget import MIB, DecodeBudget
+from services.common.settings import DecodingSettings
 from services.common.wire import HEIGHT_HEADER, RGB_CONTENT_TYPE, WIDTH_HEADER, rgb_from_body
 
 IMAGE_FIELD = "image"
@@ -117,9 +120,18 @@ async def read_upload(request: Request, limits: DecodeLimits, *, accept_pixels: 
         await form.close()
 
 
-async def decode_upload(upload: Upload, limits: DecodeLimits) -> np.ndarray:
-    """HxWx3 uint8 RGB: the pixels as sent, or the bytes decoded in a worker thread."""
+async def decode_upload(upload: Upload, limits: DecodeLimits, budget: DecodeBudget, max_side: int = 0) -> Decoded:
+    """The upload as upright RGB uint8 at most `max_side` wide and high (0: full size), with its full size.
+
+    Encoded bytes are decoded in a worker thread once their planned peak memory fits in `budget`.
+    """
     if upload.pixels is not None:
-        return upload.pixels
+        return fit(upload.pixels, max_side)
     assert upload.data is not None
-    return await run_in_threadpool(decode_image, upload.data, limits)
+    plan = await run_in_threadpool(plan_decode, upload.data, limits, max_side)
+    return await budget.run(plan.peak_bytes, decode, upload.data, limits, max_side)
+
+
+def decode_budget(settings: DecodingSettings) -> DecodeBudget:
+    """The decode memory budget these settings describe."""
+    return DecodeBudget(settings.decode_memory_mib * MIB, settings.decode_wait_s)

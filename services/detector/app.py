@@ -15,7 +15,7 @@ from starlette.responses import Response
 from services.common.loading import BackgroundLoader, load_model
 from services.common.metrics import STAGE_SECONDS
 from services.common.settings import DetectorSettings
-from services.common.uploads import MULTIPART_IMAGE_BODY, decode_upload, read_upload
+from services.common.uploads import MULTIPART_IMAGE_BODY, decode_budget, decode_upload, read_upload
 from services.common.web import create_service_app
 from services.common.web_json import json_response
 
@@ -40,6 +40,7 @@ def build_router(settings: DetectorSettings, loader: BackgroundLoader[Detector],
     """Routes of the detector service."""
     router = APIRouter(prefix="/v1", tags=["detector"])
     limits = settings.decode_limits()
+    budget = decode_budget(settings)
 
     @router.post("/detect", openapi_extra=MULTIPART_IMAGE_BODY)
     async def detect(request: Request) -> Response:
@@ -47,7 +48,7 @@ def build_router(settings: DetectorSettings, loader: BackgroundLoader[Detector],
         detector = loader.require()
         upload = await read_upload(request, limits)
         t0 = time.perf_counter()
-        image = await decode_upload(upload, limits)
+        image = (await decode_upload(upload, limits, budget)).pixels
         t1 = time.perf_counter()
         detections = await asyncio.get_running_loop().run_in_executor(pool, detector.detect, image)
         t2 = time.perf_counter()

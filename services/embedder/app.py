@@ -18,7 +18,7 @@ from services.common.boxes import Box, clip_box, parse_boxes_json
 from services.common.loading import BackgroundLoader, load_model
 from services.common.metrics import STAGE_SECONDS
 from services.common.settings import EmbedderSettings
-from services.common.uploads import MULTIPART_IMAGE_BODY, decode_upload, read_upload
+from services.common.uploads import MULTIPART_IMAGE_BODY, decode_budget, decode_upload, read_upload
 from services.common.web import create_service_app
 from services.common.web_json import json_response
 from services.common.wire import vectors_to_b64
@@ -52,6 +52,7 @@ class EmbedderState:
     def __init__(self, settings: EmbedderSettings) -> None:
         self.settings = settings
         self.loader: BackgroundLoader[Embedder] = BackgroundLoader("embedder", lambda: load_embedder(settings))
+        self.decode_budget = decode_budget(settings)
         self.batcher = MicroBatcher(self._run, settings.max_batch_size, settings.max_batch_wait_ms / 1e3)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
@@ -78,7 +79,7 @@ async def _prepare(state: EmbedderState, request: Request, boxes: str | None, fo
     limits = state.settings.decode_limits()
     upload = await read_upload(request, limits)
     t0 = time.perf_counter()
-    image = await decode_upload(upload, limits)
+    image = (await decode_upload(upload, limits, state.decode_budget)).pixels
     t1 = time.perf_counter()
     height, width = image.shape[:2]
     boxes_text = boxes if boxes is not None else upload.fields.get("boxes")

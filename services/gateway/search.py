@@ -14,15 +14,15 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-import cv2
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from imgcore.errors import ImgSearchError
+from imgcore.image import Decoded
 from services.common.boxes import Box, clip_box
 from services.common.metrics import FALLBACKS, STAGE_SECONDS
 from services.common.settings import GatewaySettings
-from services.common.uploads import Upload, decode_upload
+from services.common.uploads import Upload, decode_budget, decode_upload
 from services.common.web_json import dumps
 from services.common.wire import rgb_body
 from services.gateway.backends import Backends
@@ -68,9 +68,10 @@ class CacheKey:
 
 @dataclass(frozen=True)
 class _Photo:
-    """The decoded upload, and what is forwarded to the backends: at most `forward_max_side` pixels."""
+    """The decoded upload's size, and what is forwarded to the backends: at most `forward_max_side` pixels."""
 
-    image: np.ndarray
+    width: int
+    height: int
     forward: np.ndarray
     scale: float  # forward pixels per original pixel
     pixels: bytes  # the forwarded image's raw RGB body
@@ -94,14 +95,8 @@ class _Embedded:
     source: str  # detector, user_box, detector_error, detector_timeout
 
 
-def _photo(image: np.ndarray, max_side: int) -> _Photo:
-    h, w = image.shape[:2]
-    if max_side <= 0 or max(h, w) <= max_side:
-        return _Photo(image, image, 1.0, rgb_body(image))
-    scale = max_side / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    small = np.ascontiguousarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
-    return _Photo(image, small, scale, rgb_body(small))
+def _photo(decoded: Decoded) -> _Photo:
+    return _Photo(decoded.width, decoded.height, decoded.pixels, decoded.scale, rgb_body(decoded.pixels))
 
 
 def _consume(task: asyncio.Task[Any]) -> None:
@@ -134,6 +129,7 @@ class SearchService:
         self.settings = settings
         self.backends = backends
         self.limits = settings.decode_limits()
+        self.decode_budget = decode_budget(settings)
         self.cache: LRUCache[CacheKey, bytes] = LRUCache("search", settings.cache_size, settings.cache_max_bytes)
         # Entries of an old index version can never be hit again: a swap empties the cache.
         self.index = ServedIndex(backends, on_swap=self.cache.clear)
@@ -147,8 +143,9 @@ class SearchService:
         if cached is not None:
             timings = dict.fromkeys(STAGES, 0.0) | {"total": (time.perf_counter() - t_start) * 1e3}
             return _response_body(cached, cached=True, timings=timings)
-        image = await decode_upload(upload, self.limits)
-        photo = await run_in_threadpool(_photo, image, self.settings.forward_max_side)
+        # Decoded straight to at most forward_max_side pixels (JPEG DCT scaling, whole-factor reduction).
+        decoded = await decode_upload(upload, self.limits, self.decode_budget, self.settings.forward_max_side)
+        photo = await run_in_threadpool(_photo, decoded)
         t_decoded = time.perf_counter()
         embedded = await self._embed_regions(photo, params)
         t_embedded = time.perf_counter()
@@ -161,7 +158,7 @@ class SearchService:
             "items": [region.to_json() for region in embedded.regions],
             "index_version": version,
             "models": {"detector": embedded.detector_model, "embedder": embedded.embedder_model},
-            "image": {"width": int(image.shape[1]), "height": int(image.shape[0])},
+            "image": {"width": photo.width, "height": photo.height},
         }
         if any(region.fallback for region in embedded.regions):  # said at the top level too, for clients
             body["fallback"] = "whole_image"
@@ -219,7 +216,7 @@ class SearchService:
     async def _regions(self, photo: _Photo, params: SearchParams) -> tuple[list[Region], dict[str, Any] | None, str]:
         """The regions to search (boxes in original pixels), the detector's model, and where they came from."""
         if params.box is not None:
-            clipped = clip_box(params.box, int(photo.image.shape[1]), int(photo.image.shape[0]))
+            clipped = clip_box(params.box, photo.width, photo.height)
             return [Region(box=list(clipped), source="user_box")], None, "user_box"
         try:
             detected = await self.backends.detect(photo.pixels, photo.forward)

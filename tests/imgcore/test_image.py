@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from imgcore.errors import ImageTooLarge, ImgSearchError, InvalidImage
-from imgcore.image import DecodeLimits, decode_image
+from imgcore.image import DecodeLimits, decode, decode_image, plan_decode, webp_size
+from imgcore.pixels import STRIP_PIXELS
 from tests.helpers.paths import DATA
 
 CORPUS = DATA / "bad"
@@ -70,3 +73,100 @@ def test_pixel_limit_refuses_large_valid_image() -> None:
 def test_svg_is_not_rendered() -> None:
     with pytest.raises(InvalidImage):
         decode_image((CORPUS / "invalid" / "drawing.svg").read_bytes())
+
+
+# --- Bounded memory: strips, early reduction, planned peaks (issue 13, finding 1) ---
+
+PHOTOS = sorted((DATA / "photos").glob("*.jpg"))
+
+
+def _png(img: Image.Image, **params: object) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG", **params)  # type: ignore[arg-type]
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("photo", PHOTOS, ids=lambda p: p.name)
+def test_photo_shrunk_to_at_most_twice_max_side_gets_exactly_the_gateways_old_pixels(photo: Path) -> None:
+    data = photo.read_bytes()
+    full = decode_image(data)
+    max_side = max(full.shape[:2]) * 2 // 3  # less than twice: no DCT scaling, no whole-factor reduction
+    decoded = decode(data, max_side=max_side)
+    old_h, old_w = full.shape[:2]
+    scale = max_side / max(old_h, old_w)
+    expected = cv2.resize(full, (round(old_w * scale), round(old_h * scale)), interpolation=cv2.INTER_AREA)
+    assert (decoded.width, decoded.height, decoded.scale) == (old_w, old_h, scale)
+    assert np.array_equal(decoded.pixels, expected)
+
+
+@pytest.mark.parametrize("photo", PHOTOS, ids=lambda p: p.name)
+def test_photo_reduced_early_has_the_same_size_and_nearly_the_same_pixels(photo: Path) -> None:
+    data = photo.read_bytes()
+    full = decode_image(data)
+    max_side = max(full.shape[:2]) // 3  # JPEG decoded at 1/2 scale first
+    assert plan_decode(data, max_side=max_side).draft_scale == 2
+    decoded = decode(data, max_side=max_side)
+    expected = decode(data, max_side=0).pixels
+    h, w = expected.shape[:2]
+    size = (round(w * decoded.scale), round(h * decoded.scale))
+    expected = cv2.resize(expected, size, interpolation=cv2.INTER_AREA)
+    assert decoded.pixels.shape == expected.shape
+    assert np.abs(decoded.pixels.astype(int) - expected).mean() < 2.0
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("max_side", [0, 6])
+def test_every_exif_orientation_matches_pil_exif_transpose(orientation: int, max_side: int) -> None:
+    stored = np.random.default_rng(orientation).integers(0, 256, (10, 14, 3), dtype=np.uint8)
+    img = Image.fromarray(stored)
+    exif = img.getexif()
+    exif[0x0112] = orientation
+    data = _png(img, exif=exif.tobytes())
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
+    decoded = decode(data, max_side=max_side)
+    assert (decoded.height, decoded.width) == upright.shape[:2]
+    if max_side == 0:
+        assert np.array_equal(decoded.pixels, upright)
+    else:  # reduced by 2 in the stored layout, then turned: the same as turning first, up to rounding
+        h, w = upright.shape[:2]
+        expected = cv2.resize(
+            upright, (round(w * decoded.scale), round(h * decoded.scale)), interpolation=cv2.INTER_AREA
+        )
+        assert decoded.pixels.shape == expected.shape
+        assert np.abs(decoded.pixels.astype(int) - expected).max() <= 64
+
+
+def test_16_bit_grey_scales_as_before_without_a_float_copy_of_the_image() -> None:
+    values = np.arange(0, 65536, 7, dtype=np.uint16)[: 96 * 97].reshape(96, 97)
+    arr = decode_image(_png(Image.fromarray(values)))
+    expected = np.clip(values.astype(np.float64) * (255.0 / 65535.0), 0, 255).astype(np.uint8)
+    assert np.array_equal(arr[:, :, 0], expected) and np.array_equal(arr[:, :, 2], expected)
+
+
+def test_strips_cover_an_image_taller_than_one_strip() -> None:
+    width = 64
+    tall = np.random.default_rng(1).integers(0, 256, (STRIP_PIXELS // width * 2 + 37, width, 4), dtype=np.uint8)
+    arr = decode_image(_png(Image.fromarray(tall)))
+    white = Image.new("RGBA", (width, tall.shape[0]), (255, 255, 255, 255))
+    expected = np.asarray(Image.alpha_composite(white, Image.fromarray(tall)).convert("RGB"))
+    assert np.array_equal(arr, expected)
+
+
+def test_planned_peak_of_a_near_limit_png_is_known_from_its_header() -> None:
+    data = _png(Image.new("RGBA", (6300, 6300), (10, 20, 30, 128)), compress_level=1)
+    full = plan_decode(data)
+    small = plan_decode(data, max_side=2048)
+    pil_buffer = 6300 * 6300 * 4
+    assert pil_buffer + 6300 * 6300 * 3 < full.peak_bytes < pil_buffer + 6300 * 6300 * 3 + 32 * 2**20
+    assert small.reduce == 3 and pil_buffer < small.peak_bytes < pil_buffer + 48 * 2**20
+
+
+def test_webp_over_the_pixel_limit_is_refused_from_its_header_before_pil_allocates_canvases() -> None:
+    vp8x = b"VP8X" + (10).to_bytes(4, "little") + bytes(4) + (19_999).to_bytes(3, "little") * 2
+    data = b"RIFF" + (len(vp8x) + 4).to_bytes(4, "little") + b"WEBP" + vp8x
+    with pytest.raises(ImageTooLarge) as info:
+        plan_decode(data)
+    assert info.value.reason == "too_many_pixels"
+    photo = (CORPUS / "valid" / "photo.webp").read_bytes()
+    assert webp_size(photo) == Image.open(io.BytesIO(photo)).size
+    assert plan_decode(photo).peak_bytes > 96 * 64 * 16
