@@ -47,7 +47,11 @@ def _stop_event() -> threading.Event:
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+        # The handler runs on the main thread, which may hold the Event's lock (inside `wait`), and a second
+        # signal can land inside the first `set`: setting it here deadlocked `up` (seen with TERM twice).
+        # A helper thread sets it as soon as the lock is free.
+        if not stop.is_set():
+            threading.Thread(target=stop.set, name="stop-signal", daemon=True).start()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
