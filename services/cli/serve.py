@@ -62,8 +62,10 @@ def run_service(name: str, settings: CommonSettings) -> int:
 
     from services.cli import configure_logging
     from services.common.http_protocol import ClientLimits, guarded_protocol
+    from services.common.tracing import setup_tracing
 
-    configure_logging(settings.log_level, request_ids=True)
+    tracing = setup_tracing(f"imgsearch-{name}")  # before the app is built: it adds the server spans
+    configure_logging(settings.log_level, request_ids=True, trace_ids=tracing)
     module = importlib.import_module(APP_FACTORIES[name])
     app = module.create_app(settings)
     config = uvicorn.Config(

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.common.client_limits import ClientLimitsMiddleware
 from services.common.errors import error_response, install_error_handlers, internal_error_response
 from services.common.metrics import REQUEST_SECONDS, REQUESTS
+from services.common.tracing import instrument
 from services.common.web_json import ORJSONResponse, json_response
 
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -192,5 +193,6 @@ def create_service_app(
         app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)  # inside the request context
     app.add_middleware(ClientLimitsMiddleware)  # outside the body limit, whose body reads it times
     app.add_middleware(RequestContextMiddleware)
+    instrument(app)  # outermost
     app.include_router(health_router(readiness))
     return app

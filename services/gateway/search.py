@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from imgcore.errors import ImgSearchError
 from imgcore.image import Decoded
+from services.common import tracing
 from services.common.boxes import Box, clip_box
 from services.common.metrics import FALLBACKS, STAGE_SECONDS
 from services.common.settings import GatewaySettings
@@ -144,13 +145,15 @@ class SearchService:
             timings = dict.fromkeys(STAGES, 0.0) | {"total": (time.perf_counter() - t_start) * 1e3}
             return _response_body(cached, cached=True, timings=timings)
         # Decoded straight to at most forward_max_side pixels (JPEG DCT scaling, whole-factor reduction).
-        decoded = await decode_upload(upload, self.limits, self.decode_budget, self.settings.forward_max_side)
-        photo = await run_in_threadpool(_photo, decoded)
+        with tracing.stage("decode"):
+            decoded = await decode_upload(upload, self.limits, self.decode_budget, self.settings.forward_max_side)
+            photo = await run_in_threadpool(_photo, decoded)
         t_decoded = time.perf_counter()
         embedded = await self._embed_regions(photo, params)
         t_embedded = time.perf_counter()
         await self.index.check_binding(embedded.embedder_model)
-        version, t_searched = await self._query(embedded, params)
+        with tracing.stage("query"):
+            version, t_searched = await self._query(embedded, params)
         timings = _timings([t_start, t_decoded, t_decoded + embedded.detect_s, t_embedded, t_searched])
         for stage, ms in timings.items():
             STAGE_SECONDS.labels(stage=stage).observe(ms / 1e3)
@@ -198,13 +201,17 @@ class SearchService:
             speculative.add_done_callback(_consume)
         self._inflight += 1
         try:
-            regions, detector_model, source = await self._regions(photo, params)
+            with tracing.stage("detect"):
+                regions, detector_model, source = await self._regions(photo, params)
             detect_s = time.perf_counter() - t0
-            if not regions and speculative is not None:
-                vectors, answer = await speculative
-            else:
-                boxes = [photo.to_forward(region.box) for region in regions] if regions else None
-                vectors, answer = await self.backends.embed(photo.pixels, photo.forward, boxes, foreground=not regions)
+            with tracing.stage("embed"):
+                if not regions and speculative is not None:
+                    vectors, answer = await speculative
+                else:
+                    boxes = [photo.to_forward(region.box) for region in regions] if regions else None
+                    vectors, answer = await self.backends.embed(
+                        photo.pixels, photo.forward, boxes, foreground=not regions
+                    )
         finally:
             self._inflight -= 1
         if not regions:

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from opentelemetry.propagate import inject
+
+from services.common.tracing import tracing_enabled
 
 # Below uvicorn's default keep-alive (5 s): the client, not the server, ends an idle connection.
 IDLE_S = 4.0
@@ -65,6 +68,9 @@ class HttpPool:
         params: Mapping[str, Any] | None = None,
     ) -> Reply:
         """One request; ConnectionFailed when no whole response could be had, ConnectTimeout when no connection."""
+        if tracing_enabled():  # the backend's server span joins this request's trace
+            headers = dict(headers or {})
+            inject(headers)
         try:
             async with self._open().request(method, url, data=content, headers=headers, params=params) as resp:
                 return Reply(resp.status, await resp.read())

@@ -87,14 +87,19 @@ class Stack(LocalStack):
 
 
 def start_stack(
-    *, index_store: Path | None = None, extra: dict[str, list[str]] | None = None, admin_token: str = ADMIN_TOKEN
+    *,
+    index_store: Path | None = None,
+    extra: dict[str, list[str]] | None = None,
+    admin_token: str = ADMIN_TOKEN,
+    env: dict[str, str] | None = None,
 ) -> Stack:
-    """Start the four services (ready when this returns) on the demo index or on `index_store`."""
+    """Start the four services (ready when this returns) on the demo index or on `index_store`, with `env`
+    added to every service's environment."""
     data = demo_data_dir()
     root = Path(tempfile.mkdtemp(prefix="stack-", dir=_session_dir()))
     store = index_store or index_root(data)
     private = {"index": ["--index-uri", store.as_uri(), "--local-dir", str(root / "index-cache")]}
-    stack = Stack(data, root, private, extra or {}, env={"IMGSEARCH_ADMIN_TOKEN": admin_token})
+    stack = Stack(data, root, private, extra or {}, env={"IMGSEARCH_ADMIN_TOKEN": admin_token, **(env or {})})
     stack.index_store = store
     stack.up()
     return stack
