@@ -274,6 +274,9 @@ class GatewaySettings(DecodingSettings):
     query_log_retention_days: float = Field(
         default=30.0, gt=0, description="Query log objects older than this are deleted (checked at most hourly)."
     )
+    query_log_image_max_side: int = Field(
+        default=0, ge=0, description="Larger photos are logged as a JPEG this size (replays differ); 0: as uploaded."
+    )
     query_log_queue_mib: int = Field(
         default=32, ge=1, description="Memory the query log records waiting to be written may hold; past it dropped."
     )

@@ -3,8 +3,8 @@
 Never on the request path: a search only appends a record to a queue bounded in bytes (dropped when full);
 one background task writes whole batches with the store calls in a thread. An object's key carries its UTC
 time (`queries-20261129T082700Z-<random>.jsonl`), so retention needs no metadata read. Images at most
-`IMAGE_MAX_SIDE` pixels wide and high are kept as uploaded (a replay sends the very same bytes); larger ones
-as a JPEG of that size. `imgsearch replay` (services/cli/replay.py) reads these objects back.
+`query_log_image_max_side` pixels wide and high are kept as uploaded (a replay sends the very same bytes);
+larger ones as a JPEG of that size. `imgsearch replay` (services/cli/replay.py) reads these objects back.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from services.gateway.search import SearchParams
 
 log = logging.getLogger("imgsearch.gateway.query_log")
 
-IMAGE_MAX_SIDE = 512
 _KEPT_FORMATS = {"JPEG", "PNG", "WEBP"}
 _KEY_PREFIX = "queries-"
 _KEY_RE = re.compile(r"^queries-(\d{8}T\d{6}Z)-[0-9a-f]+\.jsonl$")
@@ -67,20 +66,21 @@ def key_time(key: str) -> datetime | None:
     return datetime.strptime(match.group(1), _STAMP).replace(tzinfo=UTC) if match else None
 
 
-def logged_image(data: bytes, limits: DecodeLimits) -> tuple[bytes, str]:
-    """The image to keep for an upload (and its media type): itself when small, else a downscaled JPEG."""
+def logged_image(data: bytes, limits: DecodeLimits, max_side: int) -> tuple[bytes, str]:
+    """The image to keep for an upload (and its media type): itself when at most `max_side` (0: any size),
+    else a JPEG shrunk to `max_side`."""
     plan = plan_decode(data, limits)
-    if plan.format in _KEPT_FORMATS and max(plan.width, plan.height) <= IMAGE_MAX_SIDE:
+    if plan.format in _KEPT_FORMATS and (max_side == 0 or max(plan.width, plan.height) <= max_side):
         return data, f"image/{plan.format.lower()}"
     out = io.BytesIO()
-    Image.fromarray(decode(data, limits, IMAGE_MAX_SIDE).pixels).save(out, "JPEG", quality=90)
+    Image.fromarray(decode(data, limits, max_side).pixels).save(out, "JPEG", quality=90)
     return out.getvalue(), "image/jpeg"
 
 
-def record_json(record: QueryRecord, limits: DecodeLimits) -> dict[str, Any]:
+def record_json(record: QueryRecord, limits: DecodeLimits, max_side: int) -> dict[str, Any]:
     """A record as one line of a batch object: item ids per searched item, in the answer's order."""
     answer = json.loads(record.answer)
-    image, media_type = logged_image(record.image, limits)
+    image, media_type = logged_image(record.image, limits, max_side)
     models = answer.get("models") or {}
     return {
         "ts": datetime.fromtimestamp(record.ts, UTC).isoformat(),
@@ -104,6 +104,7 @@ class QueryLog:
         self.retention = timedelta(days=settings.query_log_retention_days)
         self.max_bytes = settings.query_log_queue_mib * 1024 * 1024
         self.limits = settings.decode_limits()
+        self.image_max_side = settings.query_log_image_max_side
         self._queue: deque[QueryRecord] = deque()
         self._queued_bytes = 0
         self._ready = asyncio.Event()
@@ -164,7 +165,8 @@ class QueryLog:
                 QUERY_LOG_RECORDS.labels(result="written").inc(len(batch))
 
     def _write(self, store: ObjectStore, batch: list[QueryRecord]) -> None:
-        lines = [json.dumps(record_json(record, self.limits), separators=(",", ":")) for record in batch]
+        records = (record_json(record, self.limits, self.image_max_side) for record in batch)
+        lines = [json.dumps(record, separators=(",", ":")) for record in records]
         store.put_bytes(batch_key(datetime.now(UTC)), ("\n".join(lines) + "\n").encode())
 
     async def _retention(self) -> None:

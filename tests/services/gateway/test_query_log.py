@@ -26,7 +26,7 @@ from PIL import Image
 from imgcore.image import DecodeLimits
 from imgcore.storage import open_store
 from services.cli.replay import item_overlaps
-from services.gateway.query_log import IMAGE_MAX_SIDE, batch_key, delete_expired, key_time, logged_image
+from services.gateway.query_log import batch_key, delete_expired, key_time, logged_image
 from services.stack import ServiceProcess, free_port, start_service
 from tests.helpers import shared_stack
 from tests.helpers.cli import imgsearch_cmd
@@ -69,11 +69,14 @@ def test_keys_carry_their_utc_time_and_retention_deletes_only_older_objects(tmp_
 
 def test_small_uploads_are_kept_as_sent_and_large_ones_downscaled_to_jpeg() -> None:
     small = _small("person.jpg", 480)
-    assert logged_image(small, DecodeLimits()) == (small, "image/jpeg")
+    assert logged_image(small, DecodeLimits(), 480) == (small, "image/jpeg")
     large = (PHOTOS / "dog.jpg").read_bytes()  # 768 x 576
-    data, media_type = logged_image(large, DecodeLimits())
+    assert logged_image(large, DecodeLimits(), 0) == (large, "image/jpeg")  # 0: always as uploaded
+    data, media_type = logged_image(large, DecodeLimits(), 512)
     shrunk = Image.open(io.BytesIO(data))
-    assert media_type == "image/jpeg" and shrunk.format == "JPEG" and max(shrunk.size) == IMAGE_MAX_SIDE
+    assert media_type == "image/jpeg" and shrunk.format == "JPEG" and shrunk.size == (512, 384)
+    png = encode(np.zeros((600, 20, 3), np.uint8))
+    assert Image.open(io.BytesIO(logged_image(png, DecodeLimits(), 512)[0])).size == (17, 512)
 
 
 def test_item_overlap_matches_items_by_order() -> None:
