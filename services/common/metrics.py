@@ -55,3 +55,8 @@ DECODE_RESERVED_BYTES = Gauge(
     "imgsearch_decode_reserved_bytes",
     "Memory reserved by the image decodes in flight (each its planned peak); at most decode_memory_mib MiB.",
 )
+QUERY_LOG_RECORDS = Counter(
+    "imgsearch_query_log_records_total",
+    "Sampled searches for the query log by result (written; dropped: queue full; error: the store write failed).",
+    ["result"],
+)

@@ -260,6 +260,26 @@ class GatewaySettings(DecodingSettings):
     static_dir: Path = Field(
         default=Path(__file__).resolve().parents[1] / "static", description="Folder whose index.html is served at /."
     )
+    # Query log (docs/deploy.md "Query log and replay"): sampled uploads are personal data, so it is off by default.
+    query_log_uri: str = Field(
+        default="", description="Store URI (file://, s3://) the sampled searches are written to; empty: off."
+    )
+    query_log_sample_rate: float = Field(
+        default=0.0, ge=0, le=1, description="Fraction of searches written to the query log (0: off, 1: all)."
+    )
+    query_log_batch: int = Field(default=100, ge=1, description="Query log records per written object (JSON Lines).")
+    query_log_flush_s: float = Field(
+        default=10.0, gt=0, description="A query log record waits at most this long before its batch is written."
+    )
+    query_log_retention_days: float = Field(
+        default=30.0, gt=0, description="Query log objects older than this are deleted (checked at most hourly)."
+    )
+    query_log_image_max_side: int = Field(
+        default=0, ge=0, description="Larger photos are logged as a JPEG this size (replays differ); 0: as uploaded."
+    )
+    query_log_queue_mib: int = Field(
+        default=32, ge=1, description="Memory the query log records waiting to be written may hold; past it dropped."
+    )
 
 
 SETTINGS_CLASSES: dict[str, type[CommonSettings]] = {

@@ -21,6 +21,7 @@ from services.common.uploads import MULTIPART_IMAGE_BODY, read_upload
 from services.common.web import create_service_app
 from services.common.web_json import json_response
 from services.gateway.backends import Backends
+from services.gateway.query_log import QueryLog
 from services.gateway.regions import public_result
 from services.gateway.search import SearchParams, SearchService
 from services.gateway.served_index import ServedIndex
@@ -105,7 +106,9 @@ def _search_route(router: APIRouter, settings: GatewaySettings, search: SearchSe
         box_param = parse_box_param(box) if box else None
         params = SearchParams(k=_checked_k(settings, k), category=category or None, box=box_param)
         upload = await read_upload(request, search.limits, accept_pixels=False)
-        return Response(await search.search(upload, params), media_type="application/json")
+        body = await search.search(upload, params)
+        request.app.state.query_log.offer(upload.data or b"", params, body)  # queued at most; written later
+        return Response(body, media_type="application/json")
 
 
 def _item_routes(router: APIRouter, settings: GatewaySettings, backends: Backends) -> None:
@@ -145,12 +148,16 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     """The gateway app."""
     backends = Backends(settings)
     search = SearchService(settings, backends)
+    query_log = QueryLog(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         watcher = asyncio.create_task(search.index.watch(settings.index_check_seconds))
+        writer = await query_log.start() if query_log.enabled else None
         yield
         watcher.cancel()
+        if writer is not None:
+            await query_log.stop(writer)
         await backends.close()
 
     app = create_service_app(
@@ -160,6 +167,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.search = search
+    app.state.query_log = query_log
     app.include_router(build_router(settings, backends, search))
     index_html = settings.static_dir / "index.html"
 
