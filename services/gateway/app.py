@@ -149,8 +149,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         watcher = asyncio.create_task(search.index.watch(settings.index_check_seconds))
+        search.shadow.start()
         yield
         watcher.cancel()
+        await search.shadow.stop()
         await backends.close()
 
     app = create_service_app(
