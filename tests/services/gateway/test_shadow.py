@@ -20,6 +20,7 @@ import numpy as np
 import orjson
 import pytest
 
+from services.cli.rollout import SHADOW_SERIES, parse_metrics
 from services.gateway.shadow import overlap_at, rank_biased_overlap
 from services.stack import ServiceProcess, free_port, start_service
 from tests.helpers import shared_stack
@@ -163,6 +164,55 @@ def test_rollout_check_promotes_a_copy_of_production_and_holds_on_an_impossible_
     assert recall.returncode == 1 and "index recall@10" in recall.stdout.splitlines()[-1], recall.stdout
     unshadowed = _rollout(shadowed.production, "--min-samples", "1")  # no samples: nothing to promote on
     assert unshadowed.returncode == 1 and "hold:" in unshadowed.stdout, unshadowed.stdout
+
+
+@pytest.fixture
+def prometheus(shadowed: Shadowed, tmp_path: Path) -> Iterator[str]:
+    """A real Prometheus scraping the shadowing gateway every second; its base URL."""
+    target = shadowed.shadowed.removeprefix("http://")
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s}\n"
+        f"scrape_configs: [{{job_name: gateway, static_configs: [{{targets: ['{target}']}}]}}]\n"
+    )
+    port = free_port()
+    cmd = [
+        "prometheus",
+        f"--config.file={config}",
+        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    with open(tmp_path / "prometheus.log", "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+@pytest.mark.stack
+def test_rollout_check_reads_the_shadow_series_from_prometheus(shadowed: Shadowed, prometheus: str) -> None:
+    data, params = _photos()[0]
+    _answer(shadowed.shadowed, data, params)
+    wait_until(lambda: _shadow_count(shadowed.shadowed, "ok") > 0, 60, service=shadowed.gateway)
+    expected = _shadow_count(shadowed.shadowed, "ok")
+
+    def federated_ok() -> bool:
+        resp = httpx.get(prometheus + "/federate", params={"match[]": SHADOW_SERIES}, trust_env=False, timeout=5)
+        return resp.status_code == 200 and parse_metrics(resp.text).requests.get("ok") == expected
+
+    wait_until(federated_ok, 60, ignoring=httpx.HTTPError, message="Prometheus never served the shadow series")
+    flags = ("--min-samples", str(int(expected)), "--max-error-rate", "0", "--min-overlap", "1.0")
+    promote = subprocess.run(
+        imgsearch_cmd("rollout", "check", "--prometheus", prometheus, *flags), capture_output=True, text=True
+    )
+    assert promote.returncode == 0 and promote.stdout.splitlines()[-1] == "promote", promote.stdout + promote.stderr
+    more = ("--min-samples", str(int(expected) + 1))
+    hold = subprocess.run(
+        imgsearch_cmd("rollout", "check", "--prometheus", prometheus, *flags, *more), capture_output=True, text=True
+    )
+    assert hold.returncode == 1 and hold.stdout.splitlines()[-1].startswith("hold: shadow samples"), hold.stdout
 
 
 @pytest.mark.stack
