@@ -8,6 +8,7 @@ killed, callers see nothing change while the shadow errors are counted.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,8 +20,10 @@ import httpx
 import numpy as np
 import orjson
 import pytest
+from pydantic import ValidationError
 
 from services.cli.rollout import SHADOW_SERIES, parse_metrics
+from services.common.settings import GatewaySettings
 from services.gateway.shadow import overlap_at, rank_biased_overlap
 from services.stack import ServiceProcess, free_port, start_service
 from tests.helpers import shared_stack
@@ -44,6 +47,14 @@ def test_overlap_and_rbo_are_one_for_equal_lists_and_zero_for_disjoint_ones() ->
     tail_swapped = rank_biased_overlap(ranked, ["a", "b", "d", "c"])
     assert swapped is not None and tail_swapped is not None
     assert swapped < tail_swapped < 1.0  # a disagreement at the top costs more than one further down
+
+
+def test_a_sample_rate_without_a_candidate_pair_is_refused_at_start() -> None:
+    with pytest.raises(ValidationError, match="needs both shadow_embedder_url and shadow_index_url"):
+        GatewaySettings(shadow_sample_rate=0.5, shadow_embedder_url="http://127.0.0.1:1")
+    with pytest.raises(ValidationError, match="less than or equal to 1"):
+        GatewaySettings(shadow_sample_rate=1.5, shadow_embedder_url="http://a", shadow_index_url="http://b")
+    assert GatewaySettings(shadow_sample_rate=0.5, shadow_embedder_url="http://a", shadow_index_url="http://b")
 
 
 @dataclass
@@ -108,6 +119,16 @@ def _shadow_count(base: str, result: str) -> float:
     return metric_value(_metrics(base), "imgsearch_shadow_requests_total", result=result)
 
 
+def _wait_for_shadow(shadowed: Shadowed, result: str, count: float) -> None:
+    """Until the shadowing gateway has counted `count` shadow searches with `result` (its queue drained)."""
+    wait_until(
+        lambda: _shadow_count(shadowed.shadowed, result) == count,
+        60,
+        service=shadowed.gateway,
+        message=lambda: _shadow_lines(shadowed.shadowed),
+    )
+
+
 @pytest.mark.stack
 def test_shadowed_answers_equal_unshadowed_and_a_copy_of_production_overlaps_fully(shadowed: Shadowed) -> None:
     before = _metrics(shadowed.shadowed)
@@ -118,12 +139,7 @@ def test_shadowed_answers_equal_unshadowed_and_a_copy_of_production_overlaps_ful
         assert shadow_answer == _answer(shadowed.production, data, params)
         items += sum(1 for item in shadow_answer["items"] if item["results"])
     ok_before = metric_value(before, "imgsearch_shadow_requests_total", result="ok")
-    wait_until(
-        lambda: _shadow_count(shadowed.shadowed, "ok") == ok_before + len(photos),
-        60,
-        service=shadowed.gateway,
-        message=lambda: _shadow_lines(shadowed.shadowed),
-    )
+    _wait_for_shadow(shadowed, "ok", ok_before + len(photos))
     after = _metrics(shadowed.shadowed)
 
     def delta(name: str, **labels: str) -> float:
@@ -227,12 +243,7 @@ def test_killed_candidate_changes_nothing_for_callers_and_is_counted(shadowed: S
         elapsed = time.perf_counter() - t0
         assert answer == _answer(shadowed.production, data, params)
         assert elapsed < 10, elapsed  # nothing waited for the candidate's budget (5 s) nor its connect timeout
-    wait_until(
-        lambda: _shadow_count(shadowed.shadowed, "error") == errors_before + len(photos),
-        60,
-        service=shadowed.gateway,
-        message=lambda: _shadow_lines(shadowed.shadowed),
-    )
+    _wait_for_shadow(shadowed, "error", errors_before + len(photos))
     text = _metrics(shadowed.shadowed)
     # The candidate's failures carry its own label: production's backend errors (and their alert) stay quiet.
     assert metric_value(text, "imgsearch_backend_errors_total", backend="shadow_index", kind="unavailable") >= len(
@@ -240,3 +251,35 @@ def test_killed_candidate_changes_nothing_for_callers_and_is_counted(shadowed: S
     )
     assert metric_value(text, "imgsearch_backend_errors_total", backend="index", kind="unavailable") == 0
     assert httpx.get(shadowed.shadowed + "/readyz", trust_env=False).status_code == 200
+
+
+@pytest.mark.stack
+def test_a_hung_candidate_fills_the_queue_and_searches_are_dropped_not_delayed(tmp_path: Path) -> None:
+    stack = shared_stack()
+    with socket.socket() as hung:  # accepts connections (the kernel's backlog) and never answers
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(64)
+        url = f"http://127.0.0.1:{hung.getsockname()[1]}"
+        flags = [f"--shadow-embedder-url={url}", f"--shadow-index-url={url}", "--shadow-sample-rate=1.0"]
+        flags += ["--shadow-queue-size=1", "--cache-size=0", "--detect-timeout-s=60"]
+        gateway = start_service(
+            "gateway", free_port(), args=[*stack.args["gateway"], *flags], log_path=tmp_path / "gateway.log"
+        )
+        try:
+            assert gateway.wait_ready(120), gateway.log_tail()
+            photos = _photos()
+            for data, params in photos:
+                t0 = time.perf_counter()
+                assert _answer(gateway.url, data, params) == _answer(stack.gateway_url, data, params)
+                assert time.perf_counter() - t0 < 5  # the candidate's embed budget (5 s) is never waited for
+            # One search waits in the worker, one in the queue: the others were dropped, each counted.
+            assert _shadow_count(gateway.url, "dropped") >= 1
+            wait_until(
+                lambda: _shadow_count(gateway.url, "timeout") + _shadow_count(gateway.url, "dropped") == len(photos),
+                60,
+                service=gateway,
+                message=lambda: _shadow_lines(gateway.url),
+            )
+            assert _shadow_count(gateway.url, "ok") == 0
+        finally:
+            gateway.stop()
