@@ -91,7 +91,9 @@ def index_quality(uri: str, s3_endpoint: str | None) -> dict[str, Any]:
 
 
 def _fmt(value: float | None) -> str:
-    return "none" if value is None else f"{value:.4f}"
+    if value is None:
+        return "none"
+    return f"{value:.0f}" if value.is_integer() and value > 1 else f"{value:.4f}"
 
 
 def verdict(evidence: ShadowEvidence, quality: dict[str, Any] | None, args: argparse.Namespace) -> list[str]:
