@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import random
 import time
@@ -86,7 +87,8 @@ class Shadow:
     def __init__(self, settings: GatewaySettings) -> None:
         self.rate = settings.shadow_sample_rate
         self.timeout_s = settings.shadow_timeout_s
-        self.queue: asyncio.Queue[ShadowJob] = asyncio.Queue(settings.shadow_queue_size)
+        # Each job keeps the context of the search it repeats: its request id (and trace) reach the candidate.
+        self.queue: asyncio.Queue[tuple[contextvars.Context, ShadowJob]] = asyncio.Queue(settings.shadow_queue_size)
         candidate = settings.model_copy(
             update={
                 "embedder_url": settings.shadow_embedder_url or settings.embedder_url,
@@ -109,7 +111,7 @@ class Shadow:
     def offer(self, job: ShadowJob) -> None:
         """Queue a sampled search; when the candidate is behind, drop it (production never waits)."""
         try:
-            self.queue.put_nowait(job)
+            self.queue.put_nowait((contextvars.copy_context(), job))
         except asyncio.QueueFull:
             SHADOW_REQUESTS.labels(result="dropped").inc()
 
@@ -129,10 +131,11 @@ class Shadow:
 
     async def _drain(self) -> None:
         while True:
-            job = await self.queue.get()
+            context, job = await self.queue.get()
             t0 = time.perf_counter()
             try:
-                candidate = await asyncio.wait_for(self._replay(job), self.timeout_s)
+                replay = asyncio.create_task(self._replay(job), context=context)
+                candidate = await asyncio.wait_for(replay, self.timeout_s)
             except TimeoutError:
                 SHADOW_REQUESTS.labels(result="timeout").inc()
                 continue

@@ -28,7 +28,7 @@ from services.gateway.shadow import overlap_at, rank_biased_overlap
 from services.stack import ServiceProcess, free_port, start_service
 from tests.helpers import shared_stack
 from tests.helpers.cli import imgsearch_cmd
-from tests.helpers.http import encode, metric_value, search
+from tests.helpers.http import encode, metric_value
 from tests.helpers.wait import wait_until
 
 PHOTOS = Path(__file__).resolve().parents[2] / "data" / "photos"
@@ -98,8 +98,16 @@ def _photos() -> list[tuple[bytes, dict[str, Any]]]:
     return [*real, (noise, {}), (real[0][0], {"box": "10,10,200,180", "k": 5})]
 
 
-def _answer(base: str, data: bytes, params: dict[str, Any]) -> dict[str, Any]:
-    resp = search(base, data, timeout=60, **params)
+def _answer(base: str, data: bytes, params: dict[str, Any], request_id: str | None = None) -> dict[str, Any]:
+    headers = {"x-request-id": request_id} if request_id else {}
+    resp = httpx.post(
+        base + "/v1/search",
+        params=params,
+        files={"image": ("photo", data)},
+        headers=headers,
+        timeout=60,
+        trust_env=False,
+    )
     assert resp.status_code == 200, resp.text
     body: dict[str, Any] = orjson.loads(resp.content)
     del body["timings_ms"], body["cached"]
@@ -268,18 +276,28 @@ def test_a_hung_candidate_fills_the_queue_and_searches_are_dropped_not_delayed(t
         try:
             assert gateway.wait_ready(120), gateway.log_tail()
             photos = _photos()
-            for data, params in photos:
+            for i, (data, params) in enumerate(photos):
                 t0 = time.perf_counter()
-                assert _answer(gateway.url, data, params) == _answer(stack.gateway_url, data, params)
+                shadowed_answer = _answer(gateway.url, data, params, request_id=f"shadow-test-{i}")
+                assert shadowed_answer == _answer(stack.gateway_url, data, params)
                 assert time.perf_counter() - t0 < 5  # the candidate's embed budget (5 s) is never waited for
-            # One search waits in the worker, one in the queue: the others were dropped, each counted.
-            assert _shadow_count(gateway.url, "dropped") >= 1
-            wait_until(
-                lambda: _shadow_count(gateway.url, "timeout") + _shadow_count(gateway.url, "dropped") == len(photos),
-                60,
-                service=gateway,
-                message=lambda: _shadow_lines(gateway.url),
-            )
-            assert _shadow_count(gateway.url, "ok") == 0
+            hung.settimeout(10)
+            first, _ = hung.accept()  # the first shadow search's embed call, carrying its search's request id
+            with first:  # held open, unanswered, until the end: that search times out as the others would
+                first.settimeout(10)
+                head = first.recv(65536).decode("latin-1").lower()
+                assert head.startswith("post /v1/embed"), head[:400]
+                assert "x-request-id: shadow-test-0\r\n" in head, head[:400]
+                # One search waits in the worker, one in the queue: the others were dropped, each counted.
+                assert _shadow_count(gateway.url, "dropped") >= 1
+                wait_until(
+                    lambda: (
+                        _shadow_count(gateway.url, "timeout") + _shadow_count(gateway.url, "dropped") == len(photos)
+                    ),
+                    60,
+                    service=gateway,
+                    message=lambda: _shadow_lines(gateway.url),
+                )
+                assert _shadow_count(gateway.url, "ok") == _shadow_count(gateway.url, "error") == 0
         finally:
             gateway.stop()
