@@ -60,3 +60,25 @@ QUERY_LOG_RECORDS = Counter(
     "Sampled searches for the query log by result (written; dropped: queue full; error: the store write failed).",
     ["result"],
 )
+
+# Shadow evaluation of a candidate embedder+index on sampled searches (services/gateway/shadow.py).
+_FRACTION_BUCKETS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+SHADOW_OVERLAP = Histogram(
+    "imgsearch_shadow_overlap",
+    "Per searched item: |production top-k ∩ candidate top-k| / k, by k (1, 5, 10).",
+    ["k"],
+    buckets=_FRACTION_BUCKETS,
+)
+SHADOW_RBO = Histogram(
+    "imgsearch_shadow_rbo",
+    "Per searched item: rank-biased overlap (p=0.9) of the production and candidate result lists.",
+    buckets=_FRACTION_BUCKETS,
+)
+SHADOW_SECONDS = Histogram(
+    "imgsearch_shadow_seconds", "Latency of one shadow search on the candidate pair.", buckets=_LATENCY_BUCKETS
+)
+SHADOW_REQUESTS = Counter(
+    "imgsearch_shadow_requests_total",
+    "Sampled searches replayed on the candidate pair, by result (ok, error, timeout, dropped: queue full).",
+    ["result"],
+)

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from imgcore.image import DecodeLimits
@@ -280,6 +280,30 @@ class GatewaySettings(DecodingSettings):
     query_log_queue_mib: int = Field(
         default=32, ge=1, description="Memory the query log records waiting to be written may hold; past it dropped."
     )
+    shadow_embedder_url: str = Field(
+        default="", description="Base URL of a candidate embedder evaluated on sampled searches; empty: none."
+    )
+    shadow_index_url: str = Field(
+        default="", description="Base URL of the candidate index built with the candidate embedder; empty: none."
+    )
+    shadow_sample_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Fraction of computed searches replayed on the candidate pair after answering; 0: off.",
+    )
+    shadow_queue_size: int = Field(
+        default=64, ge=1, description="Shadow searches waiting for the candidate at most; more are dropped."
+    )
+    shadow_timeout_s: float = Field(
+        default=5.0, gt=0, description="Budget of one shadow search (candidate embed + query); past it: timeout."
+    )
+
+    @model_validator(mode="after")
+    def _shadow_needs_a_candidate(self) -> GatewaySettings:
+        if self.shadow_sample_rate > 0 and not (self.shadow_embedder_url and self.shadow_index_url):
+            raise ValueError("shadow_sample_rate > 0 needs both shadow_embedder_url and shadow_index_url")
+        return self
 
 
 SETTINGS_CLASSES: dict[str, type[CommonSettings]] = {

@@ -154,8 +154,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         watcher = asyncio.create_task(search.index.watch(settings.index_check_seconds))
         writer = await query_log.start() if query_log.enabled else None
+        search.shadow.start()
         yield
         watcher.cancel()
+        await search.shadow.stop()
         if writer is not None:
             await query_log.stop(writer)
         await backends.close()

@@ -52,8 +52,10 @@ def _json(resp: Reply) -> dict[str, Any]:
 class Backends:
     """Typed calls to the three services."""
 
-    def __init__(self, settings: GatewaySettings) -> None:
+    def __init__(self, settings: GatewaySettings, label_prefix: str = "") -> None:
         self.settings = settings
+        # A candidate pair (shadow evaluation) has its own metric labels: its failures are not production's.
+        self.label_prefix = label_prefix
         self.urls = {
             "detector": settings.detector_url.rstrip("/"),
             "embedder": settings.embedder_url.rstrip("/"),
@@ -80,6 +82,7 @@ class Backends:
         backoff = self.settings.retry_backoff_s
         deadline = time.perf_counter() + budget_s
         url = self.urls[backend] + path
+        label = self.label_prefix + backend
         t0 = time.perf_counter()
         for attempt in range(attempts):
             try:
@@ -92,13 +95,13 @@ class Backends:
                     await asyncio.sleep(backoff)
                     backoff *= 2
                     continue
-                BACKEND_ERRORS.labels(backend=backend, kind="unavailable").inc()
-                raise BackendUnavailable(f"{backend} is unavailable: {type(exc).__name__}") from exc
+                BACKEND_ERRORS.labels(backend=label, kind="unavailable").inc()
+                raise BackendUnavailable(f"{label} is unavailable: {type(exc).__name__}") from exc
             except (ConnectTimeout, TimeoutError) as exc:
-                BACKEND_ERRORS.labels(backend=backend, kind="timeout").inc()
-                raise BackendTimeout(f"{backend} did not answer within {budget_s:g}s") from exc
-            BACKEND_SECONDS.labels(backend=backend).observe(time.perf_counter() - t0)
-            return self._check(backend, resp)
+                BACKEND_ERRORS.labels(backend=label, kind="timeout").inc()
+                raise BackendTimeout(f"{label} did not answer within {budget_s:g}s") from exc
+            BACKEND_SECONDS.labels(backend=label).observe(time.perf_counter() - t0)
+            return self._check(label, resp)
         raise AssertionError("unreachable")
 
     @staticmethod

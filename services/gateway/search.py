@@ -30,6 +30,7 @@ from services.gateway.backends import Backends
 from services.gateway.cache import LRUCache
 from services.gateway.regions import Region, public_result
 from services.gateway.served_index import ServedIndex
+from services.gateway.shadow import Shadow, ShadowJob
 
 __all__ = ["CacheKey", "SearchParams", "SearchService", "public_result"]
 
@@ -123,6 +124,16 @@ def _timings(marks: list[float]) -> dict[str, float]:
     return timings
 
 
+def _shadow_job(photo: _Photo, embedded: _Embedded, k: int) -> ShadowJob:
+    """What the candidate pair must repeat: the same forwarded pixels, boxes (or whole-image foreground as
+    production embedded it) and categories."""
+    regions = embedded.regions
+    boxes = None if regions[0].fallback else [photo.to_forward(region.box) for region in regions]
+    ids = [[str(hit["item_id"]) for hit in region.results] for region in regions]
+    categories = [region.searched_category for region in regions]
+    return ShadowJob(photo.pixels, photo.forward, boxes, k, categories, ids)
+
+
 class SearchService:
     """Runs searches; keeps the result cache and the view of the served index."""
 
@@ -135,6 +146,7 @@ class SearchService:
         # Entries of an old index version can never be hit again: a swap empties the cache.
         self.index = ServedIndex(backends, on_swap=self.cache.clear)
         self._inflight = 0
+        self.shadow = Shadow(settings)
 
     async def search(self, upload: Upload, params: SearchParams) -> bytes:
         """The `/v1/search` response body (JSON) for one uploaded photo."""
@@ -168,6 +180,8 @@ class SearchService:
         answer = dumps(body)  # cached as JSON: its length is the memory it holds, so the byte bound is exact
         if embedded.source in ("detector", "user_box"):  # never cache an answer shaped by a backend failure
             self.cache.put(replace(key, index_version=version), answer, len(answer) + ENTRY_OVERHEAD_BYTES)
+        if self.shadow.sampled():  # after the answer is complete; queued, never awaited
+            self.shadow.offer(_shadow_job(photo, embedded, params.k))
         return _response_body(answer, cached=False, timings=timings)
 
     async def _query(self, embedded: _Embedded, params: SearchParams) -> tuple[str | None, float]:
