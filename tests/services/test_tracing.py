@@ -88,12 +88,24 @@ def _search(stack: Stack) -> httpx.Response:
     return resp
 
 
+def _shadow_on_itself(stack: Stack) -> None:
+    """Restart the gateway shadowing every search on the stack's own embedder and index (a copy of production)."""
+    stack.stop("gateway")
+    stack.args["gateway"] += [
+        f"--shadow-embedder-url={stack.url('embedder')}",
+        f"--shadow-index-url={stack.url('index')}",
+        "--shadow-sample-rate=1",
+    ]
+    stack.start("gateway").wait_ready(60)
+
+
 @pytest.mark.stack
 def test_callers_trace_id_is_in_spans_of_all_four_services_and_on_log_lines() -> None:
     with (
         otlp_collector() as (endpoint, received),
         running_stack(env=TRACING | {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}) as stack,
     ):
+        _shadow_on_itself(stack)
         _search(stack)
         # OTLP: what a collector gets, decoded from protobuf.
         wait_until(
@@ -113,6 +125,8 @@ def test_callers_trace_id_is_in_spans_of_all_four_services_and_on_log_lines() ->
             assert {span["resource"]["attributes"]["service.name"] for span in spans} == {f"imgsearch-{name}"}
         gateway = {span["name"] for span in by_service["gateway"]}
         assert {"decode", "detect", "embed", "query"} <= gateway
+        # The shadow replay runs after the answer, in the search's context: its span joins the same trace.
+        wait_until(lambda: "shadow" in {span["name"] for span in _traced(stack, "gateway")}, timeout_s=30)
         # The caller's span is the gateway's parent; the backends' server spans are children of its stages.
         gateway_server = next(span for span in by_service["gateway"] if span["kind"] == "SpanKind.SERVER")
         assert gateway_server["parent_id"] == "0x00f067aa0ba902b7"
