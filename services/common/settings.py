@@ -14,11 +14,12 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from imgcore.image import DecodeLimits
 from services import defaults
+from services.common.settings_ops import QueryLogFields, ShadowFields
 
 ADMIN_TOKEN_ENV = "IMGSEARCH_ADMIN_TOKEN"
 ADMIN_TOKEN_MIN_CHARS = 24
@@ -213,7 +214,7 @@ class IndexSettings(StoreSettings):
     max_vectors: int = Field(default=64, ge=1, description="Most query vectors in one request.")
 
 
-class GatewaySettings(DecodingSettings):
+class GatewaySettings(DecodingSettings, QueryLogFields, ShadowFields):
     """`imgsearch serve gateway`: the public search API in front of the three services."""
 
     model_config = SettingsConfigDict(env_prefix="IMGSEARCH_GATEWAY_")
@@ -260,50 +261,6 @@ class GatewaySettings(DecodingSettings):
     static_dir: Path = Field(
         default=Path(__file__).resolve().parents[1] / "static", description="Folder whose index.html is served at /."
     )
-    # Query log (docs/deploy.md "Query log and replay"): sampled uploads are personal data, so it is off by default.
-    query_log_uri: str = Field(
-        default="", description="Store URI (file://, s3://) the sampled searches are written to; empty: off."
-    )
-    query_log_sample_rate: float = Field(
-        default=0.0, ge=0, le=1, description="Fraction of searches written to the query log (0: off, 1: all)."
-    )
-    query_log_batch: int = Field(default=100, ge=1, description="Query log records per written object (JSON Lines).")
-    query_log_flush_s: float = Field(
-        default=10.0, gt=0, description="A query log record waits at most this long before its batch is written."
-    )
-    query_log_retention_days: float = Field(
-        default=30.0, gt=0, description="Query log objects older than this are deleted (checked at most hourly)."
-    )
-    query_log_image_max_side: int = Field(
-        default=0, ge=0, description="Larger photos are logged as a JPEG this size (replays differ); 0: as uploaded."
-    )
-    query_log_queue_mib: int = Field(
-        default=32, ge=1, description="Memory the query log records waiting to be written may hold; past it dropped."
-    )
-    shadow_embedder_url: str = Field(
-        default="", description="Base URL of a candidate embedder evaluated on sampled searches; empty: none."
-    )
-    shadow_index_url: str = Field(
-        default="", description="Base URL of the candidate index built with the candidate embedder; empty: none."
-    )
-    shadow_sample_rate: float = Field(
-        default=0.0,
-        ge=0,
-        le=1,
-        description="Fraction of computed searches replayed on the candidate pair after answering; 0: off.",
-    )
-    shadow_queue_size: int = Field(
-        default=64, ge=1, description="Shadow searches waiting for the candidate at most; more are dropped."
-    )
-    shadow_timeout_s: float = Field(
-        default=5.0, gt=0, description="Budget of one shadow search (candidate embed + query); past it: timeout."
-    )
-
-    @model_validator(mode="after")
-    def _shadow_needs_a_candidate(self) -> GatewaySettings:
-        if self.shadow_sample_rate > 0 and not (self.shadow_embedder_url and self.shadow_index_url):
-            raise ValueError("shadow_sample_rate > 0 needs both shadow_embedder_url and shadow_index_url")
-        return self
 
 
 SETTINGS_CLASSES: dict[str, type[CommonSettings]] = {
