@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -16,13 +16,13 @@ from ann_index.common import MANIFEST_NAME
 from ann_index.manifest_layout import MAX_FILE_NAME, check_layout
 from imgcore.card import sha256_file
 from imgcore.errors import IndexMismatch
+from imgcore.stamps import parse_stamp, utc_stamp
 from imgcore.storage_base import is_safe_name
 
 FORMAT = 1
 # The version folder's layout, for caches of built versions (tests): 2 added thumbs.bin (ann_index.thumbs).
 LAYOUT = 2
 PREPROCESSING_KEYS = ("preprocessing", "preprocess", "input", "normalize", "mean", "std", "input_size")
-_STAMP = "%Y%m%dT%H%M%SZ"  # a version name starts with its build time: sortable as text
 
 
 class EmbedderInfo(Protocol):
@@ -57,7 +57,7 @@ def embedder_section(embedder: EmbedderInfo) -> dict[str, Any]:
 
 def make_version(files: dict[str, str], embedder_sha256: str, now: datetime | None = None) -> str:
     """Sortable version: UTC timestamp, then a short hash of the content so equal builds are recognisable."""
-    stamp = (now or datetime.now(UTC)).strftime(_STAMP)
+    stamp = utc_stamp(now)  # a version name starts with its build time: sortable as text
     digest = hashlib.sha256(embedder_sha256.encode())
     for name, sha in sorted(files.items()):
         digest.update(f"{name}={sha}\n".encode())
@@ -66,10 +66,7 @@ def make_version(files: dict[str, str], embedder_sha256: str, now: datetime | No
 
 def version_time(version: str) -> datetime | None:
     """The UTC build time a version name starts with (`make_version`); None for a name without one."""
-    try:
-        return datetime.strptime(version.split("-", 1)[0], _STAMP).replace(tzinfo=UTC)
-    except ValueError:
-        return None
+    return parse_stamp(version.split("-", 1)[0])
 
 
 def write_manifest(path: Path, manifest: dict[str, Any]) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 from PIL import Image
 
 from imgcore.image import DecodeLimits, decode, plan_decode
+from imgcore.stamps import parse_stamp, utc_stamp
 from imgcore.storage import ObjectStore, open_store
 from services.common.metrics import QUERY_LOG_RECORDS
 from services.common.settings import GatewaySettings
@@ -37,7 +38,6 @@ log = logging.getLogger("imgsearch.gateway.query_log")
 _KEPT_FORMATS = {"JPEG", "PNG", "WEBP"}
 _KEY_PREFIX = "queries-"
 _KEY_RE = re.compile(r"^queries-(\d{8}T\d{6}Z)-[0-9a-f]+\.jsonl$")
-_STAMP = "%Y%m%dT%H%M%SZ"
 RETENTION_CHECK_S = 3600.0
 
 
@@ -57,13 +57,13 @@ class QueryRecord:
 
 def batch_key(now: datetime) -> str:
     """A new object's key: its UTC time, then randomness so that two gateway replicas never collide."""
-    return f"{_KEY_PREFIX}{now.astimezone(UTC).strftime(_STAMP)}-{secrets.token_hex(6)}.jsonl"
+    return f"{_KEY_PREFIX}{utc_stamp(now)}-{secrets.token_hex(6)}.jsonl"
 
 
 def key_time(key: str) -> datetime | None:
     """When a query log object was written (from its key); None for any other key."""
     match = _KEY_RE.match(key.rsplit("/", 1)[-1])
-    return datetime.strptime(match.group(1), _STAMP).replace(tzinfo=UTC) if match else None
+    return parse_stamp(match.group(1)) if match else None
 
 
 def logged_image(data: bytes, limits: DecodeLimits, max_side: int) -> tuple[bytes, str]:
