@@ -8,6 +8,7 @@ similarity reaches the k-th exact similarity, so duplicate images cannot make a 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -94,13 +95,44 @@ def run_gate(
     of the catalog (an index that must scan more is no better than exact search), but at least
     2,000 candidates, which cost microseconds, so small catalogs are not refused for being small.
     """
+    files = [c.file for c in categories.values()]
+    return gate_forest(
+        lambda truth: _Forest(index_dir, vecs, files, truth, k),
+        vecs,
+        categories,
+        n_trees=n_trees,
+        k=k,
+        recall_target=recall_target,
+        n_queries=n_queries,
+        max_search_k=max_search_k,
+        min_category_precision=min_category_precision,
+        seed=seed,
+        workers=workers,
+    )
+
+
+def gate_forest(
+    make_forest: Callable[[_Truth], _Forest],
+    vecs: np.ndarray,
+    categories: dict[str, CategoryInfo],
+    *,
+    n_trees: int,
+    k: int,
+    recall_target: float,
+    n_queries: int,
+    max_search_k: int | None,
+    min_category_precision: float | None,
+    seed: int,
+    workers: int,
+) -> GateResult:
+    """`run_gate` on any forest that answers like the built one (the partitioned gate merges N of them)."""
     n = vecs.shape[0]
     cats = list(categories.items())
     ranges = [(c.offset, c.offset + c.count) for _, c in cats]
     rng = np.random.default_rng(seed)
     queries = np.sort(rng.choice(n, size=min(n_queries, n), replace=False)) if n > 1 else np.zeros(0, np.int64)
     budget = max(k * n_trees, max_search_k if max_search_k is not None else max(n // 4, min(n, 2000)))
-    with _Forest(index_dir, vecs, [c.file for _, c in cats], _exact_truth(vecs, queries, k, ranges), k) as forest:
+    with make_forest(_exact_truth(vecs, queries, k, ranges)) as forest:
         search_k, recall, cat_recall, tried = forest.tune(k * n_trees, budget, recall_target, workers)
     gate = GateResult(
         passed=True,

@@ -163,6 +163,8 @@ class IndexReader:
             raise InvalidInput("k must be at least 1")
         if category is None:
             offset, index, size = 0, self._global, self.count
+        elif category not in self._cat_info and category in self.manifest.get("partition", {}).get("categories", ()):
+            return [[] for _ in arr]  # a category of the version with no item in this partition (issue 16)
         else:
             name = self.resolve_category(category)
             offset, index, size = (

@@ -28,7 +28,8 @@ from ann_index.catalog import Catalog, CatalogItem, decode_catalog_bytes, parse_
 from ann_index.common import MANIFEST_NAME, METRIC, VECTORS_NAME
 from ann_index.embedding import BatchEmbedder, RebuildOptions, embed_items
 from ann_index.gate import run_gate
-from ann_index.manifest import FORMAT, EmbedderInfo, embedder_section, make_version, write_manifest
+from ann_index.manifest import FORMAT, EmbedderInfo, embedder_section, make_version, merge_sections, write_manifest
+from ann_index.partitioned import build_partitioned_version
 from ann_index.publish import publish_version
 from ann_index.thumbs import MAX_SIDE as THUMB_SIDE
 from ann_index.thumbs import THUMBS_NAME, ThumbPack
@@ -132,6 +133,11 @@ def build_version(
     thumbs: ThumbPack | None = None,
 ) -> dict[str, Any]:
     """Build, gate and write manifest.json into `out_dir`; RebuildRefused when the gate fails."""
+    if opts.partitions > 1:  # issue 16: N part folders under one version
+        partitioned, gate_result = build_partitioned_version(vectors, items, out_dir, embedder, opts, extra, thumbs)
+        if partitioned is None:
+            raise RebuildRefused("quality gate failed: " + "; ".join(gate_result.reasons))
+        return partitioned
     t0 = time.monotonic()
     built = build_index(
         vectors, items, out_dir, n_trees=opts.n_trees, seed=opts.seed, workers=opts.workers, thumbs=thumbs
@@ -170,8 +176,7 @@ def build_version(
     }
     if thumbs is not None:
         manifest["thumbnails"] = {"file": THUMBS_NAME, "max_side": THUMB_SIDE, "bytes": thumbs.nbytes}
-    for key, value in (extra or {}).items():
-        manifest[key] = {**manifest[key], **value} if isinstance(manifest.get(key), dict) else value
+    merge_sections(manifest, extra or {})
     write_manifest(out_dir / MANIFEST_NAME, manifest)
     return manifest
 
