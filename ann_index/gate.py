@@ -88,51 +88,26 @@ def run_gate(
     min_category_precision: float | None = None,
     seed: int = 0,
     workers: int = 1,
+    make_forest: Callable[[_Truth], _Forest] | None = None,
 ) -> GateResult:
     """Measure the built indexes in `index_dir`; tune search_k by doubling from k * n_trees.
+
+    `make_forest` replaces the indexes of `index_dir` by another forest that answers alike (the partitioned
+    gate's, which merges N partitions' answers).
 
     `vecs` are the normalised vectors in annoy-id order. The search_k budget defaults to a quarter
     of the catalog (an index that must scan more is no better than exact search), but at least
     2,000 candidates, which cost microseconds, so small catalogs are not refused for being small.
     """
-    files = [c.file for c in categories.values()]
-    return gate_forest(
-        lambda truth: _Forest(index_dir, vecs, files, truth, k),
-        vecs,
-        categories,
-        n_trees=n_trees,
-        k=k,
-        recall_target=recall_target,
-        n_queries=n_queries,
-        max_search_k=max_search_k,
-        min_category_precision=min_category_precision,
-        seed=seed,
-        workers=workers,
-    )
-
-
-def gate_forest(
-    make_forest: Callable[[_Truth], _Forest],
-    vecs: np.ndarray,
-    categories: dict[str, CategoryInfo],
-    *,
-    n_trees: int,
-    k: int,
-    recall_target: float,
-    n_queries: int,
-    max_search_k: int | None,
-    min_category_precision: float | None,
-    seed: int,
-    workers: int,
-) -> GateResult:
-    """`run_gate` on any forest that answers like the built one (the partitioned gate merges N of them)."""
     n = vecs.shape[0]
     cats = list(categories.items())
     ranges = [(c.offset, c.offset + c.count) for _, c in cats]
     rng = np.random.default_rng(seed)
     queries = np.sort(rng.choice(n, size=min(n_queries, n), replace=False)) if n > 1 else np.zeros(0, np.int64)
     budget = max(k * n_trees, max_search_k if max_search_k is not None else max(n // 4, min(n, 2000)))
-    with make_forest(_exact_truth(vecs, queries, k, ranges)) as forest:
+    files = [c.file for _, c in cats]
+    forest_of = make_forest or (lambda truth: _Forest(index_dir, vecs, files, truth, k))
+    with forest_of(_exact_truth(vecs, queries, k, ranges)) as forest:
         search_k, recall, cat_recall, tried = forest.tune(k * n_trees, budget, recall_target, workers)
     gate = GateResult(
         passed=True,
@@ -177,19 +152,26 @@ class _Forest:
         index.load(str(path))
         return index
 
+    def neighbours(self, aid: int, search_k: int, ci: int | None) -> list[int]:
+        """The approximate top-k of item `aid` (itself left out), in the global index or category `ci`'s."""
+        if ci is None:
+            return [r for r in self.global_index.get_nns_by_item(aid, self.k + 1, search_k) if r != aid][: self.k]
+        lo = self.truth.ranges[ci][0]
+        nns = self.cat_indexes[ci].get_nns_by_item(aid - lo, self.k + 1, search_k)
+        return [r + lo for r in nns if r + lo != aid][: self.k]
+
     def one(self, pos: int, search_k: int) -> _Measured:
         k, vecs, truth = self.k, self.vecs, self.truth
         aid = int(truth.queries[pos])
-        found = [r for r in self.global_index.get_nns_by_item(aid, k + 1, search_k) if r != aid][:k]
+        found = self.neighbours(aid, search_k, None)
         g = float(np.sum(vecs[found] @ vecs[aid] >= truth.kth_global[pos] - _TIE_EPS)) / min(k, len(vecs) - 1)
         ci = int(truth.cat_of[pos])
         lo, hi = truth.ranges[ci]
         kc = min(k, hi - lo - 1)
         if kc <= 0:
             return found, g, 1.0
-        nns = self.cat_indexes[ci].get_nns_by_item(aid - lo, k + 1, search_k)
-        local = [r + lo for r in nns if r + lo != aid]
-        return found, g, float(np.sum(vecs[local[:k]] @ vecs[aid] >= truth.kth_cat[pos] - _TIE_EPS)) / kc
+        local = self.neighbours(aid, search_k, ci)
+        return found, g, float(np.sum(vecs[local] @ vecs[aid] >= truth.kth_cat[pos] - _TIE_EPS)) / kc
 
     def tune(
         self, search_k: int, budget: int, recall_target: float, workers: int

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from annoy import AnnoyIndex
 
 from ann_index.builder import CategoryInfo
 from ann_index.common import GLOBAL_INDEX_NAME, METRIC
-from ann_index.gate import _TIE_EPS, GateResult, _Forest, _Measured, _Truth, gate_forest
+from ann_index.gate import GateResult, _Forest, _Measured, _Truth, run_gate
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,10 @@ class _PartForest(_Forest):
         self.cats = [{name: self._load(p.path / c.file) for name, c in p.categories.items()} for p in parts]
         self.results: list[_Measured] = []
 
-    def _merged(self, aid: int, search_k: int, category: str | None) -> list[int]:
+    def neighbours(self, aid: int, search_k: int, ci: int | None) -> list[int]:
+        """Every partition's top-k of item `aid`'s vector, merged by true similarity (itself left out)."""
         vec = self.vecs[aid]
+        category = None if ci is None else self.names[ci]
         found: list[int] = []
         for part, whole, cats in zip(self.parts, self.globals, self.cats, strict=True):
             index = whole if category is None else cats.get(category)
@@ -49,19 +52,6 @@ class _PartForest(_Forest):
             found += [int(g) for g in part.global_of[ids + offset] if g != aid]
         found.sort(key=lambda g: -float(self.vecs[g] @ vec))
         return found[: self.k]
-
-    def one(self, pos: int, search_k: int) -> _Measured:
-        k, vecs, truth = self.k, self.vecs, self.truth
-        aid = int(truth.queries[pos])
-        found = self._merged(aid, search_k, None)
-        g = float(np.sum(vecs[found] @ vecs[aid] >= truth.kth_global[pos] - _TIE_EPS)) / min(k, len(vecs) - 1)
-        ci = int(truth.cat_of[pos])
-        lo, hi = truth.ranges[ci]
-        kc = min(k, hi - lo - 1)
-        if kc <= 0:
-            return found, g, 1.0
-        local = self._merged(aid, search_k, self.names[ci])
-        return found, g, float(np.sum(vecs[local] @ vecs[aid] >= truth.kth_cat[pos] - _TIE_EPS)) / kc
 
     def _load(self, path: Path) -> AnnoyIndex:
         index = AnnoyIndex(self.vecs.shape[1], METRIC)
@@ -74,32 +64,10 @@ class _PartForest(_Forest):
 
 
 def run_partition_gate(
-    parts: list[GatePart],
-    vecs: np.ndarray,
-    categories: dict[str, CategoryInfo],
-    *,
-    n_trees: int,
-    k: int = 10,
-    recall_target: float,
-    n_queries: int = 1000,
-    max_search_k: int | None = None,
-    min_category_precision: float | None = None,
-    seed: int = 0,
-    workers: int = 1,
+    parts: list[GatePart], vecs: np.ndarray, categories: dict[str, CategoryInfo], **options: Any
 ) -> GateResult:
     """Gate the merged answer; `vecs` are the whole catalog's normalised vectors in global order (by category),
-    `categories` the whole catalog's ranges in that order."""
-    names = list(categories)
-    return gate_forest(
-        lambda truth: _PartForest(parts, names, vecs, truth, k),
-        vecs,
-        categories,
-        n_trees=n_trees,
-        k=k,
-        recall_target=recall_target,
-        n_queries=n_queries,
-        max_search_k=max_search_k,
-        min_category_precision=min_category_precision,
-        seed=seed,
-        workers=workers,
-    )
+    `categories` the whole catalog's ranges in that order; `options` as `run_gate`'s (n_trees, k, ...)."""
+    names, k = list(categories), int(options.get("k", 10))
+    forest = lambda truth: _PartForest(parts, names, vecs, truth, k)  # noqa: E731
+    return run_gate(parts[0].path, vecs, categories, make_forest=forest, **options)

@@ -119,20 +119,38 @@ def write_partitioned_manifests(
     return top
 
 
+def manifest_common(
+    embedder: EmbedderInfo, gate: GateResult, *, n_trees: int, seed: int, now: datetime, timings: dict[str, float]
+) -> dict[str, Any]:
+    """What a version's manifest says besides its own files, items and name (every part's says it too)."""
+    return {
+        "format": FORMAT,
+        "created_at": now.isoformat(timespec="seconds"),
+        "embedder": embedder_section(embedder),
+        "metric": METRIC,
+        "n_trees": n_trees,
+        "search_k": gate.search_k,
+        "seed": seed,
+        "quality": gate.to_dict(),
+        "skipped": {"count": 0, "rows": []},
+        "timings_s": timings,
+    }
+
+
+def thumbnails_section(thumbs: ThumbPack) -> dict[str, Any]:
+    return {"file": THUMBS_NAME, "max_side": THUMB_SIDE, "bytes": thumbs.nbytes}
+
+
 def build_partitioned_version(
-    vectors: np.ndarray,
-    items: list[IndexItem],
-    out_dir: Path,
-    embedder: EmbedderInfo,
-    opts: Any,
-    extra: dict[str, Any] | None = None,
-    thumbs: ThumbPack | None = None,
+    out_dir: Path, vectors: np.ndarray, items: list[IndexItem], *, embedder: EmbedderInfo, opts: Any, **more: Any
 ) -> tuple[dict[str, Any] | None, GateResult]:
     """Build and gate `opts.partitions` partitions into `out_dir`; (the version's manifest, the gate result).
 
-    `opts` is a RebuildOptions with `partitions`; `extra` sections (skipped rows, catalog, timings) go into
-    every manifest. A failed gate writes no manifest (None): the caller refuses the build.
+    `opts` is a RebuildOptions with `partitions`; `more` may give `thumbs` (a ThumbPack, one per item) and
+    `extra` sections (skipped rows, catalog, timings) for every manifest. A failed gate writes no manifest
+    (None): the caller refuses the build.
     """
+    thumbs: ThumbPack | None = more.get("thumbs")
     t0 = time.monotonic()
     build = build_partitions(
         vectors, items, out_dir, opts.partitions, n_trees=opts.n_trees, seed=opts.seed, workers=opts.workers,
@@ -145,21 +163,11 @@ def build_partitioned_version(
         workers=opts.workers,
     )  # fmt: skip
     now = datetime.now(UTC)
-    common: dict[str, Any] = {
-        "format": FORMAT,
-        "created_at": now.isoformat(timespec="seconds"),
-        "embedder": embedder_section(embedder),
-        "metric": METRIC,
-        "n_trees": opts.n_trees,
-        "search_k": gate.search_k,
-        "seed": opts.seed,
-        "quality": gate.to_dict(),
-        "skipped": {"count": 0, "rows": []},
-        "timings_s": {"build": round(t_build - t0, 2), "gate": round(time.monotonic() - t_build, 2)},
-    }
+    timings = {"build": round(t_build - t0, 2), "gate": round(time.monotonic() - t_build, 2)}
+    common = manifest_common(embedder, gate, n_trees=opts.n_trees, seed=opts.seed, now=now, timings=timings)
     if thumbs is not None:
-        common["thumbnails"] = {"file": THUMBS_NAME, "max_side": THUMB_SIDE, "bytes": thumbs.nbytes}
+        common["thumbnails"] = thumbnails_section(thumbs)
     if not gate.passed:
         return None, gate
-    merge_sections(common, extra or {})
+    merge_sections(common, more.get("extra") or {})
     return write_partitioned_manifests(out_dir, build, common, embedder.sha256, now), gate
