@@ -35,6 +35,16 @@ def is_partitioned(manifest: dict[str, Any]) -> bool:
     return "partitions" in manifest
 
 
+def in_other_partitions(part_manifest: dict[str, Any], category: object) -> bool:
+    """A category of a partitioned version with no item in this part: it answers empty, not "unknown"."""
+    partition = part_manifest.get("partition") or {}
+    return (
+        isinstance(category, str)
+        and category not in part_manifest["categories"]
+        and (category in partition.get("categories", ()))
+    )
+
+
 def check_partitioned_layout(manifest: dict[str, Any], where: str) -> None:
     """Raise IndexMismatch (reason "manifest") unless parts, files and counts of a partitioned version agree."""
 

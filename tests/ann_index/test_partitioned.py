@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ann_index.builder import IndexItem
 from ann_index.partition_serving import sync_partition
 from ann_index.partitioning import partition_of
 from ann_index.publish import publish_version, read_current, sync_version
 from ann_index.reader import IndexReader
-from imgcore.errors import IndexMismatch
+from imgcore.errors import IndexMismatch, NotFound
 from imgcore.storage import open_store
 from tests.ann_index.fakes import clustered, items_for, make_version
 
@@ -95,3 +96,18 @@ def test_one_partition_is_todays_layout(data: tuple, tmp_path: Path) -> None:
     with open_store((tmp_path / "store").as_uri()) as store:
         version = publish_version(store, tmp_path / "one")
         assert sync_partition(store, version, tmp_path / "cache", 0).name == version  # partition 0 of 1: all of it
+
+
+def test_a_category_with_no_item_in_a_partition_answers_empty_there(data: tuple, tmp_path: Path) -> None:
+    vectors, items = data
+    rare = [f"rare-{n}" for n in range(200) if partition_of(f"rare-{n}", N) == 0][:3]
+    extra = [IndexItem(x, "rare", x, "file:///img/r.png") for x in rare]
+    rows = np.concatenate([vectors, vectors[: len(extra)] + 0.01])
+    make_version(tmp_path / "v", rows, [*items, *extra], partitions=N)
+    probe = rows[:1]
+    with IndexReader.open(tmp_path / "v" / "part-0", embedder_sha256=None, dim=16) as owner:
+        assert {h.item_id for h in owner.query(probe, 3, "rare")[0]} == set(rare)
+    with IndexReader.open(tmp_path / "v" / "part-1", embedder_sha256=None, dim=16) as other:
+        assert other.query(probe, 3, "rare") == [[]]
+        with pytest.raises(NotFound):
+            other.query(probe, 3, "no-such-category")
