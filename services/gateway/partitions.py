@@ -125,21 +125,44 @@ class PartitionedIndex(ServedIndex):
         return self.names[partition_of(item_id, len(self.names))]
 
     async def similar(self, item_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        """The item from its own partition, then its vector searched in every partition (itself left out)."""
-        if self.version is None:
-            await self.refresh()
-        pin = {"version": self.version} if self.version else {}
-        found = await self.backends.get_json(self.owner(item_id), f"/v1/items/{item_path(item_id)}", pin)
-        vector = np.asarray(found["vector"], dtype=np.float32)[None, :]
-        k = int(params["k"])
-        merged = await self.query(vector, k + 1, [params.get("category")])
-        results = [h for h in merged.pop("results")[0] if h["item_id"] != item_id][:k]
-        return {**merged, "item": found["item"], "results": results}
+        """The item from its own partition, then its vector searched in every partition (itself left out); the
+        item and the results from one version (once more if a roll-out switched it in between)."""
+        for attempt in (1, 2):
+            version = await self._served()
+            found = await self._owned(self.backends.get_json, item_id, "", version, attempt)
+            if found is None:
+                continue
+            vector = np.asarray(found["vector"], dtype=np.float32)[None, :]
+            merged = await self.query(vector, int(params["k"]) + 1, [params.get("category")])
+            if merged["version"] == version or attempt == 2:
+                results = [h for h in merged.pop("results")[0] if h["item_id"] != item_id][: int(params["k"])]
+                return {**merged, "item": found["item"], "results": results}
+        raise AssertionError("unreachable")
 
     async def image(self, item_id: str) -> bytes:
         """The item's thumbnail from the partition that holds it."""
-        pin = f"?version={self.version}" if self.version else ""
-        return await self.backends.get_bytes(self.owner(item_id), f"/v1/items/{item_path(item_id)}/image{pin}")
+        for attempt in (1, 2):
+            data = await self._owned(self.backends.get_bytes, item_id, "/image", await self._served(), attempt)
+            if data is not None:
+                return data
+        raise AssertionError("unreachable")
+
+    async def _served(self) -> str | None:
+        if self.version is None:
+            await self.refresh()
+        return self.version
+
+    async def _owned(self, get: Callable[..., Any], item_id: str, tail: str, version: str | None, attempt: int) -> Any:
+        """GET `/v1/items/{id}{tail}` from the item's partition pinned to `version`; None (after looking again at
+        the partitions) when it no longer holds that version and this was the first attempt."""
+        pin = f"?version={version}" if version else ""
+        try:
+            return await get(self.owner(item_id), f"/v1/items/{item_path(item_id)}{tail}{pin}")
+        except BackendRejected as exc:
+            if not _gone(exc) or attempt > 1:
+                raise
+            await self.refresh()
+            return None
 
 
 def _gone(answer: dict[str, Any] | BaseException) -> bool:
