@@ -95,6 +95,7 @@ def _build(args: argparse.Namespace) -> int:
 def _published_line(manifest: dict[str, Any], out: str, merged_from: int | None) -> str:
     q = manifest["quality"]
     merged = f" from {merged_from} shards" if merged_from is not None else ""
+    merged += f" as {manifest['partitions']} partitions" if "partitions" in manifest else ""
     return (
         f"published {manifest['version']}{merged} to {out}: {manifest['count']} items, "
         f"{len(manifest['categories'])} categories, skipped {manifest['skipped']['count']}; "
@@ -124,7 +125,7 @@ def _show(args: argparse.Namespace) -> int:
     print(f"embedder  {emb['name']} {emb['version']} sha256 {emb['sha256'][:12]} dim {emb['dim']} {emb['metric']}")
     print(f"items     {manifest['count']}; skipped {manifest['skipped']['count']}")
     for name, info in manifest["categories"].items():
-        print(f"  {name:<20}{info['count']:>8}  {info.get('file', 'in every partition')}")
+        print(f"  {name:<20}{info['count']:>8}  {info.get('file', 'across the partitions')}")
     for part in manifest.get("parts", []):
         print(f"  {part['dir']:<20}{part['count']:>8}  items")
     print(f"annoy     n_trees {manifest['n_trees']}, search_k {manifest['search_k']}")
