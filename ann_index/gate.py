@@ -8,6 +8,7 @@ similarity reaches the k-th exact similarity, so duplicate images cannot make a 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -87,8 +88,12 @@ def run_gate(
     min_category_precision: float | None = None,
     seed: int = 0,
     workers: int = 1,
+    make_forest: Callable[[_Truth], _Forest] | None = None,
 ) -> GateResult:
     """Measure the built indexes in `index_dir`; tune search_k by doubling from k * n_trees.
+
+    `make_forest` replaces the indexes of `index_dir` by another forest that answers alike (the partitioned
+    gate's, which merges N partitions' answers).
 
     `vecs` are the normalised vectors in annoy-id order. The search_k budget defaults to a quarter
     of the catalog (an index that must scan more is no better than exact search), but at least
@@ -100,7 +105,9 @@ def run_gate(
     rng = np.random.default_rng(seed)
     queries = np.sort(rng.choice(n, size=min(n_queries, n), replace=False)) if n > 1 else np.zeros(0, np.int64)
     budget = max(k * n_trees, max_search_k if max_search_k is not None else max(n // 4, min(n, 2000)))
-    with _Forest(index_dir, vecs, [c.file for _, c in cats], _exact_truth(vecs, queries, k, ranges), k) as forest:
+    files = [c.file for _, c in cats]
+    forest_of = make_forest or (lambda truth: _Forest(index_dir, vecs, files, truth, k))
+    with forest_of(_exact_truth(vecs, queries, k, ranges)) as forest:
         search_k, recall, cat_recall, tried = forest.tune(k * n_trees, budget, recall_target, workers)
     gate = GateResult(
         passed=True,
@@ -145,19 +152,26 @@ class _Forest:
         index.load(str(path))
         return index
 
+    def neighbours(self, aid: int, search_k: int, ci: int | None) -> list[int]:
+        """The approximate top-k of item `aid` (itself left out), in the global index or category `ci`'s."""
+        if ci is None:
+            return [r for r in self.global_index.get_nns_by_item(aid, self.k + 1, search_k) if r != aid][: self.k]
+        lo = self.truth.ranges[ci][0]
+        nns = self.cat_indexes[ci].get_nns_by_item(aid - lo, self.k + 1, search_k)
+        return [r + lo for r in nns if r + lo != aid][: self.k]
+
     def one(self, pos: int, search_k: int) -> _Measured:
         k, vecs, truth = self.k, self.vecs, self.truth
         aid = int(truth.queries[pos])
-        found = [r for r in self.global_index.get_nns_by_item(aid, k + 1, search_k) if r != aid][:k]
+        found = self.neighbours(aid, search_k, None)
         g = float(np.sum(vecs[found] @ vecs[aid] >= truth.kth_global[pos] - _TIE_EPS)) / min(k, len(vecs) - 1)
         ci = int(truth.cat_of[pos])
         lo, hi = truth.ranges[ci]
         kc = min(k, hi - lo - 1)
         if kc <= 0:
             return found, g, 1.0
-        nns = self.cat_indexes[ci].get_nns_by_item(aid - lo, k + 1, search_k)
-        local = [r + lo for r in nns if r + lo != aid]
-        return found, g, float(np.sum(vecs[local[:k]] @ vecs[aid] >= truth.kth_cat[pos] - _TIE_EPS)) / kc
+        local = self.neighbours(aid, search_k, ci)
+        return found, g, float(np.sum(vecs[local] @ vecs[aid] >= truth.kth_cat[pos] - _TIE_EPS)) / kc
 
     def tune(
         self, search_k: int, budget: int, recall_target: float, workers: int

@@ -69,6 +69,12 @@ def version_time(version: str) -> datetime | None:
     return parse_stamp(version.split("-", 1)[0])
 
 
+def merge_sections(manifest: dict[str, Any], extra: dict[str, Any]) -> None:
+    """Add the caller's sections to a manifest; a section both have is merged key by key."""
+    for key, value in extra.items():
+        manifest[key] = {**manifest[key], **value} if isinstance(manifest.get(key), dict) else value
+
+
 def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
     path.write_text(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 

@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from ann_index.common import GLOBAL_INDEX_NAME, MANIFEST_NAME, META_NAME, VECTORS_NAME
+from ann_index.partition_layout import check_partitioned_layout, is_partitioned
 from imgcore.errors import IndexMismatch
 from imgcore.storage_base import is_safe_name
 
@@ -37,6 +38,11 @@ def _whole(value: object, what: str, minimum: int, bad: _Refuse) -> int:
 def check_layout(manifest: dict[str, Any], where: str) -> None:
     """Raise IndexMismatch (reason "manifest") unless the files, counts and offsets are consistent."""
     bad = _Refuse(where)
+    if is_partitioned(manifest):  # issue 16: each part's own manifest is checked like this one when fetched
+        check_partitioned_layout(manifest, where)
+        _whole(manifest["count"], "count", 1, bad)
+        _check_numbers(manifest, bad)
+        return
     files = manifest["files"]
     if not isinstance(files, dict):
         raise bad("files must map file names to sha256")
@@ -48,13 +54,17 @@ def check_layout(manifest: dict[str, Any], where: str) -> None:
     missing = [name for name in REQUIRED_FILES if name not in files]
     if missing:
         raise bad(f"files lack {', '.join(missing)}")
+    _check_numbers(manifest, bad)
+    _check_categories(manifest["categories"], _whole(manifest["count"], "count", 1, bad), files, bad)
+
+
+def _check_numbers(manifest: dict[str, Any], bad: _Refuse) -> None:
     embedder = manifest["embedder"]
     if not isinstance(embedder, dict):
         raise bad("embedder must be an object")
     _whole(embedder.get("dim"), "embedder.dim", 1, bad)
     _whole(manifest["n_trees"], "n_trees", 1, bad)
     _whole(manifest["search_k"], "search_k", 1, bad)
-    _check_categories(manifest["categories"], _whole(manifest["count"], "count", 1, bad), files, bad)
 
 
 def _check_categories(categories: object, count: int, files: dict[str, Any], bad: _Refuse) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from ann_index.common import CURRENT_NAME, MANIFEST_NAME, VERSIONS_PREFIX
 from ann_index.manifest import parse_manifest, read_manifest, verify_files, version_time
+from ann_index.partition_layout import is_partitioned
 from imgcore.card import sha256_file
 from imgcore.errors import ChecksumMismatch, IndexMismatch, InvalidInput, NotFound, StoreError
 from imgcore.storage import ObjectStore
@@ -111,35 +112,45 @@ def prune_versions(store: ObjectStore, *, keep: int, current: str) -> list[str]:
     return deleted
 
 
-def sync_version(store: ObjectStore, version: str, dest_root: Path) -> Path:
+def sync_version(store: ObjectStore, version: str, dest_root: Path, *, part: str = "", part_sha256: str = "") -> Path:
     """Download a version into `dest_root/<version>/`, verifying every file against its manifest.
 
     Files land in a private temp folder that is renamed into place only when all of them verify, so
-    the destination never holds a partial version. An already-synced, verified copy is reused.
+    the destination never holds a partial version. An already-synced, verified copy is reused. With `part`
+    (a partitioned version's `part-<i>`, issue 16) only that part is fetched, into `<version>.<part>/`, and
+    its manifest must have the sha256 the version's manifest records for it.
     """
     check_version(version)
     dest_root = Path(dest_root)
-    final = dest_root / version
+    prefix = f"{part}/" if part else ""
+    final = dest_root / (f"{version}.{part}" if part else version)
     if final.is_dir():
         try:
+            if part and sha256_file(final / MANIFEST_NAME) != part_sha256:
+                raise IndexMismatch(f"{final} holds another build's {part}", reason="manifest")
             verify_files(final, read_manifest(final))
             return final
         except IndexMismatch as exc:
             log.warning("local copy of index %s is damaged (%s); downloading again", version, exc)
             shutil.rmtree(final)
     dest_root.mkdir(parents=True, exist_ok=True)
-    raw = store.get_bytes(version_key(version, MANIFEST_NAME))
-    manifest = parse_manifest(raw, store.url_of(version_key(version, MANIFEST_NAME)))
+    raw = store.get_bytes(version_key(version, prefix + MANIFEST_NAME))
+    manifest = parse_manifest(raw, store.url_of(version_key(version, prefix + MANIFEST_NAME)))
     if manifest["version"] != version:
         raise IndexMismatch(f"manifest of {version} names version {manifest['version']}", reason="manifest")
+    if is_partitioned(manifest):
+        n = manifest["partitions"]
+        raise IndexMismatch(f"index {version} has {n} partitions: serve each with --partition I", reason="partitioned")
+    if part and hashlib.sha256(raw).hexdigest() != part_sha256:
+        raise IndexMismatch(f"{part} of {version}: manifest does not match the version's", reason="manifest")
     tmp = Path(tempfile.mkdtemp(dir=dest_root, prefix=f".{version}.partial-"))
     try:
         for name, sha in sorted(manifest["files"].items()):  # plain names: parse_manifest checked them
-            _download_listed(store, version, name, tmp / name)
+            _download_listed(store, version, prefix + name, tmp / name)
             actual = sha256_file(tmp / name)
             if actual != sha:
                 raise ChecksumMismatch(
-                    f"{store.url_of(version_key(version, name))}: sha256 {actual[:12]} != manifest {sha[:12]}"
+                    f"{store.url_of(version_key(version, prefix + name))}: sha256 {actual[:12]} != manifest {sha[:12]}"
                 )
         (tmp / MANIFEST_NAME).write_bytes(raw)
         try:

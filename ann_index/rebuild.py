@@ -25,13 +25,13 @@ import numpy as np
 
 from ann_index.builder import IndexItem, build_index
 from ann_index.catalog import Catalog, CatalogItem, decode_catalog_bytes, parse_catalog
-from ann_index.common import MANIFEST_NAME, METRIC, VECTORS_NAME
+from ann_index.common import MANIFEST_NAME, VECTORS_NAME
 from ann_index.embedding import BatchEmbedder, RebuildOptions, embed_items
 from ann_index.gate import run_gate
-from ann_index.manifest import FORMAT, EmbedderInfo, embedder_section, make_version, write_manifest
+from ann_index.manifest import EmbedderInfo, make_version, merge_sections, write_manifest
+from ann_index.partitioned import build_partitioned_version, manifest_common, thumbnails_section
 from ann_index.publish import publish_version
-from ann_index.thumbs import MAX_SIDE as THUMB_SIDE
-from ann_index.thumbs import THUMBS_NAME, ThumbPack
+from ann_index.thumbs import ThumbPack
 from imgcore.errors import ImgSearchError
 from imgcore.storage import ObjectStore, as_uri, fetch_uri_bytes, open_store, resolve_uri
 
@@ -132,6 +132,13 @@ def build_version(
     thumbs: ThumbPack | None = None,
 ) -> dict[str, Any]:
     """Build, gate and write manifest.json into `out_dir`; RebuildRefused when the gate fails."""
+    if opts.partitions > 1:  # issue 16: N part folders under one version
+        partitioned, gate_result = build_partitioned_version(
+            out_dir, vectors, items, embedder=embedder, opts=opts, extra=extra, thumbs=thumbs
+        )
+        if partitioned is None:
+            raise RebuildRefused("quality gate failed: " + "; ".join(gate_result.reasons))
+        return partitioned
     t0 = time.monotonic()
     built = build_index(
         vectors, items, out_dir, n_trees=opts.n_trees, seed=opts.seed, workers=opts.workers, thumbs=thumbs
@@ -152,26 +159,17 @@ def build_version(
     if not gate.passed:
         raise RebuildRefused("quality gate failed: " + "; ".join(gate.reasons))
     now = datetime.now(UTC)
-    manifest: dict[str, Any] = {
-        "format": FORMAT,
-        "version": make_version(built.files, embedder.sha256, now),
-        "created_at": now.isoformat(timespec="seconds"),
-        "embedder": embedder_section(embedder),
-        "metric": METRIC,
-        "count": built.count,
-        "categories": {name: info.to_dict() for name, info in built.categories.items()},
-        "n_trees": built.n_trees,
-        "search_k": gate.search_k,
-        "seed": built.seed,
-        "files": built.files,
-        "quality": gate.to_dict(),
-        "skipped": {"count": 0, "rows": []},
-        "timings_s": {"build": round(t_build - t0, 2), "gate": round(time.monotonic() - t_build, 2)},
-    }
+    timings = {"build": round(t_build - t0, 2), "gate": round(time.monotonic() - t_build, 2)}
+    manifest = manifest_common(embedder, gate, n_trees=built.n_trees, seed=built.seed, now=now, timings=timings)
+    manifest.update(
+        version=make_version(built.files, embedder.sha256, now),
+        count=built.count,
+        categories={name: info.to_dict() for name, info in built.categories.items()},
+        files=built.files,
+    )
     if thumbs is not None:
-        manifest["thumbnails"] = {"file": THUMBS_NAME, "max_side": THUMB_SIDE, "bytes": thumbs.nbytes}
-    for key, value in (extra or {}).items():
-        manifest[key] = {**manifest[key], **value} if isinstance(manifest.get(key), dict) else value
+        manifest["thumbnails"] = thumbnails_section(thumbs)
+    merge_sections(manifest, extra or {})
     write_manifest(out_dir / MANIFEST_NAME, manifest)
     return manifest
 

@@ -36,6 +36,14 @@ def _shard_count(text: str) -> int:
     return count
 
 
+def _partition_count(text: str) -> int:
+    from ann_index.partition_layout import MAX_PARTITIONS
+
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PARTITIONS:
+        raise argparse.ArgumentTypeError(f"partitions must be an integer in 1..{MAX_PARTITIONS}, got {text!r}")
+    return int(text)
+
+
 def _options(args: argparse.Namespace) -> RebuildOptions:
     """RebuildOptions from `index build`'s flags: a flag and the option it sets share their name."""
     from dataclasses import fields
@@ -87,6 +95,7 @@ def _build(args: argparse.Namespace) -> int:
 def _published_line(manifest: dict[str, Any], out: str, merged_from: int | None) -> str:
     q = manifest["quality"]
     merged = f" from {merged_from} shards" if merged_from is not None else ""
+    merged += f" as {manifest['partitions']} partitions" if "partitions" in manifest else ""
     return (
         f"published {manifest['version']}{merged} to {out}: {manifest['count']} items, "
         f"{len(manifest['categories'])} categories, skipped {manifest['skipped']['count']}; "
@@ -116,7 +125,9 @@ def _show(args: argparse.Namespace) -> int:
     print(f"embedder  {emb['name']} {emb['version']} sha256 {emb['sha256'][:12]} dim {emb['dim']} {emb['metric']}")
     print(f"items     {manifest['count']}; skipped {manifest['skipped']['count']}")
     for name, info in manifest["categories"].items():
-        print(f"  {name:<20}{info['count']:>8}  {info['file']}")
+        print(f"  {name:<20}{info['count']:>8}  {info.get('file', 'across the partitions')}")
+    for part in manifest.get("parts", []):
+        print(f"  {part['dir']:<20}{part['count']:>8}  items")
     print(f"annoy     n_trees {manifest['n_trees']}, search_k {manifest['search_k']}")
     print(
         f"quality   recall@10 {q['recall_at_10']} (target {q['recall_target']}), per-category "
@@ -181,6 +192,14 @@ def register(sub: Any) -> None:
         metavar="FILE",
         help="SQLite file of vectors keyed by image sha256 (per embedder and crop): a rebuild re-embeds only "
         "new and changed images. Keep it on a persistent volume; an unreadable one is moved aside",
+    )
+    build.add_argument(
+        "--partitions",
+        type=_partition_count,
+        default=1,
+        metavar="N",
+        help="publish one version of N partitions (items split by a hash of item_id; each served by "
+        "`imgsearch serve index --partition I`), gated on the merged answer; 1 (default): one index",
     )
     _add_shard_flags(build)
     build.set_defaults(func=_build)

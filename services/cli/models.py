@@ -25,7 +25,6 @@ def _pull(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def _add_s3_endpoint(parser: argparse.ArgumentParser) -> None:
     """`--s3-endpoint`, as `imgsearch index` and `imgsearch evaluate` call it; the old name still works."""
     help_text = "S3-compatible endpoint URL (else $AWS_ENDPOINT_URL)"

@@ -50,6 +50,11 @@ BACKEND_ERRORS = Counter(
     "imgsearch_backend_errors_total", "Failed calls from the gateway to a backend, by kind.", ["backend", "kind"]
 )
 BACKEND_SECONDS = _latency("imgsearch_backend_call_seconds", "Latency of gateway calls to each backend.", "backend")
+PARTIAL_ANSWERS = Counter(
+    "imgsearch_partial_answers_total",
+    "Gateway answers that left out an index partition (failed or past the budget), by partition.",
+    ["partition"],
+)
 FALLBACKS = Counter("imgsearch_search_fallbacks_total", "Searches that fell back to the whole image.", ["why"])
 DECODE_RESERVED_BYTES = Gauge(
     "imgsearch_decode_reserved_bytes",

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from imgcore.image import DecodeLimits
@@ -35,6 +35,11 @@ def _split_list(value: Any) -> Any:
             return json.loads(text)
         return [part.strip() for part in text.split(",") if part.strip()]
     return value
+
+
+def _empty_none(value: Any) -> Any:
+    """An empty environment value (a ConfigMap key left blank) means unset."""
+    return None if value == "" else value
 
 
 def admin_token_problem(token: str) -> str | None:
@@ -212,6 +217,20 @@ class IndexSettings(StoreSettings):
     dim: int | None = Field(default=None, ge=1, description="Refuse an index whose vector dimension differs.")
     max_k: int = Field(default=100, ge=1, description="Largest k accepted.")
     max_vectors: int = Field(default=64, ge=1, description="Most query vectors in one request.")
+    partition: Annotated[int | None, BeforeValidator(_empty_none)] = Field(
+        default=None,
+        ge=0,
+        description="Serve only this partition of partitioned index versions (issue 16); unset: the whole index.",
+    )
+    partition_drop_idle_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A partition keeps the previous version until no query asked for it for this long (the "
+        "gateways switched), at least this long after the new one loaded.",
+    )
+    partition_drop_timeout_s: float = Field(
+        default=600.0, gt=0, description="A partition drops the previous version this long after the new one loaded."
+    )
 
 
 class GatewaySettings(DecodingSettings, QueryLogFields, ShadowFields):

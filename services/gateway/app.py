@@ -7,7 +7,6 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from starlette.responses import FileResponse, Response
@@ -60,7 +59,9 @@ class Readiness:
         if self._last is not None and now - self._last[0] < self.ttl_s:
             return self._last[1], self._last[2]
         names = ("detector", "embedder", "index")
-        answers = await asyncio.gather(*(self.backends.readiness(n) for n in names))
+        answers = await asyncio.gather(
+            self.backends.readiness("detector"), self.backends.readiness("embedder"), self.index.readiness()
+        )
         details: dict[str, Any] = {"backends": {n: {"ready": ok} for n, (ok, _) in zip(names, answers, strict=True)}}
         ready = all(ok for ok, _ in answers)
         for name, (ok, body) in zip(names, answers, strict=True):
@@ -83,7 +84,7 @@ def build_router(settings: GatewaySettings, backends: Backends, search: SearchSe
     """Public routes of the gateway."""
     router = APIRouter(prefix="/v1", tags=["search"])
     _search_route(router, settings, search)
-    _item_routes(router, settings, backends)
+    _item_routes(router, settings, search.index)
     return router
 
 
@@ -111,7 +112,7 @@ def _search_route(router: APIRouter, settings: GatewaySettings, search: SearchSe
         return Response(body, media_type="application/json")
 
 
-def _item_routes(router: APIRouter, settings: GatewaySettings, backends: Backends) -> None:
+def _item_routes(router: APIRouter, settings: GatewaySettings, index: ServedIndex) -> None:
     @router.get("/items/{item_id}/similar")
     async def similar(
         item_id: str,
@@ -122,26 +123,24 @@ def _item_routes(router: APIRouter, settings: GatewaySettings, backends: Backend
         params: dict[str, Any] = {"k": _checked_k(settings, k)}
         if category:
             params["category"] = category
-        found = await backends.get_json("index", f"/v1/items/{_path(item_id)}/similar", params)
+        found = await index.similar(item_id, params)
         body = {
             "item": public_result({**found["item"], "score": 1.0}),
             "results": [public_result(h) for h in found["results"]],
             "index_version": found.get("version"),
         }
+        if found.get("partial"):  # a partitioned index answered without some partitions (issue 16)
+            body.update(partial=True, missing_partitions=found["missing_partitions"])
         return json_response(body)
 
     @router.get("/items/{item_id}/image", response_class=Response)
     async def item_image(item_id: str) -> Response:
         """An item's thumbnail (at most 256 px, for result lists), from the served index; never the catalog's URL."""
-        data = await backends.get_bytes("index", f"/v1/items/{_path(item_id)}/image")
+        data = await index.image(item_id)
         media_type = thumbnail_type(data)
         if media_type is None:  # what reaches a browser from here is an image or nothing
             raise BackendUnavailable(f"index: the thumbnail of {item_id!r} is not a WebP or JPEG image")
         return Response(data, media_type=media_type, headers=IMAGE_HEADERS)
-
-
-def _path(item_id: str) -> str:
-    return quote(item_id, safe="")
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:

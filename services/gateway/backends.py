@@ -28,6 +28,15 @@ from services.gateway.transport import ConnectionFailed, ConnectTimeout, HttpPoo
 log = logging.getLogger("imgsearch.gateway")
 
 
+def index_urls(text: str) -> dict[str, str]:
+    """Backend names and URLs of `--index-url`: one URL is "index" (today's layout); several (one per partition,
+    issue 16) are also "index-0".."index-N-1"."""
+    urls = [u.strip().rstrip("/") for u in text.split(",") if u.strip()]
+    if len(urls) <= 1:
+        return {"index": urls[0] if urls else text.rstrip("/")}
+    return {"index": urls[0], **{f"index-{i}": url for i, url in enumerate(urls)}}
+
+
 class BackendRejected(ImgSearchError):
     """A backend refused the request (4xx): the caller gets the same status and message."""
 
@@ -59,7 +68,7 @@ class Backends:
         self.urls = {
             "detector": settings.detector_url.rstrip("/"),
             "embedder": settings.embedder_url.rstrip("/"),
-            "index": settings.index_url.rstrip("/"),
+            **index_urls(settings.index_url),  # one per partition when several (issue 16)
         }
         self.client = HttpPool(connect_timeout_s=settings.connect_timeout_s)
         # At most max_connections calls in flight per backend; more wait (within their budget) for a turn.
@@ -146,8 +155,17 @@ class Backends:
         )
         return _json(resp)
 
-    async def query(self, vectors: np.ndarray, k: int, categories: list[str | None]) -> dict[str, Any]:
-        """Top-k hits per vector, each within its category (None: all)."""
+    async def query(
+        self,
+        vectors: np.ndarray,
+        k: int,
+        categories: list[str | None],
+        *,
+        backend: str = "index",
+        version: str | None = None,
+    ) -> dict[str, Any]:
+        """Top-k hits per vector, each within its category (None: all); from one partition of a partitioned
+        index when `backend` names it, answered by index `version` only when given."""
         payload = {
             "vectors_b64": vectors_to_b64(vectors),
             "dim": int(vectors.shape[1]),
@@ -155,9 +173,10 @@ class Backends:
             "categories": categories,
         }
         resp = await self.call(
-            "index",
+            backend,
             "POST",
             "/v1/query",
+            params={"version": version} if version else None,
             budget_s=self.settings.query_timeout_s,
             content=dumps(payload),
             headers={"content-type": "application/json"},

@@ -28,8 +28,8 @@ from services.common.web_json import dumps
 from services.common.wire import rgb_body
 from services.gateway.backends import Backends
 from services.gateway.cache import LRUCache
+from services.gateway.partitions import served_index
 from services.gateway.regions import Region, public_result
-from services.gateway.served_index import ServedIndex
 from services.gateway.shadow import Shadow, ShadowJob
 
 __all__ = ["CacheKey", "SearchParams", "SearchService", "public_result"]
@@ -95,6 +95,7 @@ class _Embedded:
     detector_model: dict[str, Any] | None
     embedder_model: dict[str, Any] | None
     source: str  # detector, user_box, detector_error, detector_timeout
+    missing_partitions: list[int] | None = None  # index partitions left out of the answer (issue 16)
 
 
 def _photo(decoded: Decoded) -> _Photo:
@@ -144,7 +145,7 @@ class SearchService:
         self.decode_budget = decode_budget(settings)
         self.cache: LRUCache[CacheKey, bytes] = LRUCache("search", settings.cache_size, settings.cache_max_bytes)
         # Entries of an old index version can never be hit again: a swap empties the cache.
-        self.index = ServedIndex(backends, on_swap=self.cache.clear)
+        self.index = served_index(backends, on_swap=self.cache.clear)
         self._inflight = 0
         self.shadow = Shadow(settings)
 
@@ -177,8 +178,11 @@ class SearchService:
         }
         if any(region.fallback for region in embedded.regions):  # said at the top level too, for clients
             body["fallback"] = "whole_image"
+        if embedded.missing_partitions:  # some partitions failed or were too slow: never cached
+            body.update(partial=True, missing_partitions=embedded.missing_partitions)
         answer = dumps(body)  # cached as JSON: its length is the memory it holds, so the byte bound is exact
-        if embedded.source in ("detector", "user_box"):  # never cache an answer shaped by a backend failure
+        # Never cache an answer shaped by a backend failure (a partial one included).
+        if embedded.source in ("detector", "user_box") and not embedded.missing_partitions:
             self.cache.put(replace(key, index_version=version), answer, len(answer) + ENTRY_OVERHEAD_BYTES)
         if self.shadow.sampled():  # after the answer is complete; queued, never awaited
             self.shadow.offer(_shadow_job(photo, embedded, params.k))
@@ -193,8 +197,9 @@ class SearchService:
         else:
             known = await self.index.known_categories()
             categories = [region.category if region.category in known else None for region in regions]
-        found = await self.backends.query(embedded.vectors, params.k, categories)
+        found = await self.index.query(embedded.vectors, params.k, categories)
         t_searched = time.perf_counter()
+        embedded.missing_partitions = found.get("missing_partitions")
         version: str | None = found.get("version")
         self.index.set_version(version)
         for region, hits, category in zip(regions, found["results"], categories, strict=True):

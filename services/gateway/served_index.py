@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
+
+import numpy as np
 
 from services.common.errors import IncompatibleModels
 from services.gateway.backends import Backends
@@ -53,6 +56,22 @@ class ServedIndex:
             await self.refresh()
         return self.categories or frozenset()
 
+    async def query(self, vectors: np.ndarray, k: int, categories: list[str | None]) -> dict[str, Any]:
+        """Top-k hits per vector from the index (a partitioned index merges its partitions')."""
+        return await self.backends.query(vectors, k, categories)
+
+    async def similar(self, item_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        """The index's answer for a catalog item's similar items."""
+        return await self.backends.get_json("index", f"/v1/items/{item_path(item_id)}/similar", params)
+
+    async def image(self, item_id: str) -> bytes:
+        """A catalog item's thumbnail from the index."""
+        return await self.backends.get_bytes("index", f"/v1/items/{item_path(item_id)}/image")
+
+    async def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """The index's /readyz (never raises)."""
+        return await self.backends.readiness("index")
+
     async def check_binding(self, embedder_model: dict[str, Any] | None) -> None:
         """Refuse to query the index with vectors of an embedder it was not built with (garbage results)."""
         if self.embedder_sha256 is None:
@@ -62,3 +81,8 @@ class ServedIndex:
             raise IncompatibleModels(
                 f"index {self.version} was built with embedder {bound[:12]}, but the embedder serves {serving[:12]}"
             )
+
+
+def item_path(item_id: str) -> str:
+    """An item id as one URL path segment."""
+    return quote(item_id, safe="")

@@ -24,9 +24,14 @@ from services.common.web import create_service_app
 from services.common.web_json import json_response
 from services.common.wire import vectors_from_b64
 from services.index.holder import IndexHolder
+from services.index.partition_holder import PartitionHolder
 
 # Thumbnails are public catalog content; nosniff keeps a browser from reading them as anything but an image.
 IMAGE_HEADERS = {"cache-control": "public, max-age=3600", "x-content-type-options": "nosniff"}
+
+
+# A partitioned gateway pins every call of one answer to one version (issue 16): 409 when it is not held here.
+PINNED_VERSION = Query(None, description="Answer from this index version only (409 when it is not held).")
 
 
 class QueryRequest(BaseModel):
@@ -73,7 +78,7 @@ def build_router(settings: IndexSettings, holder: IndexHolder) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["index"])
 
     @router.post("/query")
-    async def query(req: QueryRequest) -> Response:
+    async def query(req: QueryRequest, version: str | None = PINNED_VERSION) -> Response:
         """Top-k catalog items per query vector, best first (cosine score), optionally within a category."""
         if req.k > settings.max_k:
             raise InvalidInput(f"k must be at most {settings.max_k}", reason="bad_k")
@@ -86,13 +91,13 @@ def build_router(settings: IndexSettings, holder: IndexHolder) -> APIRouter:
         def run(reader: IndexReader) -> tuple[str, list[list[Any]]]:
             return reader.version, _query(reader, vectors, req.k, categories)
 
-        version, results = await run_in_threadpool(holder.use, run)
+        version, results = await run_in_threadpool(holder.use, run, version)
         seconds = time.perf_counter() - t0
         STAGE_SECONDS.labels(stage="query").observe(seconds)
         return json_response({"version": version, "results": results, "timings_ms": {"query": seconds * 1e3}})
 
     @router.get("/items/{item_id}")
-    async def item(item_id: str) -> Response:
+    async def item(item_id: str, version: str | None = PINNED_VERSION) -> Response:
         """One catalog item's metadata and stored vector."""
 
         def run(reader: IndexReader) -> dict[str, Any]:
@@ -102,7 +107,7 @@ def build_router(settings: IndexSettings, holder: IndexHolder) -> APIRouter:
                 "vector": reader.vector_of(item_id),
             }
 
-        return json_response(await run_in_threadpool(holder.use, run))
+        return json_response(await run_in_threadpool(holder.use, run, version))
 
     @router.get("/items/{item_id}/similar")
     async def similar(
@@ -128,9 +133,9 @@ def build_router(settings: IndexSettings, holder: IndexHolder) -> APIRouter:
 
 def _item_image_route(router: APIRouter, holder: IndexHolder) -> None:
     @router.get("/items/{item_id}/image", response_class=Response)
-    async def item_image(item_id: str) -> Response:
+    async def item_image(item_id: str, version: str | None = PINNED_VERSION) -> Response:
         """An item's thumbnail (at most 256 px), from the served index version's thumbs.bin."""
-        data, media_type = await run_in_threadpool(holder.use, lambda reader: reader.thumbnail(item_id))
+        data, media_type = await run_in_threadpool(holder.use, lambda reader: reader.thumbnail(item_id), version)
         return Response(data, media_type=media_type, headers=IMAGE_HEADERS)
 
 
@@ -151,7 +156,7 @@ def build_admin_router(settings: IndexSettings, holder: IndexHolder) -> APIRoute
 
 def create_app(settings: IndexSettings) -> FastAPI:
     """The index service app."""
-    holder = IndexHolder(settings)
+    holder = IndexHolder(settings) if settings.partition is None else PartitionHolder(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -19,10 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ann_index.publish import manifest_sha256, read_current, sync_version
+from ann_index.partition_serving import sync_partition
+from ann_index.publish import manifest_sha256, read_current
 from ann_index.reader import IndexReader
 from ann_index.serving import built_at, prune_local, self_test
-from imgcore.errors import ChecksumMismatch, IndexMismatch, ModelNotReady
+from imgcore.errors import ChecksumMismatch, ImgSearchError, IndexMismatch, ModelNotReady
 from imgcore.storage import ObjectStore, open_store
 from services.common.metrics import INDEX_AGE_SECONDS, INDEX_INFO, INDEX_ITEMS, INDEX_RELOADS
 from services.common.settings import IndexSettings
@@ -59,6 +60,10 @@ class AlreadyRefused(IndexMismatch):
     """The version and manifest were refused before: nothing was downloaded."""
 
 
+class IndexVersionGone(ImgSearchError, status=409, reason="index_version_gone"):
+    """A query pinned to an index version this server no longer (or not yet) holds."""
+
+
 class IndexHolder:
     """Owns the current `IndexReader` and replaces it safely."""
 
@@ -81,10 +86,13 @@ class IndexHolder:
             self._store = open_store(s.index_uri, s3_endpoint_url=s.s3_endpoint_url, timeout_s=s.store_timeout_s)
         return self._store
 
-    def use(self, fn: Callable[[IndexReader], T]) -> T:
-        """Run `fn` on the current reader; if a swap closed that reader under us, run it on the new one."""
+    def use(self, fn: Callable[[IndexReader], T], version: str | None = None) -> T:
+        """Run `fn` on the current reader; if a swap closed that reader under us, run it on the new one.
+
+        `version` pins the answer to one index version (a partitioned gateway's scatter-gather, issue 16).
+        """
         while True:
-            reader = self.reader
+            reader = self.pick(version)
             if reader is None:
                 raise ModelNotReady("no index loaded yet" + (f": {self.last_error}" if self.last_error else ""))
             try:
@@ -108,7 +116,7 @@ class IndexHolder:
     def _open(self, version: str) -> IndexReader:
         s = self.settings
         try:
-            local = sync_version(self.store(), version, s.local_dir)
+            local = sync_partition(self.store(), version, s.local_dir, s.partition)
         except ChecksumMismatch as exc:  # files that do not verify: the version is bad, not the store
             raise IndexMismatch(f"index {version} refused: {exc.message}", reason="checksum") from exc
         reader = IndexReader.open(local, embedder_sha256=s.embedder_sha256, dim=s.dim, prefault=s.prefault)
@@ -150,9 +158,20 @@ class IndexHolder:
             INDEX_RELOADS.labels(result="swapped").inc()
             log.info("serving index %s (%d items) after %.2fs", new.version, new.count, time.perf_counter() - t0)
             if old is not None and old is not new:
-                await asyncio.to_thread(old.close)  # waits for queries still running on it
+                await self.retire(old)
             await asyncio.to_thread(prune_local, self.settings.local_dir, self.settings.keep_versions, new.version)
             return {"version": new.version, "previous": old.version if old else None, "changed": True}
+
+    def pick(self, version: str | None) -> IndexReader | None:
+        """The reader that answers for `version` (None: the current one)."""
+        reader = self.reader
+        if version is not None and reader is not None and reader.version != version:
+            raise IndexVersionGone(f"index {version} is not served here (serving {reader.version})")
+        return reader
+
+    async def retire(self, old: IndexReader) -> None:
+        """A swapped-out reader: closed at once (a partition keeps it until the gateways moved on)."""
+        await asyncio.to_thread(old.close)  # waits for queries still running on it
 
     async def poll_forever(self) -> None:
         """Load at start, then follow changes of CURRENT every `poll_seconds`.

@@ -15,7 +15,7 @@ import shutil
 import sqlite3
 import subprocess
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -223,3 +223,17 @@ def test_crop_mode_is_part_of_the_run_id() -> None:
     full = shard_run_id(sha, sha, 8, OPTS)
     fg = shard_run_id(sha, sha, 8, RebuildOptions(crop="foreground"))
     assert full != fg and full.startswith("hash8-") and fg.startswith("hash8-")
+
+
+def test_a_sharded_rebuild_publishes_a_partitioned_version_like_a_single_process_one(
+    catalog: Path, tmp_path: Path
+) -> None:
+    opts = replace(OPTS, partitions=2)
+    for i in range(N):
+        embed_shard(str(catalog), (tmp_path / "sharded").as_uri(), FakeEmbedder(), ShardSpec(i, N), opts)
+    sharded = merge_and_publish(str(catalog), (tmp_path / "sharded").as_uri(), FakeEmbedder(), N, opts)
+    plain = rebuild(str(catalog), (tmp_path / "plain").as_uri(), FakeEmbedder(), opts)
+    assert sharded["partitions"] == plain["partitions"] == 2 and sharded["count"] == ITEMS
+    data_files = [{k: v for k, v in m["files"].items() if not k.endswith("manifest.json")} for m in (sharded, plain)]
+    assert data_files[0] == data_files[1]  # every part's data files byte-identical (manifests carry the build time)
+    assert (_version_dir(tmp_path / "sharded") / "part-1" / "index.ann").is_file()

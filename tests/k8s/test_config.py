@@ -96,11 +96,12 @@ def test_settings_agree_with_pods_and_each_other(target: str, tmp_root: Path) ->
                 assert env[prefix + key] in mounts, f"{d['metadata']['name']}: {key} is not a mounted volume"
         if component == "gateway":
             for backend in ("DETECTOR", "EMBEDDER", "INDEX"):
-                m = re.fullmatch(r"http://([a-z0-9-]+):(\d+)", env[f"{prefix}{backend}_URL"])
-                assert m, env[f"{prefix}{backend}_URL"]
-                svc = services.get(m.group(1))
-                assert svc, f"{d['metadata']['name']}: no Service {m.group(1)}"
-                assert int(m.group(2)) in [p["port"] for p in svc["spec"]["ports"]]
+                for url in env[f"{prefix}{backend}_URL"].split(","):  # the index: one URL per partition
+                    m = re.fullmatch(r"http://([a-z0-9-]+):(\d+)", url)
+                    assert m, url
+                    svc = services.get(m.group(1))
+                    assert svc, f"{d['metadata']['name']}: no Service {m.group(1)}"
+                    assert int(m.group(2)) in [p["port"] for p in svc["spec"]["ports"]]
     # An index is bound to its embedder: the pins must agree on every track.
     for suffix in ("", "-canary"):
         if f"imgsearch-index{suffix}" not in cms:

@@ -1,0 +1,179 @@
+"""The gateway's view of a partitioned index (issue 16): scatter-gather over N partitions, one version per answer.
+
+`--index-url URL0,URL1,...` names one URL per partition (each a Service over that partition's replicas). Every
+call of one answer is pinned to one version (`?version=`), the served one: the newest version that every
+partition reports (`versions` in its /readyz), so an answer never mixes two builds. A partition that fails or
+misses the stage budget is left out: the answer is still 200, marked `"partial": true` with the missing
+partitions named. A partition that no longer holds the pinned version (409) makes the gateway look again at
+once and repeat the answer on the version every partition now holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ann_index.partitioning import partition_of
+from imgcore.errors import ImgSearchError
+from services.common.errors import BackendUnavailable
+from services.common.metrics import PARTIAL_ANSWERS
+from services.gateway.backends import BackendRejected, Backends
+from services.gateway.served_index import ServedIndex, item_path
+
+log = logging.getLogger("imgsearch.gateway")
+
+
+def choose_version(current: str | None, states: Sequence[tuple[bool, dict[str, Any]]]) -> str | None:
+    """The version to serve: the one every partition holds, switching only when all of them report the new one.
+
+    While a partition is unreachable the served version stays if the others still hold it; a partition that
+    holds none of the others' versions leaves the choice to the newest version the reachable ones share.
+    """
+    held = [set(body.get("versions") or []) for ok, body in states if ok]
+    if not held:
+        return current
+    common = set.intersection(*held)
+    primaries = {str((body.get("index") or {}).get("version")) for ok, body in states if ok}
+    everyone = len(held) == len(states)
+    if everyone and len(primaries) == 1 and primaries <= common:
+        return primaries.pop()  # all partitions serve the same newest version: switch (or stay) to it
+    if current in common:
+        return current
+    return max(common) if common else current
+
+
+class PartitionedIndex(ServedIndex):
+    """N partitions queried in parallel and merged by score."""
+
+    def __init__(self, backends: Backends, on_swap: Callable[[], None]) -> None:
+        super().__init__(backends, on_swap)
+        self.names = sorted((n for n in backends.urls if n.startswith("index-")), key=lambda n: int(n[6:]))
+        self.states: list[tuple[bool, dict[str, Any]]] = [(False, {}) for _ in self.names]
+
+    async def refresh(self) -> None:
+        self.states = list(await asyncio.gather(*(self.backends.readiness(n) for n in self.names)))
+        for ok, body in self.states:
+            index = body.get("index") or {}
+            if ok and index.get("embedder"):
+                self.embedder_sha256 = index["embedder"].get("sha256")
+        known = [frozenset((body.get("index") or {}).get("categories") or {}) for ok, body in self.states if ok]
+        if known:
+            self.categories = frozenset().union(*known)
+        self.set_version(choose_version(self.version, self.states))
+
+    def note(self, details: dict[str, Any]) -> None:
+        """Nothing to learn from one answer's body: the partitions' /readyz decide the version."""
+
+    async def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready when some partition answers for the served version; each partition's state is listed."""
+        await self.refresh()
+        parts = [
+            {"ready": ok, "versions": body.get("versions", []), **({} if ok else {"error": body.get("error")})}
+            for ok, body in self.states
+        ]
+        ready = self.version is not None and any(self.version in p["versions"] for p in parts)
+        index: dict[str, Any] = {"version": self.version, "categories": sorted(self.categories or ())}
+        index["embedder"] = {"sha256": self.embedder_sha256}
+        return ready, {"ready": ready, "index": index, "partitions": parts}
+
+    async def query(self, vectors: np.ndarray, k: int, categories: list[str | None]) -> dict[str, Any]:
+        """Top-k per row over all partitions, one version; `partial` names the partitions left out."""
+        if self.version is None:
+            await self.refresh()
+        version = self.version
+        answers = await self._scatter(vectors, k, categories, version)
+        if any(_gone(a) for a in answers):  # a partition moved on: look again, answer on what all hold now
+            await self.refresh()
+            if self.version != version:
+                version = self.version
+                answers = await self._scatter(vectors, k, categories, version)
+        return self._merge(answers, k, len(vectors), version)
+
+    async def _scatter(
+        self, vectors: np.ndarray, k: int, categories: list[str | None], version: str | None
+    ) -> list[dict[str, Any] | BaseException]:
+        calls = (self.backends.query(vectors, k, categories, backend=n, version=version) for n in self.names)
+        return list(await asyncio.gather(*calls, return_exceptions=True))
+
+    def _merge(
+        self, answers: list[dict[str, Any] | BaseException], k: int, rows: int, version: str | None
+    ) -> dict[str, Any]:
+        missing = [i for i, a in enumerate(answers) if isinstance(a, BaseException) or a.get("version") != version]
+        good = [a for a in answers if isinstance(a, dict) and a.get("version") == version]
+        if not good:
+            errors = [a for a in answers if isinstance(a, ImgSearchError) and not _gone(a)]
+            raise errors[0] if errors else BackendUnavailable(f"no index partition answers for version {version}")
+        results = []
+        for row in range(rows):
+            hits = [hit for a in good for hit in a["results"][row]]
+            hits.sort(key=lambda h: (-float(h["score"]), str(h["item_id"])))
+            results.append(hits[:k])
+        body: dict[str, Any] = {"version": version, "results": results}
+        if missing:
+            for i in missing:
+                PARTIAL_ANSWERS.labels(partition=str(i)).inc()
+                log.warning("partition %d left out of an answer: %s", i, _why(answers[i]))
+            body.update(partial=True, missing_partitions=missing)
+        return body
+
+    def owner(self, item_id: str) -> str:
+        """The backend name of the partition that holds `item_id`."""
+        return self.names[partition_of(item_id, len(self.names))]
+
+    async def similar(self, item_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        """The item from its own partition, then its vector searched in every partition (itself left out); the
+        item and the results from one version (once more if a roll-out switched it in between)."""
+        for attempt in (1, 2):
+            version = await self._served()
+            found = await self._owned(self.backends.get_json, item_id, "", version, attempt)
+            if found is None:
+                continue
+            vector = np.asarray(found["vector"], dtype=np.float32)[None, :]
+            merged = await self.query(vector, int(params["k"]) + 1, [params.get("category")])
+            if merged["version"] == version or attempt == 2:
+                results = [h for h in merged.pop("results")[0] if h["item_id"] != item_id][: int(params["k"])]
+                return {**merged, "item": found["item"], "results": results}
+        raise AssertionError("unreachable")
+
+    async def image(self, item_id: str) -> bytes:
+        """The item's thumbnail from the partition that holds it."""
+        for attempt in (1, 2):
+            data = await self._owned(self.backends.get_bytes, item_id, "/image", await self._served(), attempt)
+            if data is not None:
+                return data
+        raise AssertionError("unreachable")
+
+    async def _served(self) -> str | None:
+        if self.version is None:
+            await self.refresh()
+        return self.version
+
+    async def _owned(self, get: Callable[..., Any], item_id: str, tail: str, version: str | None, attempt: int) -> Any:
+        """GET `/v1/items/{id}{tail}` from the item's partition pinned to `version`; None (after looking again at
+        the partitions) when it no longer holds that version and this was the first attempt."""
+        pin = f"?version={version}" if version else ""
+        try:
+            return await get(self.owner(item_id), f"/v1/items/{item_path(item_id)}{tail}{pin}")
+        except BackendRejected as exc:
+            if not _gone(exc) or attempt > 1:
+                raise
+            await self.refresh()
+            return None
+
+
+def _gone(answer: dict[str, Any] | BaseException) -> bool:
+    return isinstance(answer, BackendRejected) and answer.status == 409
+
+
+def _why(answer: dict[str, Any] | BaseException) -> str:
+    return f"{type(answer).__name__}: {answer}" if isinstance(answer, BaseException) else "another version"
+
+
+def served_index(backends: Backends, on_swap: Callable[[], None]) -> ServedIndex:
+    """The gateway's view of its index: partitioned when `--index-url` names several."""
+    partitioned = any(name.startswith("index-") for name in backends.urls)
+    return PartitionedIndex(backends, on_swap) if partitioned else ServedIndex(backends, on_swap)
