@@ -80,6 +80,11 @@ def _validate(line_no: int, raw: str) -> CatalogItem | CatalogProblem:
     return CatalogItem(line_no, row["item_id"], row["image"].strip(), row["category"], row["title"], attrs)
 
 
+def validate_row(line_no: int, raw: str) -> CatalogItem | CatalogProblem:
+    """One catalog line, checked as a catalog checks it (what `imgsearch items apply` holds its upserts to)."""
+    return _validate(line_no, raw)
+
+
 def parse_catalog(text: str) -> Catalog:
     """Parse and validate JSON Lines text. Blank lines are ignored; line numbers are 1-based."""
     items: list[CatalogItem] = []
