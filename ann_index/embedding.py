@@ -57,6 +57,7 @@ class RebuildOptions:
     work_dir: Path | None = None
     embedding_cache: Path | None = None  # a local SQLite file; None embeds every image
     allow_absolute_images: bool = False  # catalog images may be absolute URIs; else only inside its folder
+    changes_since: float | None = None  # epoch of the catalog snapshot; None: when the rebuild read it (#17)
 
 
 def open_cache(opts: RebuildOptions, embedder: EmbedderInfo) -> AbstractContextManager[EmbeddingCache | None]:

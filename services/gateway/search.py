@@ -151,7 +151,7 @@ class SearchService:
     async def search(self, upload: Upload, params: SearchParams) -> bytes:
         """The `/v1/search` response body (JSON) for one uploaded photo."""
         t_start = time.perf_counter()
-        key = CacheKey.of(upload, params, self.index.version)
+        key = CacheKey.of(upload, params, self.index.state)
         cached = self.cache.get(key)
         if cached is not None:
             timings = dict.fromkeys(STAGES, 0.0) | {"total": (time.perf_counter() - t_start) * 1e3}
@@ -178,8 +178,9 @@ class SearchService:
         if any(region.fallback for region in embedded.regions):  # said at the top level too, for clients
             body["fallback"] = "whole_image"
         answer = dumps(body)  # cached as JSON: its length is the memory it holds, so the byte bound is exact
-        if embedded.source in ("detector", "user_box"):  # never cache an answer shaped by a backend failure
-            self.cache.put(replace(key, index_version=version), answer, len(answer) + ENTRY_OVERHEAD_BYTES)
+        # Never cache an answer shaped by a backend failure, nor one from a replica behind on changes.
+        if embedded.source in ("detector", "user_box") and self.index.answered == self.index.state:
+            self.cache.put(replace(key, index_version=self.index.state), answer, len(answer) + ENTRY_OVERHEAD_BYTES)
         if self.shadow.sampled():  # after the answer is complete; queued, never awaited
             self.shadow.offer(_shadow_job(photo, embedded, params.k))
         return _response_body(answer, cached=False, timings=timings)
@@ -196,7 +197,7 @@ class SearchService:
         found = await self.backends.query(embedded.vectors, params.k, categories)
         t_searched = time.perf_counter()
         version: str | None = found.get("version")
-        self.index.set_version(version)
+        self.index.set_version(version, found.get("changes"))
         for region, hits, category in zip(regions, found["results"], categories, strict=True):
             region.searched_category = category
             region.results = [public_result(h) for h in hits]
