@@ -8,10 +8,9 @@ nobody may have meant. Every problem is reported with its line, as a catalog's a
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
-from ann_index.catalog import MAX_ID_LENGTH, CatalogItem, CatalogProblem, validate_row
+from ann_index.catalog import MAX_ID_LENGTH, CatalogItem, CatalogProblem, load_row, validate_row
 
 
 @dataclass
@@ -32,12 +31,9 @@ def _delete_id(line_no: int, row: dict[str, object]) -> str | CatalogProblem:
 
 
 def _parse_line(line_no: int, raw: str) -> CatalogItem | tuple[int, str] | CatalogProblem:
-    try:
-        row = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        return CatalogProblem(line_no, None, f"not valid JSON: {exc.msg} at column {exc.colno}")
-    if not isinstance(row, dict):
-        return CatalogProblem(line_no, None, f"expected a JSON object, got {type(row).__name__}")
+    row = load_row(line_no, raw)
+    if isinstance(row, CatalogProblem):
+        return row
     op = row.get("op")
     if op == "upsert":
         return validate_row(line_no, raw)

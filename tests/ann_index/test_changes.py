@@ -1,11 +1,10 @@
-"""Change objects and `items apply`: validation as the rebuild's, all-or-nothing, checksummed, immutable,
-and concurrent appliers never overwrite each other (file store here; S3 in tests/imgcore/test_put_new.py)."""
+"""Change objects and `items apply`: validation as the rebuild's, all-or-nothing, checksummed, immutable
+(concurrent appliers: tests/imgcore/test_put_new.py)."""
 
 from __future__ import annotations
 
 import json
 import shutil
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +17,9 @@ from ann_index.changes import (
     ChangeBatch,
     Delete,
     Upsert,
-    change_key,
     decode_batch,
     encode_batch,
-    list_changes,
     read_batch,
-    write_batch,
 )
 from ann_index.demo import write_fmnist_catalog
 from ann_index.publish import read_current
@@ -109,26 +105,6 @@ def test_encoded_batch_round_trips_and_any_flipped_byte_is_refused() -> None:
         decode_batch(data, "x", version="v2", seq=3, embedder_sha256=SHA, dim=64)  # another version's object
     with pytest.raises(BadChange, match="embedded by"):
         decode_batch(data, "x", version="v1", seq=3, embedder_sha256="0" * 64, dim=64)
-
-
-def test_concurrent_writers_each_get_their_own_sequence_number(tmp_path: Path) -> None:
-    store = open_store(tmp_path.as_uri())
-    got: list[int] = []
-
-    def writer(w: int) -> None:
-        for i in range(5):
-            got.append(write_batch(store, "v1", [Delete(f"w{w}-{i}")], embedder_sha256=SHA, dim=64))
-
-    threads = [threading.Thread(target=writer, args=(w,)) for w in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(got) == list(range(1, 31))
-    rows = {read_batch(store, "v1", seq, embedder_sha256=SHA, dim=64).rows[0].item_id for seq in got}
-    assert len(rows) == 30  # every batch survived: none overwrote another
-    assert [seq for seq, _ in list_changes(store, "v1")] == list(range(1, 31))
-    assert not store.put_new(change_key("v1", 1), b"late")  # an object, once written, never changes
 
 
 def test_apply_embeds_upserts_and_writes_one_durable_batch(shop: Path, store: Path) -> None:

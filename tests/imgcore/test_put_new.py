@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ann_index.changes import Delete, list_changes, read_batch, write_batch
+from ann_index.changes import Delete, change_key, list_changes, read_batch, write_batch
 from imgcore.errors import StoreError
 from imgcore.storage import open_store
 from imgcore.storage_base import ObjectStore
@@ -50,8 +50,13 @@ def test_s3_put_new_has_exactly_one_winner(s3_endpoint: str, s3_bucket: str) -> 
     assert not store.put_new("versions/v1/changes/x.json", b"again")
 
 
-def test_concurrent_appliers_on_s3_never_overwrite_a_batch(s3_endpoint: str, s3_bucket: str) -> None:
-    store = open_store(f"{s3_bucket}/idx", s3_endpoint_url=s3_endpoint)
+@pytest.mark.parametrize("backend", ["file", "s3"])
+def test_concurrent_appliers_never_overwrite_a_batch(backend: str, request: pytest.FixtureRequest) -> None:
+    if backend == "s3":
+        bucket = request.getfixturevalue("s3_bucket")
+        store = open_store(f"{bucket}/idx", s3_endpoint_url=request.getfixturevalue("s3_endpoint"))
+    else:
+        store = open_store(request.getfixturevalue("tmp_path").as_uri())
     got: list[int] = []
 
     def applier(w: int) -> None:
@@ -65,7 +70,8 @@ def test_concurrent_appliers_on_s3_never_overwrite_a_batch(s3_endpoint: str, s3_
         t.join()
     assert sorted(got) == list(range(1, 21)) and [s for s, _ in list_changes(store, "v1")] == list(range(1, 21))
     ids = {read_batch(store, "v1", s, embedder_sha256=SHA, dim=8).rows[0].item_id for s in got}
-    assert ids == {f"w{w}-{i}" for w in range(5) for i in range(4)}
+    assert ids == {f"w{w}-{i}" for w in range(5) for i in range(4)}  # every batch survived
+    assert not store.put_new(change_key("v1", 1), b"late")  # an object, once written, never changes
 
 
 def test_read_only_http_store_refuses_put_new(http_server: LocalHttpServer) -> None:
