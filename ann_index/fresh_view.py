@@ -45,27 +45,16 @@ class FreshView:
     def __init__(self, reader: IndexReader, fresh: FreshIndex) -> None:
         self.reader = reader
         self.fresh = fresh
-
-    @property
-    def version(self) -> str:
-        return self.reader.version
+        # What a version never changes, as the reader has it.
+        self.version: str = reader.version
+        self.count: int = reader.count
+        self.dim: int = reader.dim
+        self.manifest: dict[str, Any] = reader.manifest
 
     @property
     def changes(self) -> int:
         """The last change sequence number applied to this version."""
         return self.fresh.applied_seq
-
-    @property
-    def count(self) -> int:
-        return self.reader.count
-
-    @property
-    def dim(self) -> int:
-        return self.reader.dim
-
-    @property
-    def manifest(self) -> dict[str, Any]:
-        return self.reader.manifest
 
     @property
     def categories(self) -> dict[str, int]:

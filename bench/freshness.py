@@ -1,7 +1,7 @@
 """Benchmark: freshness between rebuilds (issue 17): change lag on two replicas, query latency vs fresh items.
 
 1. Lag. Two index replicas (real `imgsearch serve index` processes, the default 1 s change poll) follow a
-   private copy of the demo index store. `--batches` change batches, each `--upserts` catalog images under
+   private copy of the demo index store. `--batches` change batches, each 5 catalog images under
    new ids plus one delete of a served item, are applied one every `--interval` s through the same code as
    `imgsearch items apply` (real embedder). For each batch and replica: seconds from the change object's
    write (its written_at) until the replica's /readyz reports it applied (polled every 50 ms), for upsert
@@ -44,6 +44,8 @@ from services.defaults import MODELS_DIR  # noqa: E402
 from services.stack import ServiceProcess, embedder_sha256, free_port, start_service  # noqa: E402
 
 FRESH_SIZES = (0, 10_000, 100_000, 300_000)
+UPSERTS = 5  # items per upsert batch
+DEMO_ITEMS = 3000  # the demo index the tests and e2e bench use too
 
 
 def _replica(store: Path, root: Path, name: str) -> ServiceProcess:
@@ -174,14 +176,12 @@ def report(lag: dict[str, Any], latency: list[dict[str, Any]]) -> None:
 
 def main() -> None:
     parser = arg_parser(__doc__)
-    parser.add_argument("--items", type=int, default=3000, help="demo index size (default 3000)")
     parser.add_argument("--batches", type=int, default=40, help="change batches for the lag (default 40)")
-    parser.add_argument("--upserts", type=int, default=5, help="upserts per upsert batch (default 5)")
     parser.add_argument("--interval", type=float, default=0.7, help="seconds between batches (default 0.7)")
     parser.add_argument("--queries", type=int, default=300, help="queries per latency cell (default 300)")
     args = parser.parse_args()
-    data = demo_data(args.items)
-    lag = measure_lag(data, args.batches, args.upserts, args.interval)
+    data = demo_data(DEMO_ITEMS)
+    lag = measure_lag(data, args.batches, UPSERTS, args.interval)
     latency = measure_latency(data, args.queries)
     report(lag, latency)
     emit({"lag": lag, "latency": latency, "machine": machine()})
