@@ -80,7 +80,8 @@ class ChangeFollower:
             if fresh.apply(batch):
                 applied += 1
                 INDEX_CHANGES.labels(result="applied").inc()
-                if live:
+                if live and batch.origin == f"{batch.index_version}/{batch.seq}":
+                    # A batch carried over from an older version keeps its first write time: not this lag.
                     INDEX_CHANGE_LAG_SECONDS.observe(max(0.0, time.time() - batch.written_at))
             else:
                 INDEX_CHANGES.labels(result="duplicate").inc()
