@@ -76,3 +76,18 @@ def test_a_rebuild_during_a_stream_of_changes_loses_none(shop: Path, tmp_path: P
 
 def _since(at: float) -> RebuildOptions:
     return RebuildOptions(progress=False, n_trees=8, gate_queries=100, changes_since=at)
+
+
+def test_changes_carried_to_a_version_of_another_embedder_are_embedded_again(shop: Path, tmp_path: Path) -> None:
+    out = (tmp_path / "store").as_uri()
+    old = rebuild(str(shop / "snapshot.jsonl"), out, FakeEmbedder(), OPTS)["version"]
+    applied = apply_changes(str(shop / "change-000.jsonl"), out, FakeEmbedder(), OPTS)
+    assert applied.version == old
+    time.sleep(1.1)  # a new version name
+    other = FakeEmbedder(name="other-embedder", sha256="b" * 64)
+    new = rebuild(str(shop / "snapshot.jsonl"), out, other, _since(applied.written_at - 1))["version"]
+    store = open_store(out)
+    [(seq, _)] = list_changes(store, new)
+    batch = read_batch(store, new, seq, embedder_sha256=other.sha256, dim=64)  # refused unless bound to it
+    assert batch.origin == f"{old}/{applied.seq}" and batch.written_at == applied.written_at
+    assert [row.item_id for row in batch.rows] == ["fmnist-train-00200"]
