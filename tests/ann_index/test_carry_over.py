@@ -24,7 +24,7 @@ OPTS = RebuildOptions(progress=False, n_trees=8, gate_queries=100)
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    catalog = write_fmnist_catalog(tmp_path_factory.mktemp("cat") / "shop", limit=300)
+    catalog = write_fmnist_catalog(tmp_path_factory.mktemp("cat") / "shop", limit=500)
     lines = catalog.read_text().splitlines()
     (catalog.parent / "snapshot.jsonl").write_text("\n".join(lines[:200]) + "\n")
     for n, line in enumerate(lines[200:]):
@@ -53,10 +53,11 @@ def test_a_rebuild_during_a_stream_of_changes_loses_none(shop: Path, tmp_path: P
     done = threading.Event()
 
     def stream() -> None:
-        for n in range(100):
+        for n in range(300):  # paced, so that it outlasts the rebuild even on a busy machine
             applied.append(apply_changes(str(shop / f"change-{n:03d}.jsonl"), out, FakeEmbedder(), OPTS))
             if done.is_set() and applied[-1].version != old:
                 return  # the stream has run past the switch
+            time.sleep(0.1)
 
     streamer = threading.Thread(target=stream)
     streamer.start()
