@@ -12,6 +12,7 @@ A new version bound to another embedder gets the carried upserts embedded again 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field, replace
 from typing import cast
 
@@ -40,8 +41,20 @@ class CarryOver:
     copied: set[str] = field(default_factory=set)  # origins already copied
     superseded: int = 0
 
-    def copy(self) -> int:
-        """Copy what is new since the last call; the number of batches copied."""
+    def copy(self, attempts: int = 3) -> int:
+        """Copy what is new since the last call; the number of batches copied. Store trouble is retried: after
+        CURRENT moved, a failed copy would lose the batches written since the first one."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._copy()
+            except StoreError as exc:
+                if attempt == attempts:
+                    raise
+                log.warning("carry-over from %s failed (attempt %d of %d): %s", self.source, attempt, attempts, exc)
+                time.sleep(attempt)
+        return 0
+
+    def _copy(self) -> int:
         if self.source is None:
             self.source = read_current(self.store)
             if self.source is None or self.source == self.new:
