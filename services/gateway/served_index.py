@@ -11,6 +11,18 @@ from services.common.errors import IncompatibleModels
 from services.gateway.backends import Backends
 
 
+def applied_changes(details: dict[str, Any]) -> int | None:
+    """The change sequence number an index's /readyz says it applied to its version (issue 17)."""
+    changes = (details.get("index") or {}).get("changes")
+    return int(changes["seq"]) if isinstance(changes, dict) and "seq" in changes else None
+
+
+def least_changes(states: list[tuple[bool, dict[str, Any]]]) -> int | None:
+    """What every reachable partition has applied (they share one change log): a partitioned gateway's seq."""
+    seqs = [applied_changes(body) for ok, body in states if ok]
+    return min((s for s in seqs if s is not None), default=None)
+
+
 class ServedIndex:
     """The served index as last seen; `on_swap` runs when its version changes (cached answers are stale)."""
 
@@ -27,8 +39,7 @@ class ServedIndex:
         """Remember the version, categories and embedder of the index's /readyz answer."""
         index = details.get("index") or {}
         if index.get("version"):
-            changes = index.get("changes")
-            self.set_version(str(index["version"]), changes.get("seq") if isinstance(changes, dict) else None)
+            self.set_version(str(index["version"]), applied_changes(details))
             self.categories = frozenset(index.get("categories") or {})
             self.embedder_sha256 = (index.get("embedder") or {}).get("sha256")
 

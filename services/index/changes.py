@@ -19,6 +19,7 @@ from typing import Any
 from ann_index.changes import BadChange, list_changes, read_batch
 from ann_index.fresh import FreshIndex
 from ann_index.fresh_view import FreshView
+from ann_index.partitioning import partition_of
 from ann_index.reader import IndexReader
 from imgcore.storage import ObjectStore
 from services.common.metrics import INDEX_CHANGE_LAG_SECONDS, INDEX_CHANGES, INDEX_FRESH_ITEMS, INDEX_HIDDEN_ITEMS
@@ -27,12 +28,20 @@ log = logging.getLogger("imgsearch.index.changes")
 MAX_REFUSALS_SHOWN = 10
 
 
+def partition_filter(partition: int | None, manifest: dict[str, Any]) -> Callable[[str], bool] | None:
+    """Which upserts partition `partition` of a version split `manifest["partition"]["of"]` ways holds."""
+    count = int((manifest.get("partition") or {}).get("of", 1))
+    if partition is None or count <= 1:
+        return None
+    return lambda item_id: partition_of(item_id, count) == partition
+
+
 class ChangeFollower:
     """Fresh indexes of the readers being served (or about to be), kept up to date from the store."""
 
-    def __init__(self, accept: Callable[[str], bool] | None = None) -> None:
-        # The upserts this replica holds (a partition's own items, issue 16); None: all of them.
-        self.accept = accept
+    def __init__(self, partition: int | None = None) -> None:
+        # A partition replica (issue 16) holds only the upserts of its own items; None: all of them.
+        self.partition = partition
         self._fresh: weakref.WeakKeyDictionary[IndexReader, FreshIndex] = weakref.WeakKeyDictionary()
         self.refused: dict[str, str] = {}  # change object URL -> why
         self.last_error: str | None = None
@@ -40,15 +49,18 @@ class ChangeFollower:
     def fresh_of(self, reader: IndexReader) -> FreshIndex:
         fresh = self._fresh.get(reader)
         if fresh is None:
-            fresh = self._fresh.setdefault(reader, FreshIndex(reader.dim, self.accept))
+            fresh = self._fresh.setdefault(reader, self._new_fresh(reader))
         return fresh
+
+    def _new_fresh(self, reader: IndexReader) -> FreshIndex:
+        return FreshIndex(reader.dim, partition_filter(self.partition, reader.manifest))
 
     def view(self, reader: IndexReader) -> FreshView:
         return FreshView(reader, self.fresh_of(reader))
 
     def replay(self, store: ObjectStore, reader: IndexReader) -> int:
         """Apply every change object of the reader's version (before it is served); the number applied."""
-        fresh = FreshIndex(reader.dim, self.accept)
+        fresh = self._new_fresh(reader)
         applied = self._apply_new(store, reader, fresh, live=False)
         self._fresh[reader] = fresh
         log.info("index %s: replayed %d change objects (%d fresh items)", reader.version, applied, fresh.size)

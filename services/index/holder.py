@@ -74,7 +74,8 @@ class IndexHolder:
         self.built_at: float | None = None
         self._lock = asyncio.Lock()
         self._store: ObjectStore | None = None
-        self.changes = ChangeFollower()  # catalog changes since the build (issue 17)
+        # Catalog changes since the build (issue 17); a partition replica (issue 16) keeps its own upserts.
+        self.changes = ChangeFollower(getattr(settings, "partition", None))
         INDEX_AGE_SECONDS.set_function(lambda: time.time() - self.built_at if self.built_at else 0.0)
 
     def store(self) -> ObjectStore:
