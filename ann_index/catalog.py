@@ -53,13 +53,21 @@ class Catalog:
         return dict(sorted(counts.items()))
 
 
-def _validate(line_no: int, raw: str) -> CatalogItem | CatalogProblem:
+def load_row(line_no: int, raw: str) -> dict[str, Any] | CatalogProblem:
+    """One line as a JSON object, or what is wrong with it."""
     try:
         row = json.loads(raw)
     except json.JSONDecodeError as exc:
         return CatalogProblem(line_no, None, f"not valid JSON: {exc.msg} at column {exc.colno}")
     if not isinstance(row, dict):
         return CatalogProblem(line_no, None, f"expected a JSON object, got {type(row).__name__}")
+    return row
+
+
+def _validate(line_no: int, raw: str) -> CatalogItem | CatalogProblem:
+    row = load_row(line_no, raw)
+    if isinstance(row, CatalogProblem):
+        return row
     item_id = row.get("item_id") if isinstance(row.get("item_id"), str) else None
     missing = [k for k in REQUIRED_STRINGS if k not in row]
     if missing:
@@ -78,6 +86,11 @@ def _validate(line_no: int, raw: str) -> CatalogItem | CatalogProblem:
     if not isinstance(attrs, dict):
         return CatalogProblem(line_no, item_id, f"attrs must be an object, got {type(attrs).__name__}")
     return CatalogItem(line_no, row["item_id"], row["image"].strip(), row["category"], row["title"], attrs)
+
+
+def validate_row(line_no: int, raw: str) -> CatalogItem | CatalogProblem:
+    """One catalog line, checked as a catalog checks it (what `imgsearch items apply` holds its upserts to)."""
+    return _validate(line_no, raw)
 
 
 def parse_catalog(text: str) -> Catalog:

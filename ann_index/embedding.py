@@ -58,6 +58,7 @@ class RebuildOptions:
     embedding_cache: Path | None = None  # a local SQLite file; None embeds every image
     allow_absolute_images: bool = False  # catalog images may be absolute URIs; else only inside its folder
     partitions: int = 1  # index partitions of the published version (issue 16); 1: today's layout
+    changes_since: float | None = None  # epoch of the catalog snapshot; None: when the rebuild read it (#17)
 
 
 def open_cache(opts: RebuildOptions, embedder: EmbedderInfo) -> AbstractContextManager[EmbeddingCache | None]:

@@ -66,7 +66,7 @@ def list_versions(store: ObjectStore, *, complete_only: bool = True) -> list[str
     found: dict[str, bool] = {}
     for key in store.list(f"{VERSIONS_PREFIX}/"):
         parts = key.split("/")
-        if len(parts) == 3 and is_safe_name(parts[1]):
+        if len(parts) >= 3 and is_safe_name(parts[1]):  # changes/ alone (a failed carry-over) is incomplete
             found[parts[1]] = found.get(parts[1], False) or parts[2] == MANIFEST_NAME
     return sorted(v for v, complete in found.items() if complete or not complete_only)
 

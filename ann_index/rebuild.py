@@ -16,7 +16,7 @@ import logging
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ann_index.builder import IndexItem, build_index
+from ann_index.carry_over import CarryOver
 from ann_index.catalog import Catalog, CatalogItem, decode_catalog_bytes, parse_catalog
 from ann_index.common import MANIFEST_NAME, VECTORS_NAME
 from ann_index.embedding import BatchEmbedder, RebuildOptions, embed_items
@@ -54,6 +55,7 @@ class LoadedCatalog:
     uri: str  # the catalog file's absolute URI
     base_uri: str  # the folder its relative image paths hang off
     sha256: str  # of the catalog's bytes (what a sharded run is named after)
+    read_at: float = field(default_factory=time.time)  # changes written later are carried over (issue 17)
 
 
 def load_catalog(catalog_uri: str, opts: RebuildOptions | None = None) -> LoadedCatalog:
@@ -116,7 +118,11 @@ def publish_rows(
     work = Path(tempfile.mkdtemp(prefix="imgsearch-index-", dir=opts.work_dir))
     try:
         manifest = build_version(vectors, index_items, work, embedder, opts, extra, thumbs)
+        since = opts.changes_since if opts.changes_since is not None else loaded.read_at
+        carry = CarryOver(store, manifest["version"], embedder, since, opts)  # changes newer than the snapshot
+        carry.copy()
         publish_version(store, work, keep=opts.keep)
+        carry.copy()
         return manifest
     finally:
         shutil.rmtree(work, ignore_errors=True)

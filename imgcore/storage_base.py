@@ -83,6 +83,14 @@ class ObjectStore(ABC):
     @abstractmethod
     def put_file(self, key: str, path: Path) -> None: ...
 
+    def put_new(self, key: str, data: bytes) -> bool:
+        """Write `data` at `key` only if no object is there yet, atomically; False when one already is.
+
+        What lets writers that do not know of each other (two appliers of catalog changes) claim a key
+        without overwriting each other. Backends that cannot do it refuse rather than fall back to a race.
+        """
+        raise StoreError(f"{self.uri} cannot create an object only if it is absent")
+
     @abstractmethod
     def download(self, key: str, dest: Path, *, on_chunk: ChunkCallback | None = None) -> None:
         """Copy an object to dest atomically; `on_chunk` sees every byte (e.g. to hash while streaming)."""

@@ -6,6 +6,7 @@ import builtins
 import contextlib
 import os
 import shutil
+import uuid
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -44,6 +45,27 @@ class FileStore(ObjectStore):
                 fh.write(data)
         except OSError as exc:
             raise StoreError(f"cannot write {self.url_of(key)}: {exc}") from exc
+
+    def put_new(self, key: str, data: bytes) -> bool:
+        # Written whole under a temp name, then hard-linked to the key: link() fails if the name exists,
+        # atomically, on local filesystems and on NFS, so no reader sees a partial object and no writer wins twice.
+        path = self._path(key)
+        staged = path.with_name(f".{path.name}.{uuid.uuid4().hex}{TMP_SUFFIX}")  # listings skip it
+        try:
+            with atomic_writer(staged) as fh:
+                fh.write(data)
+        except OSError as exc:
+            raise StoreError(f"cannot write {self.url_of(key)}: {exc}") from exc
+        try:
+            os.link(staged, path)
+            return True
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise StoreError(f"cannot create {self.url_of(key)}: {exc}") from exc
+        finally:
+            with contextlib.suppress(OSError):
+                staged.unlink()
 
     def put_file(self, key: str, path: Path) -> None:
         try:

@@ -85,6 +85,21 @@ class S3Store(ObjectStore):
         except (BotoCoreError, ClientError) as exc:
             raise self._error(exc, "put", key) from exc
 
+    def put_new(self, key: str, data: bytes) -> bool:
+        # A conditional PUT (If-None-Match: *; AWS S3 since 2024, MinIO, moto): the server refuses it with 412
+        # when the key exists, and with 409 when another conditional PUT of the key is completing meanwhile.
+        try:
+            self._s3.put_object(Bucket=self.bucket, Key=self.prefix + check_key(key), Body=data, IfNoneMatch="*")
+            return True
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412):
+                return False
+            raise self._error(exc, "put", key) from exc
+        except BotoCoreError as exc:
+            raise self._error(exc, "put", key) from exc
+
     def put_file(self, key: str, path: Path) -> None:
         # upload_file switches to multipart for big files (indexes); the object appears only on completion.
         try:

@@ -44,6 +44,21 @@ def _partition_count(text: str) -> int:
     return int(text)
 
 
+def _instant(text: str) -> float:
+    """Epoch seconds from epoch seconds or an ISO 8601 time (UTC unless it says otherwise)."""
+    from datetime import UTC, datetime
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a time: {text!r} (ISO 8601 or epoch seconds)") from exc
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
+
+
 def _options(args: argparse.Namespace) -> RebuildOptions:
     """RebuildOptions from `index build`'s flags: a flag and the option it sets share their name."""
     from dataclasses import fields
@@ -202,6 +217,15 @@ def register(sub: Any) -> None:
         "`imgsearch serve index --partition I`), gated on the merged answer; 1 (default): one index",
     )
     _add_shard_flags(build)
+    build.add_argument(
+        "--changes-since",
+        type=_instant,
+        default=None,
+        metavar="TIME",
+        help="when the catalog snapshot was taken (ISO 8601 or epoch seconds): `items apply` changes written "
+        "later are carried over to the new version, older ones are in the snapshot (default: when the rebuild "
+        "reads the catalog)",
+    )
     build.set_defaults(func=_build)
 
     show = cmds.add_parser("show", help="print CURRENT, the versions and the current manifest")

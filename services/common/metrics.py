@@ -44,6 +44,21 @@ INDEX_RELOADS = Counter(
     "Index reload attempts by result (swapped, unchanged, failed; skipped: a refused version, not loaded again).",
     ["result"],
 )
+INDEX_CHANGES = Counter(
+    "imgsearch_index_changes_total",
+    "Change objects (catalog upserts/deletes between rebuilds) by result (applied; duplicate: a carried copy "
+    "already applied; refused: damaged or foreign, skipped).",
+    ["result"],
+)
+INDEX_FRESH_ITEMS = Gauge("imgsearch_index_fresh_items", "Items in the fresh index (upserted since the build).")
+INDEX_HIDDEN_ITEMS = Gauge(
+    "imgsearch_index_hidden_items", "Built-index items hidden by changes (deleted, or replaced by a fresh item)."
+)
+INDEX_CHANGE_LAG_SECONDS = Histogram(
+    "imgsearch_index_change_lag_seconds",
+    "Seconds from a change object's write to its application on this replica.",
+    buckets=(0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0),
+)
 CACHE_REQUESTS = Counter("imgsearch_cache_requests_total", "Result cache look-ups by result.", ["cache", "result"])
 CACHE_BYTES = Gauge("imgsearch_cache_bytes", "Bytes an in-memory cache holds (what its byte bound counts).", ["cache"])
 BACKEND_ERRORS = Counter(

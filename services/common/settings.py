@@ -206,6 +206,9 @@ class IndexSettings(StoreSettings):
     poll_seconds: float = Field(
         default=30.0, ge=0, description="How often CURRENT is checked for a new version; 0 disables polling."
     )
+    changes_poll_seconds: float = Field(
+        default=1.0, ge=0, description="How often the served version's change log is checked; 0 disables it."
+    )
     local_dir: Path = Field(
         default=defaults.DEFAULT_VAR_DIR / "cache" / "index", description="Where index versions are downloaded."
     )

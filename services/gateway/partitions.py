@@ -22,7 +22,7 @@ from imgcore.errors import ImgSearchError
 from services.common.errors import BackendUnavailable
 from services.common.metrics import PARTIAL_ANSWERS
 from services.gateway.backends import BackendRejected, Backends
-from services.gateway.served_index import ServedIndex, item_path
+from services.gateway.served_index import ServedIndex, item_path, least_changes
 
 log = logging.getLogger("imgsearch.gateway")
 
@@ -63,7 +63,7 @@ class PartitionedIndex(ServedIndex):
         known = [frozenset((body.get("index") or {}).get("categories") or {}) for ok, body in self.states if ok]
         if known:
             self.categories = frozenset().union(*known)
-        self.set_version(choose_version(self.version, self.states))
+        self.set_version(choose_version(self.version, self.states), least_changes(self.states))
 
     def note(self, details: dict[str, Any]) -> None:
         """Nothing to learn from one answer's body: the partitions' /readyz decide the version."""
@@ -112,7 +112,9 @@ class PartitionedIndex(ServedIndex):
             hits = [hit for a in good for hit in a["results"][row]]
             hits.sort(key=lambda h: (-float(h["score"]), str(h["item_id"])))
             results.append(hits[:k])
-        body: dict[str, Any] = {"version": version, "results": results}
+        # Partitions share one change log: the answer is as fresh as the least advanced of them (issue 17).
+        changes = min(int(a.get("changes") or 0) for a in good)
+        body: dict[str, Any] = {"version": version, "changes": changes, "results": results}
         if missing:
             for i in missing:
                 PARTIAL_ANSWERS.labels(partition=str(i)).inc()

@@ -152,7 +152,7 @@ class SearchService:
     async def search(self, upload: Upload, params: SearchParams) -> bytes:
         """The `/v1/search` response body (JSON) for one uploaded photo."""
         t_start = time.perf_counter()
-        key = CacheKey.of(upload, params, self.index.version)
+        key = CacheKey.of(upload, params, self.index.state)
         cached = self.cache.get(key)
         if cached is not None:
             timings = dict.fromkeys(STAGES, 0.0) | {"total": (time.perf_counter() - t_start) * 1e3}
@@ -181,9 +181,14 @@ class SearchService:
         if embedded.missing_partitions:  # some partitions failed or were too slow: never cached
             body.update(partial=True, missing_partitions=embedded.missing_partitions)
         answer = dumps(body)  # cached as JSON: its length is the memory it holds, so the byte bound is exact
-        # Never cache an answer shaped by a backend failure (a partial one included).
-        if embedded.source in ("detector", "user_box") and not embedded.missing_partitions:
-            self.cache.put(replace(key, index_version=version), answer, len(answer) + ENTRY_OVERHEAD_BYTES)
+        # Never cache an answer shaped by a backend failure (a partial one included), nor one from a replica
+        # behind on changes.
+        if (
+            embedded.source in ("detector", "user_box")
+            and not embedded.missing_partitions
+            and self.index.answered == self.index.state
+        ):
+            self.cache.put(replace(key, index_version=self.index.state), answer, len(answer) + ENTRY_OVERHEAD_BYTES)
         if self.shadow.sampled():  # after the answer is complete; queued, never awaited
             self.shadow.offer(_shadow_job(photo, embedded, params.k))
         return _response_body(answer, cached=False, timings=timings)
@@ -201,7 +206,7 @@ class SearchService:
         t_searched = time.perf_counter()
         embedded.missing_partitions = found.get("missing_partitions")
         version: str | None = found.get("version")
-        self.index.set_version(version)
+        self.index.set_version(version, found.get("changes"))
         for region, hits, category in zip(regions, found["results"], categories, strict=True):
             region.searched_category = category
             region.results = [public_result(h) for h in hits]

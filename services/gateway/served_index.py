@@ -14,6 +14,18 @@ from services.common.errors import IncompatibleModels
 from services.gateway.backends import Backends
 
 
+def applied_changes(details: dict[str, Any]) -> int | None:
+    """The change sequence number an index's /readyz says it applied to its version (issue 17)."""
+    changes = (details.get("index") or {}).get("changes")
+    return int(changes["seq"]) if isinstance(changes, dict) and "seq" in changes else None
+
+
+def least_changes(states: list[tuple[bool, dict[str, Any]]]) -> int | None:
+    """What every reachable partition has applied (they share one change log): a partitioned gateway's seq."""
+    seqs = [applied_changes(body) for ok, body in states if ok]
+    return min((s for s in seqs if s is not None), default=None)
+
+
 class ServedIndex:
     """The served index as last seen; `on_swap` runs when its version changes (cached answers are stale)."""
 
@@ -21,6 +33,8 @@ class ServedIndex:
         self.backends = backends
         self.on_swap = on_swap
         self.version: str | None = None
+        self.changes: int | None = None  # the last catalog change applied to that version (issue 17)
+        self.answered: str | None = None  # the state of the last answer: what it may be cached under
         self.categories: frozenset[str] | None = None
         self.embedder_sha256: str | None = None
 
@@ -28,15 +42,32 @@ class ServedIndex:
         """Remember the version, categories and embedder of the index's /readyz answer."""
         index = details.get("index") or {}
         if index.get("version"):
-            self.set_version(str(index["version"]))
+            self.set_version(str(index["version"]), applied_changes(details))
             self.categories = frozenset(index.get("categories") or {})
             self.embedder_sha256 = (index.get("embedder") or {}).get("sha256")
 
-    def set_version(self, version: str | None) -> None:
-        """The version that answered last (a query's answer says it)."""
+    def set_version(self, version: str | None, changes: int | None = None) -> None:
+        """The version that answered last (a query's answer says it), and the last change it had applied.
+
+        Changes only move forward: a replica still behind does not take the state back, and its answer is
+        not cached (`answered` differs from `state`).
+        """
         if version != self.version:
-            self.version = version
+            self.version, self.changes = version, changes
             self.on_swap()
+        elif changes is not None and (self.changes is None or changes > self.changes):
+            self.changes = changes
+            self.on_swap()
+        self.answered = self.state_of(version, changes)
+
+    @property
+    def state(self) -> str | None:
+        """What cached answers are keyed by: the version and the changes applied to it."""
+        return self.state_of(self.version, self.changes)
+
+    @staticmethod
+    def state_of(version: str | None, changes: int | None) -> str | None:
+        return None if version is None else f"{version}+{changes or 0}"
 
     async def refresh(self) -> None:
         """Ask the index now (a not-ready index changes nothing)."""

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from ann_index.reader import IndexReader
+from ann_index.fresh_view import FreshView
 from imgcore.errors import InvalidInput
 from services.common.admin import admin_guard
 from services.common.metrics import STAGE_SECONDS
@@ -62,7 +62,7 @@ def _vectors(req: QueryRequest, max_vectors: int) -> np.ndarray:
     return vectors
 
 
-def _query(reader: IndexReader, vectors: np.ndarray, k: int, categories: list[str | None]) -> list[list[Any]]:
+def _query(reader: FreshView, vectors: np.ndarray, k: int, categories: list[str | None]) -> list[list[Any]]:
     rows_by_cat: dict[str | None, list[int]] = defaultdict(list)
     for row, category in enumerate(categories):
         rows_by_cat[category].append(row)
@@ -88,19 +88,20 @@ def build_router(settings: IndexSettings, holder: IndexHolder) -> APIRouter:
             raise InvalidInput("categories must give one entry per vector", reason="bad_category")
         t0 = time.perf_counter()
 
-        def run(reader: IndexReader) -> tuple[str, list[list[Any]]]:
-            return reader.version, _query(reader, vectors, req.k, categories)
+        def run(reader: FreshView) -> tuple[str, int, list[list[Any]]]:
+            return reader.version, reader.changes, _query(reader, vectors, req.k, categories)
 
-        version, results = await run_in_threadpool(holder.use, run, version)
+        version, changes, results = await run_in_threadpool(holder.use, run, version)
         seconds = time.perf_counter() - t0
         STAGE_SECONDS.labels(stage="query").observe(seconds)
-        return json_response({"version": version, "results": results, "timings_ms": {"query": seconds * 1e3}})
+        body = {"version": version, "changes": changes, "results": results, "timings_ms": {"query": seconds * 1e3}}
+        return json_response(body)
 
     @router.get("/items/{item_id}")
     async def item(item_id: str, version: str | None = PINNED_VERSION) -> Response:
         """One catalog item's metadata and stored vector."""
 
-        def run(reader: IndexReader) -> dict[str, Any]:
+        def run(reader: FreshView) -> dict[str, Any]:
             return {
                 "version": reader.version,
                 "item": reader.item(item_id).to_dict(),
@@ -119,7 +120,7 @@ def build_router(settings: IndexSettings, holder: IndexHolder) -> APIRouter:
         if k > settings.max_k:
             raise InvalidInput(f"k must be at most {settings.max_k}", reason="bad_k")
 
-        def run(reader: IndexReader) -> dict[str, Any]:
+        def run(reader: FreshView) -> dict[str, Any]:
             found = reader.item(item_id)
             hits = reader.query(reader.vector_of(item_id)[None, :], k + 1, category)[0]
             results = [h.to_dict() for h in hits if h.item_id != item_id][:k]
@@ -161,8 +162,10 @@ def create_app(settings: IndexSettings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(holder.poll_forever())
+        changes = asyncio.create_task(holder.follow_changes())
         yield
         task.cancel()
+        changes.cancel()
         await asyncio.to_thread(holder.close)
 
     app = create_service_app(

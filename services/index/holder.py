@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from ann_index.fresh_view import FreshView
 from ann_index.partition_serving import sync_partition
 from ann_index.publish import manifest_sha256, read_current
 from ann_index.reader import IndexReader
@@ -27,6 +28,7 @@ from imgcore.errors import ChecksumMismatch, ImgSearchError, IndexMismatch, Mode
 from imgcore.storage import ObjectStore, open_store
 from services.common.metrics import INDEX_AGE_SECONDS, INDEX_INFO, INDEX_ITEMS, INDEX_RELOADS
 from services.common.settings import IndexSettings
+from services.index.changes import ChangeFollower
 
 log = logging.getLogger("imgsearch.index")
 _M_MMAP_THRESHOLD = -3  # mallopt parameter (malloc.h)
@@ -77,6 +79,8 @@ class IndexHolder:
         self.built_at: float | None = None
         self._lock = asyncio.Lock()
         self._store: ObjectStore | None = None
+        # Catalog changes since the build (issue 17); a partition replica (issue 16) keeps its own upserts.
+        self.changes = ChangeFollower(getattr(settings, "partition", None))
         INDEX_AGE_SECONDS.set_function(lambda: time.time() - self.built_at if self.built_at else 0.0)
 
     def store(self) -> ObjectStore:
@@ -86,8 +90,9 @@ class IndexHolder:
             self._store = open_store(s.index_uri, s3_endpoint_url=s.s3_endpoint_url, timeout_s=s.store_timeout_s)
         return self._store
 
-    def use(self, fn: Callable[[IndexReader], T], version: str | None = None) -> T:
-        """Run `fn` on the current reader; if a swap closed that reader under us, run it on the new one.
+    def use(self, fn: Callable[[FreshView], T], version: str | None = None) -> T:
+        """Run `fn` on the current reader (with the changes applied since its build); if a swap closed that
+        reader under us, run it on the new one.
 
         `version` pins the answer to one index version (a partitioned gateway's scatter-gather, issue 16).
         """
@@ -96,7 +101,7 @@ class IndexHolder:
             if reader is None:
                 raise ModelNotReady("no index loaded yet" + (f": {self.last_error}" if self.last_error else ""))
             try:
-                return fn(reader)
+                return fn(self.changes.view(reader))
             except ModelNotReady:
                 if self.reader is reader:
                     raise
@@ -122,6 +127,7 @@ class IndexHolder:
         reader = IndexReader.open(local, embedder_sha256=s.embedder_sha256, dim=s.dim, prefault=s.prefault)
         try:
             self_test(reader)
+            self.changes.replay(self.store(), reader)  # not ready without the changes the store holds
         except BaseException:
             reader.close()
             raise
@@ -199,6 +205,10 @@ class IndexHolder:
                 return
             await asyncio.sleep(poll if self.reader is not None else min(poll, 2.0) if poll > 0 else 2.0)
 
+    async def follow_changes(self) -> None:
+        """Apply the served version's new change objects every `changes_poll_seconds` (until cancelled)."""
+        await self.changes.follow(self.store, lambda: self.reader, self.settings.changes_poll_seconds)
+
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """(ready, details) for /readyz: the version, size, categories and embedder binding."""
         reader = self.reader
@@ -214,6 +224,7 @@ class IndexHolder:
                 "embedder": {k: emb.get(k) for k in ("name", "version", "sha256", "dim", "metric")},
             }
         }
+        details["index"]["changes"] = self.changes.details(reader)
         if self.failed_version:
             details["refused"] = self._refused()
         return True, details
