@@ -172,6 +172,27 @@ def _add_shard_flags(build: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_publish_flags(build: Any) -> None:
+    """How the version is laid out (partitions) and which changes it carries over (issue 17)."""
+    build.add_argument(
+        "--partitions",
+        type=_partition_count,
+        default=1,
+        metavar="N",
+        help="publish one version of N partitions (items split by a hash of item_id; each served by "
+        "`imgsearch serve index --partition I`), gated on the merged answer; 1 (default): one index",
+    )
+    build.add_argument(
+        "--changes-since",
+        type=_instant,
+        default=None,
+        metavar="TIME",
+        help="when the catalog snapshot was taken (ISO 8601 or epoch seconds): `items apply` changes written "
+        "later are carried over to the new version, older ones are in the snapshot (default: when the rebuild "
+        "reads the catalog)",
+    )
+
+
 def register(sub: Any) -> None:
     parser = sub.add_parser("index", help="build (rebuild job) or show a published annoy index")
     cmds = parser.add_subparsers(dest="index_command", required=True)
@@ -208,24 +229,8 @@ def register(sub: Any) -> None:
         help="SQLite file of vectors keyed by image sha256 (per embedder and crop): a rebuild re-embeds only "
         "new and changed images. Keep it on a persistent volume; an unreadable one is moved aside",
     )
-    build.add_argument(
-        "--partitions",
-        type=_partition_count,
-        default=1,
-        metavar="N",
-        help="publish one version of N partitions (items split by a hash of item_id; each served by "
-        "`imgsearch serve index --partition I`), gated on the merged answer; 1 (default): one index",
-    )
     _add_shard_flags(build)
-    build.add_argument(
-        "--changes-since",
-        type=_instant,
-        default=None,
-        metavar="TIME",
-        help="when the catalog snapshot was taken (ISO 8601 or epoch seconds): `items apply` changes written "
-        "later are carried over to the new version, older ones are in the snapshot (default: when the rebuild "
-        "reads the catalog)",
-    )
+    _add_publish_flags(build)
     build.set_defaults(func=_build)
 
     show = cmds.add_parser("show", help="print CURRENT, the versions and the current manifest")
