@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from imgcore.errors import ModelNotReady
-from services.common.metrics import MODEL_INFO, MODEL_LOAD_SECONDS
+from services.common.metrics import MODEL_INFO, MODEL_LOAD_SECONDS, MODEL_WARMUP_SECONDS
 from services.common.settings import ModelServiceSettings
 
 if TYPE_CHECKING:  # imported lazily: onnxruntime is paid for only by a process that loads a model
@@ -52,14 +52,26 @@ def fetch_model(settings: ModelServiceSettings) -> Path:
 
 
 def load_model(settings: ModelServiceSettings, model_class: Callable[..., T], **options: Any) -> T:
-    """Fetch (verify) the service's model and open it with the settings' onnxruntime threads."""
-    return model_class(
+    """Fetch (verify) the service's model, open it with the settings' onnxruntime threads, warm it up."""
+    model = model_class(
         fetch_model(settings),
         intra_threads=settings.ort_intra_threads,
         inter_threads=settings.ort_inter_threads,
         verify_sha256=False,  # fetch_model has just verified this file against its card
         **options,
     )
+    if settings.warm_up:
+        warm_up(model)
+    return model
+
+
+def warm_up(model: OnnxModel) -> None:
+    """Run the model on every batch shape it serves; part of loading, so /readyz waits for it."""
+    t0 = time.perf_counter()
+    runs = model.warm_up()
+    seconds = time.perf_counter() - t0
+    MODEL_WARMUP_SECONDS.labels(model=model.name).set(seconds)
+    log.info("warmed up %s: %d run(s) in %.2fs", model.name, runs, seconds)
 
 
 class BackgroundLoader(Generic[T]):
