@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import onnx
 import pytest
@@ -74,3 +75,13 @@ def test_the_card_table_is_what_the_models_give_now(
         matched += agreement(fp32, int8).matched
     assert matched >= 0.8 * sum(len(fp32) for fp32, _ in detections.values())
     assert 0.8 <= card["quality"]["agreement"] <= 1.0
+
+
+def test_a_detector_service_loads_it_by_uri_and_pin(tmp_path: Path) -> None:
+    from services.common.loading import load_model
+    from services.common.settings import DetectorSettings
+
+    sha = json.loads((INT8_DIR / "card.json").read_text())["sha256"]
+    settings = DetectorSettings(model_uri=INT8_DIR.as_uri(), model_sha256=sha, model_cache_dir=tmp_path)
+    detector = load_model(settings, Detector)
+    assert detector.info() == {"name": "nanodet-m-int8", "version": "1.0.0", "sha256": sha}

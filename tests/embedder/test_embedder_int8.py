@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -12,7 +13,7 @@ import pytest
 from ann_index.manifest import check_embedder, embedder_section
 from embedder import Embedder
 from imgcore.card import sha256_file
-from imgcore.errors import IndexMismatch
+from imgcore.errors import ChecksumMismatch, IndexMismatch
 from imgcore.fmnist import render_catalog
 from tests.helpers.paths import DATA, REPO
 
@@ -86,3 +87,15 @@ def test_an_index_built_with_one_embedder_is_refused_by_the_other(pair: tuple[Em
         with pytest.raises(IndexMismatch) as err:
             check_embedder(manifest, embedder_sha256=served.sha256, dim=served.dim)
         assert err.value.reason == "embedder_sha256"
+
+
+def test_the_model_store_serves_it_under_its_pin_and_refuses_the_fp32_pin(tmp_path: Path) -> None:
+    from services.common.loading import load_model
+    from services.common.settings import EmbedderSettings
+
+    card = json.loads((INT8_DIR / "card.json").read_text())
+    settings = EmbedderSettings(model_uri=INT8_DIR.as_uri(), model_sha256=card["sha256"], model_cache_dir=tmp_path)
+    assert load_model(settings, Embedder).info()["name"] == "fmnist-lite0-int8"
+    fp32_pin = json.loads((FP32_DIR / "card.json").read_text())["sha256"]
+    with pytest.raises(ChecksumMismatch):
+        load_model(settings.model_copy(update={"model_sha256": fp32_pin}), Embedder)
