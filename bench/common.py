@@ -54,16 +54,22 @@ def _locked(name: str) -> Iterator[None]:
         yield
 
 
-def demo_data(items: int) -> Path:
-    """A data folder with catalog/ and a published index/ of the first `items` FMNIST train images."""
+def demo_data(items: int, embedder: Path | None = None) -> Path:
+    """A data folder with catalog/ and a published index/ of the first `items` FMNIST train images.
+
+    Built with the repository's default embedder, or with the model folder `embedder` when given.
+    """
+    from imgcore.card import load_card
     from services.demo_index import build_demo_index, has_index
 
-    data = CACHE / f"demo-{items}-{str(embedder_sha256())[:12]}"
+    sha = embedder_sha256() if embedder is None else str(load_card(embedder)["sha256"])
+    data = CACHE / f"demo-{items}-{str(sha)[:12]}"
     with _locked(data.name):
         if not has_index(data):
             t0 = time.monotonic()
             print(f"building the demo index ({items} items) into {data} ...", file=sys.stderr, flush=True)
-            build_demo_index(data, limit=items, progress=False)
+            uri = {} if embedder is None else {"embedder_uri": embedder.as_uri()}
+            build_demo_index(data, limit=items, progress=False, **uri)
             print(f"  built in {time.monotonic() - t0:.0f}s", file=sys.stderr, flush=True)
     return data
 

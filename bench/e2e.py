@@ -32,6 +32,7 @@ import numpy as np
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import e2e_models  # noqa: E402
 from common import (  # noqa: E402
     arg_parser,
     demo_data,
@@ -70,7 +71,7 @@ class InProcess:
             max_detections=det.max_detections,
         )
         self.embedder = Embedder(
-            defaults.MODELS_DIR / "fmnist-lite0", intra_threads=threads, batch_size=emb.max_batch_size
+            defaults.DEFAULT_EMBEDDER_DIR, intra_threads=threads, batch_size=emb.max_batch_size
         )
         self.reader = IndexReader.open(version_dir, embedder_sha256=self.embedder.sha256, dim=self.embedder.dim)
         self.known = frozenset(self.reader.categories)
@@ -266,6 +267,9 @@ def main() -> int:
         help="extra flag for one service, e.g. detector=--inference-threads=2 (repeatable)",
     )
     ap.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads in-process (default 1)")
+    ap.add_argument(
+        "--models", default="", help="also compare model sets side by side, e.g. fp32,int8 (bench/e2e_models.py)"
+    )
     args = ap.parse_args()
     items = args.items or (5000 if args.quick else 10000)
     n_fmnist = args.fmnist if args.fmnist is not None else (33 if args.quick else 93)
@@ -391,6 +395,10 @@ def main() -> int:
         "wall_s": round(time.monotonic() - t_start, 1),
         "machine": {**info_start, "loadavg_end": [round(x, 2) for x in os.getloadavg()]},
     }
+    if args.models:  # issue 19: the same photos through one stack per model set, interleaved
+        sets = e2e_models.parse_sets(args.models)
+        result["models"] = e2e_models.compare(sets, items, bodies, levels, rounds, extra, run_clients)
+        result["wall_s"] = round(time.monotonic() - t_start, 1)
     print()
     emit(result)
     return 0

@@ -40,7 +40,7 @@ from ann_index.fresh import FreshIndex  # noqa: E402
 from ann_index.fresh_view import FreshView  # noqa: E402
 from ann_index.reader import IndexReader  # noqa: E402
 from embedder import Embedder  # noqa: E402
-from services.defaults import MODELS_DIR  # noqa: E402
+from services.defaults import DEFAULT_EMBEDDER_DIR  # noqa: E402
 from services.stack import ServiceProcess, embedder_sha256, free_port, start_service  # noqa: E402
 
 FRESH_SIZES = (0, 10_000, 100_000, 300_000)
@@ -103,7 +103,7 @@ def measure_lag(data: Path, batches: int, upserts: int, interval: float) -> dict
         watchers = [threading.Thread(target=_watch, args=(r, s, stop)) for r, s in zip(replicas, seen, strict=True)]
         for t in watchers:
             t.start()
-        embedder = Embedder(MODELS_DIR / "fmnist-lite0", allow_spinning=False)
+        embedder = Embedder(DEFAULT_EMBEDDER_DIR, allow_spinning=False)
         opts = RebuildOptions(progress=False)
         written: dict[int, tuple[float, str]] = {}
         for path in _batches(data, work, batches, upserts):

@@ -101,6 +101,11 @@ class Detector(OnnxModel):
         """The model alone: a preprocessed tensor -> raw outputs in the session's output order."""
         return self._session.run({self._input_name: tensor})
 
+    def warm_up(self) -> int:
+        """One detect of a grey photo: the input has one fixed shape, and pre/post-processing warm too."""
+        self.detect(np.full((self._input.height, self._input.width, 3), 127, dtype=np.uint8))
+        return 1
+
     def detect(self, image: np.ndarray, score_threshold: float | None = None) -> list[Detection]:
         """Objects in an HxWx3 uint8 RGB image, sorted by score, boxes in its own pixel coordinates."""
         tensor, geometry = self.preprocess(image)

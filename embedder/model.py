@@ -100,6 +100,12 @@ class Embedder(OnnxModel):
         # The graph already normalises; doing it again costs nothing and protects the metric contract.
         return l2_normalise(np.concatenate(parts))
 
+    def warm_up(self) -> int:
+        """One run of each batch size 1..batch_size: a micro-batching service runs any of them."""
+        for size in range(1, self.batch_size + 1):
+            self.run(np.full((size, 3, self._size, self._size), 127.0, dtype=np.float32))
+        return self.batch_size
+
     # --- convenience ------------------------------------------------------------------------------
     def embed(self, image: np.ndarray, boxes: Sequence[Box] | None = None) -> np.ndarray:
         """Vectors for the whole image ([1, dim]) or for each box ([len(boxes), dim])."""

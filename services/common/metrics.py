@@ -30,6 +30,9 @@ REJECTIONS = Counter("imgsearch_rejections_total", "Requests answered with an er
 MODEL_LOAD_SECONDS = Gauge(
     "imgsearch_model_load_seconds", "Seconds the last model load took (fetch, verify, session).", ["model"]
 )
+MODEL_WARMUP_SECONDS = Gauge(
+    "imgsearch_model_warmup_seconds", "Seconds the warm-up runs took before the model service said ready.", ["model"]
+)
 MODEL_INFO = Gauge("imgsearch_model_info", "1 for the model this process serves.", ["model", "version", "sha256"])
 BATCH_SIZE = Histogram(
     "imgsearch_embed_batch_size",

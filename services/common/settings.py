@@ -153,6 +153,11 @@ class ModelServiceSettings(StoreSettings, DecodingSettings):
     inference_threads: int = Field(
         default=1, ge=1, description="Worker threads running the model concurrently (the embedder's batches use one)."
     )
+    warm_up: bool = Field(
+        default=True,
+        description="Run the model on a dummy input of every batch shape it serves before /readyz says ready "
+        "(the first requests then skip onnxruntime's lazy initialisation).",
+    )
     model_uri: str  # each service's own model: `_model_uri(default)` in its class
     model_sha256: str | None = Field(default=None, description="Pin: refuse a model whose sha256 differs.")
 

@@ -42,7 +42,7 @@ class IndexUnderTest:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.store = copy_index_store(root / "store")
-        sha = str(load_card(Path(defaults.MODELS_DIR) / "fmnist-lite0")["sha256"])
+        sha = str(load_card(defaults.DEFAULT_EMBEDDER_DIR)["sha256"])
         self.args = [
             "--index-uri",
             self.store.as_uri(),
@@ -242,7 +242,7 @@ def test_a_refused_version_is_not_downloaded_again_at_every_poll(tmp_path: Path,
     """A listed category file missing from an HTTP store: refused once; polls, even after store trouble that
     makes the service look at CURRENT afresh, fetch its manifest at most; only a forced reload tries again."""
     store = copy_index_store(http_server.root / "store")
-    sha = str(load_card(Path(defaults.MODELS_DIR) / "fmnist-lite0")["sha256"])
+    sha = str(load_card(defaults.DEFAULT_EMBEDDER_DIR)["sha256"])
     args = ["--index-uri", f"{http_server.url}/store", "--local-dir", str(tmp_path / "local"), "--poll-seconds", "0.3"]
     svc = start_service(
         "index",

@@ -61,11 +61,16 @@ def test_metrics_cover_stages_batches_models_and_index(stack: Stack) -> None:
     assert metric_value(gw, "imgsearch_http_requests_total", route="/v1/search", method="POST", status="200") >= 1
     assert metric_value(gw, "imgsearch_backend_call_seconds_count", backend="embedder") >= 1
     emb = httpx.get(stack.url("embedder") + "/metrics", trust_env=False).text
+    emb_model = httpx.get(stack.url("embedder") + "/readyz", trust_env=False).json()["model"]["name"]
+    det_model = httpx.get(stack.url("detector") + "/readyz", trust_env=False).json()["model"]["name"]
     assert metric_value(emb, "imgsearch_embed_batch_size_count") >= 1
     assert metric_value(emb, "imgsearch_model_load_seconds", model="embedder") > 0
     assert metric_value(emb, "imgsearch_stage_seconds_count", stage="queue") >= 1
     det = httpx.get(stack.url("detector") + "/metrics", trust_env=False).text
     assert metric_value(det, "imgsearch_model_load_seconds", model="detector") > 0
+    # Both model services warmed their model before they said ready (settings `warm_up`, on by default).
+    assert metric_value(emb, "imgsearch_model_warmup_seconds", model=emb_model) > 0
+    assert metric_value(det, "imgsearch_model_warmup_seconds", model=det_model) > 0
     idx = httpx.get(stack.url("index") + "/metrics", trust_env=False).text
     assert metric_value(idx, "imgsearch_index_items") > 0
     assert metric_value(idx, "imgsearch_index_age_seconds") > 0

@@ -27,7 +27,7 @@ from ann_index.demo import write_fmnist_catalog
 from ann_index.rebuild import RebuildOptions, rebuild
 from ann_index.thumbs import MAX_SIDE, THUMBS_NAME
 from embedder import Embedder
-from services.defaults import MODELS_DIR
+from services.defaults import DEFAULT_EMBEDDER_DIR
 from tests.conftest import LocalHttpServer
 from tests.helpers import ADMIN_TOKEN, Stack, clone_version, current_version, running_stack
 from tests.helpers.http import search
@@ -35,7 +35,7 @@ from tests.helpers.paths import DATA
 
 pytestmark = [
     pytest.mark.stack,
-    pytest.mark.skipif(not (MODELS_DIR / "fmnist-lite0" / "model.onnx").is_file(), reason="embedder model missing"),
+    pytest.mark.skipif(not (DEFAULT_EMBEDDER_DIR / "model.onnx").is_file(), reason="embedder model missing"),
 ]
 
 ITEMS = 300
@@ -57,7 +57,7 @@ def hosted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostedCatalog]:
     catalog = write_fmnist_catalog(root / "shop", limit=ITEMS)
     host = LocalHttpServer(root)
     store = tmp_path_factory.mktemp("index") / "store"
-    embedder = Embedder(MODELS_DIR / "fmnist-lite0", intra_threads=2, batch_size=32, allow_spinning=False)
+    embedder = Embedder(DEFAULT_EMBEDDER_DIR, intra_threads=2, batch_size=32, allow_spinning=False)
     rebuild(f"{host.url}/shop/catalog.jsonl", store.as_uri(), embedder, RebuildOptions(progress=False, keep=5))
     ids = [json.loads(line)["item_id"] for line in catalog.read_text().splitlines()]
     try:

@@ -18,7 +18,7 @@ import pytest
 from ann_index.changes import ChangeBatch, Delete, change_key, encode_batch
 from embedder import Embedder
 from imgcore.image import decode_image
-from services.defaults import MODELS_DIR
+from services.defaults import DEFAULT_EMBEDDER_DIR
 from services.stack import ServiceProcess, embedder_sha256, free_port, start_service
 from tests.helpers import copy_index_store, current_version
 from tests.helpers.cli import imgsearch_cmd
@@ -74,7 +74,7 @@ def _seq(svc: ServiceProcess) -> int:
 
 
 def _dog_vector() -> np.ndarray:
-    embedder = Embedder(MODELS_DIR / "fmnist-lite0")
+    embedder = Embedder(DEFAULT_EMBEDDER_DIR)
     return np.asarray(embedder.embed(decode_image(DOG.read_bytes()))[0])
 
 

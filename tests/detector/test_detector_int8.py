@@ -1,0 +1,87 @@
+"""nanodet-m-int8 against the fp32 detector it was quantised from, on the real test photos."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import onnx
+import pytest
+
+from detector import Detection, Detector
+from detector.compare import agreement
+from imgcore.card import sha256_file
+from imgcore.image import decode_image
+from tests.helpers.paths import DATA, REPO
+
+INT8_DIR = REPO / "models" / "nanodet-m-int8"
+FP32_DIR = REPO / "models" / "nanodet-m"
+PHOTOS = sorted((DATA / "photos").glob("*.jpg"))
+
+
+@pytest.fixture(scope="module")
+def card() -> dict:
+    return json.loads((INT8_DIR / "card.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def detections() -> dict[str, tuple[list[Detection], list[Detection]]]:
+    fp32, int8 = Detector(FP32_DIR), Detector(INT8_DIR)
+    out = {}
+    for path in PHOTOS:
+        image = decode_image(path.read_bytes())
+        out[path.name] = (fp32.detect(image), int8.detect(image))
+    return out
+
+
+def test_card_pins_the_int8_file_and_keeps_the_fp32_contract(card: dict) -> None:
+    fp32 = json.loads((FP32_DIR / "card.json").read_text())
+    assert card["sha256"] == sha256_file(INT8_DIR / "model.onnx") != fp32["sha256"]
+    assert card["quantized_from"] == {"name": fp32["name"], "version": fp32["version"], "sha256": fp32["sha256"]}
+    for key in ("input", "output", "labels", "category_map", "defaults"):
+        assert card[key] == fp32[key], key
+    assert card["quantization"]["format"] == "QDQ" and card["quantization"]["per_channel"] is True
+
+
+def test_the_backbone_runs_int8_convolutions() -> None:
+    graph = onnx.load(str(INT8_DIR / "model.onnx")).graph
+    int8_weights = [i for i in graph.initializer if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 4]
+    convs = Counter(node.op_type for node in graph.node)["Conv"]
+    # All but the three head convolutions (kept float so scores are not clipped; see the card).
+    assert len(int8_weights) == convs - 3 > 0
+
+
+def test_every_clear_fp32_object_is_found_by_int8_at_the_same_place(
+    detections: dict[str, tuple[list[Detection], list[Detection]]],
+) -> None:
+    for name, (fp32, int8) in detections.items():
+        clear = [d for d in fp32 if d.score >= 0.45]  # well above the 0.35 threshold
+        agree = agreement(clear, int8)
+        assert agree.only_reference == [], (name, agree.only_reference)
+        assert all(iou >= 0.8 for _, _, iou in agree.pairs), name
+        assert all(abs(a.score - b.score) <= 0.08 for a, b, _ in agree.pairs), name
+
+
+def test_the_card_table_is_what_the_models_give_now(
+    card: dict, detections: dict[str, tuple[list[Detection], list[Detection]]]
+) -> None:
+    matched = 0
+    for name, (fp32, int8) in detections.items():
+        row = card["quality"]["photos"][f"tests/data/photos/{name}"]
+        for recorded, live in ((row["fp32"], fp32), (row["int8"], int8)):
+            assert [d["label"] for d in recorded] == [d.label for d in live], name
+            assert all(abs(d["score"] - x.score) < 0.01 for d, x in zip(recorded, live, strict=True)), name
+        matched += agreement(fp32, int8).matched
+    assert matched >= 0.8 * sum(len(fp32) for fp32, _ in detections.values())
+    assert 0.8 <= card["quality"]["agreement"] <= 1.0
+
+
+def test_a_detector_service_loads_it_by_uri_and_pin(tmp_path: Path) -> None:
+    from services.common.loading import load_model
+    from services.common.settings import DetectorSettings
+
+    sha = json.loads((INT8_DIR / "card.json").read_text())["sha256"]
+    settings = DetectorSettings(model_uri=INT8_DIR.as_uri(), model_sha256=sha, model_cache_dir=tmp_path)
+    detector = load_model(settings, Detector)
+    assert detector.info() == {"name": "nanodet-m-int8", "version": "1.0.0", "sha256": sha}
