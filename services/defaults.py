@@ -9,5 +9,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = REPO_ROOT / "models"
 DEFAULT_DETECTOR_URI = (MODELS_DIR / "nanodet-m").as_uri()
 DEFAULT_EMBEDDER_URI = (MODELS_DIR / "fmnist-lite0").as_uri()
+DEFAULT_POSE_URI = (MODELS_DIR / "movenet-lightning").as_uri()
 DEFAULT_VAR_DIR = Path(os.environ.get("IMGSEARCH_VAR_DIR", str(Path.cwd() / "var")))
 DEFAULT_CACHE_DIR = DEFAULT_VAR_DIR / "cache" / "models"
