@@ -146,8 +146,8 @@ class Backends:
         )
         return _json(resp)
 
-    async def query(self, vectors: np.ndarray, k: int, categories: list[str | None]) -> dict[str, Any]:
-        """Top-k hits per vector, each within its category (None: all)."""
+    async def query(self, vectors: np.ndarray, k: int, categories: list[str | list[str] | None]) -> dict[str, Any]:
+        """Top-k hits per vector, each within its category, any of a list of them, or (None) all."""
         payload = {
             "vectors_b64": vectors_to_b64(vectors),
             "dim": int(vectors.shape[1]),

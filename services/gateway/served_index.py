@@ -20,6 +20,7 @@ class ServedIndex:
         self.version: str | None = None
         self.categories: frozenset[str] | None = None
         self.embedder_sha256: str | None = None
+        self.kinds: dict[str, list[str]] | None = None  # item kinds -> categories (the catalog's, #15)
 
     def note(self, details: dict[str, Any]) -> None:
         """Remember the version, categories and embedder of the index's /readyz answer."""
@@ -28,6 +29,7 @@ class ServedIndex:
             self.set_version(str(index["version"]))
             self.categories = frozenset(index.get("categories") or {})
             self.embedder_sha256 = (index.get("embedder") or {}).get("sha256")
+            self.kinds = index.get("kinds") or None
 
     def set_version(self, version: str | None) -> None:
         """The version that answered last (a query's answer says it)."""

@@ -193,6 +193,7 @@ class IndexHolder:
                 "dim": reader.dim,
                 "categories": reader.categories,
                 "embedder": {k: emb.get(k) for k in ("name", "version", "sha256", "dim", "metric")},
+                "kinds": reader.manifest.get("kinds"),  # item kinds -> categories, from the catalog (#15)
             }
         }
         if self.failed_version:
