@@ -55,8 +55,8 @@ def test_keypoints_of_a_standing_person_run_head_to_feet(pose: PoseEstimator, de
     ("name", "people", "kinds"),
     [
         ("person.jpg", 1, {"top", "bottom", "footwear"}),
-        ("street.jpg", 2, {"top", "bottom", "footwear"}),  # two men walking, full body
-        ("astronaut.jpg", 1, {"top"}),  # a portrait: no legs, no feet in the photo
+        ("people/street.jpg", 2, {"top", "bottom", "footwear"}),  # two men walking, full body
+        ("people/astronaut.jpg", 1, {"top"}),  # a portrait: no legs, no feet in the photo
     ],
 )
 def test_garments_of_real_photos_have_the_right_kinds_in_body_order(

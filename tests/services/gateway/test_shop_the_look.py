@@ -41,7 +41,7 @@ def test_the_index_tells_the_gateway_its_catalog_kinds() -> None:
 
 
 def test_people_on_a_street_become_garments_searched_among_their_kinds() -> None:
-    body = _search("street.jpg")
+    body = _search("people/street.jpg")
     labels = [item["label"] for item in body["items"]]
     assert "fallback" not in body
     assert set(labels) == GARMENTS and labels.count("top") >= 2 and labels.count("footwear") >= 2
@@ -63,7 +63,7 @@ def test_animals_beside_a_person_are_listed_as_ignored_not_searched() -> None:
 
 
 def test_a_portrait_gives_only_a_top() -> None:
-    body = _search("astronaut.jpg")
+    body = _search("people/astronaut.jpg")
     assert [item["label"] for item in body["items"]] == ["top"]
     _assert_within_kinds(body["items"])
 
@@ -75,6 +75,6 @@ def test_nothing_searchable_falls_back_to_the_whole_image_and_lists_what_was_see
 
 
 def test_a_category_the_caller_names_still_decides_for_every_item() -> None:
-    body = _search("street.jpg", category="Bag")
+    body = _search("people/street.jpg", category="Bag")
     assert body["items"] and all({hit["category"] for hit in item["results"]} == {"Bag"} for item in body["items"])
     assert "person" not in {item["label"] for item in body["items"]}  # still searched as garments
