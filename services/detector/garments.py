@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from services.common.loading import BackgroundLoader, model_store
+from services.common.loading import BackgroundLoader, fetch_model
 from services.common.metrics import STAGE_SECONDS
 from services.common.settings import DetectorSettings
 
@@ -22,14 +22,7 @@ def load_pose(settings: DetectorSettings) -> PoseEstimator:
     """Fetch (verify) the pose model from the model store and open it."""
     from detector.pose import PoseEstimator
 
-    store = model_store(
-        settings.model_cache_dir,
-        settings.s3_endpoint_url,
-        settings.store_timeout_s,
-        mirrors=settings.model_mirrors,
-        retries=settings.model_retries,
-    )
-    folder = store.fetch(settings.pose_model_uri, settings.pose_model_sha256)
+    folder = fetch_model(settings, settings.pose_model_uri, settings.pose_model_sha256)
     return PoseEstimator(
         folder,
         intra_threads=settings.ort_intra_threads,
