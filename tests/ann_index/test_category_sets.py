@@ -73,3 +73,13 @@ def test_merge_keeps_each_item_once_at_its_best_score() -> None:
     merged = merge_by_score([[hit("a", 0.9), hit("b", 0.5)], [hit("c", 0.7), hit("a", 0.6)]], k=3)
     assert [(h.item_id, h.score) for h in merged] == [("a", 0.9), ("c", 0.7), ("b", 0.5)]
     assert [h.item_id for h in merge_by_score([[hit("a", 0.9)], [hit("c", 0.7)]], k=1)] == ["a"]
+
+
+def test_the_reader_itself_takes_a_category_list_as_a_set(three_cats: Path) -> None:
+    """A view over the reader (the fresh index, #17) passes a set straight to `IndexReader.query`."""
+    queries = np.eye(16, dtype=np.float32)[:3]
+    with IndexReader.open(three_cats, embedder_sha256=None, dim=16) as reader:
+        direct = reader.query(queries, 7, ["cat2", "cat0"])
+        via_rows = query_rows(reader, queries, 7, [["cat0", "cat2"]] * 3)
+        assert [[h.item_id for h in row] for row in direct] == [[h.item_id for h in row] for row in via_rows]
+        assert all({h.category for h in row} <= {"cat0", "cat2"} and len(row) == 7 for row in direct)
