@@ -12,10 +12,20 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
+from ann_index.kinds import KINDS_NAME
 from imgcore.fmnist import CLASS_NAMES, load_fmnist, render_catalog
 
 CATALOG_NAME = "catalog.jsonl"
 IMAGE_SIZE = 112
+# Which Fashion-MNIST categories each kind of detected item is searched among (the catalog's kinds.json).
+FMNIST_KINDS = {
+    "top": ["T-shirt/top", "Shirt", "Pullover", "Coat"],
+    "bottom": ["Trouser", "Dress"],
+    "footwear": ["Sneaker", "Sandal", "Ankle boot"],
+    "handbag": ["Bag"],
+    "backpack": ["Bag"],
+    "suitcase": ["Bag"],
+}
 BRANDS = ("Kumo", "Aoi Works", "Hatch", "Northfold", "Sorano", "Lumen & Co", "Tessera", "Mori", "Outline", "Ferro")
 
 
@@ -70,8 +80,16 @@ def write_fmnist_catalog(
             "attrs": fake_attrs(split, i, label),
         }
         lines.append(json.dumps(row, ensure_ascii=False))
+    write_kinds(out_dir)
     catalog = out_dir / CATALOG_NAME
     tmp = out_dir / f".{CATALOG_NAME}.tmp"
     tmp.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
     os.replace(tmp, catalog)
     return catalog
+
+
+def write_kinds(out_dir: Path) -> Path:
+    """The demo catalog's kinds.json (item kinds -> Fashion-MNIST categories), beside its catalog file."""
+    path = Path(out_dir) / KINDS_NAME
+    path.write_text(json.dumps({"kinds": FMNIST_KINDS}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path

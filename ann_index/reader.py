@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +23,7 @@ from annoy import AnnoyIndex
 
 from ann_index.annoy_file import check_annoy_file
 from ann_index.builder import IndexItem
+from ann_index.category_sets import category_key, query_set
 from ann_index.common import (
     GLOBAL_INDEX_NAME,
     META_NAME,
@@ -153,8 +154,11 @@ class IndexReader:
             return self._slugs[category]
         raise NotFound(f"unknown category {category!r}", reason="unknown_category")
 
-    def query(self, vectors: np.ndarray, k: int, category: str | None = None) -> list[list[Hit]]:
-        """Top-k items per query row, best first, one hit per item_id."""
+    def query(self, vectors: np.ndarray, k: int, category: str | Sequence[str] | None = None) -> list[list[Hit]]:
+        """Top-k items per query row, best first, one hit per item_id; `category` a name, a list of names (any of
+        them: `ann_index.category_sets`, #15) or None (all)."""
+        if category is not None and not isinstance(category, str):
+            return query_set(self, vectors, k, category_key(self, category))
         arr = np.asarray(vectors, dtype=np.float32)
         if arr.ndim == 1:
             arr = arr[None, :]

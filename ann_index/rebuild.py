@@ -29,6 +29,7 @@ from ann_index.catalog import Catalog, CatalogItem, decode_catalog_bytes, parse_
 from ann_index.common import MANIFEST_NAME, VECTORS_NAME
 from ann_index.embedding import BatchEmbedder, RebuildOptions, embed_items
 from ann_index.gate import run_gate
+from ann_index.kinds import Kinds, read_catalog_kinds, restrict_kinds
 from ann_index.manifest import EmbedderInfo, make_version, merge_sections, write_manifest
 from ann_index.partitioned import build_partitioned_version, manifest_common, thumbnails_section
 from ann_index.publish import publish_version
@@ -56,6 +57,7 @@ class LoadedCatalog:
     base_uri: str  # the folder its relative image paths hang off
     sha256: str  # of the catalog's bytes (what a sharded run is named after)
     read_at: float = field(default_factory=time.time)  # changes written later are carried over (issue 17)
+    kinds: Kinds | None = None  # the catalog's kinds.json (item kinds -> categories), if it has one
 
 
 def load_catalog(catalog_uri: str, opts: RebuildOptions | None = None) -> LoadedCatalog:
@@ -70,7 +72,10 @@ def load_catalog(catalog_uri: str, opts: RebuildOptions | None = None) -> Loaded
         shown = "; ".join(str(d) for d in catalog.duplicates[:10])
         raise RebuildRefused(f"catalog has {len(catalog.duplicates)} duplicate item_id(s): {shown}")
     check_budget(catalog, [], opts.max_fail_fraction)
-    return LoadedCatalog(catalog, uri, uri.rsplit("/", 1)[0] + "/", hashlib.sha256(data).hexdigest())
+    base = uri.rsplit("/", 1)[0] + "/"
+    kinds = read_catalog_kinds(base, opts.s3_endpoint_url)
+    kinds = restrict_kinds(kinds, catalog.categories) if kinds is not None else None
+    return LoadedCatalog(catalog, uri, base, hashlib.sha256(data).hexdigest(), kinds=kinds)
 
 
 def check_budget(
@@ -106,6 +111,7 @@ def publish_rows(
     extra = {
         "skipped": {"count": len(skipped), "rows": skipped[:MAX_LISTED_SKIPS]},
         "catalog": {"uri": loaded.uri, "rows": loaded.catalog.rows},
+        **({"kinds": loaded.kinds} if loaded.kinds else {}),
         **extra,
     }
     absolute = opts.allow_absolute_images

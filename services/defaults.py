@@ -12,5 +12,6 @@ DEFAULT_DETECTOR_URI = (MODELS_DIR / "nanodet-m").as_uri()
 # >= 1.8x faster at batch 16 (models/fmnist-lite0-int8/README.md). The int8 detector missed its quality line.
 DEFAULT_EMBEDDER_DIR = MODELS_DIR / "fmnist-lite0-int8"
 DEFAULT_EMBEDDER_URI = DEFAULT_EMBEDDER_DIR.as_uri()
+DEFAULT_POSE_URI = (MODELS_DIR / "movenet-lightning").as_uri()
 DEFAULT_VAR_DIR = Path(os.environ.get("IMGSEARCH_VAR_DIR", str(Path.cwd() / "var")))
 DEFAULT_CACHE_DIR = DEFAULT_VAR_DIR / "cache" / "models"

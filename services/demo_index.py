@@ -30,6 +30,8 @@ def has_index(data_dir: Path, embedder_sha256: str | None = None) -> bool:
         return False
     if manifest is None or "thumbnails" not in manifest:  # built before item thumbnails: build it again
         return False
+    if "kinds" not in manifest:  # built before the catalog declared its item kinds (#15): build it again
+        return False
     return embedder_sha256 is None or manifest["embedder"].get("sha256") == embedder_sha256
 
 
@@ -42,7 +44,7 @@ def build_demo_index(
     progress: bool = True,
 ) -> str:
     """Write the Fashion-MNIST catalog (once) and run the rebuild job into `data_dir/index`; return its URI."""
-    from ann_index.demo import CATALOG_NAME, write_fmnist_catalog
+    from ann_index.demo import CATALOG_NAME, write_fmnist_catalog, write_kinds
     from ann_index.rebuild import RebuildOptions, rebuild
     from embedder import Embedder
     from services.common.loading import model_store
@@ -54,6 +56,7 @@ def build_demo_index(
     if not catalog.is_file():
         log.info("writing the Fashion-MNIST %s catalog into %s", split, catalog_dir)
         write_fmnist_catalog(catalog_dir, split=split, limit=limit)  # type: ignore[arg-type]
+    write_kinds(catalog_dir)  # a catalog written before kinds.json existed gets it too
     model_dir = model_store(data_dir / "cache" / "models").fetch(embedder_uri)
     embedder = Embedder(model_dir, intra_threads=2, batch_size=32, allow_spinning=False)
     root = index_root(data_dir)

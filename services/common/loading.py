@@ -39,8 +39,9 @@ def model_store(
     return ModelStore(cache_dir, s3_endpoint_url=s3_endpoint_url, timeout_s=timeout_s, mirrors=mirrors, retries=retries)
 
 
-def fetch_model(settings: ModelServiceSettings) -> Path:
-    """The service's model folder, fetched and verified as its settings say (URI, pin, cache, mirrors)."""
+def fetch_model(settings: ModelServiceSettings, uri: str | None = None, sha256: str | None = None) -> Path:
+    """The service's model folder, fetched and verified as its settings say (URI, pin, cache, mirrors);
+    `uri`/`sha256`: another model of the same service (the detector's pose model) through the same store."""
     store = model_store(
         settings.model_cache_dir,
         settings.s3_endpoint_url,
@@ -48,6 +49,8 @@ def fetch_model(settings: ModelServiceSettings) -> Path:
         mirrors=settings.model_mirrors,
         retries=settings.model_retries,
     )
+    if uri is not None:
+        return store.fetch(uri, sha256)
     return store.fetch(settings.model_uri, settings.model_sha256)
 
 

@@ -182,6 +182,15 @@ class DetectorSettings(ModelServiceSettings):
         description="Photos detected at once, each run single-threaded (2: concurrent searches use two cores; "
         "bench/e2e.py measured +37 % throughput at 8 clients on 2 cores over 1).",
     )
+    # Shop the look (#15): garments of the detected people from a pose model ('' turns it off).
+    pose_model_uri: str = Field(
+        default=defaults.DEFAULT_POSE_URI, description="Pose model folder URI; empty: no garment regions."
+    )
+    pose_model_sha256: str | None = Field(default=None, description="Pin: refuse a pose model whose sha256 differs.")
+    pose_max_people: int = Field(default=4, ge=1, description="Most people (best scored) whose garments are found.")
+    pose_min_score: float = Field(
+        default=0.3, ge=0, le=1, description="Keypoint confidence a garment's body points need to be used."
+    )
 
 
 class EmbedderSettings(ModelServiceSettings):

@@ -18,9 +18,11 @@ from services.common.settings import DetectorSettings
 from services.common.uploads import MULTIPART_IMAGE_BODY, decode_budget, decode_upload, read_upload
 from services.common.web import create_service_app
 from services.common.web_json import json_response
+from services.detector.garments import find_items, pose_loader, readiness
 
 if TYPE_CHECKING:
     from detector import Detector
+    from detector.pose import PoseEstimator
 
 
 def load_detector(settings: DetectorSettings) -> Detector:
@@ -36,7 +38,12 @@ def load_detector(settings: DetectorSettings) -> Detector:
     )
 
 
-def build_router(settings: DetectorSettings, loader: BackgroundLoader[Detector], pool: ThreadPoolExecutor) -> APIRouter:
+def build_router(
+    settings: DetectorSettings,
+    loader: BackgroundLoader[Detector],
+    pool: ThreadPoolExecutor,
+    pose: BackgroundLoader[PoseEstimator] | None = None,
+) -> APIRouter:
     """Routes of the detector service."""
     router = APIRouter(prefix="/v1", tags=["detector"])
     limits = settings.decode_limits()
@@ -44,20 +51,25 @@ def build_router(settings: DetectorSettings, loader: BackgroundLoader[Detector],
 
     @router.post("/detect", openapi_extra=MULTIPART_IMAGE_BODY)
     async def detect(request: Request) -> Response:
-        """Detections (label, catalog category, score, box in original pixels), best first."""
+        """Detections (label, catalog category, score, box in original pixels), best first; then each person's
+        garments (top, bottom, footwear) with `part_of`, the person's index."""
         detector = loader.require()
+        pose_model = pose.require() if pose is not None else None
         upload = await read_upload(request, limits)
         t0 = time.perf_counter()
         image = (await decode_upload(upload, limits, budget)).pixels
         t1 = time.perf_counter()
-        detections = await asyncio.get_running_loop().run_in_executor(pool, detector.detect, image)
+        detections = await asyncio.get_running_loop().run_in_executor(
+            pool, find_items, detector, pose_model, image, settings
+        )
         t2 = time.perf_counter()
         STAGE_SECONDS.labels(stage="decode").observe(t1 - t0)
         STAGE_SECONDS.labels(stage="detect").observe(t2 - t1)
         body: dict[str, Any] = {
-            "detections": [d.to_dict() for d in detections],
+            "detections": detections,
             "image": {"width": int(image.shape[1]), "height": int(image.shape[0])},
             "model": detector.info(),
+            "pose_model": pose_model.info() if pose_model is not None else None,
             "timings_ms": {"decode": (t1 - t0) * 1e3, "detect": (t2 - t1) * 1e3},
         }
         return json_response(body)
@@ -69,19 +81,21 @@ def create_app(settings: DetectorSettings) -> FastAPI:
     """The detector service app."""
     loader: BackgroundLoader[Detector] = BackgroundLoader("detector", lambda: load_detector(settings))
     pool = ThreadPoolExecutor(max_workers=settings.inference_threads, thread_name_prefix="detect")
+    pose = pose_loader(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(loader.run())
+        tasks = [asyncio.create_task(one.run()) for one in (loader, pose) if one is not None]
         yield
-        task.cancel()
+        for task in tasks:
+            task.cancel()
         pool.shutdown(wait=False, cancel_futures=True)
 
     app = create_service_app(
         title="imgsearch detector",
         description="Finds fashion items in a photo (ONNX model pulled from the model store at startup).",
-        readiness=loader.readiness,
+        readiness=lambda: readiness(loader, pose),
         lifespan=lifespan,
     )
-    app.include_router(build_router(settings, loader, pool))
+    app.include_router(build_router(settings, loader, pool, pose))
     return app

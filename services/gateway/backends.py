@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import orjson
 
+from ann_index.category_sets import CategorySpec
 from imgcore.errors import ImgSearchError
 from services.common.errors import BackendTimeout, BackendUnavailable
 from services.common.metrics import BACKEND_ERRORS, BACKEND_SECONDS
@@ -159,13 +161,13 @@ class Backends:
         self,
         vectors: np.ndarray,
         k: int,
-        categories: list[str | None],
+        categories: Sequence[CategorySpec],
         *,
         backend: str = "index",
         version: str | None = None,
     ) -> dict[str, Any]:
-        """Top-k hits per vector, each within its category (None: all); from one partition of a partitioned
-        index when `backend` names it, answered by index `version` only when given."""
+        """Top-k hits per vector, each within its category, any of a list of them, or (None) all; from one
+        partition of a partitioned index when `backend` names it, answered by index `version` only when given."""
         payload = {
             "vectors_b64": vectors_to_b64(vectors),
             "dim": int(vectors.shape[1]),

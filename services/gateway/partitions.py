@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ann_index.category_sets import CategorySpec
 from ann_index.partitioning import partition_of
 from imgcore.errors import ImgSearchError
 from services.common.errors import BackendUnavailable
@@ -60,6 +61,8 @@ class PartitionedIndex(ServedIndex):
             index = body.get("index") or {}
             if ok and index.get("embedder"):
                 self.embedder_sha256 = index["embedder"].get("sha256")
+            if ok:  # every part's manifest carries the catalog's kinds (issue 15)
+                self.kinds = index.get("kinds") or None
         known = [frozenset((body.get("index") or {}).get("categories") or {}) for ok, body in self.states if ok]
         if known:
             self.categories = frozenset().union(*known)
@@ -80,7 +83,7 @@ class PartitionedIndex(ServedIndex):
         index["embedder"] = {"sha256": self.embedder_sha256}
         return ready, {"ready": ready, "index": index, "partitions": parts}
 
-    async def query(self, vectors: np.ndarray, k: int, categories: list[str | None]) -> dict[str, Any]:
+    async def query(self, vectors: np.ndarray, k: int, categories: Sequence[CategorySpec]) -> dict[str, Any]:
         """Top-k per row over all partitions, one version; `partial` names the partitions left out."""
         if self.version is None:
             await self.refresh()
@@ -94,7 +97,7 @@ class PartitionedIndex(ServedIndex):
         return self._merge(answers, k, len(vectors), version)
 
     async def _scatter(
-        self, vectors: np.ndarray, k: int, categories: list[str | None], version: str | None
+        self, vectors: np.ndarray, k: int, categories: Sequence[CategorySpec], version: str | None
     ) -> list[dict[str, Any] | BaseException]:
         calls = (self.backends.query(vectors, k, categories, backend=n, version=version) for n in self.names)
         return list(await asyncio.gather(*calls, return_exceptions=True))

@@ -29,8 +29,11 @@ class Region:
     score: float | None = None
     source: str | None = None  # "user_box": the caller's own region
     fallback: str | None = None  # "whole_image": nothing detected, the whole photo searched
-    searched_category: str | None = None
+    searched_category: str | list[str] | None = None  # a list: any of these categories (#15)
     results: list[dict[str, Any]] = field(default_factory=list)
+    detection: int | None = None  # its index in the detector's answer
+    part_of: int | None = None  # a garment: the detector's index of the person wearing it
+    ignored: str | None = None  # why it was not searched (services/gateway/garments.py)
 
     def to_json(self) -> dict[str, Any]:
         """The region as an element of the response's `items` (`source`/`fallback` only when set)."""

@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,7 @@ from services.common.web_json import dumps
 from services.common.wire import rgb_body
 from services.gateway.backends import Backends
 from services.gateway.cache import LRUCache
+from services.gateway.garments import categories_for, ignored_json, split_items
 from services.gateway.partitions import served_index
 from services.gateway.regions import Region, public_result
 from services.gateway.shadow import Shadow, ShadowJob
@@ -96,6 +97,7 @@ class _Embedded:
     embedder_model: dict[str, Any] | None
     source: str  # detector, user_box, detector_error, detector_timeout
     missing_partitions: list[int] | None = None  # index partitions left out of the answer (issue 16)
+    ignored: list[Region] = field(default_factory=list)  # detected, not searched (#15)
 
 
 def _photo(decoded: Decoded) -> _Photo:
@@ -176,6 +178,8 @@ class SearchService:
             "models": {"detector": embedded.detector_model, "embedder": embedded.embedder_model},
             "image": {"width": photo.width, "height": photo.height},
         }
+        if embedded.ignored:
+            body["ignored"] = [ignored_json(region) for region in embedded.ignored]
         if any(region.fallback for region in embedded.regions):  # said at the top level too, for clients
             body["fallback"] = "whole_image"
         if embedded.missing_partitions:  # some partitions failed or were too slow: never cached
@@ -197,11 +201,7 @@ class SearchService:
         """Fill in each region's similar items (within its category when the index knows it); the index
         version that answered, and when it did."""
         regions = embedded.regions
-        if params.category is not None:
-            categories: list[str | None] = [params.category] * len(regions)
-        else:
-            known = await self.index.known_categories()
-            categories = [region.category if region.category in known else None for region in regions]
+        categories = categories_for(regions, await self.index.known_categories(), params.category)
         found = await self.index.query(embedded.vectors, params.k, categories)
         t_searched = time.perf_counter()
         embedded.missing_partitions = found.get("missing_partitions")
@@ -227,6 +227,9 @@ class SearchService:
         try:
             with tracing.stage("detect"):
                 regions, detector_model, source = await self._regions(photo, params)
+                known = await self.index.known_categories()
+                regions, ignored = split_items(regions, self.index.kinds, known, params.category)
+                regions = regions[: self.settings.max_items]
             detect_s = time.perf_counter() - t0
             with tracing.stage("embed"):
                 if not regions and speculative is not None:
@@ -242,7 +245,7 @@ class SearchService:
             FALLBACKS.labels(why="no_detections" if source == "detector" else source).inc()
             used = answer.get("boxes") or [[0, 0, photo.forward.shape[1], photo.forward.shape[0]]]
             regions = [Region(box=photo.to_original(used[0]), fallback="whole_image")]
-        return _Embedded(regions, vectors, detect_s, detector_model, answer.get("model"), source)
+        return _Embedded(regions, vectors, detect_s, detector_model, answer.get("model"), source, ignored=ignored)
 
     async def _regions(self, photo: _Photo, params: SearchParams) -> tuple[list[Region], dict[str, Any] | None, str]:
         """The regions to search (boxes in original pixels), the detector's model, and where they came from."""
@@ -255,10 +258,12 @@ class SearchService:
             log.warning("detector failed, searching the whole image: %s", exc.message)
             return [], None, "detector_timeout" if exc.status == 504 else "detector_error"
         regions = []
-        for det in detected.get("detections", []):
+        for n, det in enumerate(detected.get("detections", [])):
             box = photo.to_original(det["box"])
             if box[2] - box[0] < self.settings.min_item_px or box[3] - box[1] < self.settings.min_item_px:
                 continue
-            regions.append(Region(box=box, label=det["label"], category=det.get("category"), score=det["score"]))
+            region = Region(box=box, label=det["label"], category=det.get("category"), score=det["score"])
+            region.detection, region.part_of = n, det.get("part_of")
+            regions.append(region)
         regions.sort(key=lambda region: -float(region.score or 0.0))
-        return regions[: self.settings.max_items], detected.get("model"), "detector"
+        return regions, detected.get("model"), "detector"  # at most max_items once split by kind

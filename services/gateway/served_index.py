@@ -4,12 +4,13 @@ with, learnt from the index's /readyz (polled, and on demand) and from every que
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 
 import numpy as np
 
+from ann_index.category_sets import CategorySpec
 from services.common.errors import IncompatibleModels
 from services.gateway.backends import Backends
 
@@ -37,6 +38,7 @@ class ServedIndex:
         self.answered: str | None = None  # the state of the last answer: what it may be cached under
         self.categories: frozenset[str] | None = None
         self.embedder_sha256: str | None = None
+        self.kinds: dict[str, list[str]] | None = None  # item kinds -> categories (the catalog's, #15)
 
     def note(self, details: dict[str, Any]) -> None:
         """Remember the version, categories and embedder of the index's /readyz answer."""
@@ -45,6 +47,7 @@ class ServedIndex:
             self.set_version(str(index["version"]), applied_changes(details))
             self.categories = frozenset(index.get("categories") or {})
             self.embedder_sha256 = (index.get("embedder") or {}).get("sha256")
+            self.kinds = index.get("kinds") or None
 
     def set_version(self, version: str | None, changes: int | None = None) -> None:
         """The version that answered last (a query's answer says it), and the last change it had applied.
@@ -87,7 +90,7 @@ class ServedIndex:
             await self.refresh()
         return self.categories or frozenset()
 
-    async def query(self, vectors: np.ndarray, k: int, categories: list[str | None]) -> dict[str, Any]:
+    async def query(self, vectors: np.ndarray, k: int, categories: Sequence[CategorySpec]) -> dict[str, Any]:
         """Top-k hits per vector from the index (a partitioned index merges its partitions')."""
         return await self.backends.query(vectors, k, categories)
 

@@ -38,7 +38,7 @@ class ShadowJob:
     image: np.ndarray  # the forwarded image (its shape makes the raw body's headers)
     boxes: list[list[float]] | None  # in forwarded pixels; None: the whole image's foreground, as production
     k: int
-    categories: list[str | None]
+    categories: list[str | list[str] | None]
     production: list[list[str]]  # item ids per region, best first
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import defaultdict
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,6 +14,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from ann_index.category_sets import CategorySpec, query_rows
 from ann_index.fresh_view import FreshView
 from imgcore.errors import InvalidInput
 from services.common.admin import admin_guard
@@ -41,8 +41,12 @@ class QueryRequest(BaseModel):
     vectors_b64: str | None = Field(None, description="Base64 of float32 rows (internal fast path).")
     dim: int | None = Field(None, ge=1, description="Row length of vectors_b64.")
     k: int = Field(10, ge=1, description="Results per query vector.")
-    category: str | None = Field(None, description="Search only this catalog category (all rows).")
-    categories: list[str | None] | None = Field(None, description="A category (or null: all) per row.")
+    category: str | list[str] | None = Field(
+        None, description="Search only this catalog category, or any of a list of them (all rows)."
+    )
+    categories: list[str | list[str] | None] | None = Field(
+        None, description="Per row: a category, a list of categories (any of them) or null (all)."
+    )
 
 
 def _vectors(req: QueryRequest, max_vectors: int) -> np.ndarray:
@@ -62,15 +66,8 @@ def _vectors(req: QueryRequest, max_vectors: int) -> np.ndarray:
     return vectors
 
 
-def _query(reader: FreshView, vectors: np.ndarray, k: int, categories: list[str | None]) -> list[list[Any]]:
-    rows_by_cat: dict[str | None, list[int]] = defaultdict(list)
-    for row, category in enumerate(categories):
-        rows_by_cat[category].append(row)
-    results: list[list[Any]] = [[] for _ in categories]
-    for category, rows in rows_by_cat.items():
-        for row, hits in zip(rows, reader.query(vectors[rows], k, category), strict=True):
-            results[row] = [h.to_dict() for h in hits]
-    return results
+def _query(reader: FreshView, vectors: np.ndarray, k: int, categories: list[CategorySpec]) -> list[list[Any]]:
+    return [[h.to_dict() for h in hits] for hits in query_rows(reader, vectors, k, categories)]
 
 
 def build_router(settings: IndexSettings, holder: IndexHolder) -> APIRouter:
@@ -83,7 +80,9 @@ def build_router(settings: IndexSettings, holder: IndexHolder) -> APIRouter:
         if req.k > settings.max_k:
             raise InvalidInput(f"k must be at most {settings.max_k}", reason="bad_k")
         vectors = _vectors(req, settings.max_vectors)
-        categories = req.categories if req.categories is not None else [req.category] * len(vectors)
+        categories: list[CategorySpec] = (
+            list(req.categories) if req.categories is not None else [req.category] * len(vectors)
+        )
         if len(categories) != len(vectors):
             raise InvalidInput("categories must give one entry per vector", reason="bad_category")
         t0 = time.perf_counter()

@@ -222,6 +222,7 @@ class IndexHolder:
                 "dim": reader.dim,
                 "categories": reader.categories,
                 "embedder": {k: emb.get(k) for k in ("name", "version", "sha256", "dim", "metric")},
+                "kinds": reader.manifest.get("kinds"),  # item kinds -> categories, from the catalog (#15)
             }
         }
         details["index"]["changes"] = self.changes.details(reader)

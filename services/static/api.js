@@ -13,7 +13,7 @@
 /**
  * An item found in the photo, with the catalog items like it.
  * @typedef {{box?: number[], score?: number, label?: string, category?: string, source?: string,
- *   fallback?: string, searched_category?: string, results?: Result[]}} Item
+ *   fallback?: string, searched_category?: string|string[], results?: Result[]}} Item
  */
 /**
  * The parts of a /v1/search or /similar answer that the page reads.

@@ -140,7 +140,8 @@ function selectItem(i, scroll) {
   const label = itemLabel(item);
   let title = `Similar to ${label}${item.category && item.category !== label ? ` (${item.category})` : ""}`;
   const searched = el.category.value || item.searched_category;
-  if (searched) title += ` in ${searched}`;
+  // A garment is searched among its kind's categories (#15): a list, shown as one.
+  if (searched) title += ` in ${Array.isArray(searched) ? searched.join(", ") : searched}`;
   renderResults(title, Array.isArray(item.results) ? item.results : [], moreLikeThis);
   if (scroll) scrollToResults();
 }

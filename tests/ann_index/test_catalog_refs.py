@@ -89,7 +89,7 @@ def test_refs_of_a_catalog_over_http_request_nothing_outside_its_prefix(
     manifest = rebuild(f"{http_server.url}/shop/catalog.jsonl", (tmp_path / "idx").as_uri(), FakeEmbedder(), OPTS)
     assert sorted(_reasons(manifest)) == ["encoded", "up"] and manifest["count"] == 100
     outside = {path for _, path in http_server.requests if not path.startswith("/shop/")}
-    assert outside == set() and len(http_server.requests) == 101  # the catalog and its 100 images
+    assert outside == set() and len(http_server.requests) == 102  # the catalog, its kinds.json, its 100 images
 
 
 def test_the_build_flag_sets_the_option() -> None:

@@ -51,7 +51,10 @@ def test_search_real_photo_returns_items_with_k_results_each(gw: str, photo: str
 
 def test_person_photo_is_detected_not_searched_whole(gw: str) -> None:
     body = search(gw, (PHOTOS / "person.jpg").read_bytes()).json()
-    assert any(item["label"] == "person" for item in body["items"]), body["items"]
+    # The person is detected and searched as its garments (#15), not as the whole photo.
+    assert any(item["label"] == "top" for item in body["items"]), body["items"]
+    assert any(item["label"] == "person" for item in body["ignored"]), body["ignored"]
+    assert "fallback" not in body
     assert body["models"]["detector"]["name"]
 
 

@@ -10,6 +10,7 @@ The stack (four services as real processes on free ports, small demo index) is `
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,9 @@ def test_web_page(browser: Any, base_url: str, tmp_path: Path) -> None:
         assert boxes.nth(i).locator(".tag").inner_text().strip()
     search_url = watch.searches[-1]
     assert "k=10" in search_url and "box=" not in search_url
+    # shop the look (#15): the person is drawn as its garments, each box with its kind
+    kinds = {boxes.nth(i).locator(".tag").inner_text().split()[0] for i in range(n_boxes)}
+    assert kinds == {"top", "bottom", "footwear"}, kinds
 
     # timings per stage and the index version are shown
     meta = page.get_by_test_id("meta")
@@ -173,6 +177,8 @@ def test_web_page(browser: Any, base_url: str, tmp_path: Path) -> None:
     results = page.get_by_test_id("result")
     expect(results.first).to_be_visible()
     assert _cards_ok(page) >= 1
+    # a garment's results title names the categories its kind was searched among
+    expect(page.locator("#results-title")).to_contain_text(re.compile(r"Similar to (top|bottom|footwear) in \w.*, "))
     # thumbnails really load from the gateway
     page.wait_for_function(
         "() => [...document.querySelectorAll('[data-testid=result] img')].some(i => i.complete && i.naturalWidth > 0)"

@@ -1,0 +1,140 @@
+"""Garment regions of a person from body keypoints: top, bottom and footwear.
+
+Each region is spanned by the keypoints that bound it on a body, and is returned only when those
+keypoints are seen with confidence: a top needs both shoulders, a bottom a hip and a knee, footwear an
+ankle. Margins are fractions of the person's own proportions (torso length, hip width, shin length), so
+the boxes scale with the person, not with the photo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+from detector.nms import batched_nms
+from detector.types import Box, Detection
+
+SHOULDERS, ARMS, HIPS, KNEES, ANKLES = (5, 6), (7, 8, 9, 10), (11, 12), (13, 14), (15, 16)
+GARMENT_KINDS = ("top", "bottom", "footwear")
+
+
+class KeypointModel(Protocol):
+    def keypoints(self, image: np.ndarray, box: Box) -> np.ndarray: ...
+
+
+def _seen(points: np.ndarray, ids: Sequence[int], min_score: float) -> np.ndarray:
+    """Rows (x, y, score) of the keypoints `ids` seen with at least `min_score`."""
+    rows = points[list(ids)]
+    return rows[rows[:, 2] >= min_score]
+
+
+def _box(xs: np.ndarray, ys: np.ndarray, pad_x: float, top: float, bottom: float) -> Box:
+    return float(xs.min() - pad_x), float(ys.min() - top), float(xs.max() + pad_x), float(ys.max() + bottom)
+
+
+def _top(points: np.ndarray, person: Box, min_score: float) -> tuple[Box, float] | None:
+    shoulders, hips = _seen(points, SHOULDERS, min_score), _seen(points, HIPS, min_score)
+    if len(shoulders) < 2:
+        return None
+    arms = _seen(points, ARMS, min_score)
+    width = abs(shoulders[0, 0] - shoulders[1, 0])
+    # An upper-body photo cuts the hips off: the top then runs to the bottom of the person's box.
+    lower = hips[:, 1].max() if len(hips) else person[3]
+    torso = max(lower - shoulders[:, 1].mean(), width)
+    used = np.concatenate([shoulders, arms, hips])
+    xs, ys = used[:, 0], np.append(used[:, 1], lower)
+    box = _box(xs, ys, 0.25 * width, 0.15 * torso, 0.1 * torso)
+    return box, float(np.concatenate([shoulders, hips])[:, 2].mean())
+
+
+def _bottom(points: np.ndarray, min_score: float) -> tuple[Box, float] | None:
+    hips, knees, ankles = (_seen(points, ids, min_score) for ids in (HIPS, KNEES, ANKLES))
+    if not len(hips) or not len(knees):
+        return None
+    thigh = max(knees[:, 1].max() - hips[:, 1].min(), 1.0)
+    width = abs(hips[0, 0] - hips[1, 0]) if len(hips) == 2 else 0.5 * thigh
+    used = np.concatenate([hips, knees, ankles])
+    # Without ankles, trousers still reach below the knee: extend by half a thigh.
+    below = 0.05 * thigh if len(ankles) else 0.5 * thigh
+    box = _box(used[:, 0], used[:, 1], 0.4 * width, 0.1 * thigh, below)
+    return box, float(np.concatenate([hips, knees])[:, 2].mean())
+
+
+def _footwear(points: np.ndarray, person: Box, min_score: float) -> tuple[Box, float] | None:
+    ankles, knees = _seen(points, ANKLES, min_score), _seen(points, KNEES, min_score)
+    if not len(ankles):
+        return None
+    shin = knees[:, 1].mean() - ankles[:, 1].mean() if len(knees) else 0.0
+    shin = abs(shin) if shin else 0.25 * (person[3] - person[1])
+    box = _box(ankles[:, 0], ankles[:, 1], 0.35 * shin, 0.2 * shin, 0.4 * shin)
+    return box, float(ankles[:, 2].mean())
+
+
+def _clip(box: Box, width: int, height: int) -> Box:
+    x1, y1, x2, y2 = box
+    return max(0.0, x1), max(0.0, y1), min(float(width), x2), min(float(height), y2)
+
+
+def inside_person(points: np.ndarray, person: Box, margin: float = 0.15) -> np.ndarray:
+    """The keypoints with those outside the person's box (grown by `margin`) scored 0: the pose model sees a
+    square around the box and may describe a more prominent neighbour instead of a half-visible person."""
+    x1, y1, x2, y2 = person
+    mx, my = margin * (x2 - x1), margin * (y2 - y1)
+    inside = (
+        (points[:, 0] >= x1 - mx) & (points[:, 0] <= x2 + mx) & (points[:, 1] >= y1 - my) & (points[:, 1] <= y2 + my)
+    )
+    out = points.copy()
+    out[~inside, 2] = 0.0
+    return out
+
+
+def garment_regions(
+    points: np.ndarray, person: Box, image_size: tuple[int, int], *, min_score: float = 0.3, min_px: float = 8.0
+) -> list[Detection]:
+    """Top, bottom and footwear of one person whose keypoints are `points` ([17, 3]: x, y, score)."""
+    width, height = image_size
+    found = {
+        "top": _top(points, person, min_score),
+        "bottom": _bottom(points, min_score),
+        "footwear": _footwear(points, person, min_score),
+    }
+    out = []
+    for kind in GARMENT_KINDS:
+        region = found[kind]
+        if region is None:
+            continue
+        box = _clip(region[0], width, height)
+        if box[2] - box[0] >= min_px and box[3] - box[1] >= min_px:
+            out.append(Detection(kind, None, round(region[1], 4), box))
+    return out
+
+
+def find_garments(
+    image: np.ndarray,
+    detections: Sequence[Detection],
+    pose: KeypointModel,
+    *,
+    max_people: int,
+    min_score: float,
+    dedupe_iou: float = 0.5,
+) -> list[tuple[int, Detection]]:
+    """(index of the person in `detections`, garment) for the `max_people` best-scored people.
+
+    Two person boxes on one body (the detector's NMS keeps boxes overlapping up to its IoU threshold) give
+    the same garments twice: of same-kind garments overlapping by more than `dedupe_iou`, the best stays.
+    """
+    people = [i for i, det in enumerate(detections) if det.label == "person"][:max_people]
+    size = (int(image.shape[1]), int(image.shape[0]))
+    found: list[tuple[int, Detection]] = []
+    for i in people:
+        points = inside_person(pose.keypoints(image, detections[i].box), detections[i].box)
+        found.extend((i, garment) for garment in garment_regions(points, detections[i].box, size, min_score=min_score))
+    if len(found) < 2:
+        return found
+    boxes = np.array([garment.box for _, garment in found], dtype=np.float64)
+    scores = np.array([garment.score for _, garment in found], dtype=np.float64)
+    kinds = np.array([GARMENT_KINDS.index(garment.label) for _, garment in found])
+    keep = set(batched_nms(boxes, scores, kinds, dedupe_iou).tolist())
+    return [pair for n, pair in enumerate(found) if n in keep]

@@ -1,0 +1,68 @@
+"""Garments in the detector service: the pose model is loaded beside the detector, and every detected
+person's top, bottom and footwear are added to the detections (`"part_of"`: the person's index), so one
+call from the gateway still returns every item of the photo."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from services.common.loading import BackgroundLoader, fetch_model
+from services.common.metrics import STAGE_SECONDS
+from services.common.settings import DetectorSettings
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from detector import Detector
+    from detector.pose import PoseEstimator
+
+
+def load_pose(settings: DetectorSettings) -> PoseEstimator:
+    """Fetch (verify) the pose model from the model store and open it."""
+    from detector.pose import PoseEstimator
+
+    folder = fetch_model(settings, settings.pose_model_uri, settings.pose_model_sha256)
+    return PoseEstimator(
+        folder,
+        intra_threads=settings.ort_intra_threads,
+        inter_threads=settings.ort_inter_threads,
+        verify_sha256=False,  # the store has just verified it against its card
+    )
+
+
+def pose_loader(settings: DetectorSettings) -> BackgroundLoader[PoseEstimator] | None:
+    """The pose model's loader; None when garments are off (`pose_model_uri` empty)."""
+    if not settings.pose_model_uri:
+        return None
+    return BackgroundLoader("pose", lambda: load_pose(settings))
+
+
+def find_items(
+    detector: Detector, pose: PoseEstimator | None, image: np.ndarray, settings: DetectorSettings
+) -> list[dict[str, Any]]:
+    """Detections, then the garments of the best-scored people (each after its person's index)."""
+    from detector.garments import find_garments
+
+    detections = detector.detect(image)
+    items = [det.to_dict() for det in detections]
+    if pose is None:
+        return items
+    t0 = time.perf_counter()
+    garments = find_garments(
+        image, detections, pose, max_people=settings.pose_max_people, min_score=settings.pose_min_score
+    )
+    STAGE_SECONDS.labels(stage="pose").observe(time.perf_counter() - t0)
+    items.extend({**garment.to_dict(), "part_of": person} for person, garment in garments)
+    return items
+
+
+def readiness(
+    detector: BackgroundLoader[Detector], pose: BackgroundLoader[PoseEstimator] | None
+) -> tuple[bool, dict[str, Any]]:
+    """Ready when the detector and (when on) the pose model are loaded."""
+    ready, details = detector.readiness()
+    if pose is None:
+        return ready, details
+    pose_ready, pose_details = pose.readiness()
+    return ready and pose_ready, {**details, "pose": pose_details}

