@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from imgcore.image import DecodeLimits
 from services import defaults
 from services.common.settings_ops import QueryLogFields, ShadowFields
+from services.common.settings_workers import IndexWorkerFields
 
 ADMIN_TOKEN_ENV = "IMGSEARCH_ADMIN_TOKEN"
 ADMIN_TOKEN_MIN_CHARS = 24
@@ -188,7 +189,7 @@ class EmbedderSettings(ModelServiceSettings):
     max_boxes: int = Field(default=64, ge=1, description="Most boxes accepted in one request.")
 
 
-class IndexSettings(StoreSettings):
+class IndexSettings(StoreSettings, IndexWorkerFields):
     """`imgsearch serve index`: serves the published annoy index and swaps in new versions."""
 
     model_config = SettingsConfigDict(env_prefix="IMGSEARCH_INDEX_")

@@ -23,6 +23,7 @@ from services.common.settings import IndexSettings
 from services.common.web import create_service_app
 from services.common.web_json import json_response
 from services.common.wire import vectors_from_b64
+from services.index import fanout
 from services.index.holder import IndexHolder
 
 # Thumbnails are public catalog content; nosniff keeps a browser from reading them as anything but an image.
@@ -144,7 +145,8 @@ def build_admin_router(settings: IndexSettings, holder: IndexHolder) -> APIRoute
         force: bool = Query(False, description="Reload even if served, or refused before with this manifest."),
     ) -> Response:
         """Download, verify, load, self-test and atomically swap in the index; the old one keeps serving on error."""
-        return json_response(await holder.reload(version, force=force))
+        result = await holder.reload(version, force=force)
+        return json_response(await fanout.announce(result, force))  # pre-forked workers: all of them
 
     return router
 
@@ -156,8 +158,11 @@ def create_app(settings: IndexSettings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(holder.poll_forever())
+        follower = fanout.start_following(holder)  # pre-forked workers: reloads ordered through another one
         yield
         task.cancel()
+        if follower is not None:
+            follower.cancel()
         await asyncio.to_thread(holder.close)
 
     app = create_service_app(
