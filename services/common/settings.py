@@ -187,6 +187,9 @@ class EmbedderSettings(ModelServiceSettings):
         default=2.0, ge=0, description="How long the first queued crop waits for others to join its batch."
     )
     max_boxes: int = Field(default=64, ge=1, description="Most boxes accepted in one request.")
+    keep_images_mib: int = Field(
+        default=64, ge=0, description="Memory for decoded photos kept a few seconds for a boxes-only call; 0: off."
+    )
 
 
 class IndexSettings(StoreSettings, IndexWorkerFields):
