@@ -82,7 +82,8 @@ class Embedded:
 def embed_items(items: list[CatalogItem], base_uri: str, embedder: BatchEmbedder, opts: RebuildOptions) -> Embedded:
     """Embed `items` (images relative to `base_uri`), through the embedding cache when `opts` names one."""
     work = PixelWork(embedder, opts.limits, opts.crop)
-    with open_cache(opts, embedder) as cache, DecodePool(work, opts.decode_processes) as pixels:
+    # The workers fork first: they never inherit the cache's SQLite connection.
+    with DecodePool(work, opts.decode_processes) as pixels, open_cache(opts, embedder) as cache:
         done, vectors, skipped, thumbs = _embed(items, _Preparer(base_uri, opts, cache, pixels), embedder, opts)
     if vectors.shape[1] != embedder.dim:
         raise InvalidInput(f"embedder returned dim {vectors.shape[1]}, its card says {embedder.dim}")

@@ -60,3 +60,11 @@ def test_rebuild_with_decode_processes_publishes_the_same_index(catalog: Path, t
     processes = rebuild(str(catalog), (tmp_path / "b").as_uri(), FakeEmbedder(), replace(OPTS, decode_processes=2))
     assert processes["count"] == threads["count"] == 120
     assert processes["files"] == threads["files"]  # name -> sha256: vectors, trees, thumbnails, metadata
+
+
+def test_decode_processes_with_the_embedding_cache_hit_on_the_second_build(catalog: Path, tmp_path: Path) -> None:
+    opts = replace(OPTS, decode_processes=2, embedding_cache=tmp_path / "cache.sqlite")
+    cold = rebuild(str(catalog), (tmp_path / "a").as_uri(), FakeEmbedder(), opts)
+    warm = rebuild(str(catalog), (tmp_path / "b").as_uri(), FakeEmbedder(), opts)
+    assert cold["embedding_cache"]["misses"] == 120 and warm["embedding_cache"]["hits"] == 120
+    assert warm["files"] == cold["files"]
