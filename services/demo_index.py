@@ -59,7 +59,7 @@ def build_demo_index(
     root = index_root(data_dir)
     root.mkdir(parents=True, exist_ok=True)
     log.info("building the demo index from %s (this takes a minute or two on 2 cores)", catalog)
-    opts = RebuildOptions(progress=progress, work_dir=data_dir, keep=2, decode_processes=2)  # as `index build`
+    opts = RebuildOptions(progress=progress, work_dir=data_dir, keep=2)
     manifest = rebuild(catalog.as_uri(), root.as_uri(), embedder, opts)
     log.info("demo index %s (%d items) built in %.0fs", manifest["version"], manifest["count"], time.monotonic() - t0)
     return root.as_uri()

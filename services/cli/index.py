@@ -159,10 +159,11 @@ def register(sub: Any) -> None:
     build.add_argument(
         "--decode-processes",
         type=int,
-        default=2,
+        default=0,
         metavar="N",
-        help="worker processes that decode, thumbnail and preprocess images at lower priority than the model "
-        "(default 2); 0: in the decode threads of the job's own process",
+        help="worker processes that decode, thumbnail and preprocess images at lower priority than the model; "
+        "0 (default): in the decode threads of the job's own process (docs/benchmarks.md, round 2: no clear gain "
+        "measured yet)",
     )
     build.add_argument("--embedder", default=DEFAULT_EMBEDDER_URI, metavar="URI", help="embedder model folder URI")
     build.add_argument("--keep", type=int, default=3, help="published versions to keep (default 3)")
