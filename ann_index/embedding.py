@@ -23,12 +23,13 @@ from tqdm import tqdm
 
 from ann_index.builder import DEFAULT_N_TREES, DEFAULT_SEED
 from ann_index.catalog import CatalogItem
+from ann_index.decode_pool import DecodePool, PixelWork
 from ann_index.embed_cache import EmbeddingCache
 from ann_index.gate import DEFAULT_RECALL_TARGET
 from ann_index.manifest import EmbedderInfo
-from ann_index.thumbs import ThumbPack, make_thumbnail
+from ann_index.thumbs import ThumbPack
 from imgcore.errors import ImgSearchError, InvalidInput
-from imgcore.image import DecodeLimits, decode_image
+from imgcore.image import DecodeLimits
 from imgcore.storage import fetch_uri_bytes, resolve_uri
 
 
@@ -56,6 +57,8 @@ class RebuildOptions:
     progress: bool = True
     work_dir: Path | None = None
     embedding_cache: Path | None = None  # a local SQLite file; None embeds every image
+    # Worker processes that decode, thumbnail and preprocess (ann_index.decode_pool); 0: in the decode threads.
+    decode_processes: int = 0
     allow_absolute_images: bool = False  # catalog images may be absolute URIs; else only inside its folder
     partitions: int = 1  # index partitions of the published version (issue 16); 1: today's layout
     changes_since: float | None = None  # epoch of the catalog snapshot; None: when the rebuild read it (#17)
@@ -80,8 +83,10 @@ class Embedded:
 
 def embed_items(items: list[CatalogItem], base_uri: str, embedder: BatchEmbedder, opts: RebuildOptions) -> Embedded:
     """Embed `items` (images relative to `base_uri`), through the embedding cache when `opts` names one."""
-    with open_cache(opts, embedder) as cache:
-        done, vectors, skipped, thumbs = _embed(items, _Preparer(base_uri, embedder, opts, cache), embedder, opts)
+    work = PixelWork(embedder, opts.limits, opts.crop)
+    # The workers fork first: they never inherit the cache's SQLite connection.
+    with DecodePool(work, opts.decode_processes) as pixels, open_cache(opts, embedder) as cache:
+        done, vectors, skipped, thumbs = _embed(items, _Preparer(base_uri, opts, cache, pixels), embedder, opts)
     if vectors.shape[1] != embedder.dim:
         raise InvalidInput(f"embedder returned dim {vectors.shape[1]}, its card says {embedder.dim}")
     stats = cache.stats() if cache is not None else None
@@ -94,31 +99,23 @@ Prepared = tuple[str, np.ndarray | None, np.ndarray | None, bytes]
 
 @dataclass
 class _Preparer:
-    """Runs in the decode threads: fetch and decode an image, thumbnail it, look it up in the cache, else
-    preprocess it."""
+    """Runs in the decode threads: fetch an image, look it up in the cache, and have `pixels` decode and
+    thumbnail it (and preprocess it on a miss)."""
 
     base_uri: str
-    embedder: BatchEmbedder
     opts: RebuildOptions
     cache: EmbeddingCache | None
+    pixels: DecodePool
 
     def __call__(self, item: CatalogItem) -> Prepared:
         uri = resolve_uri(self.base_uri, item.image, allow_absolute=self.opts.allow_absolute_images)
         data = fetch_uri_bytes(uri, s3_endpoint_url=self.opts.s3_endpoint_url)
-        image = decode_image(data, self.opts.limits)
-        thumb = make_thumbnail(image)
-        key = ""
+        key, hit = "", None
         if self.cache is not None:
             key = hashlib.sha256(data).hexdigest()
             hit = self.cache.get(key)
-            if hit is not None:
-                return key, hit, None, thumb
-        box = None
-        if self.opts.crop == "foreground":
-            from embedder.transforms import foreground_box
-
-            box = foreground_box(image)
-        return key, None, self.embedder.preprocess(image, box), thumb
+        thumb, image = self.pixels(data, hit is None)
+        return key, hit, image, thumb
 
 
 @dataclass

@@ -1,15 +1,22 @@
-"""Memory of 1 vs 4 index-service workers on the same memory-mapped index (proportional set size).
+"""Memory of index-service workers on the same memory-mapped index (proportional set size).
 
     python bench/memory.py [--items 200000] [--queries 2000] [--prefault both|on|off]
 
 Builds (once, cached under /tmp/imgsearch-bench) a synthetic index of `--items` clustered 128-d vectors
 with the real builder, quality gate and publisher (`ann_index.rebuild.build_version` + `publish_version`;
-10 categories, so a global and 10 per-category annoy files as in production), then starts 1 and then 4
-`imgsearch serve index` processes on it (one shared --local-dir, so all map the same files), warms each
-with `--queries` queries over HTTP and reads Pss from /proc/PID/smaps_rollup. A page of the mapped index
-shared by 4 processes counts a quarter in each one's Pss, so the sum over processes is the real memory.
-Last line, one JSON object: `{"p5": total Pss of 4 workers / Pss of 1 worker, ...}` (prefault on, the
-steady state of a server whose index is fully paged in; "p5_no_prefault" after warm-up queries only).
+10 categories, so a global and 10 per-category annoy files as in production), then measures, one after
+another on one shared --local-dir (so all map the same files):
+  - 1 `imgsearch serve index` process;
+  - 4 separate `imgsearch serve index` processes (how workers were run before: each its own heap);
+  - 1 `imgsearch serve index --workers 4`: a parent that imports the app, loads the index and forks 4
+    workers (services/index/workers.py); the parent and the 4 workers are counted.
+Each worker is warmed with `--queries` queries over HTTP (for the forked workers: the same number per
+worker, each request on a new connection, so the kernel spreads them), then Pss is read from
+/proc/PID/smaps_rollup. A page shared by 4 processes counts a quarter in each one's Pss, so the sum over
+processes is the real memory.
+Last line, one JSON object: `{"p5": Pss of 1 + 4 forked workers / Pss of 1 process, ...}` (prefault on, the
+steady state of a server whose index is fully paged in; "p5_no_prefault" after warm-up queries only;
+"p5_separate_processes": 4 separate processes / 1).
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ from common import CACHE, _locked, arg_parser, emit, machine, pss_kib, table  # 
 from services.stack import ServiceProcess, free_port, start_service, stop_all  # noqa: E402
 
 DIM = 128
+Run = dict[str, Any]
+Result = tuple[bool, Run, Run, Run]  # prefault; 1 process, 4 processes, 1 + 4 forked workers
 
 
 @dataclass
@@ -102,17 +111,51 @@ def synthetic_store(items: int, seed: int = 7) -> Path:
     return root
 
 
-def warm(url: str, queries: int, seed: int) -> float:
-    """`queries` queries (16 per request, k=10); returns the mean ms per request."""
+def warm(url: str, queries: int, seed: int, spread: bool = False) -> float:
+    """`queries` queries (16 per request, k=10); returns the mean ms per request. `spread`: a new connection
+    per request, so the kernel spreads them over the forked workers of one port."""
     rng = np.random.default_rng(seed)
     t0, sent = time.perf_counter(), 0
+    headers = {"connection": "close"} if spread else {}
     with httpx.Client(timeout=30.0, trust_env=False) as client:
         for _ in range(0, queries, 16):
             v = rng.standard_normal((16, DIM)).astype("<f4")
             body = {"vectors_b64": base64.b64encode(v.tobytes()).decode(), "dim": DIM, "k": 10}
-            client.post(url + "/v1/query", json=body).raise_for_status()
+            client.post(url + "/v1/query", json=body, headers=headers).raise_for_status()
             sent += 1
     return (time.perf_counter() - t0) * 1e3 / max(sent, 1)
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def measure_forked(
+    store: Path, local: Path, workers: int, prefault: bool, queries: int, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """One `imgsearch serve index --workers N`: the parent and its N forked workers, warmed as `measure`."""
+    args = ["--index-uri", store.as_uri(), "--local-dir", str(local), "--poll-seconds", "0"]
+    args += ["--prefault"] if prefault else ["--no-prefault"]
+    proc = start_service(
+        "index", free_port(), args=[*args, "--workers", str(workers)], env=env, log_path=local.parent / "index.log"
+    )
+    try:
+        proc.wait_ready(300)
+        ms = warm(proc.url, queries * workers, seed=0, spread=True)
+        time.sleep(0.5)
+        pids = [proc.proc.pid, *children(proc.proc.pid)]
+        mem = [pss_kib(pid) for pid in pids]
+    finally:
+        stop_all([proc])
+    total = {key: sum(m.get(key, 0) for m in mem) for key in ("Pss", "Pss_Anon", "Pss_File", "Rss")}
+    return {
+        "workers": workers,
+        "prefault": prefault,
+        "ms_per_request": ms,
+        **total,
+        "per_worker_pss": [m["Pss"] for m in mem],
+    }
 
 
 def measure(
@@ -160,53 +203,56 @@ def main() -> int:
         for prefault in modes:
             one = measure(store, local, 1, prefault, args.queries, env)
             four = measure(store, local, 4, prefault, args.queries, env)
-            results.append((prefault, one, four))
+            forked = measure_forked(store, local, 4, prefault, args.queries, env)
+            results.append((prefault, one, four, forked))
     finally:
         shutil.rmtree(local.parent, ignore_errors=True)
+    report(results, args, files_mib, env, info)
+    return 0
+
+
+def report(results: list[Result], args: Any, files_mib: float, env: dict[str, str], info: dict) -> None:
+    layouts = ("1 process", "4 processes", "1 + 4 forked")
     rows = []
-    for prefault, one, four in results:
-        for r in (one, four):
-            rows.append(
-                [
-                    ("on" if prefault else "off"),
-                    r["workers"],
-                    r["Pss"] / 1024,
-                    r["Pss_File"] / 1024,
-                    r["Pss_Anon"] / 1024,
-                    r["Rss"] / 1024,
-                    r["ms_per_request"],
-                ]
-            )
+    for prefault, *runs in results:
+        for layout, r in zip(layouts, runs, strict=True):
+            mib = [r[k] / 1024 for k in ("Pss", "Pss_File", "Pss_Anon", "Rss")]
+            rows.append([("on" if prefault else "off"), layout, *mib, r["ms_per_request"]])
     print(
         f"\nindex of {args.items} x {DIM}-d items: {files_mib:.0f} MiB of files; {args.queries} warm-up queries "
-        "per worker; MiB summed over the workers\n"
+        "per worker; MiB summed over the processes\n"
     )
     print(table(["prefault", "workers", "Pss", "Pss file", "Pss anon", "Rss", "ms/request"], rows))
-    ratios = {p: four["Pss"] / one["Pss"] for p, one, four in results}
-    anon = {p: four["Pss_Anon"] / 4 / 1024 for p, _, four in results}
-    for p, ratio in ratios.items():
+    forked = {p: f["Pss"] / one["Pss"] for p, one, _, f in results}
+    separate = {p: four["Pss"] / one["Pss"] for p, one, four, _ in results}
+    anon = {p: (f["Pss_Anon"] - one["Pss_Anon"]) / 4 / 1024 for p, one, _, f in results}
+    for p in forked:
         print(
-            f"prefault {'on' if p else 'off'}: 4 workers / 1 worker = {ratio:.3f}; "
-            f"private (anon) per worker {anon[p]:.0f} MiB"
+            f"prefault {'on' if p else 'off'}: 4 forked workers / 1 process = {forked[p]:.3f} "
+            f"(4 separate processes: {separate[p]:.3f}); anon memory added per forked worker {anon[p]:.1f} MiB"
         )
     print()
+
+    def key(p: bool) -> str:
+        return "on" if p else "off"
+
     emit(
         {
             "bench": "memory",
-            "p5": round(ratios[True], 3) if True in ratios else None,
-            "p5_no_prefault": round(ratios[False], 3) if False in ratios else None,
+            "p5": round(forked[True], 3) if True in forked else None,
+            "p5_no_prefault": round(forked[False], 3) if False in forked else None,
+            "p5_separate_processes": {key(p): round(v, 3) for p, v in separate.items()},
             "items": args.items,
             "index_files_mib": round(files_mib, 1),
-            "anon_mib_per_worker": {("on" if p else "off"): round(v, 1) for p, v in anon.items()},
+            "anon_mib_per_forked_worker": {key(p): round(v, 1) for p, v in anon.items()},
             "pss_mib": {
-                ("on" if p else "off"): [round(one["Pss"] / 1024, 1), round(four["Pss"] / 1024, 1)]
-                for p, one, four in results
+                key(p): {name: round(r["Pss"] / 1024, 1) for name, r in zip(layouts, runs, strict=True)}
+                for p, *runs in results
             },
             "env": env,
             "machine": info,
         }
     )
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,23 +1,26 @@
 """Rebuild-job throughput vs the embedder's own: how much of the model's speed the job keeps.
 
-    python bench/rebuild.py [--items 5000] [--rounds 3]
+    python bench/rebuild.py [--items 5000] [--rounds 3] [--decode threads|processes|both] [--spinning off|both]
 
 The job is `ann_index.rebuild.rebuild` with the settings of `imgsearch index build` (2 workers, batch 32,
-an Embedder with 2 onnxruntime threads, 32 trees, quality gate, publish into a temporary file:// store),
-on the Fashion-MNIST demo catalog (PNG files on local disk). Its rate is the catalog images embedded per
-second of the job's embedding phase (fetch + decode + preprocess + run, as the manifest reports it).
-The raw rate is `Embedder.run` alone on the same images, preprocessed beforehand, in batches of 32 with
-the same Embedder. Both are measured in alternating rounds in one process; the ratio is of the medians.
+an Embedder with 2 onnxruntime threads, spin-waiting off, 32 trees, quality gate, publish into a
+temporary file:// store), on the Fashion-MNIST demo catalog (PNG files on local disk). Its rate is the
+catalog images embedded per second of the job's embedding phase (fetch + decode + thumbnail + preprocess
++ run, as the manifest reports it). The raw rate is `Embedder.run` alone on the same images, preprocessed
+beforehand, in batches of 32 with the same Embedder.
 
-The job's Embedder has onnxruntime's intra-op spin-waiting off, as `imgsearch index build` makes it:
-spinning threads burn the core that the job's decode threads need. `--spinning both` (default) also runs
-the pair with spinning on (the onnxruntime default, as the embedder service runs). P4 divides the shipped
-job's rate by the faster of the two raw rates, so turning spinning off cannot flatter it by slowing `run`.
-Last line, one JSON object: `{"p4": ..., "p4_spinning_on": job (spinning on) / the same raw rate, ...}`.
+Job variants: "threads" (decode, thumbnail and preprocess in the job's 2 decode threads: as `imgsearch
+index build` runs by default), "processes" (the same work in 2 forked worker processes at lower priority,
+ann_index/decode_pool.py: `--decode-processes 2`), and with `--spinning both` "threads+spinning" (onnxruntime's default
+spin-waiting on). In each round the raw rate is measured, then each job followed by the raw rate again;
+a job's ratio is its rate over the best raw rate measured right before and right after it (so drift on a
+shared machine cancels), and P4 is the median of the rounds' ratios.
+Last line, one JSON object: `{"p4": ratio of the default variant, "p4_by_job": {...}, ...}`.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import sys
@@ -29,6 +32,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import CACHE, arg_parser, demo_data, emit, machine, median, table  # noqa: E402
+
+SHIPPED = "threads"  # how `imgsearch index build` decodes by default: the variant P4 is quoted for
 
 
 def preprocessed(catalog: Path, embedder: object, limit: int) -> np.ndarray:
@@ -57,11 +62,10 @@ def raw_rate(embedder: object, images: np.ndarray, batch: int) -> float:
     return len(images) / spent
 
 
-def one_round(embedder: object, catalog: Path, images: np.ndarray, opts: object) -> tuple[float, float, float]:
-    """(raw images/s of `Embedder.run`, the job's images/s, the job's total seconds)."""
+def run_job(embedder: object, catalog: Path, opts: object) -> tuple[float, float]:
+    """(the job's images/s, the job's total seconds)."""
     from ann_index.rebuild import rebuild
 
-    raw = raw_rate(embedder, images, opts.batch_size)  # type: ignore[attr-defined]
     out = Path(tempfile.mkdtemp(prefix="rebuild-out-", dir=CACHE))
     try:
         t0 = time.perf_counter()
@@ -69,7 +73,17 @@ def one_round(embedder: object, catalog: Path, images: np.ndarray, opts: object)
         total = time.perf_counter() - t0
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    return raw, float(manifest["timings_s"]["items_per_s"]), total
+    return float(manifest["timings_s"]["items_per_s"]), total
+
+
+def variants_of(args: argparse.Namespace) -> dict[str, tuple[bool, int]]:
+    """Job variants by name: (onnxruntime spinning, decode worker processes)."""
+    out = {"threads": (False, 0), "processes": (False, args.workers)}
+    if args.decode != "both":
+        out = {args.decode: out[args.decode]}
+    if args.spinning == "both":
+        out["threads+spinning"] = (True, 0)
+    return out
 
 
 def main() -> int:
@@ -78,7 +92,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of raw and job (default 3)")
     ap.add_argument("--workers", type=int, default=2, help="as `imgsearch index build --workers` (default 2)")
     ap.add_argument("--batch-size", type=int, default=32, help="as `imgsearch index build --batch-size` (32)")
-    ap.add_argument("--spinning", choices=("off", "both"), default="both", help="onnxruntime spin-waiting variants")
+    ap.add_argument("--spinning", choices=("off", "both"), default="off", help="onnxruntime spin-waiting variants")
+    ap.add_argument("--decode", choices=("threads", "processes", "both"), default="both", help="job variants")
     args = ap.parse_args()
     from ann_index.rebuild import RebuildOptions
     from embedder import Embedder
@@ -92,50 +107,61 @@ def main() -> int:
         model = defaults.MODELS_DIR / "fmnist-lite0"
         return Embedder(model, intra_threads=args.workers, batch_size=args.batch_size, allow_spinning=spin)
 
-    variants = {"off": make(False)}  # as shipped
-    images = preprocessed(catalog, variants["off"], args.items)
-    if args.spinning == "both":
-        variants["on"] = make(True)
-    for embedder in variants.values():
+    embedders = {False: make(False)}  # as shipped
+    images = preprocessed(catalog, embedders[False], args.items)
+    variants = variants_of(args)
+    if any(spin for spin, _ in variants.values()):
+        embedders[True] = make(True)
+    for embedder in embedders.values():
         raw_rate(embedder, images[: 4 * args.batch_size], args.batch_size)  # warm-up
-    opts = RebuildOptions(workers=args.workers, batch_size=args.batch_size, progress=False, keep=1)
-    results: dict[str, dict[str, list[float]]] = {name: {"raw": [], "job": [], "total": []} for name in variants}
+    results: dict[str, dict[str, list[float]]] = {n: {"raw": [], "job": [], "total": []} for n in variants}
     for r in range(args.rounds):  # variants alternate within each round, so drift on a shared machine hits all
+        raw_before = {spin: raw_rate(e, images, args.batch_size) for spin, e in embedders.items()}
         for name in list(variants)[:: 1 if r % 2 == 0 else -1]:
-            raw, job, total = one_round(variants[name], catalog, images, opts)
-            results[name]["raw"].append(raw)
+            spin, processes = variants[name]
+            opts = RebuildOptions(
+                workers=args.workers, batch_size=args.batch_size, progress=False, keep=1, decode_processes=processes
+            )
+            job, total = run_job(embedders[spin], catalog, opts)
+            raw_after = {s: raw_rate(e, images, args.batch_size) for s, e in embedders.items()}
+            # The job against the best raw rate measured right before and right after it (drift cancels).
+            best = max((raw_before[s] + raw_after[s]) / 2 for s in embedders)
+            results[name]["raw"].append(best)
             results[name]["job"].append(job)
             results[name]["total"].append(total)
+            raw_before = raw_after
+    report(results, args, len(images), info)
+    return 0
+
+
+def report(results: dict[str, dict[str, list[float]]], args: argparse.Namespace, n: int, info: dict) -> None:
     rows = []
     for name, got in results.items():
+        ratios = [j / r for j, r in zip(got["job"], got["raw"], strict=True)]
         for r in range(args.rounds):
-            rows.append([name, r + 1, got["raw"][r], got["job"][r], got["job"][r] / got["raw"][r], got["total"][r]])
-        raw_med, job_med = median(got["raw"]), median(got["job"])
-        rows.append([name, "median", raw_med, job_med, job_med / raw_med, median(got["total"])])
-    print(f"\n{len(images)} catalog images, batch {args.batch_size}, {args.workers} workers / onnxruntime threads\n")
-    print(table(["spinning", "round", "raw img/s", "job img/s", "job ÷ raw", "job total s"], rows))
+            rows.append([name, r + 1, got["raw"][r], got["job"][r], ratios[r], got["total"][r]])
+        rows.append([name, "median", median(got["raw"]), median(got["job"]), median(ratios), median(got["total"])])
+    print(f"\n{n} catalog images, batch {args.batch_size}, {args.workers} workers / onnxruntime threads\n")
+    print(table(["job", "round", "best raw img/s", "job img/s", "job ÷ raw", "job total s"], rows))
     print()
-
-    best_raw = max(median(got["raw"]) for got in results.values())
 
     def ratio(name: str) -> float | None:
         got = results.get(name)
-        return round(median(got["job"]) / best_raw, 3) if got else None
+        return round(median([j / r for j, r in zip(got["job"], got["raw"], strict=True)]), 3) if got else None
 
     emit(
         {
             "bench": "rebuild",
-            "p4": ratio("off"),
-            "p4_spinning_on": ratio("on"),
+            "p4": ratio(SHIPPED),
+            "p4_by_job": {name: ratio(name) for name in results},
             "raw_images_per_s": {k: round(median(v["raw"]), 1) for k, v in results.items()},
             "job_images_per_s": {k: round(median(v["job"]), 1) for k, v in results.items()},
             "job_total_s": {k: round(median(v["total"]), 2) for k, v in results.items()},
-            "items": len(images),
+            "items": n,
             "rounds": args.rounds,
             "machine": {**info, "loadavg_end": [round(x, 2) for x in os.getloadavg()]},
         }
     )
-    return 0
 
 
 if __name__ == "__main__":

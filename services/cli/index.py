@@ -203,6 +203,15 @@ def register(sub: Any) -> None:
     build.add_argument("--n-trees", type=int, default=32, help="annoy trees per index (default 32)")
     build.add_argument("--workers", type=int, default=2, help="decode threads and embedder threads (default 2)")
     build.add_argument("--batch-size", type=int, default=32, help="embedder batch size (default 32)")
+    build.add_argument(
+        "--decode-processes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="worker processes that decode, thumbnail and preprocess images at lower priority than the model; "
+        "0 (default): in the decode threads of the job's own process (docs/benchmarks.md, round 2: no clear gain "
+        "measured yet)",
+    )
     build.add_argument("--embedder", default=DEFAULT_EMBEDDER_URI, metavar="URI", help="embedder model folder URI")
     build.add_argument("--keep", type=int, default=3, help="published versions to keep (default 3)")
     build.add_argument("--recall-target", type=float, default=0.95, help="gate: recall@10 target (default 0.95)")

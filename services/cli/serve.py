@@ -58,17 +58,35 @@ def settings_from_args(name: str, args: argparse.Namespace) -> CommonSettings:
 
 def run_service(name: str, settings: CommonSettings) -> int:
     """Build the service app and serve it until SIGTERM/SIGINT."""
+    if name == "index" and getattr(settings, "workers", 1) > 1:
+        from services.index.workers import run_workers
+
+        return run_workers(settings)  # type: ignore[arg-type]
     import uvicorn
 
+    app = build_app(name, settings)
+    uvicorn.Server(uvicorn_config(app, settings)).run()
+    return 0
+
+
+def build_app(name: str, settings: CommonSettings) -> Any:
+    """Tracing and logging of a service process, then its app."""
     from services.cli import configure_logging
-    from services.common.http_protocol import ClientLimits, guarded_protocol
     from services.common.tracing import setup_tracing
 
     tracing = setup_tracing(f"imgsearch-{name}")  # before the app is built: it adds the server spans
     configure_logging(settings.log_level, request_ids=True, trace_ids=tracing)
     module = importlib.import_module(APP_FACTORIES[name])
-    app = module.create_app(settings)
-    config = uvicorn.Config(
+    return module.create_app(settings)
+
+
+def uvicorn_config(app: Any, settings: CommonSettings) -> Any:
+    """The uvicorn.Config every service runs with: quiet, bounded clients, graceful shutdown."""
+    import uvicorn
+
+    from services.common.http_protocol import ClientLimits, guarded_protocol
+
+    return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -81,8 +99,6 @@ def run_service(name: str, settings: CommonSettings) -> int:
             ClientLimits(settings.header_timeout_s, settings.body_timeout_s, settings.max_client_connections)
         ),
     )
-    uvicorn.Server(config).run()
-    return 0
 
 
 def register(sub: Any) -> None:

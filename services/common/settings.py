@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from imgcore.image import DecodeLimits
 from services import defaults
 from services.common.settings_ops import QueryLogFields, ShadowFields
+from services.common.settings_workers import IndexWorkerFields
 
 ADMIN_TOKEN_ENV = "IMGSEARCH_ADMIN_TOKEN"
 ADMIN_TOKEN_MIN_CHARS = 24
@@ -205,9 +206,12 @@ class EmbedderSettings(ModelServiceSettings):
         default=2.0, ge=0, description="How long the first queued crop waits for others to join its batch."
     )
     max_boxes: int = Field(default=64, ge=1, description="Most boxes accepted in one request.")
+    keep_images_mib: int = Field(
+        default=64, ge=0, description="Memory for decoded photos kept a few seconds for a boxes-only call; 0: off."
+    )
 
 
-class IndexSettings(StoreSettings):
+class IndexSettings(StoreSettings, IndexWorkerFields):
     """`imgsearch serve index`: serves the published annoy index and swaps in new versions."""
 
     model_config = SettingsConfigDict(env_prefix="IMGSEARCH_INDEX_")

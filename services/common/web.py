@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.common.client_limits import ClientLimitsMiddleware
 from services.common.errors import error_response, install_error_handlers, internal_error_response
 from services.common.metrics import REQUEST_SECONDS, REQUESTS
+from services.common.metrics_mp import scrape_registry
 from services.common.tracing import instrument
 from services.common.web_json import ORJSONResponse, json_response
 
@@ -163,8 +164,8 @@ def health_router(readiness: Readiness) -> APIRouter:
 
     @router.get("/metrics")
     async def metrics() -> Response:
-        """Prometheus metrics of this process."""
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        """Prometheus metrics of this process (of all its workers, when it runs several)."""
+        return Response(generate_latest(scrape_registry()), media_type=CONTENT_TYPE_LATEST)
 
     return router
 

@@ -23,6 +23,7 @@ from services.common.web import create_service_app
 from services.common.web_json import json_response
 from services.common.wire import vectors_to_b64
 from services.embedder.batcher import MicroBatcher
+from services.embedder.kept import ID_PATTERN, KeptImages
 
 if TYPE_CHECKING:
     from embedder import Embedder
@@ -54,6 +55,7 @@ class EmbedderState:
         self.loader: BackgroundLoader[Embedder] = BackgroundLoader("embedder", lambda: load_embedder(settings))
         self.decode_budget = decode_budget(settings)
         self.batcher = MicroBatcher(self._run, settings.max_batch_size, settings.max_batch_wait_ms / 1e3)
+        self.kept = KeptImages(settings.keep_images_mib * 2**20)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self.loader.require().run(batch)  # L2-normalised rows
@@ -73,16 +75,27 @@ class _Prepared:
     timings_ms: dict[str, float]
 
 
-async def _prepare(state: EmbedderState, request: Request, boxes: str | None, foreground: bool) -> _Prepared:
-    """Read and decode the image, pick the boxes, crop and preprocess them (off the event loop)."""
+async def _prepare(
+    state: EmbedderState, request: Request, boxes: str | None, foreground: bool, kept: tuple[str | None, str | None]
+) -> _Prepared:
+    """Read and decode the image (or take the kept one), pick the boxes, crop and preprocess them (off the
+    event loop). `kept`: (keep the decoded image under this id, use the image kept under this id)."""
     embedder = state.loader.require()
     limits = state.settings.decode_limits()
-    upload = await read_upload(request, limits)
+    keep, image_id = kept
+    fields: dict[str, str] = {}
     t0 = time.perf_counter()
-    image = (await decode_upload(upload, limits, state.decode_budget)).pixels
+    if image_id is not None:
+        image = state.kept.get(image_id)
+    else:
+        upload = await read_upload(request, limits)
+        t0, fields = time.perf_counter(), upload.fields
+        image = (await decode_upload(upload, limits, state.decode_budget)).pixels
+        if keep is not None:
+            state.kept.put(keep, image)
     t1 = time.perf_counter()
     height, width = image.shape[:2]
-    boxes_text = boxes if boxes is not None else upload.fields.get("boxes")
+    boxes_text = boxes if boxes is not None else fields.get("boxes")
     wanted: list[Box | None]
     if boxes_text:
         wanted = [clip_box(b, width, height) for b in parse_boxes_json(boxes_text, state.settings.max_boxes)]
@@ -112,12 +125,14 @@ def build_router(state: EmbedderState) -> APIRouter:
         fmt: str = Query(
             "json", alias="format", pattern="^(json|b64)$", description="Vectors as JSON lists or base64 f32."
         ),
+        keep: str | None = Query(None, pattern=ID_PATTERN, description="Keep the decoded image a few s under this id."),
+        image_id: str | None = Query(None, pattern=ID_PATTERN, description="Use the image kept as this id; no body."),
     ) -> Response:
         """One L2-normalised vector per box (or one for the whole image)."""
         embedder = state.loader.require()
         state.batcher.announce()  # the batcher waits for announced requests, never for nobody
         try:
-            prepared = await _prepare(state, request, boxes, foreground)
+            prepared = await _prepare(state, request, boxes, foreground, (keep, image_id))
         except BaseException:
             state.batcher.withdraw()
             raise

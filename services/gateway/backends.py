@@ -134,13 +134,30 @@ class Backends:
         return await self._post_pixels("detector", "/v1/detect", self.settings.detect_timeout_s, pixels, image)
 
     async def embed(
-        self, pixels: bytes, image: np.ndarray, boxes: list[list[float]] | None, *, foreground: bool
+        self,
+        pixels: bytes,
+        image: np.ndarray,
+        boxes: list[list[float]] | None,
+        *,
+        foreground: bool,
+        keep: str | None = None,
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Vectors (float32 [n, dim]) for boxes of the image, and the embedder's answer (model, boxes)."""
+        """Vectors (float32 [n, dim]) for boxes of the image, and the embedder's answer (model, boxes).
+        `keep`: the embedder keeps the decoded image a few seconds under this id (`embed_kept`)."""
         params = {"format": "b64", "foreground": "true" if foreground else "false"}
         if boxes is not None:
             params["boxes"] = dumps(boxes).decode()
+        if keep is not None:
+            params["keep"] = keep
         body = await self._post_pixels("embedder", "/v1/embed", self.settings.embed_timeout_s, pixels, image, params)
+        return vectors_from_b64(body.pop("vectors_b64", ""), int(body["dim"])), body
+
+    async def embed_kept(self, image_id: str, boxes: list[list[float]]) -> tuple[np.ndarray, dict[str, Any]]:
+        """As `embed`, for boxes of the image the embedder keeps under `image_id` (no pixels sent); a 404
+        BackendRejected when it no longer has it."""
+        params = {"format": "b64", "foreground": "false", "boxes": dumps(boxes).decode(), "image_id": image_id}
+        resp = await self.call("embedder", "POST", "/v1/embed", budget_s=self.settings.embed_timeout_s, params=params)
+        body = _json(resp)
         return vectors_from_b64(body.pop("vectors_b64", ""), int(body["dim"])), body
 
     async def _post_pixels(

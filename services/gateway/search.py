@@ -29,6 +29,7 @@ from services.common.wire import rgb_body
 from services.gateway.backends import Backends
 from services.gateway.cache import LRUCache
 from services.gateway.garments import categories_for, ignored_json, split_items
+from services.gateway.kept import embed_boxes, new_image_id
 from services.gateway.partitions import served_index
 from services.gateway.regions import Region, public_result
 from services.gateway.shadow import Shadow, ShadowJob
@@ -219,9 +220,11 @@ class SearchService:
         are idle), so a photo with nothing detected costs no extra round trip.
         """
         t0 = time.perf_counter()
-        speculative = None
+        speculative, kept = None, new_image_id()  # kept: the embedder keeps the photo, the boxes follow alone
         if params.box is None and self._inflight < self.settings.speculate_max_inflight:
-            speculative = asyncio.create_task(self.backends.embed(photo.pixels, photo.forward, None, foreground=True))
+            speculative = asyncio.create_task(
+                self.backends.embed(photo.pixels, photo.forward, None, foreground=True, keep=kept)
+            )
             speculative.add_done_callback(_consume)
         self._inflight += 1
         try:
@@ -234,6 +237,11 @@ class SearchService:
             with tracing.stage("embed"):
                 if not regions and speculative is not None:
                     vectors, answer = await speculative
+                elif regions and speculative is not None:
+                    crops = [photo.to_forward(region.box) for region in regions]
+                    vectors, answer = await embed_boxes(
+                        self.backends, photo.pixels, photo.forward, crops, speculative, kept
+                    )
                 else:
                     boxes = [photo.to_forward(region.box) for region in regions] if regions else None
                     vectors, answer = await self.backends.embed(

@@ -23,6 +23,7 @@ from services.common.settings import IndexSettings
 from services.common.web import create_service_app
 from services.common.web_json import json_response
 from services.common.wire import vectors_from_b64
+from services.index import fanout
 from services.index.holder import IndexHolder
 from services.index.partition_holder import PartitionHolder
 
@@ -149,7 +150,8 @@ def build_admin_router(settings: IndexSettings, holder: IndexHolder) -> APIRoute
         force: bool = Query(False, description="Reload even if served, or refused before with this manifest."),
     ) -> Response:
         """Download, verify, load, self-test and atomically swap in the index; the old one keeps serving on error."""
-        return json_response(await holder.reload(version, force=force))
+        result = await holder.reload(version, force=force)
+        return json_response(await fanout.announce(result, force))  # pre-forked workers: all of them
 
     return router
 
@@ -162,9 +164,12 @@ def create_app(settings: IndexSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(holder.poll_forever())
         changes = asyncio.create_task(holder.follow_changes())
+        follower = fanout.start_following(holder)  # pre-forked workers: reloads ordered through another one
         yield
         task.cancel()
         changes.cancel()
+        if follower is not None:
+            follower.cancel()
         await asyncio.to_thread(holder.close)
 
     app = create_service_app(

@@ -158,6 +158,8 @@ class IndexHolder:
                 raise
             self.reader, self.failed_version, self.last_error = new, None, None
             self.built_at = built_at(new.manifest)
+            if old is not None:  # in multiprocess metrics (pre-forked workers) clear() leaves the old value
+                INDEX_INFO.labels(version=old.version).set(0)
             INDEX_INFO.clear()
             INDEX_INFO.labels(version=new.version).set(1)
             INDEX_ITEMS.set(new.count)
