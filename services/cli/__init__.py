@@ -10,7 +10,9 @@ from collections.abc import Sequence
 
 from imgcore.errors import ImgSearchError
 
-COMMAND_MODULES = ("infer", "models", "catalog", "index", "evaluate", "serve", "up", "search", "replay", "rollout")
+COMMAND_MODULES = (
+    "infer", "models", "catalog", "index", "evaluate", "serve", "up", "search", "replay", "rollout", "train"
+)
 # What a user can cause with their input (a missing file, a bad value, a refused artifact): one line, no
 # traceback. Any other exception is a bug and keeps its traceback.
 USER_ERRORS = (ImgSearchError, OSError, ValueError)

@@ -10,6 +10,7 @@ import argparse
 import logging
 import signal
 import socket
+import sys
 import threading
 from pathlib import Path
 from types import FrameType
@@ -70,6 +71,21 @@ def _serve(stack: LocalStack, stop: threading.Event) -> int:
     return 0
 
 
+def _own_catalog(data: Path, args: argparse.Namespace) -> tuple[int, dict[str, list[str]]]:
+    """(exit code, service flags): 0 and the flags of the catalog's index, or 3 when the rebuild refuses it."""
+    from ann_index.rebuild import RebuildRefused
+    from services.cli.up_catalog import index_catalog
+
+    try:
+        return 0, index_catalog(data, Path(args.catalog), args.embedder)
+    except RebuildRefused as exc:
+        print(f"imgsearch up: REFUSED, nothing published: {exc.message}", file=sys.stderr)
+        return 3, {}
+    except KeyboardInterrupt:
+        log.error("interrupted while indexing the catalog; nothing was published")
+        return 130, {}
+
+
 def run_up(args: argparse.Namespace) -> int:
     """Build the demo index if needed, start the services, wait for Ctrl-C/SIGTERM, stop them."""
     from services.demo_index import build_demo_index, has_index
@@ -79,13 +95,18 @@ def run_up(args: argparse.Namespace) -> int:
     if not _port_is_free("127.0.0.1", args.port):
         log.error("port %d is in use; choose another with --port", args.port)
         return 2
-    if not has_index(data, embedder_sha256()):  # none yet, or built with another embedder
+    flags: dict[str, list[str]] = {}
+    if args.catalog is not None:  # the user's own catalog (services/cli/up_catalog.py)
+        code, flags = _own_catalog(data, args)
+        if code:
+            return code
+    elif not has_index(data, embedder_sha256()):  # none yet, or built with another embedder
         try:
             build_demo_index(data, limit=args.demo_limit)
         except KeyboardInterrupt:
             log.error("interrupted while building the demo index; nothing was published")
             return 130
-    stack = LocalStack(data, data, gateway_port=args.port, own_session=True)
+    stack = LocalStack(data, data, flags, gateway_port=args.port, own_session=True)
     try:
         return _serve(stack, _stop_event())
     except ServiceFailed as exc:
@@ -104,4 +125,14 @@ def register(sub: Any) -> None:
         "--data", default=str(defaults.DEFAULT_VAR_DIR), help="data folder: index, model cache, logs (default ./var)"
     )
     parser.add_argument("--demo-limit", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--catalog", default=None, metavar="FILE", help="index this JSON Lines catalog instead of the demo"
+    )
+    parser.add_argument(
+        "--embedder",
+        type=defaults.model_uri,
+        default=defaults.model_uri("general-lite0"),
+        metavar="NAME|PATH|URI",
+        help="embedder for --catalog: general-lite0 (default), fmnist-lite0, or a trained folder/URI",
+    )
     parser.set_defaults(func=run_up)
