@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from services.defaults import MODELS_DIR
+from services.defaults import DEFAULT_CACHE_DIR, model_uri
 
 INSTALL_HINT = 'pip install torch==2.13.0 && pip install -e ".[train]"'
 
@@ -28,7 +28,12 @@ def _run(args: argparse.Namespace) -> int:
 
     fields = {k: v for k, v in vars(args).items() if k in Recipe.__dataclass_fields__}
     recipe = Recipe(**fields, progress=not args.no_progress, s3_endpoint_url=args.s3_endpoint)
-    base_dir = MODELS_DIR / "general-lite0" if base_checkpoint(recipe.base) is None else Path(recipe.base)
+    if base_checkpoint(recipe.base) is None:  # the general embedder's ONNX, to compare against
+        from services.common.loading import model_store
+
+        base_dir = model_store(DEFAULT_CACHE_DIR, args.s3_endpoint).fetch(args.base_model)
+    else:
+        base_dir = Path(recipe.base)
     try:
         card = run_training(recipe, base_dir, command=shlex.join(["imgsearch", *sys.argv[1:]]))
     except RebuildRefused as exc:
@@ -85,6 +90,14 @@ def register(sub: Any) -> None:
     p.add_argument("--catalog", required=True, metavar="URI", help="catalog.jsonl: path, file:// or s3://")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="model folder to write (and resume)")
     _add_recipe_flags(p)
+    p.add_argument(
+        "--base-model",
+        type=model_uri,
+        default=model_uri("general-lite0"),
+        metavar="NAME|PATH|URI",
+        help="the general embedder's model folder (model store URI in a cluster), validated next to the trained "
+        "model when --base is general-lite0 (default: this checkout's models/general-lite0)",
+    )
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
     p.add_argument("--s3-endpoint", default=None, metavar="URL", help="S3-compatible endpoint URL")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
