@@ -124,8 +124,11 @@ def train(parts: Parts, data: Views, recipe: Recipe, state: Progress) -> Progres
 def _epoch(parts: Parts, data: Views, recipe: Recipe, state: Progress, clock: _Clock, bar: tqdm[Any]) -> float:
     """One pass over the data (or up to the end of the budget); returns the progress reached."""
     parts.model.train()
-    for mod in parts.frozen:
-        mod.eval()  # frozen BatchNorm keeps its ImageNet statistics
+    # Every BatchNorm keeps its ImageNet statistics (its scale and shift still learn): batches of 32-64 views
+    # give noisy statistics, and a short run would otherwise train on batch statistics it is never served with.
+    for mod in parts.model.modules():
+        if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+            mod.eval()
     last_save, progress = time.monotonic(), clock.progress(state.step)
     warmup = min(100, clock.total_steps // 10)
     for x, cat, prod in data.epoch(recipe.batch, state.epoch):

@@ -10,13 +10,13 @@ import argparse
 import logging
 import signal
 import socket
-import sys
 import threading
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from services import defaults
+from services.cli.up_catalog import add_catalog_flags, own_catalog
 from services.stack import LocalStack, ServiceFailed, embedder_sha256
 
 log = logging.getLogger("imgsearch.up")
@@ -71,21 +71,6 @@ def _serve(stack: LocalStack, stop: threading.Event) -> int:
     return 0
 
 
-def _own_catalog(data: Path, args: argparse.Namespace) -> tuple[int, dict[str, list[str]]]:
-    """(exit code, service flags): 0 and the flags of the catalog's index, or 3 when the rebuild refuses it."""
-    from ann_index.rebuild import RebuildRefused
-    from services.cli.up_catalog import index_catalog
-
-    try:
-        return 0, index_catalog(data, Path(args.catalog), args.embedder)
-    except RebuildRefused as exc:
-        print(f"imgsearch up: REFUSED, nothing published: {exc.message}", file=sys.stderr)
-        return 3, {}
-    except KeyboardInterrupt:
-        log.error("interrupted while indexing the catalog; nothing was published")
-        return 130, {}
-
-
 def run_up(args: argparse.Namespace) -> int:
     """Build the demo index if needed, start the services, wait for Ctrl-C/SIGTERM, stop them."""
     from services.demo_index import build_demo_index, has_index
@@ -96,8 +81,8 @@ def run_up(args: argparse.Namespace) -> int:
         log.error("port %d is in use; choose another with --port", args.port)
         return 2
     flags: dict[str, list[str]] = {}
-    if args.catalog is not None:  # the user's own catalog (services/cli/up_catalog.py)
-        code, flags = _own_catalog(data, args)
+    if args.catalog is not None or args.embedder is not None:  # the user's own catalog
+        code, flags = own_catalog(data, args.catalog, args.embedder)
         if code:
             return code
     elif not has_index(data, embedder_sha256()):  # none yet, or built with another embedder
@@ -125,14 +110,5 @@ def register(sub: Any) -> None:
         "--data", default=str(defaults.DEFAULT_VAR_DIR), help="data folder: index, model cache, logs (default ./var)"
     )
     parser.add_argument("--demo-limit", type=int, default=None, help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--catalog", default=None, metavar="FILE", help="index this JSON Lines catalog instead of the demo"
-    )
-    parser.add_argument(
-        "--embedder",
-        type=defaults.model_uri,
-        default=defaults.model_uri("general-lite0"),
-        metavar="NAME|PATH|URI",
-        help="embedder for --catalog: general-lite0 (default), fmnist-lite0, or a trained folder/URI",
-    )
+    add_catalog_flags(parser)
     parser.set_defaults(func=run_up)

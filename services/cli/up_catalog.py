@@ -6,10 +6,13 @@ embedder; the flags returned point the stack's embedder and index services at th
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import logging
+import sys
 from pathlib import Path
 
+from services import defaults
 from services.demo_index import has_index, index_root
 
 log = logging.getLogger("imgsearch.up")
@@ -52,3 +55,31 @@ def index_catalog(data: Path, catalog: Path, embedder_uri: str, progress: bool =
             embedder.sha256,
         ],
     }
+
+
+def own_catalog(data: Path, catalog: str | None, embedder: str | None) -> tuple[int, dict[str, list[str]]]:
+    """(exit code, service flags) of `up --catalog`: 0 and the flags, 3 when the rebuild refuses the catalog."""
+    from ann_index.rebuild import RebuildRefused
+
+    if catalog is None:
+        log.error("--embedder goes with --catalog (the demo always runs its own trained model)")
+        return 2, {}
+    try:
+        return 0, index_catalog(data, Path(catalog), embedder or defaults.model_uri("general-lite0"))
+    except RebuildRefused as exc:
+        print(f"imgsearch up: REFUSED, nothing published: {exc.message}", file=sys.stderr)
+        return 3, {}
+    except KeyboardInterrupt:
+        log.error("interrupted while indexing the catalog; nothing was published")
+        return 130, {}
+
+
+def add_catalog_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--catalog", default=None, metavar="FILE", help="index this JSON Lines catalog, not the demo")
+    parser.add_argument(
+        "--embedder",
+        type=defaults.model_uri,
+        default=None,
+        metavar="NAME|PATH|URI",
+        help="embedder for --catalog: general-lite0 (default), fmnist-lite0, or a trained folder/URI",
+    )
