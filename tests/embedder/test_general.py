@@ -5,15 +5,19 @@ other photos."""
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from ann_index.demo import write_fmnist_catalog
 from embedder import Embedder
 from imgcore.card import sha256_file
 from imgcore.image import decode_image
 from services.defaults import MODELS_DIR, model_uri
+from tests.helpers.cli import imgsearch_cmd
 from tests.helpers.paths import DATA
 
 MODEL_DIR = MODELS_DIR / "general-lite0"
@@ -63,3 +67,30 @@ def test_a_photo_is_nearer_its_grey_flipped_and_resized_copies_than_other_photos
         ]
         sims = general.embed_batch(copies) @ originals.T
         assert (sims.argmax(axis=1) == i).all(), (PHOTOS[i].name, sims.round(3))
+
+
+@pytest.mark.stack  # runs the CLI
+def test_index_build_takes_general_lite0_by_name(tmp_path: Path) -> None:
+    catalog = write_fmnist_catalog(tmp_path / "catalog", limit=80)
+    index = tmp_path / "index"
+    run = subprocess.run(
+        imgsearch_cmd(
+            "index",
+            "build",
+            "--catalog",
+            str(catalog),
+            "--out",
+            index.as_uri(),
+            "--embedder",
+            "general-lite0",
+            "--no-progress",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    show = subprocess.run(imgsearch_cmd("index", "show", str(index), "--json"), capture_output=True, timeout=60)
+    embedder = json.loads(show.stdout)["embedder"]
+    assert embedder["name"] == "general-lite0" and embedder["dim"] == 256
+    assert embedder["sha256"] == sha256_file(MODEL_DIR / "model.onnx")
