@@ -5,7 +5,6 @@ other photos."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import cv2
@@ -17,7 +16,7 @@ from embedder import Embedder
 from imgcore.card import sha256_file
 from imgcore.image import decode_image
 from services.defaults import MODELS_DIR, model_uri
-from tests.helpers.cli import imgsearch_cmd
+from tests.helpers.cli import build_index
 from tests.helpers.paths import DATA
 
 MODEL_DIR = MODELS_DIR / "general-lite0"
@@ -72,25 +71,6 @@ def test_a_photo_is_nearer_its_grey_flipped_and_resized_copies_than_other_photos
 @pytest.mark.stack  # runs the CLI
 def test_index_build_takes_general_lite0_by_name(tmp_path: Path) -> None:
     catalog = write_fmnist_catalog(tmp_path / "catalog", limit=80)
-    index = tmp_path / "index"
-    run = subprocess.run(
-        imgsearch_cmd(
-            "index",
-            "build",
-            "--catalog",
-            str(catalog),
-            "--out",
-            index.as_uri(),
-            "--embedder",
-            "general-lite0",
-            "--no-progress",
-        ),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    show = subprocess.run(imgsearch_cmd("index", "show", str(index), "--json"), capture_output=True, timeout=60)
-    embedder = json.loads(show.stdout)["embedder"]
+    embedder = build_index(catalog, tmp_path / "index", "general-lite0")["embedder"]
     assert embedder["name"] == "general-lite0" and embedder["dim"] == 256
     assert embedder["sha256"] == sha256_file(MODEL_DIR / "model.onnx")

@@ -16,7 +16,7 @@ import pytest
 from ann_index.demo import write_fmnist_catalog
 from imgcore.card import sha256_file
 from services.stack import free_port
-from tests.helpers.cli import imgsearch_cmd
+from tests.helpers.cli import build_index, imgsearch_cmd
 from tests.helpers.paths import DATA
 from tests.helpers.wait import wait_until
 
@@ -75,26 +75,7 @@ def test_the_folder_is_what_index_build_and_models_publish_take(
     trained: tuple[Path, Path, dict[str, Any]], tmp_path: Path
 ) -> None:
     catalog, out, card = trained
-    index = tmp_path / "index"
-    build = subprocess.run(
-        imgsearch_cmd(
-            "index",
-            "build",
-            "--catalog",
-            str(catalog),
-            "--out",
-            index.as_uri(),
-            "--embedder",
-            str(out),
-            "--no-progress",
-        ),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert build.returncode == 0, build.stderr[-3000:]
-    show = subprocess.run(imgsearch_cmd("index", "show", str(index), "--json"), capture_output=True, timeout=60)
-    manifest = json.loads(show.stdout)
+    manifest = build_index(catalog, tmp_path / "index", str(out))
     assert manifest["embedder"]["sha256"] == card["sha256"] and manifest["embedder"]["dim"] == 128
     store = tmp_path / "models"
     pub = subprocess.run(
