@@ -29,7 +29,9 @@ def publish_models(
     models_dir = Path(models_dir)
     if not models_dir.is_dir():
         raise NotFound(f"models folder not found: {models_dir}")
-    folders = sorted(p for p in models_dir.iterdir() if (p / CARD_NAME).is_file())
+    # A model folder itself (the --out of `imgsearch train`) is published as it is, or every one under a folder.
+    single = (models_dir / CARD_NAME).is_file()
+    folders = [models_dir] if single else sorted(p for p in models_dir.iterdir() if (p / CARD_NAME).is_file())
     if names is not None:
         missing = sorted(set(names) - {p.name for p in folders})
         if missing:
@@ -38,9 +40,11 @@ def publish_models(
     if not folders:
         raise NotFound(f"no model folders (with {CARD_NAME}) under {models_dir}")
     cards: dict[Path, bytes] = {}
+    keys: dict[Path, str] = {}
     for folder in folders:
         raw = (folder / CARD_NAME).read_bytes()
-        sha = parse_card(raw, str(folder / CARD_NAME))["sha256"]
+        card = parse_card(raw, str(folder / CARD_NAME))
+        sha, keys[folder] = card["sha256"], card["name"] if single else folder.name
         model = folder / MODEL_NAME
         if not model.is_file():
             raise StoreError(f"{folder} has a {CARD_NAME} but no {MODEL_NAME}")
@@ -51,8 +55,8 @@ def publish_models(
     published: list[str] = []
     with open_store(to_uri, s3_endpoint_url=s3_endpoint_url, timeout_s=timeout_s) as store:
         for folder, raw in cards.items():
-            store.put_file(f"{folder.name}/{MODEL_NAME}", folder / MODEL_NAME)
-            store.put_bytes(f"{folder.name}/{CARD_NAME}", raw)
-            published.append(store.url_of(folder.name))
+            store.put_file(f"{keys[folder]}/{MODEL_NAME}", folder / MODEL_NAME)
+            store.put_bytes(f"{keys[folder]}/{CARD_NAME}", raw)
+            published.append(store.url_of(keys[folder]))
             log.info("published %s to %s", folder, published[-1])
     return published

@@ -71,23 +71,25 @@ def metrics(top: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     return {k: round(v, 4) for k, v in out.items()}
 
 
-def evaluate(
-    model_dir: Path, gallery_limit: int, n_queries: int, seed: int, threads: int, cache: Path | None
-) -> dict[str, object]:
-    emb = Embedder(model_dir, intra_threads=threads, batch_size=CHUNK)
-    train_x, train_y = load_fmnist("train")
-    test_x, test_y = load_fmnist("test")
+def select(n_train: int, n_test: int, gallery_limit: int, n_queries: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The gallery (train split) and query (test split) indices of a run: the same for every model."""
     rng = np.random.default_rng(seed)
     g_idx = (
-        np.arange(len(train_x))
+        np.arange(n_train)
         if gallery_limit <= 0
-        else np.sort(rng.choice(len(train_x), min(gallery_limit, len(train_x)), replace=False))
+        else np.sort(rng.choice(n_train, min(gallery_limit, n_train), replace=False))
     )
-    q_idx = (
-        np.arange(len(test_x))
-        if n_queries <= 0
-        else np.sort(rng.choice(len(test_x), min(n_queries, len(test_x)), replace=False))
-    )
+    q_idx = np.arange(n_test) if n_queries <= 0 else np.sort(rng.choice(n_test, min(n_queries, n_test), replace=False))
+    return g_idx, q_idx
+
+
+def vectors(
+    emb: Embedder, gallery_limit: int, n_queries: int, seed: int, cache: Path | None = None
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """(gallery vectors, gallery labels, query vectors per style, query labels) of one model."""
+    train_x, train_y = load_fmnist("train")
+    test_x, test_y = load_fmnist("test")
+    g_idx, q_idx = select(len(train_x), len(test_x), gallery_limit, n_queries, seed)
     size = emb.input_size
 
     t0 = time.time()
@@ -99,7 +101,6 @@ def evaluate(
         if cache_file is not None:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
             np.save(cache_file, gallery)
-    g_labels = train_y[g_idx]
     print(f"gallery: {len(g_idx)} images in {time.time() - t0:.0f}s", file=sys.stderr, flush=True)
 
     # Photos are made once per query with their own seeded generator, so every style and every
@@ -113,12 +114,17 @@ def evaluate(
         "shop": (lambda i: photos[i], False),
         "shop_crop": (lambda i: photos[i], True),
     }
-    q_labels = test_y[q_idx]
+    queries = {style: embed_all(emb, len(q_idx), *makers[style]) for style in STYLES}
+    return gallery, train_y[g_idx], queries, test_y[q_idx]
+
+
+def score(
+    gallery: np.ndarray, g_labels: np.ndarray, queries: dict[str, np.ndarray], q_labels: np.ndarray
+) -> dict[str, object]:
+    """Metrics per query style, overall and per category (printed as they come)."""
     results: dict[str, object] = {}
-    for style in STYLES:
-        t1 = time.time()
-        make, crop = makers[style]
-        top = top_labels(embed_all(emb, len(q_idx), make, crop), gallery, g_labels, max(KS))
+    for style, q in queries.items():
+        top = top_labels(q, gallery, g_labels, max(KS))
         overall = metrics(top, q_labels)
         per_cat = {
             CLASS_NAMES[c]: metrics(top[q_labels == c], q_labels[q_labels == c])
@@ -126,20 +132,25 @@ def evaluate(
             if np.any(q_labels == c)
         }
         results[style] = {"overall": overall, "per_category": per_cat}
-        print(
-            f"{style:13s} " + " ".join(f"{k}={v:.4f}" for k, v in overall.items()) + f"  ({time.time() - t1:.0f}s)",
-            flush=True,
-        )
+        print(f"{style:13s} " + " ".join(f"{k}={v:.4f}" for k, v in overall.items()), flush=True)
         for name, m in per_cat.items():
             print(f"    {name:12s} " + " ".join(f"{k}={v:.3f}" for k, v in m.items()), flush=True)
+    return results
+
+
+def evaluate(
+    model_dir: Path, gallery_limit: int, n_queries: int, seed: int, threads: int, cache: Path | None
+) -> dict[str, object]:
+    emb = Embedder(model_dir, intra_threads=threads, batch_size=CHUNK)
+    gallery, g_labels, queries, q_labels = vectors(emb, gallery_limit, n_queries, seed, cache)
     return {
         "model": emb.name,
         "version": emb.version,
         "sha256": emb.sha256,
-        "gallery": int(len(g_idx)),
-        "queries": int(len(q_idx)),
+        "gallery": int(len(gallery)),
+        "queries": int(len(q_labels)),
         "seed": seed,
-        "styles": results,
+        "styles": score(gallery, g_labels, queries, q_labels),
     }
 
 

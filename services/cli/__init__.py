@@ -21,8 +21,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "search",
     "replay",
     "rollout",
+    "train",
+    "items",
 )
-COMMAND_MODULES += ("items",)  # issue 17; on its own line: other branches add to the tuple above
 # What a user can cause with their input (a missing file, a bad value, a refused artifact): one line, no
 # traceback. Any other exception is a bug and keeps its traceback.
 USER_ERRORS = (ImgSearchError, OSError, ValueError)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from services.defaults import DEFAULT_CACHE_DIR, DEFAULT_EMBEDDER_URI
+from services.defaults import DEFAULT_CACHE_DIR, DEFAULT_EMBEDDER_URI, model_uri
 
 if TYPE_CHECKING:
     from ann_index.rebuild import RebuildOptions
@@ -193,6 +193,27 @@ def _add_publish_flags(build: Any) -> None:
     )
 
 
+def _add_embedding_flags(build: Any) -> None:
+    """Which embedder the version is built with, and where the images are decoded for it."""
+    build.add_argument(
+        "--decode-processes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="worker processes that decode, thumbnail and preprocess images at lower priority than the model; "
+        "0 (default): in the decode threads of the job's own process (docs/benchmarks.md, round 2: no clear gain "
+        "measured yet)",
+    )
+    build.add_argument(
+        "--embedder",
+        type=model_uri,
+        default=DEFAULT_EMBEDDER_URI,
+        metavar="NAME|PATH|URI",
+        help="embedder: a model of this repository (fmnist-lite0, general-lite0), a folder (the --out of "
+        "imgsearch train) or a model folder URI (default: the demo's fmnist-lite0-int8)",
+    )
+
+
 def register(sub: Any) -> None:
     parser = sub.add_parser("index", help="build (rebuild job) or show a published annoy index")
     cmds = parser.add_subparsers(dest="index_command", required=True)
@@ -203,16 +224,7 @@ def register(sub: Any) -> None:
     build.add_argument("--n-trees", type=int, default=32, help="annoy trees per index (default 32)")
     build.add_argument("--workers", type=int, default=2, help="decode threads and embedder threads (default 2)")
     build.add_argument("--batch-size", type=int, default=32, help="embedder batch size (default 32)")
-    build.add_argument(
-        "--decode-processes",
-        type=int,
-        default=0,
-        metavar="N",
-        help="worker processes that decode, thumbnail and preprocess images at lower priority than the model; "
-        "0 (default): in the decode threads of the job's own process (docs/benchmarks.md, round 2: no clear gain "
-        "measured yet)",
-    )
-    build.add_argument("--embedder", default=DEFAULT_EMBEDDER_URI, metavar="URI", help="embedder model folder URI")
+    _add_embedding_flags(build)
     build.add_argument("--keep", type=int, default=3, help="published versions to keep (default 3)")
     build.add_argument("--recall-target", type=float, default=0.95, help="gate: recall@10 target (default 0.95)")
     build.add_argument("--seed", type=int, default=42, help="annoy seed: same input + seed = same files")

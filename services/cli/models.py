@@ -36,9 +36,16 @@ def register(sub: Any) -> None:
     parser = sub.add_parser("models", help="publish models to an object store, or pull them into the cache")
     models = parser.add_subparsers(dest="models_command", required=True)
 
-    pub = models.add_parser("publish", help="upload every <models-dir>/<name>/{card.json,model.onnx}")
+    pub = models.add_parser(
+        "publish", help="upload every <models-dir>/<name>/{card.json,model.onnx}, or one model folder as it is"
+    )
     pub.add_argument("--to", required=True, metavar="URI", help="store root: s3://bucket/prefix or file:///dir")
-    pub.add_argument("--models-dir", type=Path, default=MODELS_DIR, help=f"default {MODELS_DIR}")
+    pub.add_argument(
+        "--models-dir",
+        type=Path,
+        default=MODELS_DIR,
+        help=f"default {MODELS_DIR}; a folder with a card.json is published alone, under its card's name",
+    )
     _add_s3_endpoint(pub)
     pub.set_defaults(func=_publish)
 

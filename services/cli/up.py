@@ -16,6 +16,7 @@ from types import FrameType
 from typing import Any
 
 from services import defaults
+from services.cli.up_catalog import add_catalog_flags, own_catalog
 from services.stack import LocalStack, ServiceFailed, embedder_sha256
 
 log = logging.getLogger("imgsearch.up")
@@ -79,13 +80,18 @@ def run_up(args: argparse.Namespace) -> int:
     if not _port_is_free("127.0.0.1", args.port):
         log.error("port %d is in use; choose another with --port", args.port)
         return 2
-    if not has_index(data, embedder_sha256()):  # none yet, or built with another embedder
+    flags: dict[str, list[str]] = {}
+    if args.catalog is not None or args.embedder is not None:  # the user's own catalog
+        code, flags = own_catalog(data, args.catalog, args.embedder)
+        if code:
+            return code
+    elif not has_index(data, embedder_sha256()):  # none yet, or built with another embedder
         try:
             build_demo_index(data, limit=args.demo_limit)
         except KeyboardInterrupt:
             log.error("interrupted while building the demo index; nothing was published")
             return 130
-    stack = LocalStack(data, data, gateway_port=args.port, own_session=True)
+    stack = LocalStack(data, data, flags, gateway_port=args.port, own_session=True)
     try:
         return _serve(stack, _stop_event())
     except ServiceFailed as exc:
@@ -104,4 +110,5 @@ def register(sub: Any) -> None:
         "--data", default=str(defaults.DEFAULT_VAR_DIR), help="data folder: index, model cache, logs (default ./var)"
     )
     parser.add_argument("--demo-limit", type=int, default=None, help=argparse.SUPPRESS)
+    add_catalog_flags(parser)
     parser.set_defaults(func=run_up)

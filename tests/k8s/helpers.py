@@ -106,6 +106,8 @@ def env_of(container: dict[str, Any], docs: list[dict[str, Any]]) -> dict[str, s
         ref = (e.get("valueFrom") or {}).get("configMapKeyRef")
         if ref:
             env[e["name"]] = named(docs, "ConfigMap", ref["name"])["data"][ref["key"]]
+        if (e.get("valueFrom") or {}).get("fieldRef"):  # set from the pod by the kubelet: a stand-in value
+            env[e["name"]] = "from-the-pod"
     return env
 
 

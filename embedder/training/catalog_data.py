@@ -1,0 +1,105 @@
+"""A catalog as training data: every usable row's image (squared, at the training size), its category, its
+product group, and a held-out validation split by product. numpy/cv2 only: no torch here.
+
+The catalog is read and validated by the rebuild job's own `load_catalog`, so a catalog the rebuild would
+refuse is refused here with the same message. Rows of the same product carry the same `attrs.product_id`
+(or `attrs.group_id`); a row without one is a product of its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from ann_index.catalog import CatalogItem
+from ann_index.rebuild import RebuildOptions, RebuildRefused, load_catalog
+from embedder.transforms import crop_square, resize_square
+from imgcore.errors import ImgSearchError
+from imgcore.image import decode_image
+from imgcore.storage import fetch_uri_bytes, resolve_uri
+
+GROUP_KEYS = ("product_id", "group_id")
+
+
+@dataclass
+class TrainSet:
+    """Everything training and validation need, row-aligned."""
+
+    images: np.ndarray  # [N, S, S, 3] uint8: each catalog image padded to square and resized
+    item_ids: list[str]
+    categories: list[str]  # sorted category names; `category` indexes into it
+    category: np.ndarray  # [N] int64
+    group: np.ndarray  # [N] int64: product group ids (rows of one product share one)
+    val: np.ndarray  # [N] bool: held out (whole products)
+    catalog_uri: str
+    catalog_sha256: str
+    skipped: int
+
+    @property
+    def has_products(self) -> bool:
+        """Whether some product has two or more images (then the product is the positive, not the category)."""
+        return bool(len(self.group) and np.bincount(self.group).max() >= 2)
+
+
+def group_of(item: CatalogItem) -> str:
+    for key in GROUP_KEYS:
+        value = item.attrs.get(key)
+        if isinstance(value, str | int) and str(value):
+            return f"{key}:{value}"
+    return f"item:{item.item_id}"
+
+
+def held_out(group: str, fraction: float) -> bool:
+    """A stable, seedless split: the same product is held out in every run and every catalog version."""
+    h = int.from_bytes(hashlib.sha256(group.encode()).digest()[:8], "big")
+    return h / 2**64 < fraction
+
+
+def _reader(base_uri: str, size: int, opts: RebuildOptions) -> Callable[[CatalogItem], np.ndarray | None]:
+    def read(item: CatalogItem) -> np.ndarray | None:
+        try:
+            uri = resolve_uri(base_uri, item.image, allow_absolute=opts.allow_absolute_images)
+            image = decode_image(fetch_uri_bytes(uri, s3_endpoint_url=opts.s3_endpoint_url), opts.limits)
+        except ImgSearchError:
+            return None
+        return resize_square(crop_square(image), size)
+
+    return read
+
+
+def load_train_set(
+    catalog_uri: str, size: int, val_fraction: float, opts: RebuildOptions, workers: int = 2
+) -> TrainSet:
+    """Read, validate and decode a catalog (file://, s3://, a path). RebuildRefused as the rebuild job would."""
+    loaded = load_catalog(catalog_uri, opts)
+    items = loaded.catalog.items
+    read = _reader(loaded.base_uri, size, opts)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        decoded = list(
+            tqdm(pool.map(read, items), total=len(items), desc="read", unit="img", disable=not opts.progress)
+        )
+    keep = [i for i, img in enumerate(decoded) if img is not None]
+    if len(items) - len(keep) > opts.max_fail_fraction * max(1, loaded.catalog.rows):
+        raise RebuildRefused(f"{len(items) - len(keep)} of {len(items)} images could not be read")
+    kept = [items[i] for i in keep]
+    categories = sorted({it.category for it in kept})
+    if len(categories) < 2:
+        raise RebuildRefused("training needs at least two categories")
+    groups = [group_of(it) for it in kept]
+    group_ids = {g: n for n, g in enumerate(dict.fromkeys(groups))}
+    return TrainSet(
+        images=np.stack([img for img in decoded if img is not None]),
+        item_ids=[it.item_id for it in kept],
+        categories=categories,
+        category=np.asarray([categories.index(it.category) for it in kept], dtype=np.int64),
+        group=np.asarray([group_ids[g] for g in groups], dtype=np.int64),
+        val=np.asarray([held_out(g, val_fraction) for g in groups], dtype=bool),
+        catalog_uri=loaded.uri,
+        catalog_sha256=loaded.sha256,
+        skipped=len(items) - len(keep) + len(loaded.catalog.errors),
+    )

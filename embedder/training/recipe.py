@@ -1,0 +1,40 @@
+"""The knobs of one `imgsearch train` run, with the defaults the card's `training.recipe` records."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+BASE_GENERAL = "general-lite0"
+
+
+@dataclass
+class Recipe:
+    catalog: str
+    out: Path
+    base: str = BASE_GENERAL  # general-lite0 (ImageNet backbone), or the --out folder of an earlier run
+    minutes: float = 4.0  # wall-clock budget of the training loop; the learning rate anneals within it
+    epochs: int = 30  # at most; the budget usually ends the run first
+    dim: int = 128
+    image_size: int = 224
+    batch: int = 32
+    lr_backbone: float = 3e-4
+    lr_head: float = 3e-3
+    # Stem + this many of the 16 MBConv blocks stay frozen: 12 suits minutes of CPU (measured on 4-minute runs);
+    # hours can afford fewer (the demo model's 58-minute recipe froze 5).
+    freeze_blocks: int = 12
+    p_catalog: float = 0.4  # share of samples that are catalog views; the rest are shop photos
+    p_crop: float = 0.45  # share that are shop photos cropped to their foreground (the rest: whole photos)
+    val_fraction: float = 0.15  # products held out for validation
+    threads: int = 1  # torch threads; one more process renders the samples
+    seed: int = 0
+    name: str = ""  # card name; default: the --out folder's name
+    version: str = ""  # card version; default: a UTC stamp
+    resume: bool = False
+    progress: bool = True
+    s3_endpoint_url: str | None = None
+
+    def to_card(self) -> dict[str, Any]:
+        skip = {"out", "resume", "progress", "s3_endpoint_url", "name", "version", "catalog"}
+        return {k: v for k, v in asdict(self).items() if k not in skip}

@@ -1,0 +1,75 @@
+"""The torch-free parts of training: the held-out split by product, product groups from the catalog, and the
+shopper-photo augmentation (the item keeps its pixels; the background, scale and place change)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ann_index.catalog import CatalogItem
+from ann_index.demo import write_fmnist_catalog
+from ann_index.rebuild import RebuildOptions, RebuildRefused
+from embedder.training.augment import matte, query_photo, shop_photo, train_view
+from embedder.training.catalog_data import group_of, held_out, load_train_set
+from imgcore.fmnist import load_fmnist, render_catalog
+
+
+def _item(attrs: dict[str, object]) -> CatalogItem:
+    return CatalogItem(1, "x1", "x1.png", "Bag", "X", attrs)
+
+
+def test_rows_of_one_product_share_a_group_and_rows_without_one_are_their_own() -> None:
+    assert group_of(_item({"product_id": "p7"})) == group_of(
+        CatalogItem(2, "x2", "x2.png", "Bag", "Y", {"product_id": "p7"})
+    )
+    assert group_of(_item({"group_id": 3})) == "group_id:3"
+    assert group_of(_item({})) == "item:x1"
+
+
+def test_the_held_out_split_is_stable_and_near_its_fraction() -> None:
+    groups = [f"item:{i}" for i in range(4000)]
+    first = [held_out(g, 0.15) for g in groups]
+    assert first == [held_out(g, 0.15) for g in groups]
+    assert 0.12 < np.mean(first) < 0.18
+
+
+@pytest.fixture(scope="module")
+def item() -> np.ndarray:
+    images, _ = load_fmnist("test")
+    return render_catalog(images[0], 112)
+
+
+def test_shop_photo_puts_the_item_on_a_new_background_at_a_new_scale(item: np.ndarray) -> None:
+    alpha = matte(item)
+    assert alpha[0, 0] == 0.0 and alpha.max() == 1.0  # border is background, the item is opaque somewhere
+    photo = shop_photo(item, np.random.default_rng(0), 224)
+    assert photo.shape == (224, 224, 3) and photo.dtype == np.uint8
+    assert not np.array_equal(photo[0, 0], item[0, 0])  # the white studio background is gone
+    view = train_view(item, np.random.default_rng(1), 0.0, 1.0)
+    assert view.shape == item.shape
+    assert np.array_equal(query_photo(item, 0, 5), query_photo(item, 0, 5))  # the same query in every run
+    assert not np.array_equal(query_photo(item, 0, 5), query_photo(item, 0, 6))
+
+
+def test_load_train_set_groups_products_and_holds_out_whole_products(tmp_path: Path) -> None:
+    catalog = write_fmnist_catalog(tmp_path, limit=120)
+    rows = [json.loads(line) for line in catalog.read_text().splitlines()]
+    for n, row in enumerate(rows):
+        row["attrs"]["product_id"] = f"p{n // 3}"  # three images per product
+    catalog.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = load_train_set(catalog.as_uri(), 64, 0.3, RebuildOptions(progress=False))
+    assert data.images.shape == (120, 64, 64, 3) and data.has_products
+    assert len(set(data.group.tolist())) == 40
+    for g in set(data.group.tolist()):
+        assert len(set(data.val[data.group == g].tolist())) == 1  # a product is held out whole or not at all
+    assert 0 < data.val.sum() < 120
+
+
+def test_a_catalog_the_rebuild_refuses_is_refused_for_training_too(tmp_path: Path) -> None:
+    row = {"item_id": "a", "image": "a.png", "category": "Bag", "title": "A"}
+    (tmp_path / "c.jsonl").write_text(json.dumps(row) + "\n" + json.dumps(row) + "\n")
+    with pytest.raises(RebuildRefused, match="duplicate item_id"):
+        load_train_set((tmp_path / "c.jsonl").as_uri(), 64, 0.2, RebuildOptions(progress=False))
