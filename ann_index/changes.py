@@ -89,6 +89,22 @@ def list_changes(store: ObjectStore, version: str) -> list[tuple[int, str]]:
     return sorted((seq, key) for seq, key in found if seq is not None)
 
 
+def changes_after(store: ObjectStore, version: str, after: int) -> list[tuple[int, str]]:
+    """(seq, key) of the version's change objects numbered above `after`, in sequence order.
+
+    A store that cannot list (HTTP) is asked for the next numbers in turn until one is missing: the log has
+    no gaps, since `write_batch` claims each number create-if-absent and retries on the next one.
+    """
+    if store.listable:
+        return [(seq, key) for seq, key in list_changes(store, version) if seq > after]
+    found: list[tuple[int, str]] = []
+    seq = after + 1
+    while store.exists(change_key(check_version(version), seq)):
+        found.append((seq, change_key(version, seq)))
+        seq += 1
+    return found
+
+
 def _row_dict(row: Change) -> dict[str, Any]:
     if isinstance(row, Delete):
         return {"op": "delete", "item_id": row.item_id}

@@ -98,6 +98,9 @@ class ObjectStore(ABC):
     @abstractmethod
     def exists(self, key: str) -> bool: ...
 
+    # Whether `list` works: an HTTP store has no listing (readers then find objects by their names).
+    listable: bool = True
+
     @abstractmethod
     def list(self, prefix: str = "") -> builtins.list[str]:
         """Sorted keys, relative to the root, that start with `prefix` (a string prefix, as in S3)."""

@@ -81,6 +81,8 @@ class HttpStore(ObjectStore):
         self._check(resp, "HEAD", url)
         return True
 
+    listable = False
+
     def list(self, prefix: str = "") -> builtins.list[str]:
         raise StoreError(f"cannot list {self.uri}: HTTP stores have no listing; use a manifest or CURRENT file")
 

@@ -16,7 +16,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from ann_index.changes import BadChange, list_changes, read_batch
+from ann_index.changes import BadChange, changes_after, read_batch
 from ann_index.fresh import FreshIndex
 from ann_index.fresh_view import FreshView
 from ann_index.partitioning import partition_of
@@ -78,9 +78,9 @@ class ChangeFollower:
     def _apply_new(self, store: ObjectStore, reader: IndexReader, fresh: FreshIndex, *, live: bool) -> int:
         emb = reader.manifest["embedder"]
         applied = 0
-        for seq, key in list_changes(store, reader.version):
+        for seq, key in changes_after(store, reader.version, fresh.applied_seq):
             url = store.url_of(key)
-            if seq <= fresh.applied_seq or url in self.refused:
+            if url in self.refused:
                 continue
             try:
                 batch = read_batch(store, reader.version, seq, embedder_sha256=emb["sha256"], dim=reader.dim)

@@ -17,15 +17,18 @@ from ann_index.changes import (
     ChangeBatch,
     Delete,
     Upsert,
+    changes_after,
     decode_batch,
     encode_batch,
     read_batch,
+    write_batch,
 )
 from ann_index.demo import write_fmnist_catalog
 from ann_index.publish import read_current
 from ann_index.rebuild import RebuildOptions, rebuild
 from imgcore.storage import open_store
 from tests.ann_index.fakes import FakeEmbedder
+from tests.conftest import LocalHttpServer
 
 OPTS = RebuildOptions(progress=False, n_trees=8, gate_queries=100)
 SHA = FakeEmbedder().sha256
@@ -140,3 +143,20 @@ def test_apply_refuses_an_embedder_the_served_version_is_not_bound_to(shop: Path
     with pytest.raises(ChangesRefused, match="embedder"):
         apply_changes(str(_changes(shop, "c2.jsonl", _extra_rows(shop, 1))), store.as_uri(), other, OPTS)
     assert not list((store / "versions").glob("*/changes/*"))
+
+
+def test_a_store_without_listing_finds_the_log_by_sequence_number(store: Path, http_server: LocalHttpServer) -> None:
+    """An index served from an HTTP store (no listing) still follows its version's change log."""
+    files = open_store(store.as_uri())
+    version = read_current(files)
+    assert version is not None
+    for n in range(3):
+        write_batch(files, version, [Delete(f"fmnist-train-{n:05d}")], embedder_sha256=SHA, dim=64)
+    shutil.copytree(store, http_server.root / "store")
+    served = open_store(http_server.url + "/store")
+    assert not served.listable
+    assert changes_after(served, version, 0) == changes_after(files, version, 0)
+    assert [seq for seq, _ in changes_after(served, version, 1)] == [2, 3]
+    assert changes_after(served, version, 3) == []
+    batch = read_batch(served, version, 2, embedder_sha256=SHA, dim=64)
+    assert [row.item_id for row in batch.rows] == ["fmnist-train-00001"]
