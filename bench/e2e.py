@@ -18,6 +18,7 @@ latency, throughput, and CPU ms per request of every process. Last line, one JSO
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import sys
@@ -56,6 +57,7 @@ class InProcess:
     def __init__(self, version_dir: Path, threads: int = 1) -> None:
         from ann_index.reader import IndexReader
         from detector import Detector
+        from detector.pose import PoseEstimator
         from embedder import Embedder
         from services import defaults
         from services.common.settings import DetectorSettings, EmbedderSettings, GatewaySettings
@@ -76,12 +78,20 @@ class InProcess:
         self.reader = IndexReader.open(version_dir, embedder_sha256=self.embedder.sha256, dim=self.embedder.dim)
         self.known = frozenset(self.reader.categories)
         self.limits = self.gw.decode_limits()
+        # The same work as the services (issue 15): garments of people from the pose model, and only the
+        # detections of a catalog kind searched (the gateway's split by the index's `kinds`).
+        self.det_settings = det
+        self.pose = PoseEstimator(defaults.MODELS_DIR / "movenet-lightning", intra_threads=threads, inter_threads=1)
+        self.kinds = json.loads((version_dir / "manifest.json").read_text()).get("kinds") or None
 
     def search(self, data: bytes, k: int = 10) -> dict[str, float]:
         """One photo through the whole pipeline; the stage timings in ms."""
         from embedder.transforms import foreground_box
         from imgcore.image import decode_image
         from services.common.boxes import clip_box
+        from services.detector.garments import find_items
+        from services.gateway.garments import categories_for, split_items
+        from services.gateway.regions import Region
         from services.gateway.search import public_result
 
         t0 = time.perf_counter()
@@ -89,27 +99,33 @@ class InProcess:
         forward = shrink(image, self.gw.forward_max_side)
         t1 = time.perf_counter()
         h, w = forward.shape[:2]
-        dets = [
-            d
-            for d in self.detector.detect(forward)
-            if d.box[2] - d.box[0] >= self.gw.min_item_px and d.box[3] - d.box[1] >= self.gw.min_item_px
-        ]
-        dets = dets[: self.gw.max_items]
+        regions = []
+        for n, det in enumerate(find_items(self.detector, self.pose, forward, self.det_settings)):
+            box = det["box"]
+            if box[2] - box[0] < self.gw.min_item_px or box[3] - box[1] < self.gw.min_item_px:
+                continue
+            region = Region(box=list(box), label=det["label"], category=det.get("category"), score=det["score"])
+            region.detection, region.part_of = n, det.get("part_of")
+            regions.append(region)
+        regions.sort(key=lambda region: -float(region.score or 0.0))
+        regions = split_items(regions, self.kinds, self.known, None)[0][: self.gw.max_items]
         t2 = time.perf_counter()
-        if dets:
-            vectors = self.embedder.embed(forward, [clip_box(d.box, w, h) for d in dets])
-            categories = [d.category if d.category in self.known else None for d in dets]
+        categories: list[Any]
+        if regions:
+            vectors = self.embedder.embed(forward, [clip_box(r.box, w, h) for r in regions])
+            categories = categories_for(regions, self.known, None)
         else:
             fg = foreground_box(forward)
             vectors = self.embedder.embed(forward, None if fg is None else [fg])
             categories = [None]
         t3 = time.perf_counter()
-        rows: dict[str | None, list[int]] = defaultdict(list)
+        rows: dict[Any, list[int]] = defaultdict(list)
         for row, cat in enumerate(categories):
-            rows[cat].append(row)
+            rows[tuple(cat) if isinstance(cat, list) else cat].append(row)
         results: list[list[dict[str, Any]]] = [[] for _ in categories]
         for cat, idx in rows.items():
-            for row, hits in zip(idx, self.reader.query(vectors[idx], k, cat), strict=True):
+            spec = list(cat) if isinstance(cat, tuple) else cat
+            for row, hits in zip(idx, self.reader.query(vectors[idx], k, spec), strict=True):
                 results[row] = [public_result(h.to_dict()) for h in hits]
         t4 = time.perf_counter()
         return {

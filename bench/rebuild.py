@@ -1,6 +1,7 @@
 """Rebuild-job throughput vs the embedder's own: how much of the model's speed the job keeps.
 
     python bench/rebuild.py [--items 5000] [--rounds 3] [--decode threads|processes|both] [--spinning off|both]
+                            [--embedder fmnist-lite0|fmnist-lite0-int8]
 
 The job is `ann_index.rebuild.rebuild` with the settings of `imgsearch index build` (2 workers, batch 32,
 an Embedder with 2 onnxruntime threads, spin-waiting off, 32 trees, quality gate, publish into a
@@ -94,6 +95,12 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=32, help="as `imgsearch index build --batch-size` (32)")
     ap.add_argument("--spinning", choices=("off", "both"), default="off", help="onnxruntime spin-waiting variants")
     ap.add_argument("--decode", choices=("threads", "processes", "both"), default="both", help="job variants")
+    ap.add_argument(
+        "--embedder",
+        default="fmnist-lite0",
+        help="model folder under models/ (default fmnist-lite0, the fp32 model P4 was set on; "
+        "`imgsearch index build` now defaults to fmnist-lite0-int8)",
+    )
     args = ap.parse_args()
     from ann_index.rebuild import RebuildOptions
     from embedder import Embedder
@@ -104,7 +111,7 @@ def main() -> int:
     catalog = data / "catalog" / "catalog.jsonl"
 
     def make(spin: bool) -> Embedder:
-        model = defaults.MODELS_DIR / "fmnist-lite0"
+        model = defaults.MODELS_DIR / args.embedder
         return Embedder(model, intra_threads=args.workers, batch_size=args.batch_size, allow_spinning=spin)
 
     embedders = {False: make(False)}  # as shipped
@@ -159,6 +166,7 @@ def report(results: dict[str, dict[str, list[float]]], args: argparse.Namespace,
             "job_total_s": {k: round(median(v["total"]), 2) for k, v in results.items()},
             "items": n,
             "rounds": args.rounds,
+            "embedder": args.embedder,
             "machine": {**info, "loadavg_end": [round(x, 2) for x in os.getloadavg()]},
         }
     )
