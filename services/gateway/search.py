@@ -8,127 +8,46 @@ instead and the response says `"fallback": "whole_image"`.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
-import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from imgcore.errors import ImgSearchError
-from imgcore.image import Decoded
 from services.common import tracing
-from services.common.boxes import Box, clip_box
+from services.common.boxes import clip_box
 from services.common.metrics import FALLBACKS, STAGE_SECONDS
 from services.common.settings import GatewaySettings
 from services.common.uploads import Upload, decode_budget, decode_upload
 from services.common.web_json import dumps
-from services.common.wire import rgb_body
 from services.gateway.backends import Backends
 from services.gateway.cache import LRUCache
 from services.gateway.garments import categories_for, ignored_json, split_items
 from services.gateway.kept import embed_boxes, new_image_id
 from services.gateway.partitions import served_index
 from services.gateway.regions import Region, public_result
+from services.gateway.search_parts import (
+    ENTRY_OVERHEAD_BYTES,
+    STAGES,
+    CacheKey,
+    Embedded,
+    Photo,
+    SearchParams,
+    consume_outcome,
+    photo_of,
+    response_body,
+    stage_timings,
+)
 from services.gateway.shadow import Shadow, ShadowJob
 
 __all__ = ["CacheKey", "SearchParams", "SearchService", "public_result"]
 
 log = logging.getLogger("imgsearch.gateway")
 
-STAGES = ("decode", "detect", "embed", "search")
-# What a cached answer holds besides its JSON bytes: the key (digest, params, version), the cache's slot and
-# the bytes object's header; measured with tracemalloc (about 0.5 kB with a box and a category), rounded up.
-ENTRY_OVERHEAD_BYTES = 1024
 
-
-@dataclass(frozen=True)
-class SearchParams:
-    """What the caller asked for besides the image."""
-
-    k: int
-    category: str | None = None
-    box: Box | None = None
-
-
-@dataclass(frozen=True)
-class CacheKey:
-    """Everything an answer depends on that can differ between two requests to one gateway."""
-
-    image: str  # sha256 of the encoded upload, or of the decoded pixels
-    shape: tuple[int, ...] | None  # of decoded pixels: the same bytes as 16x64 and as 64x16 are two images
-    params: SearchParams
-    index_version: str | None
-
-    @classmethod
-    def of(cls, upload: Upload, params: SearchParams, index_version: str | None) -> CacheKey:
-        if upload.pixels is not None:
-            digest = hashlib.sha256(upload.pixels.tobytes()).hexdigest()
-            return cls(digest, tuple(upload.pixels.shape), params, index_version)
-        return cls(hashlib.sha256(upload.data or b"").hexdigest(), None, params, index_version)
-
-
-@dataclass(frozen=True)
-class _Photo:
-    """The decoded upload's size, and what is forwarded to the backends: at most `forward_max_side` pixels."""
-
-    width: int
-    height: int
-    forward: np.ndarray
-    scale: float  # forward pixels per original pixel
-    pixels: bytes  # the forwarded image's raw RGB body
-
-    def to_original(self, box: list[float] | Box) -> list[float]:
-        return _scaled(box, 1 / self.scale)
-
-    def to_forward(self, box: list[float]) -> list[float]:
-        return _scaled(box, self.scale)
-
-
-@dataclass
-class _Embedded:
-    """What detection and embedding produced for one photo."""
-
-    regions: list[Region]
-    vectors: np.ndarray
-    detect_s: float
-    detector_model: dict[str, Any] | None
-    embedder_model: dict[str, Any] | None
-    source: str  # detector, user_box, detector_error, detector_timeout
-    missing_partitions: list[int] | None = None  # index partitions left out of the answer (issue 16)
-    ignored: list[Region] = field(default_factory=list)  # detected, not searched (#15)
-
-
-def _photo(decoded: Decoded) -> _Photo:
-    return _Photo(decoded.width, decoded.height, decoded.pixels, decoded.scale, rgb_body(decoded.pixels))
-
-
-def _consume(task: asyncio.Task[Any]) -> None:
-    """Retrieve a speculative task's outcome so an unused failure is not reported as unhandled."""
-    if not task.cancelled():
-        task.exception()
-
-
-def _scaled(box: Box | list[float], factor: float) -> list[float]:
-    return [round(float(v) * factor, 1) for v in box]
-
-
-def _response_body(answer: bytes, *, cached: bool, timings: dict[str, float]) -> bytes:
-    """This request's `cached` and `timings_ms` followed by the answer's JSON object, spliced (not re-serialised)."""
-    head = dumps({"cached": cached, "timings_ms": timings})
-    return head[:-1] + b"," + answer[1:]
-
-
-def _timings(marks: list[float]) -> dict[str, float]:
-    """Milliseconds of each stage between consecutive marks (start, decoded, detected, embedded, searched)."""
-    timings = {stage: (end - begin) * 1e3 for stage, begin, end in zip(STAGES, marks[:-1], marks[1:], strict=True)}
-    timings["total"] = (marks[-1] - marks[0]) * 1e3
-    return timings
-
-
-def _shadow_job(photo: _Photo, embedded: _Embedded, k: int) -> ShadowJob:
+def _shadow_job(photo: Photo, embedded: Embedded, k: int) -> ShadowJob:
     """What the candidate pair must repeat: the same forwarded pixels, boxes (or whole-image foreground as
     production embedded it) and categories."""
     regions = embedded.regions
@@ -159,18 +78,18 @@ class SearchService:
         cached = self.cache.get(key)
         if cached is not None:
             timings = dict.fromkeys(STAGES, 0.0) | {"total": (time.perf_counter() - t_start) * 1e3}
-            return _response_body(cached, cached=True, timings=timings)
+            return response_body(cached, cached=True, timings=timings)
         # Decoded straight to at most forward_max_side pixels (JPEG DCT scaling, whole-factor reduction).
         with tracing.stage("decode"):
             decoded = await decode_upload(upload, self.limits, self.decode_budget, self.settings.forward_max_side)
-            photo = await run_in_threadpool(_photo, decoded)
+            photo = await run_in_threadpool(photo_of, decoded)
         t_decoded = time.perf_counter()
         embedded = await self._embed_regions(photo, params)
         t_embedded = time.perf_counter()
         await self.index.check_binding(embedded.embedder_model)
         with tracing.stage("query"):
             version, t_searched = await self._query(embedded, params)
-        timings = _timings([t_start, t_decoded, t_decoded + embedded.detect_s, t_embedded, t_searched])
+        timings = stage_timings([t_start, t_decoded, t_decoded + embedded.detect_s, t_embedded, t_searched])
         for stage, ms in timings.items():
             STAGE_SECONDS.labels(stage=stage).observe(ms / 1e3)
         body: dict[str, Any] = {
@@ -196,9 +115,9 @@ class SearchService:
             self.cache.put(replace(key, index_version=self.index.state), answer, len(answer) + ENTRY_OVERHEAD_BYTES)
         if self.shadow.sampled():  # after the answer is complete; queued, never awaited
             self.shadow.offer(_shadow_job(photo, embedded, params.k))
-        return _response_body(answer, cached=False, timings=timings)
+        return response_body(answer, cached=False, timings=timings)
 
-    async def _query(self, embedded: _Embedded, params: SearchParams) -> tuple[str | None, float]:
+    async def _query(self, embedded: Embedded, params: SearchParams) -> tuple[str | None, float]:
         """Fill in each region's similar items (within its category when the index knows it); the index
         version that answered, and when it did."""
         regions = embedded.regions
@@ -213,7 +132,7 @@ class SearchService:
             region.results = [public_result(h) for h in hits]
         return version, t_searched
 
-    async def _embed_regions(self, photo: _Photo, params: SearchParams) -> _Embedded:
+    async def _embed_regions(self, photo: Photo, params: SearchParams) -> Embedded:
         """Detect (or take the user's box), then embed each region — or the whole image when there is none.
 
         While no other search is running, the whole-image embedding starts alongside detection (the cores
@@ -225,7 +144,7 @@ class SearchService:
             speculative = asyncio.create_task(
                 self.backends.embed(photo.pixels, photo.forward, None, foreground=True, keep=kept)
             )
-            speculative.add_done_callback(_consume)
+            speculative.add_done_callback(consume_outcome)
         self._inflight += 1
         try:
             with tracing.stage("detect"):
@@ -253,9 +172,9 @@ class SearchService:
             FALLBACKS.labels(why="no_detections" if source == "detector" else source).inc()
             used = answer.get("boxes") or [[0, 0, photo.forward.shape[1], photo.forward.shape[0]]]
             regions = [Region(box=photo.to_original(used[0]), fallback="whole_image")]
-        return _Embedded(regions, vectors, detect_s, detector_model, answer.get("model"), source, ignored=ignored)
+        return Embedded(regions, vectors, detect_s, detector_model, answer.get("model"), source, ignored=ignored)
 
-    async def _regions(self, photo: _Photo, params: SearchParams) -> tuple[list[Region], dict[str, Any] | None, str]:
+    async def _regions(self, photo: Photo, params: SearchParams) -> tuple[list[Region], dict[str, Any] | None, str]:
         """The regions to search (boxes in original pixels), the detector's model, and where they came from."""
         if params.box is not None:
             clipped = clip_box(params.box, photo.width, photo.height)
