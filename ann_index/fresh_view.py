@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 
 from ann_index.builder import IndexItem
+from ann_index.category_sets import merge_by_score
 from ann_index.fresh import CategoryFilter, FreshIndex
-from ann_index.reader import Hit, IndexReader
+from ann_index.reader import IndexReader
 from imgcore.errors import NotFound
 from imgcore.vectors import l2_normalise
 
@@ -22,17 +23,6 @@ MAX_FETCH = 4096  # most built-index hits asked for to fill k after hidden ones 
 def _as_given(category: CategoryFilter) -> Any:
     """The category filter passed on to the reader as the caller gave it (a name, or a set: issue 15)."""
     return category
-
-
-def _merge(built: list[Hit], fresh: list[Hit], k: int) -> list[Hit]:
-    """Both lists by score, best first, one hit per item (a fresh item replaces its built entry)."""
-    out: list[Hit] = []
-    seen: set[str] = set()
-    for hit in sorted([*built, *fresh], key=lambda h: -h.score):
-        if hit.item_id not in seen:
-            seen.add(hit.item_id)
-            out.append(hit)
-    return out[:k]
 
 
 def _gone(item_id: str, version: str) -> NotFound:
@@ -72,7 +62,7 @@ class FreshView:
         fresh_category = self._fresh_category(category)
         rows = l2_normalise(np.asarray(vectors, np.float32).reshape(len(base), -1))
         fresh = self.fresh.query(rows, k, fresh_category)
-        return [_merge(built, new, k) for built, new in zip(base, fresh, strict=True)]
+        return [merge_by_score([built, new], k) for built, new in zip(base, fresh, strict=True)]
 
     def _fresh_category(self, category: CategoryFilter) -> CategoryFilter:
         """A category as the built index names it (slugs resolved), so fresh items of it are found too."""

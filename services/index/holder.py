@@ -80,7 +80,7 @@ class IndexHolder:
         self._lock = asyncio.Lock()
         self._store: ObjectStore | None = None
         # Catalog changes since the build (issue 17); a partition replica (issue 16) keeps its own upserts.
-        self.changes = ChangeFollower(getattr(settings, "partition", None))
+        self.changes = ChangeFollower(settings.partition)
         INDEX_AGE_SECONDS.set_function(lambda: time.time() - self.built_at if self.built_at else 0.0)
 
     def store(self) -> ObjectStore:
