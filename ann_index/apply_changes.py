@@ -20,6 +20,7 @@ from ann_index.changes import Change, Delete, Upsert, write_batch
 from ann_index.embedding import BatchEmbedder, RebuildOptions, embed_items
 from ann_index.manifest import check_embedder
 from ann_index.publish import published_manifest, read_current
+from ann_index.thumbs import media_type
 from imgcore.errors import ImgSearchError, IndexMismatch
 from imgcore.storage import ObjectStore, as_uri, fetch_uri_bytes, open_store, resolve_uri
 from imgcore.vectors import l2_normalise
@@ -95,7 +96,8 @@ def embed_changes(changes: ChangeFile, base_uri: str, embedder: BatchEmbedder, o
     for pos, item in enumerate(embedded.items):
         image = resolve_uri(base_uri, item.image, allow_absolute=absolute)
         thumb = embedded.thumbs[pos] if pos < len(embedded.thumbs) else None
-        rows.append(Upsert(item.item_id, item.category, item.title, image, item.attrs, vectors[pos], thumb))
+        kind = media_type(thumb) if thumb is not None else "image/jpeg"
+        rows.append(Upsert(item.item_id, item.category, item.title, image, item.attrs, vectors[pos], thumb, kind))
     return rows
 
 

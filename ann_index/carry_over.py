@@ -100,6 +100,7 @@ class CarryOver:
         items = [CatalogItem(i, u.item_id, u.image, u.category, u.title, u.attrs) for i, u in enumerate(upserts)]
         opts = RebuildOptions(
             workers=self.opts.workers,
+            model_lanes=self.opts.model_lanes,
             s3_endpoint_url=self.opts.s3_endpoint_url,
             progress=False,
             allow_absolute_images=True,

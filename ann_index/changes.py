@@ -44,8 +44,8 @@ class Upsert:
     image: str  # absolute URI
     attrs: dict[str, Any]
     vector: np.ndarray  # float32 [dim], L2-normalised
-    thumb: bytes | None = None  # WebP, like thumbs.bin's entries
-    media_type: str = "image/webp"
+    thumb: bytes | None = None  # JPEG or WebP, like thumbs.bin's entries
+    media_type: str = "image/jpeg"
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from ann_index.thumbs import make_thumbnail
+from ann_index.thumbs import ThumbFormat, make_thumbnail
 from imgcore.image import DecodeLimits, decode_image
 
 NICENESS = 10  # added to the workers' nice value: the model's threads come first
@@ -38,10 +38,11 @@ class PixelWork:
     embedder: Preprocessor
     limits: DecodeLimits
     crop: Literal["full", "foreground"]
+    thumbnail_format: ThumbFormat = "jpeg"
 
     def __call__(self, data: bytes, embed: bool) -> tuple[bytes, np.ndarray | None]:
         image = decode_image(data, self.limits)
-        thumb = make_thumbnail(image)
+        thumb = make_thumbnail(image, fmt=self.thumbnail_format)
         if not embed:
             return thumb, None
         box = None

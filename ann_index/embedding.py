@@ -4,7 +4,7 @@ Images are fetched, decoded and preprocessed by a thread pool (I/O, PIL and cv2 
 the calling thread runs the embedder on full batches, so both cores stay busy. With an embedding cache,
 the threads hash each image's bytes and look the vector up first; only misses are preprocessed and
 embedded. Every image is decoded, hits too, for the item's thumbnail (ann_index.thumbs): decoding and a
-256 px WebP cost far less than the embedder, and a thumbnail cache would be a second cache to keep right.
+256 px JPEG cost far less than the embedder, and a thumbnail cache would be a second cache to keep right.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from ann_index.decode_pool import DecodePool, PixelWork
 from ann_index.embed_cache import EmbeddingCache
 from ann_index.gate import DEFAULT_RECALL_TARGET
 from ann_index.manifest import EmbedderInfo
-from ann_index.thumbs import ThumbPack
+from ann_index.thumbs import ThumbFormat, ThumbPack
 from imgcore.errors import ImgSearchError, InvalidInput
 from imgcore.image import DecodeLimits
 from imgcore.storage import fetch_uri_bytes, resolve_uri
@@ -59,6 +59,10 @@ class RebuildOptions:
     embedding_cache: Path | None = None  # a local SQLite file; None embeds every image
     # Worker processes that decode, thumbnail and preprocess (ann_index.decode_pool); 0: in the decode threads.
     decode_processes: int = 0
+    # Batches the embedder runs at once, each in its own thread: give it single-threaded sessions, one lane
+    # per core (services.rebuild_embedder); 1: one run at a time, as many intra-op threads as it has.
+    model_lanes: int = 1
+    thumbnail_format: ThumbFormat = "jpeg"  # item thumbnails (ann_index.thumbs): JPEG is 12x cheaper to make
     allow_absolute_images: bool = False  # catalog images may be absolute URIs; else only inside its folder
     partitions: int = 1  # index partitions of the published version (issue 16); 1: today's layout
     changes_since: float | None = None  # epoch of the catalog snapshot; None: when the rebuild read it (#17)
@@ -83,7 +87,7 @@ class Embedded:
 
 def embed_items(items: list[CatalogItem], base_uri: str, embedder: BatchEmbedder, opts: RebuildOptions) -> Embedded:
     """Embed `items` (images relative to `base_uri`), through the embedding cache when `opts` names one."""
-    work = PixelWork(embedder, opts.limits, opts.crop)
+    work = PixelWork(embedder, opts.limits, opts.crop, opts.thumbnail_format)
     # The workers fork first: they never inherit the cache's SQLite connection.
     with DecodePool(work, opts.decode_processes) as pixels, open_cache(opts, embedder) as cache:
         done, vectors, skipped, thumbs = _embed(items, _Preparer(base_uri, opts, cache, pixels), embedder, opts)
@@ -120,13 +124,24 @@ class _Preparer:
 
 @dataclass
 class _Batches:
-    """Vectors in the order they were produced, and the batch of preprocessed images waiting for the embedder."""
+    """Vectors in the order they were produced, the batch of preprocessed images waiting for the embedder,
+    and the batches the model lanes are running.
+
+    With `lanes`, a full batch goes to a lane (a thread calling `embedder.run`, which releases the GIL) and
+    the job goes on collecting the next one; at most as many batches run as there are lanes. Lanes of
+    single-threaded sessions keep two cores busier than one two-threaded run: a decode thread that takes a
+    core from one of a session's intra-op threads stalls every thread of that run at its next barrier,
+    while a single-threaded lane only loses the time it was off the core (docs/benchmarks.md, P4).
+    """
 
     embedder: BatchEmbedder
     cache: EmbeddingCache | None
+    lanes: ThreadPoolExecutor | None = None
+    width: int = 1  # batches running at once
     done: list[int] = field(default_factory=list)
     vectors: list[np.ndarray] = field(default_factory=list)
     batch: list[tuple[int, str, np.ndarray]] = field(default_factory=list)  # (position, image sha256, image)
+    running: deque[tuple[list[int], list[str], Future[np.ndarray]]] = field(default_factory=deque)
     # Rows are added in catalog order and every added row is embedded, so these line up with `done` sorted.
     thumbs: ThumbPack = field(default_factory=ThumbPack)
 
@@ -139,13 +154,33 @@ class _Batches:
             self.batch.append((pos, key, image))
 
     def flush(self) -> None:
-        if self.batch:
-            out = np.asarray(self.embedder.run(np.stack([image for _, _, image in self.batch])), dtype=np.float32)
-            self.vectors.append(out)
-            self.done.extend(pos for pos, _, _ in self.batch)
-            if self.cache is not None:
-                self.cache.put_many([key for _, key, _ in self.batch], out)
-            self.batch.clear()
+        if not self.batch:
+            return
+        positions, keys = [pos for pos, _, _ in self.batch], [key for _, key, _ in self.batch]
+        stacked = np.stack([image for _, _, image in self.batch])
+        self.batch.clear()
+        if self.lanes is None:
+            self._record(positions, keys, self.embedder.run(stacked))
+            return
+        while len(self.running) >= self.width:
+            self._collect()
+        self.running.append((positions, keys, self.lanes.submit(self.embedder.run, stacked)))
+
+    def finish(self) -> None:
+        self.flush()
+        while self.running:
+            self._collect()
+
+    def _collect(self) -> None:
+        positions, keys, fut = self.running.popleft()
+        self._record(positions, keys, fut.result())
+
+    def _record(self, positions: list[int], keys: list[str], out: np.ndarray) -> None:
+        vectors = np.asarray(out, dtype=np.float32)
+        self.vectors.append(vectors)
+        self.done.extend(positions)
+        if self.cache is not None:
+            self.cache.put_many(keys, vectors)
 
 
 def _embed(
@@ -153,13 +188,15 @@ def _embed(
 ) -> tuple[list[int], np.ndarray, list[dict[str, Any]], ThumbPack]:
     """Return (positions of embedded items, their vectors, skipped rows with reasons), in catalog order, and
     the embedded items' thumbnails in the same order."""
-    batches = _Batches(embedder, prepare.cache)
     skipped: list[dict[str, Any]] = []
     window = max(2, opts.workers) * opts.batch_size * 2  # bounded read-ahead keeps memory flat
+    width = max(1, opts.model_lanes)
     with (
         ThreadPoolExecutor(max_workers=max(1, opts.workers)) as pool,
+        ThreadPoolExecutor(width, thread_name_prefix="model-lane") if width > 1 else nullcontext() as lanes,
         tqdm(total=len(items), unit="item", desc="embed", disable=not opts.progress, mininterval=0.5) as bar,
     ):
+        batches = _Batches(embedder, prepare.cache, lanes, width)
         todo: Iterator[int] = iter(range(len(items)))
         pending: deque[tuple[int, Future[Prepared]]] = deque()
         for pos in todo:
@@ -178,7 +215,7 @@ def _embed(
             if len(batches.batch) >= opts.batch_size:
                 batches.flush()
             bar.update(1)
-        batches.flush()
+        batches.finish()
     return (*_in_catalog_order(batches.done, batches.vectors, int(embedder.dim)), skipped, batches.thumbs)
 
 

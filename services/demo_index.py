@@ -46,8 +46,7 @@ def build_demo_index(
     """Write the Fashion-MNIST catalog (once) and run the rebuild job into `data_dir/index`; return its URI."""
     from ann_index.demo import CATALOG_NAME, write_fmnist_catalog, write_kinds
     from ann_index.rebuild import RebuildOptions, rebuild
-    from embedder import Embedder
-    from services.common.loading import model_store
+    from services.common.loading import model_store, rebuild_embedder
 
     data_dir = Path(data_dir).resolve()
     catalog_dir = data_dir / "catalog"
@@ -58,11 +57,11 @@ def build_demo_index(
         write_fmnist_catalog(catalog_dir, split=split, limit=limit)  # type: ignore[arg-type]
     write_kinds(catalog_dir)  # a catalog written before kinds.json existed gets it too
     model_dir = model_store(data_dir / "cache" / "models").fetch(embedder_uri)
-    embedder = Embedder(model_dir, intra_threads=2, batch_size=32, allow_spinning=False)
+    embedder = rebuild_embedder(model_dir)
     root = index_root(data_dir)
     root.mkdir(parents=True, exist_ok=True)
     log.info("building the demo index from %s (this takes a minute or two on 2 cores)", catalog)
-    opts = RebuildOptions(progress=progress, work_dir=data_dir, keep=2)
+    opts = RebuildOptions(progress=progress, work_dir=data_dir, keep=2, model_lanes=2)
     manifest = rebuild(catalog.as_uri(), root.as_uri(), embedder, opts)
     log.info("demo index %s (%d items) built in %.0fs", manifest["version"], manifest["count"], time.monotonic() - t0)
     return root.as_uri()

@@ -70,6 +70,7 @@ def _options(args: argparse.Namespace) -> RebuildOptions:
         **{name: getattr(args, name) for name in named},
         s3_endpoint_url=args.s3_endpoint,
         progress=not args.no_progress,
+        model_lanes=args.workers,  # one single-threaded embedder run per worker (rebuild_embedder)
     )
 
 
@@ -77,13 +78,11 @@ def _build(args: argparse.Namespace) -> int:
     # Imported here: `imgsearch --help` should not pay for onnxruntime and annoy.
     from ann_index.rebuild import RebuildRefused, rebuild
     from ann_index.shard_job import embed_shard, merge_and_publish
-    from embedder import Embedder
-    from services.common.loading import model_store
+    from services.common.loading import model_store, rebuild_embedder
 
     try:
         model_dir = model_store(DEFAULT_CACHE_DIR, args.s3_endpoint).fetch(args.embedder)
-        # The job decodes catalog images on the cores onnxruntime uses: its threads must yield, not spin.
-        embedder = Embedder(model_dir, intra_threads=args.workers, batch_size=args.batch_size, allow_spinning=False)
+        embedder = rebuild_embedder(model_dir, args.batch_size)
         opts = _options(args)
         if args.shard is not None:
             shard = embed_shard(args.catalog, args.out, embedder, args.shard, opts)
@@ -203,6 +202,13 @@ def _add_embedding_flags(build: Any) -> None:
         help="worker processes that decode, thumbnail and preprocess images at lower priority than the model; "
         "0 (default): in the decode threads of the job's own process (docs/benchmarks.md, round 2: slower than the "
         "threads on a quiet 2-core machine)",
+    )
+    build.add_argument(
+        "--thumbnail-format",
+        choices=("jpeg", "webp"),  # ann_index.thumbs.THUMB_FORMATS, without importing cv2 for --help
+        default="jpeg",
+        help="item thumbnails (256 px, served by /v1/items/{id}/image): jpeg (default; a twelfth of WebP's CPU "
+        "in the rebuild) or webp (~30 %% fewer bytes)",
     )
     build.add_argument(
         "--embedder",

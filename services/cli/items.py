@@ -37,11 +37,10 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def _embedder(args: argparse.Namespace) -> Embedder:
-    from embedder import Embedder
-    from services.common.loading import model_store
+    from services.common.loading import model_store, rebuild_embedder
 
     model_dir = model_store(DEFAULT_CACHE_DIR, args.s3_endpoint).fetch(args.embedder)
-    return Embedder(model_dir, intra_threads=args.workers, allow_spinning=False)
+    return rebuild_embedder(model_dir)
 
 
 def _opts(args: argparse.Namespace) -> RebuildOptions:
@@ -49,6 +48,7 @@ def _opts(args: argparse.Namespace) -> RebuildOptions:
 
     return RebuildOptions(
         workers=args.workers,
+        model_lanes=args.workers,
         s3_endpoint_url=args.s3_endpoint,
         progress=False,
         allow_absolute_images=args.allow_absolute_images,

@@ -29,19 +29,18 @@ def index_catalog(data: Path, catalog: Path, embedder_uri: str, progress: bool =
     A catalog the rebuild job refuses raises `ann_index.rebuild.RebuildRefused` (nothing published).
     """
     from ann_index.rebuild import RebuildOptions, rebuild
-    from embedder import Embedder
-    from services.common.loading import model_store
+    from services.common.loading import model_store, rebuild_embedder
 
     catalog = catalog.expanduser().resolve()
     if not catalog.is_file():
         raise FileNotFoundError(f"catalog not found: {catalog}")
     folder = catalog_folder(data, catalog)
     model_dir = model_store(data / "cache" / "models").fetch(embedder_uri)
-    embedder = Embedder(model_dir, intra_threads=2, batch_size=32, allow_spinning=False)
+    embedder = rebuild_embedder(model_dir)
     if not has_index(folder, embedder.sha256):
         index_root(folder).mkdir(parents=True, exist_ok=True)
         log.info("indexing %s with %s %s into %s", catalog, embedder.name, embedder.version, index_root(folder))
-        opts = RebuildOptions(progress=progress, work_dir=folder, keep=2)
+        opts = RebuildOptions(progress=progress, work_dir=folder, keep=2, model_lanes=2)
         manifest = rebuild(catalog.as_uri(), index_root(folder).as_uri(), embedder, opts)
         log.info("catalog index %s: %d items", manifest["version"], manifest["count"])
     return {

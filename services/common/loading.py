@@ -17,6 +17,7 @@ from services.common.metrics import MODEL_INFO, MODEL_LOAD_SECONDS, MODEL_WARMUP
 from services.common.settings import ModelServiceSettings
 
 if TYPE_CHECKING:  # imported lazily: onnxruntime is paid for only by a process that loads a model
+    from embedder import Embedder
     from imgcore.modelstore import ModelStore
     from imgcore.onnx_model import OnnxModel
 
@@ -37,6 +38,15 @@ def model_store(
     from imgcore.modelstore import ModelStore
 
     return ModelStore(cache_dir, s3_endpoint_url=s3_endpoint_url, timeout_s=timeout_s, mirrors=mirrors, retries=retries)
+
+
+def rebuild_embedder(model_dir: Path, batch_size: int = 32) -> Embedder:
+    """The embedder of a rebuild (and of `items apply`): one single-threaded session, which the job runs in
+    `RebuildOptions.model_lanes` threads at once, one per core. Spinning off: the job decodes images on the
+    cores onnxruntime uses, so its threads must yield, not spin."""
+    from embedder import Embedder
+
+    return Embedder(model_dir, intra_threads=1, batch_size=batch_size, allow_spinning=False)
 
 
 def fetch_model(settings: ModelServiceSettings, uri: str | None = None, sha256: str | None = None) -> Path:

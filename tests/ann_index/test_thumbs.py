@@ -19,7 +19,7 @@ from ann_index.rebuild import RebuildOptions, RebuildRefused, rebuild
 from ann_index.shard_io import Shard, decode_shard, encode_shard, shard_is_done
 from ann_index.shard_job import embed_shard, merge_and_publish, shard_run_id
 from ann_index.shards import ShardSpec, shard_key
-from ann_index.thumbs import MAX_SIDE, THUMBS_NAME, ThumbPack, make_thumbnail
+from ann_index.thumbs import MAX_SIDE, THUMBS_NAME, ThumbPack, make_thumbnail, media_type
 from imgcore.errors import IndexMismatch, NotFound
 from imgcore.storage import open_store
 from tests.ann_index.fakes import FakeEmbedder, clustered, items_for, make_version
@@ -48,12 +48,22 @@ def _ids(catalog: Path) -> list[str]:
     return [json.loads(line)["item_id"] for line in catalog.read_text().splitlines()]
 
 
-def test_make_thumbnail_is_a_small_webp_and_never_enlarges() -> None:
+def test_make_thumbnail_is_a_small_jpeg_or_webp_and_never_enlarges() -> None:
     rng = np.random.default_rng(0)
-    big = make_thumbnail(rng.integers(0, 255, (900, 1600, 3), dtype=np.uint8))
+    photo = rng.integers(0, 255, (900, 1600, 3), dtype=np.uint8)
+    big, big_webp = make_thumbnail(photo), make_thumbnail(photo, fmt="webp")
     small = make_thumbnail(np.full((40, 30, 3), 200, dtype=np.uint8))
-    assert Image.open(io.BytesIO(big)).size == (MAX_SIDE, 144) and big[8:12] == b"WEBP"
+    assert Image.open(io.BytesIO(big)).size == (MAX_SIDE, 144) and media_type(big) == "image/jpeg"
+    assert Image.open(io.BytesIO(big_webp)).size == (MAX_SIDE, 144) and media_type(big_webp) == "image/webp"
     assert Image.open(io.BytesIO(small)).size == (30, 40)
+    assert make_thumbnail(photo) == big  # no timestamp or metadata: builds stay reproducible
+
+
+def test_a_jpeg_thumbnail_keeps_the_colours_the_right_way_round() -> None:
+    red = np.zeros((64, 64, 3), np.uint8)
+    red[..., 0] = 220  # RGB in: cv2 encodes BGR, so a channel swap would show as blue
+    pixels = np.asarray(Image.open(io.BytesIO(make_thumbnail(red))).convert("RGB"), np.int16)
+    assert abs(pixels[..., 0].mean() - 220) < 4 and pixels[..., 2].mean() < 4
 
 
 def test_rebuild_writes_a_checksummed_thumbnail_of_every_item_that_outlives_the_catalog(
@@ -66,11 +76,18 @@ def test_rebuild_writes_a_checksummed_thumbnail_of_every_item_that_outlives_the_
     shutil.rmtree(catalog.parent)  # the catalog's images are gone: the thumbnails are in the version
     with IndexReader.open(_version(tmp_path / "idx"), embedder_sha256=None, dim=None) as reader:
         for item_id in ids:
-            data, media_type = reader.thumbnail(item_id)
+            data, kind = reader.thumbnail(item_id)
             img = Image.open(io.BytesIO(data))
-            assert media_type == "image/webp" and img.format == "WEBP" and max(img.size) <= MAX_SIDE
+            assert kind == "image/jpeg" and img.format == "JPEG" and max(img.size) <= MAX_SIDE
         with pytest.raises(NotFound, match="not in index"):
             reader.thumbnail("no-such-item")
+
+
+def test_a_rebuild_asked_for_webp_thumbnails_writes_and_serves_webp(catalog: Path, tmp_path: Path) -> None:
+    rebuild(str(catalog), (tmp_path / "idx").as_uri(), FakeEmbedder(), replace(OPTS, thumbnail_format="webp"))
+    with IndexReader.open(_version(tmp_path / "idx"), embedder_sha256=None, dim=None) as reader:
+        data, kind = reader.thumbnail("fmnist-train-00005")
+        assert kind == "image/webp" and Image.open(io.BytesIO(data)).format == "WEBP"
 
 
 def test_the_thumbnail_is_the_items_own_image(catalog: Path, tmp_path: Path) -> None:
@@ -90,7 +107,7 @@ def test_cached_items_still_get_their_thumbnails_and_the_file_is_reproducible(ca
     assert second["embedding_cache"]["hits"] == ITEMS  # nothing embedded again...
     assert second["files"][THUMBS_NAME] == first["files"][THUMBS_NAME]  # ...and the same thumbnails
     with IndexReader.open(_version(tmp_path / "b"), embedder_sha256=None, dim=None) as reader:
-        assert reader.thumbnail("fmnist-train-00003")[1] == "image/webp"
+        assert reader.thumbnail("fmnist-train-00003")[1] == "image/jpeg"
 
 
 def test_a_version_without_thumbnails_answers_a_clear_not_found(tmp_path: Path) -> None:

@@ -99,7 +99,7 @@ def test_upserts_and_deletes_reach_both_replicas_within_seconds_and_survive_a_re
         )
         for route in ("", "/image", "/similar"):
             assert httpx.get(f"{svc.url}/v1/items/{victim}{route}", trust_env=False).status_code == 404
-        assert httpx.get(f"{svc.url}/v1/items/fresh-dog/image", trust_env=False).headers["content-type"] == "image/webp"
+        assert httpx.get(f"{svc.url}/v1/items/fresh-dog/image", trust_env=False).headers["content-type"] == "image/jpeg"
         neighbours = httpx.get(f"{svc.url}/v1/items/{_query(svc, victim_vec)[0]}/similar?k=20", trust_env=False)
         assert victim not in [h["item_id"] for h in neighbours.json()["results"]]
         metrics = httpx.get(svc.url + "/metrics", trust_env=False).text
