@@ -97,6 +97,8 @@ def embed_items(items: list[CatalogItem], base_uri: str, embedder: BatchEmbedder
     return Embedded([items[p] for p in done], vectors, skipped, stats, thumbs)
 
 
+CHUNK = 8  # catalog rows per decode task
+
 # What a decode thread hands back: (image sha256 or "", a cached vector, or a preprocessed image, thumbnail).
 Prepared = tuple[str, np.ndarray | None, np.ndarray | None, bytes]
 
@@ -120,6 +122,16 @@ class _Preparer:
             hit = self.cache.get(key)
         thumb, image = self.pixels(data, hit is None)
         return key, hit, image, thumb
+
+    def many(self, items: list[CatalogItem]) -> list[Prepared | ImgSearchError]:
+        """`self(item)` for each item; a row's typed error in its place, so one bad image skips one row."""
+        out: list[Prepared | ImgSearchError] = []
+        for item in items:
+            try:
+                out.append(self(item))
+            except ImgSearchError as exc:
+                out.append(exc)
+        return out
 
 
 @dataclass
@@ -197,24 +209,27 @@ def _embed(
         tqdm(total=len(items), unit="item", desc="embed", disable=not opts.progress, mininterval=0.5) as bar,
     ):
         batches = _Batches(embedder, prepare.cache, lanes, width)
-        todo: Iterator[int] = iter(range(len(items)))
-        pending: deque[tuple[int, Future[Prepared]]] = deque()
-        for pos in todo:
-            pending.append((pos, pool.submit(prepare, items[pos])))
-            if len(pending) >= window:
+        # A decode task prepares a chunk of rows: one future and two thread wake-ups per chunk instead of per
+        # row (0.17 ms of the job's CPU per row went to handing single rows between threads).
+        chunks: Iterator[range] = (range(a, min(a + CHUNK, len(items))) for a in range(0, len(items), CHUNK))
+        pending: deque[tuple[range, Future[list[Prepared | ImgSearchError]]]] = deque()
+        for rows in chunks:
+            pending.append((rows, pool.submit(prepare.many, [items[pos] for pos in rows])))
+            if len(pending) * CHUNK >= window:
                 break
         while pending:
-            pos, fut = pending.popleft()
-            nxt = next(todo, None)
+            rows, fut = pending.popleft()
+            nxt = next(chunks, None)
             if nxt is not None:
-                pending.append((nxt, pool.submit(prepare, items[nxt])))
-            try:
-                batches.add(pos, *fut.result())
-            except ImgSearchError as exc:  # unreadable or undecodable image: a skipped row
-                skipped.append({"line": items[pos].line, "item_id": items[pos].item_id, "reason": exc.message})
-            if len(batches.batch) >= opts.batch_size:
-                batches.flush()
-            bar.update(1)
+                pending.append((nxt, pool.submit(prepare.many, [items[pos] for pos in nxt])))
+            for pos, got in zip(rows, fut.result(), strict=True):
+                if isinstance(got, ImgSearchError):  # unreadable or undecodable image: a skipped row
+                    skipped.append({"line": items[pos].line, "item_id": items[pos].item_id, "reason": got.message})
+                else:
+                    batches.add(pos, *got)
+                if len(batches.batch) >= opts.batch_size:
+                    batches.flush()
+            bar.update(len(rows))
         batches.finish()
     return (*_in_catalog_order(batches.done, batches.vectors, int(embedder.dim)), skipped, batches.thumbs)
 

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
+from imgcore.decode_plan import DecodePlan, plan_for, plan_of
 from imgcore.errors import ImageTooLarge, InvalidImage
+from imgcore.fast_decode import decode_fast, fast_decodable
 from imgcore.pixels import (
     GREY_16,
-    STRIP_BYTES,
     fit_scale,
     fitted_size,
     grey_scale,
@@ -41,13 +42,6 @@ ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "MPO"}
 # would hold on to its last image (measured: +60 MiB RSS per thread). Blocks over 32 MiB are always mapped
 # fresh and given back on free.
 Image.core.set_block_size(64 * 1024 * 1024)
-# Bytes per pixel of PIL's buffer by mode (3-channel modes are stored 4 bytes wide); others: 4.
-_PIL_PIXEL_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2}
-# Bytes per pixel a codec holds besides PIL's buffer: PIL's WebP reader keeps libwebp's two RGBA canvases
-# and a copy of the frame.
-_CODEC_BUFFER_BYTES = {"WEBP": 12}
-# Measured peaks (bench/decode_memory.py) exceed the sum of the buffers above by up to ~4 MiB.
-_SLACK_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -55,19 +49,6 @@ class DecodeLimits:
     max_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 40_000_000
     max_side: int = 20_000
-
-
-@dataclass(frozen=True)
-class DecodePlan:
-    """What the header says, and what decoding it will cost."""
-
-    format: str
-    mode: str
-    width: int  # as stored (before EXIF orientation)
-    height: int
-    draft_scale: int  # JPEG DCT scaling: 1, 2, 4 or 8
-    reduce: int  # whole-factor reduction after decoding
-    peak_bytes: int  # most memory the decode holds at once, beyond the encoded bytes
 
 
 @dataclass(frozen=True)
@@ -104,16 +85,22 @@ def plan_decode(data: bytes, limits: DecodeLimits | None = None, max_side: int =
         if size is not None:  # PIL's WebP decoder allocates its canvases on open: read the size by hand
             _check_bytes(data, lim)
             _check_pixels(*size, lim)
-            return _plan("WEBP", "RGBA", size, max_side)
+            return plan_for("WEBP", "RGBA", size, max_side)
         with _opened(data, lim) as img:
-            return _plan_of(img, max_side)
+            return plan_of(img, max_side)
 
 
 def decode(data: bytes, limits: DecodeLimits | None = None, max_side: int = 0) -> Decoded:
     """Decode within `plan_decode(data, limits, max_side).peak_bytes`; `max_side` 0: full size."""
     with _typed_errors(), _opened(data, limits or DecodeLimits()) as img:
         img.seek(0)  # first frame of animations (before DCT scaling: an MPO's seek resets its tile)
-        plan = _plan_of(img, max_side)
+        plan = plan_of(img, max_side)
+        if plan.draft_scale == 1 and plan.reduce == 1 and fast_decodable(img, data):
+            pixels = decode_fast(img, data)
+            if pixels is not None:
+                height, width = pixels.shape[:2]
+                fitted = resize_to(pixels, fitted_size(width, height, max_side))
+                return Decoded(fitted, width, height, fit_scale(width, height, max_side))
         if plan.draft_scale > 1:
             img.draft(None, (plan.width // plan.draft_scale, plan.height // plan.draft_scale))
         img.load()
@@ -180,63 +167,6 @@ def _typed_errors() -> Iterator[None]:
         raise InvalidImage("data is not a recognised image", reason="not_an_image") from exc
     except (OSError, ValueError, SyntaxError, EOFError, IndexError, MemoryError) as exc:
         raise InvalidImage(f"image is corrupt or truncated: {exc}", reason="corrupt") from exc
-
-
-def _plan_of(img: Image.Image, max_side: int) -> DecodePlan:
-    """The plan for an opened image (JPEGs may be DCT-scaled; progressive ones keep their coefficients)."""
-    draftable = img.format in ("JPEG", "MPO") and len(getattr(img, "tile", ())) == 1
-    codec = _jpeg_coefficient_bytes(img) + _tiff_block_bytes(img)
-    return _plan(img.format or "", img.mode, img.size, max_side, draftable, codec)
-
-
-def _plan(
-    fmt: str, mode: str, size: tuple[int, int], max_side: int, draftable: bool = False, codec_bytes: int = 0
-) -> DecodePlan:
-    """Scaling and peak memory of decoding an image for a result at most `max_side` wide and high.
-
-    The peak is the largest of three moments: decoding (PIL's buffer + the codec's own), converting
-    (PIL's buffer + the reduced RGB result + one strip's temporaries) and the final resize.
-    """
-    w, h = size
-    target_w, target_h = fitted_size(w, h, max_side)
-    draft = 1
-    if draftable:
-        whole = min(w // target_w, h // target_h)
-        draft = next(s for s in (8, 4, 2, 1) if whole >= s)
-    dw, dh = math.ceil(w / draft), math.ceil(h / draft)
-    factor = max(1, min(dw // target_w, dh // target_h))
-    stored = dw * dh * _PIL_PIXEL_BYTES.get(mode, 4)
-    codec = w * h * _CODEC_BUFFER_BYTES.get(fmt, 0) + codec_bytes
-    reduced = math.ceil(dw / factor) * math.ceil(dh / factor) * 3
-    resized = target_w * target_h * 3 if (target_w, target_h) != (w, h) else 0
-    peak = stored + max(codec, reduced + STRIP_BYTES) + resized + _SLACK_BYTES
-    return DecodePlan(fmt, mode, w, h, draft, factor, peak)
-
-
-def _jpeg_coefficient_bytes(img: Image.Image) -> int:
-    """A progressive JPEG keeps every DCT coefficient (2 bytes each, at full size) until its last scan."""
-    if img.format not in ("JPEG", "MPO") or not img.info.get("progressive"):
-        return 0
-    layers = getattr(img, "layer", None) or [("", 1, 1, 0)] * 3
-    h_max = max(int(layer[1]) for layer in layers)
-    v_max = max(int(layer[2]) for layer in layers)
-    w, h = img.size
-    return sum(w * h * int(layer[1]) * int(layer[2]) * 2 // (h_max * v_max) for layer in layers)
-
-
-def _tiff_block_bytes(img: Image.Image) -> int:
-    """libtiff decodes one strip or tile at a time into a buffer of its own (at least RGBA-wide)."""
-    tags = getattr(img, "tag_v2", None)
-    if img.format != "TIFF" or tags is None:
-        return 0
-    w, h = img.size
-    bits = tags.get(258, (8,))
-    sample_bytes = sum(bits) // 8 if isinstance(bits, tuple) else int(bits) * int(tags.get(277, 1)) // 8
-    if tags.get(322) and tags.get(323):
-        block = int(tags[322]) * int(tags[323])
-    else:
-        block = w * min(h, int(tags.get(278, h)))
-    return block * max(4, sample_bytes)
 
 
 def _to_rgb(img: Image.Image, factor: int, orientation: int) -> np.ndarray:

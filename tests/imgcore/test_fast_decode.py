@@ -1,0 +1,97 @@
+"""OpenCV's fast path gives exactly PIL's pixels, and everything it should not take still goes to PIL."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgcore.errors import InvalidImage
+from imgcore.fast_decode import decode_fast, fast_decodable
+from imgcore.image import decode, decode_image
+from imgcore.pixels import fitted_size, resize_to
+from tests.helpers.paths import DATA
+
+PHOTOS = sorted((DATA / "photos").rglob("*.jpg"))
+VALID = DATA / "bad" / "valid"
+
+
+def _png(mode: str, size: tuple[int, int] = (97, 61), **save: object) -> bytes:
+    rng = np.random.default_rng(len(mode))
+    shape = (size[1], size[0]) if mode == "L" else (size[1], size[0], 3)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(buf, "PNG", **save)
+    return buf.getvalue()
+
+
+def _pil_pixels(data: bytes) -> np.ndarray:
+    """What the PIL path makes of an upright image without alpha: its pixels as RGB."""
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+FAST_CASES = {p.name: p.read_bytes() for p in PHOTOS} | {
+    "progressive.jpg": (VALID / "progressive.jpg").read_bytes(),
+    "grey.png": (VALID / "grey.png").read_bytes(),
+    "wide_4000x40.png": (VALID / "wide_4000x40.png").read_bytes(),
+    "grey-generated.png": _png("L"),
+    "rgb-generated.png": _png("RGB"),
+    "rgb-interlaced.png": _png("RGB", optimize=False, interlace=1),
+    "catalog-style.png": _png("L", (112, 112)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAST_CASES))
+def test_the_fast_path_takes_plain_photos_and_gives_pils_exact_pixels(name: str) -> None:
+    data = FAST_CASES[name]
+    img = Image.open(io.BytesIO(data))
+    assert fast_decodable(img, data)
+    pixels = decode_fast(img, data)
+    assert pixels is not None and pixels.dtype == np.uint8 and pixels.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(pixels, _pil_pixels(data))
+    np.testing.assert_array_equal(decode_image(data), pixels)  # and decode() uses it
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "exif_rotated.jpg",  # rotation: PIL applies it
+        "trailing_garbage.jpg",  # no end-of-image marker at the end: could be truncated
+        "cmyk.jpg",
+        "rgba.png",
+        "grey_alpha.png",
+        "grey16.png",
+        "palette.png",
+        "bilevel.png",
+        "animated.gif",
+        "photo.webp",
+    ],
+)
+def test_images_the_fast_path_could_get_wrong_go_to_pil(name: str) -> None:
+    data = (VALID / name).read_bytes()
+    assert not fast_decodable(Image.open(io.BytesIO(data)), data)
+    assert decode_image(data).ndim == 3  # and PIL still decodes them
+
+
+def test_a_png_with_exif_or_transparency_goes_to_pil() -> None:
+    with_exif = _png("RGB", exif=Image.Exif().tobytes())
+    with_key = _png("RGB", transparency=(0, 0, 0))
+    for data in (with_exif, with_key):
+        assert not fast_decodable(Image.open(io.BytesIO(data)), data)
+
+
+@pytest.mark.parametrize("kind", ["jpeg", "png"])
+def test_a_truncated_image_is_still_a_typed_error(kind: str) -> None:
+    whole = PHOTOS[0].read_bytes() if kind == "jpeg" else _png("RGB", (300, 200))
+    cut = whole[: len(whole) * 2 // 3]
+    with pytest.raises(InvalidImage) as info:
+        decode(cut)
+    assert info.value.reason == "corrupt"
+
+
+def test_a_reduced_size_decode_still_matches_the_full_one_resized() -> None:
+    data = (DATA / "photos" / "dog.jpg").read_bytes()  # 768 px: fitted to 500 without DCT scaling
+    fitted = decode(data, max_side=500)
+    assert fitted.pixels.shape[:2] == (375, 500) and (fitted.width, fitted.height) == (768, 576)
+    np.testing.assert_array_equal(fitted.pixels, resize_to(_pil_pixels(data), fitted_size(768, 576, 500)))
