@@ -55,7 +55,7 @@ def test_keypoints_of_a_standing_person_run_head_to_feet(pose: PoseEstimator, de
     ("name", "people", "kinds"),
     [
         ("person.jpg", 1, {"top", "bottom", "footwear"}),
-        ("people/street.jpg", 2, {"top", "bottom", "footwear"}),  # two men walking, full body
+        ("people/park.jpg", 2, {"top", "bottom", "footwear"}),  # a man standing, a woman walking: full body
         ("people/astronaut.jpg", 1, {"top"}),  # a portrait: no legs, no feet in the photo
     ],
 )

@@ -24,12 +24,13 @@ def _detect(url: str, name: str) -> dict[str, object]:
 
 def test_garments_follow_the_detections_and_name_their_person() -> None:
     url = shared_stack().url("detector")
-    body = _detect(url, "people/street.jpg")
+    body = _detect(url, "people/park.jpg")
     detections = body["detections"]
     assert isinstance(detections, list)
     garments = [d for d in detections if "part_of" in d]
     assert {g["label"] for g in garments} == {"top", "bottom", "footwear"}
     assert all(detections[g["part_of"]]["label"] == "person" for g in garments)
+    assert len({g["part_of"] for g in garments}) == 2  # both people in the photo
     first = detections.index(garments[0])
     assert all("part_of" not in d for d in detections[:first])  # the model's detections first, best first
     assert body["pose_model"]["name"] == "movenet-lightning"  # type: ignore[index]
@@ -46,7 +47,7 @@ def test_an_empty_pose_model_uri_turns_garments_off(tmp_path: Path) -> None:
     )
     try:
         assert svc.wait_ready(120), svc.log_tail()
-        body = _detect(svc.url, "people/street.jpg")
+        body = _detect(svc.url, "people/park.jpg")
         assert body["pose_model"] is None
         assert all("part_of" not in d for d in body["detections"])  # type: ignore[union-attr]
         assert any(d["label"] == "person" for d in body["detections"])  # type: ignore[union-attr, index]
