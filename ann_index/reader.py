@@ -3,14 +3,14 @@
 Opening checks the manifest against the serving embedder and every file against its sha256 before
 annoy maps anything, so a mismatched or damaged version is refused with IndexMismatch instead of
 crashing the process. Queries are thread-safe: annoy releases the GIL and only reads the mapped
-file; the metadata connection is shared behind a lock. `close()` waits for in-flight queries, so a
-hot swap can close the old reader without unmapping memory under a running query.
+file; item rows and thumbnails come from `ann_index.item_store` (one connection behind a lock).
+`close()` waits for in-flight queries, so a hot swap can close the old reader without unmapping
+memory under a running query.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -33,9 +33,10 @@ from ann_index.common import (
     category_slug,
     l2_normalise,
 )
+from ann_index.item_store import ItemStore
 from ann_index.manifest import check_embedder, read_manifest, verify_files
 from ann_index.partition_layout import in_other_partitions
-from ann_index.thumbs import THUMBS_NAME, ThumbFile, no_thumbnails
+from ann_index.thumbs import THUMBS_NAME
 from imgcore.errors import IndexMismatch, InvalidInput, ModelNotReady, NotFound
 
 GATE_K = 10  # the k that the manifest's search_k was tuned for
@@ -52,20 +53,6 @@ class Hit:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _open_meta(path: Path, count: int) -> sqlite3.Connection:
-    """Read-only, immutable (no locks: the file never changes); refuse one that is not this index's."""
-    db = sqlite3.connect(path.resolve().as_uri() + "?mode=ro&immutable=1", uri=True, check_same_thread=False)
-    try:
-        rows = db.execute("SELECT COUNT(*), MIN(aid), MAX(aid) FROM items").fetchone()
-    except sqlite3.DatabaseError as exc:
-        db.close()
-        raise IndexMismatch(f"{path}: metadata store is unreadable: {exc}", reason="meta") from exc
-    if tuple(rows) != (count, 0, count - 1):
-        db.close()
-        raise IndexMismatch(f"{path}: metadata has {rows[0]} rows, the manifest {count}", reason="meta")
-    return db
 
 
 class IndexReader:
@@ -91,15 +78,8 @@ class IndexReader:
             check_annoy_file(path / info["file"], self.dim, int(info["count"]))
         self._global = self._load(GLOBAL_INDEX_NAME, prefault)
         self._cats = {name: self._load(info["file"], prefault) for name, info in self._cat_info.items()}
-        self._db = _open_meta(path / META_NAME, self.count)
-        # A version built before thumbnails has none: its item images are a 404, not a failed load.
-        has_thumbs = THUMBS_NAME in manifest["files"]
-        try:
-            self._thumbs = ThumbFile(path / THUMBS_NAME, self._db, self.count) if has_thumbs else None
-        except IndexMismatch:
-            self._db.close()
-            raise
-        self._db_lock = threading.Lock()
+        thumbs = path / THUMBS_NAME if THUMBS_NAME in manifest["files"] else None
+        self._items = ItemStore(path / META_NAME, thumbs, self.count, self.version)
         self._state = threading.Condition()
         self._active = 0
         self._closed = False
@@ -186,7 +166,7 @@ class IndexReader:
         fetch = k
         while True:
             ids, dists = index.get_nns_by_vector(vec.tolist(), fetch, search_k=search_k, include_distances=True)
-            rows = self._rows([i + offset for i in ids])
+            rows = self._items.rows([i + offset for i in ids])
             hits: list[Hit] = []
             seen: set[str] = set()
             for aid, dist in zip(ids, dists, strict=True):
@@ -199,42 +179,22 @@ class IndexReader:
                 return hits[:k]
             fetch *= 2
 
-    def _rows(self, aids: list[int]) -> dict[int, tuple[str, str, str, str, str]]:
-        if not aids:
-            return {}
-        marks = ",".join("?" * len(aids))
-        sql = f"SELECT aid, item_id, category, title, image, attrs FROM items WHERE aid IN ({marks})"
-        with self._db_lock:
-            return {r[0]: tuple(r[1:]) for r in self._db.execute(sql, aids)}
-
-    def _aid(self, item_id: str) -> tuple[int, tuple[str, str, str, str, str]]:
-        with self._db_lock:
-            row = self._db.execute(
-                "SELECT aid, item_id, category, title, image, attrs FROM items WHERE item_id = ? ORDER BY aid LIMIT 1",
-                (item_id,),
-            ).fetchone()
-        if row is None:
-            raise NotFound(f"item {item_id!r} is not in index {self.version}", reason="unknown_item")
-        return int(row[0]), tuple(row[1:])
-
     def vector_of(self, item_id: str) -> np.ndarray:
         """The stored (normalised) vector of an item, for search-by-item."""
         with self._reading():
-            aid, _ = self._aid(item_id)
+            aid, _ = self._items.find(item_id)
             return np.array(self._vectors[aid], dtype=np.float32)
 
     def item(self, item_id: str) -> IndexItem:
         with self._reading():
-            _, row = self._aid(item_id)
+            _, row = self._items.find(item_id)
         return IndexItem(row[0], row[1], row[2], row[3], json.loads(row[4]))
 
     def thumbnail(self, item_id: str) -> tuple[bytes, str]:
         """An item's thumbnail from thumbs.bin and its media type; NotFound for an unknown item or no thumbnails."""
         with self._reading():
-            aid, _ = self._aid(item_id)
-            if self._thumbs is None:
-                raise no_thumbnails(self.version)
-            return self._thumbs.read(aid)
+            aid, _ = self._items.find(item_id)
+            return self._items.thumbnail(aid)
 
     def close(self) -> None:
         """Wait for in-flight queries, then unmap. Idempotent."""
@@ -244,10 +204,7 @@ class IndexReader:
             self._closed = True
             self._state.wait_for(lambda: self._active == 0)
         self._unload()
-        with self._db_lock:
-            self._db.close()
-        if self._thumbs is not None:
-            self._thumbs.close()
+        self._items.close()
 
     def _unload(self) -> None:
         for index in [self._global, *self._cats.values()]:

@@ -276,7 +276,10 @@ class GatewaySettings(DecodingSettings, QueryLogFields, ShadowFields):
     retry_backoff_s: float = Field(default=0.05, ge=0, description="Pause before the first retry; doubles after.")
     max_connections: int = Field(default=64, ge=1, description="Pooled keep-alive connections per backend.")
     index_check_seconds: float = Field(
-        default=1.0, gt=0, description="How often the index version is checked; cached results end with a swap."
+        default=1.0,
+        gt=0,
+        description="How often the index version and the detector's and embedder's models are checked; cached "
+        "results end with a swap of either.",
     )
     cache_size: int = Field(default=1024, ge=0, description="Search results kept in the LRU cache; 0 disables it.")
     cache_max_bytes: int = Field(

@@ -42,7 +42,9 @@ class ShadowFields(BaseModel):
         default="", description="Base URL of a candidate embedder evaluated on sampled searches; empty: none."
     )
     shadow_index_url: str = Field(
-        default="", description="Base URL of the candidate index built with the candidate embedder; empty: none."
+        default="",
+        description="Base URL of the candidate index built with the candidate embedder (a comma list: one per "
+        "partition, all queried and merged like --index-url); empty: none.",
     )
     shadow_sample_rate: float = Field(
         default=0.0,

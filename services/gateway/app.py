@@ -24,6 +24,7 @@ from services.gateway.query_log import QueryLog
 from services.gateway.regions import public_result
 from services.gateway.search import SearchParams, SearchService
 from services.gateway.served_index import ServedIndex
+from services.gateway.served_models import ServedModels
 
 # The public search takes encoded images only: raw pixels are the gateway's own format to its backends.
 _PUBLIC_IMAGE_BODY: dict[str, Any] = {
@@ -48,9 +49,10 @@ def thumbnail_type(data: bytes) -> str | None:
 class Readiness:
     """The gateway is ready when all three backends are and the index belongs to the serving embedder."""
 
-    def __init__(self, backends: Backends, index: ServedIndex, ttl_s: float = 1.0) -> None:
+    def __init__(self, backends: Backends, index: ServedIndex, models: ServedModels, ttl_s: float = 1.0) -> None:
         self.backends = backends
         self.index = index
+        self.models = models
         self.ttl_s = ttl_s
         self._last: tuple[float, bool, dict[str, Any]] | None = None
 
@@ -70,6 +72,7 @@ class Readiness:
         index_body, embedder_body = answers[2][1], answers[1][1]
         if answers[2][0]:
             self.index.note(index_body)
+        self.models.note(answers[0], answers[1])  # so a ready gateway knows what its cached answers are keyed by
         bound = (index_body.get("index") or {}).get("embedder", {}).get("sha256")
         serving = (embedder_body.get("model") or {}).get("sha256")
         if bound and serving and bound != serving:
@@ -152,10 +155,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         watcher = asyncio.create_task(search.index.watch(settings.index_check_seconds))
+        models_watcher = asyncio.create_task(search.models.watch(settings.index_check_seconds))
         writer = await query_log.start() if query_log.enabled else None
         search.shadow.start()
         yield
         watcher.cancel()
+        models_watcher.cancel()
         await search.shadow.stop()
         if writer is not None:
             await query_log.stop(writer)
@@ -164,7 +169,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app = create_service_app(
         title="imgsearch gateway",
         description="Similar-item image search: upload a photo, get similar catalog items for each item in it.",
-        readiness=Readiness(backends, search.index),
+        readiness=Readiness(backends, search.index, search.models),
         lifespan=lifespan,
     )
     app.state.search = search

@@ -120,7 +120,8 @@ class PartitionedIndex(ServedIndex):
         body: dict[str, Any] = {"version": version, "changes": changes, "results": results}
         if missing:
             for i in missing:
-                PARTIAL_ANSWERS.labels(partition=str(i)).inc()
+                # A candidate's partitions (shadow evaluation) carry its prefix: production's alert stays quiet.
+                PARTIAL_ANSWERS.labels(partition=f"{self.backends.label_prefix}{i}").inc()
                 log.warning("partition %d left out of an answer: %s", i, _why(answers[i]))
             body.update(partial=True, missing_partitions=missing)
         return body

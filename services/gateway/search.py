@@ -40,6 +40,7 @@ from services.gateway.search_parts import (
     response_body,
     stage_timings,
 )
+from services.gateway.served_models import ServedModels, detector_identity, model_identity, models_state
 from services.gateway.shadow import Shadow, ShadowJob
 
 __all__ = ["CacheKey", "SearchParams", "SearchService", "public_result"]
@@ -68,13 +69,16 @@ class SearchService:
         self.cache: LRUCache[CacheKey, bytes] = LRUCache("search", settings.cache_size, settings.cache_max_bytes)
         # Entries of an old index version can never be hit again: a swap empties the cache.
         self.index = served_index(backends, on_swap=self.cache.clear)
+        # Models have no order (a sha256 is not newer than another): their identity is part of the key instead
+        # of a reason to empty the cache, so replicas of two models during a roll-out do not empty it each poll.
+        self.models = ServedModels(backends)
         self._inflight = 0
         self.shadow = Shadow(settings)
 
     async def search(self, upload: Upload, params: SearchParams) -> bytes:
         """The `/v1/search` response body (JSON) for one uploaded photo."""
         t_start = time.perf_counter()
-        key = CacheKey.of(upload, params, self.index.state)
+        key = CacheKey.of(upload, params, self.index.state, self.models.state(detected=params.box is None))
         cached = self.cache.get(key)
         if cached is not None:
             timings = dict.fromkeys(STAGES, 0.0) | {"total": (time.perf_counter() - t_start) * 1e3}
@@ -105,17 +109,29 @@ class SearchService:
         if embedded.missing_partitions:  # some partitions failed or were too slow: never cached
             body.update(partial=True, missing_partitions=embedded.missing_partitions)
         answer = dumps(body)  # cached as JSON: its length is the memory it holds, so the byte bound is exact
-        # Never cache an answer shaped by a backend failure (a partial one included), nor one from a replica
-        # behind on changes.
-        if (
-            embedded.source in ("detector", "user_box")
-            and not embedded.missing_partitions
-            and self.index.answered == self.index.state
-        ):
+        if self._cacheable(key, embedded):
             self.cache.put(replace(key, index_version=self.index.state), answer, len(answer) + ENTRY_OVERHEAD_BYTES)
         if self.shadow.sampled():  # after the answer is complete; queued, never awaited
             self.shadow.offer(_shadow_job(photo, embedded, params.k))
         return response_body(answer, cached=False, timings=timings)
+
+    def _cacheable(self, key: CacheKey, embedded: Embedded) -> bool:
+        """Never cache an answer shaped by a backend failure (a partial one included), nor one from a replica
+        behind on changes, nor one computed by other models than those it would be found under (a replica of
+        the old model answering during a roll-out, or models not known yet)."""
+        detected = key.params.box is None
+        answered_by = models_state(
+            detector_identity(embedded.detector_model, embedded.pose_model),
+            model_identity(embedded.embedder_model),
+            detected=detected,
+        )
+        return (
+            embedded.source in ("detector", "user_box")
+            and not embedded.missing_partitions
+            and self.index.answered == self.index.state
+            and answered_by is not None
+            and answered_by == key.models
+        )
 
     async def _query(self, embedded: Embedded, params: SearchParams) -> tuple[str | None, float]:
         """Fill in each region's similar items (within its category when the index knows it); the index
@@ -148,7 +164,7 @@ class SearchService:
         self._inflight += 1
         try:
             with tracing.stage("detect"):
-                regions, detector_model, source = await self._regions(photo, params)
+                regions, detector_model, pose_model, source = await self._regions(photo, params)
                 known = await self.index.known_categories()
                 regions, ignored = split_items(regions, self.index.kinds, known, params.category)
                 regions = regions[: self.settings.max_items]
@@ -172,18 +188,30 @@ class SearchService:
             FALLBACKS.labels(why="no_detections" if source == "detector" else source).inc()
             used = answer.get("boxes") or [[0, 0, photo.forward.shape[1], photo.forward.shape[0]]]
             regions = [Region(box=photo.to_original(used[0]), fallback="whole_image")]
-        return Embedded(regions, vectors, detect_s, detector_model, answer.get("model"), source, ignored=ignored)
+        return Embedded(
+            regions,
+            vectors,
+            detect_s,
+            detector_model,
+            answer.get("model"),
+            source,
+            ignored=ignored,
+            pose_model=pose_model,
+        )
 
-    async def _regions(self, photo: Photo, params: SearchParams) -> tuple[list[Region], dict[str, Any] | None, str]:
-        """The regions to search (boxes in original pixels), the detector's model, and where they came from."""
+    async def _regions(
+        self, photo: Photo, params: SearchParams
+    ) -> tuple[list[Region], dict[str, Any] | None, dict[str, Any] | None, str]:
+        """The regions to search (boxes in original pixels), the detector's model and pose model, and where they
+        came from."""
         if params.box is not None:
             clipped = clip_box(params.box, photo.width, photo.height)
-            return [Region(box=list(clipped), source="user_box")], None, "user_box"
+            return [Region(box=list(clipped), source="user_box")], None, None, "user_box"
         try:
             detected = await self.backends.detect(photo.pixels, photo.forward)
         except ImgSearchError as exc:  # unavailable, timed out, refused: degrade to the whole image
             log.warning("detector failed, searching the whole image: %s", exc.message)
-            return [], None, "detector_timeout" if exc.status == 504 else "detector_error"
+            return [], None, None, "detector_timeout" if exc.status == 504 else "detector_error"
         regions = []
         for n, det in enumerate(detected.get("detections", [])):
             box = photo.to_original(det["box"])
@@ -193,4 +221,4 @@ class SearchService:
             region.detection, region.part_of = n, det.get("part_of")
             regions.append(region)
         regions.sort(key=lambda region: -float(region.score or 0.0))
-        return regions, detected.get("model"), "detector"  # at most max_items once split by kind
+        return regions, detected.get("model"), detected.get("pose_model"), "detector"  # max_items once split

@@ -18,8 +18,9 @@ from services.common.wire import rgb_body
 from services.gateway.regions import Region
 
 STAGES = ("decode", "detect", "embed", "search")
-# What a cached answer holds besides its JSON bytes: the key (digest, params, version), the cache's slot and
-# the bytes object's header; measured with tracemalloc (about 0.5 kB with a box and a category), rounded up.
+# What a cached answer holds besides its JSON bytes: the key (digest, params, version, models), the cache's slot
+# and the bytes object's header; measured with tracemalloc (about 0.5 kB with a box and a category, before the
+# models' ~0.2 kB of sha256s were added), rounded up.
 ENTRY_OVERHEAD_BYTES = 1024
 
 
@@ -40,13 +41,15 @@ class CacheKey:
     shape: tuple[int, ...] | None  # of decoded pixels: the same bytes as 16x64 and as 64x16 are two images
     params: SearchParams
     index_version: str | None
+    # The detector's and embedder's identity (`served_models`): a roll-out of either changes the answer.
+    models: str | None = None
 
     @classmethod
-    def of(cls, upload: Upload, params: SearchParams, index_version: str | None) -> CacheKey:
+    def of(cls, upload: Upload, params: SearchParams, index_version: str | None, models: str | None = None) -> CacheKey:
         if upload.pixels is not None:
             digest = hashlib.sha256(upload.pixels.tobytes()).hexdigest()
-            return cls(digest, tuple(upload.pixels.shape), params, index_version)
-        return cls(hashlib.sha256(upload.data or b"").hexdigest(), None, params, index_version)
+            return cls(digest, tuple(upload.pixels.shape), params, index_version, models)
+        return cls(hashlib.sha256(upload.data or b"").hexdigest(), None, params, index_version, models)
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class Embedded:
     embedder_model: dict[str, Any] | None
     source: str  # detector, user_box, detector_error, detector_timeout
     missing_partitions: list[int] | None = None  # index partitions left out of the answer (issue 16)
+    pose_model: dict[str, Any] | None = None  # the detector's pose model, part of its identity (#15)
     ignored: list[Region] = field(default_factory=list)  # detected, not searched (#15)
 
 

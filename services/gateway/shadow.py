@@ -23,6 +23,8 @@ from services.common import tracing
 from services.common.metrics import SHADOW_OVERLAP, SHADOW_RBO, SHADOW_REQUESTS, SHADOW_SECONDS
 from services.common.settings import GatewaySettings
 from services.gateway.backends import Backends
+from services.gateway.partitions import served_index
+from services.gateway.served_index import ServedIndex
 
 log = logging.getLogger("imgsearch.gateway.shadow")
 
@@ -99,6 +101,10 @@ class Shadow:
             }
         )
         self.backends = Backends(candidate, label_prefix="shadow_")
+        # The live path's index client: a comma list of partitions is scattered to all and merged by score,
+        # so the candidate is judged on its whole catalog, not its first partition. Nothing is cached here,
+        # so a version swap needs no action.
+        self.index: ServedIndex = served_index(self.backends, on_swap=lambda: None)
         self._worker: asyncio.Task[None] | None = None
 
     @property
@@ -158,5 +164,5 @@ class Shadow:
         foreground = job.boxes is None
         with tracing.stage("shadow"):  # runs in the search's context: the span joins the search's trace
             vectors, _ = await self.backends.embed(job.pixels, job.image, job.boxes, foreground=foreground)
-            found = await self.backends.query(vectors, job.k, job.categories)
+            found = await self.index.query(vectors, job.k, job.categories)
         return [[str(hit["item_id"]) for hit in hits] for hits in found["results"]]

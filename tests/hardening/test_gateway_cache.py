@@ -31,7 +31,7 @@ def _gauge(name: str) -> float | None:
     return REGISTRY.get_sample_value("imgsearch_cache_bytes", {"cache": name})
 
 
-def test_cache_key_changes_with_shape_k_category_box_and_index_version() -> None:
+def test_cache_key_changes_with_shape_k_category_box_index_version_and_models() -> None:
     pixels = np.arange(16 * 64 * 3, dtype=np.uint8)
     wide, tall = Upload(pixels=pixels.reshape(16, 64, 3)), Upload(pixels=pixels.reshape(64, 16, 3))
     params = SearchParams(k=10)
@@ -43,6 +43,7 @@ def test_cache_key_changes_with_shape_k_category_box_and_index_version() -> None
         CacheKey.of(wide, SearchParams(k=10, category="shoes"), "v1"),
         CacheKey.of(wide, SearchParams(k=10, box=(0.0, 0.0, 8.0, 8.0)), "v1"),
         CacheKey.of(wide, params, "v2"),
+        CacheKey.of(wide, params, "v1", "detector-2/embedder-1"),  # another model: another answer
         CacheKey.of(Upload(data=pixels.tobytes()), params, "v1"),  # encoded bytes are not those pixels
     ]
     assert len({key, *others}) == len(others) + 1

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from ann_index.partitioning import partition_of
-from services.stack import ServiceProcess, start_service, stop_all
+from services.stack import ServiceProcess, free_port, start_service, stop_all
 from tests.helpers.http import metric_value, search
 from tests.helpers.partitions import Rows, demo_rows, publish_partitioned, start_partitions
 from tests.helpers.paths import PHOTOS
@@ -90,6 +90,38 @@ def test_merged_answer_has_the_quality_of_one_index(setup: Setup) -> None:
     body = search(setup.gateway, (PHOTOS / "dog.jpg").read_bytes()).json()
     assert body["index_version"] == setup.version and "partial" not in body
     assert all(len(item["results"]) == 10 for item in body["items"])
+
+
+def test_shadow_on_a_partitioned_candidate_queries_every_partition(setup: Setup, tmp_path: Path) -> None:
+    # Candidate = production (the same partitions, the same embedder): with every partition queried and merged
+    # as the live path does, each item's overlap is exactly 1.0; querying one partition of three scores ~1/3.
+    urls = ",".join(p.url for p in setup.parts)
+    flags = [f"--shadow-embedder-url={setup.stack.url('embedder')}", f"--shadow-index-url={urls}"]
+    flags += ["--shadow-sample-rate=1.0", "--cache-size=0", "--detect-timeout-s=60"]
+    gateway = start_service(
+        "gateway", free_port(), args=[*setup.stack.args["gateway"], *flags], log_path=tmp_path / "gateway.log"
+    )
+    try:
+        assert gateway.wait_ready(120), gateway.log_tail()
+        photos = [(PHOTOS / name).read_bytes() for name in ("dog.jpg", "horses.jpg")]
+        items = 0
+        for data in photos:
+            body = search(gateway.url, data).json()
+            assert body["index_version"] == setup.version and "partial" not in body
+            items += sum(1 for item in body["items"] if item["results"])
+
+        def shadowed() -> float:
+            text = httpx.get(gateway.url + "/metrics", trust_env=False).text
+            return metric_value(text, "imgsearch_shadow_requests_total", result="ok")
+
+        wait_until(lambda: shadowed() == len(photos), 60, service=gateway, message="shadow searches never ended")
+        text = httpx.get(gateway.url + "/metrics", trust_env=False).text
+        assert items >= len(photos)
+        assert metric_value(text, "imgsearch_shadow_overlap_count", k="10") == items
+        assert metric_value(text, "imgsearch_shadow_overlap_sum", k="10") == pytest.approx(items)
+        assert metric_value(text, "imgsearch_partial_answers_total", partition="shadow_0") == 0
+    finally:
+        gateway.stop()
 
 
 def test_item_routes_go_to_the_partition_that_holds_the_item(setup: Setup) -> None:
