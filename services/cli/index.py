@@ -228,7 +228,12 @@ def register(sub: Any) -> None:
     build.add_argument("--catalog", required=True, metavar="URI", help="catalog.jsonl: path, file:// or s3://")
     build.add_argument("--out", required=True, metavar="URI", help="index store root: path, file:// or s3://")
     build.add_argument("--n-trees", type=int, default=32, help="annoy trees per index (default 32)")
-    build.add_argument("--workers", type=int, default=2, help="decode threads and embedder threads (default 2)")
+    build.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="decode threads, and model lanes: single-threaded embedder runs at once, one per core (default 2)",
+    )
     build.add_argument("--batch-size", type=int, default=32, help="embedder batch size (default 32)")
     _add_embedding_flags(build)
     build.add_argument("--keep", type=int, default=3, help="published versions to keep (default 3)")

@@ -74,7 +74,12 @@ def _common_flags(parser: argparse.ArgumentParser) -> None:
         metavar="URI",
         help="embedder model folder URI; refused unless the served version was built with it",
     )
-    parser.add_argument("--workers", type=int, default=2, help="decode threads and embedder threads (default 2)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="decode threads, and model lanes: single-threaded embedder runs at once, one per core (default 2)",
+    )
     parser.add_argument("--s3-endpoint", default=None, metavar="URL", help="S3-compatible endpoint URL")
     parser.add_argument("--allow-absolute-images", action="store_true", help="images may be absolute URIs or /paths")
 
