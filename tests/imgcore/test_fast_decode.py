@@ -26,6 +26,13 @@ def _png(mode: str, size: tuple[int, int] = (97, 61), **save: object) -> bytes:
     return buf.getvalue()
 
 
+def _jpeg(mode: str, quality: int = 85, **save: object) -> bytes:
+    photo = Image.open(PHOTOS[0]).convert(mode)
+    buf = io.BytesIO()
+    photo.save(buf, "JPEG", quality=quality, **save)
+    return buf.getvalue()
+
+
 def _pil_pixels(data: bytes) -> np.ndarray:
     """What the PIL path makes of an upright image without alpha: its pixels as RGB."""
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
@@ -39,6 +46,9 @@ FAST_CASES = {p.name: p.read_bytes() for p in PHOTOS} | {
     "rgb-generated.png": _png("RGB"),
     "rgb-interlaced.png": _png("RGB", optimize=False, interlace=1),
     "catalog-style.png": _png("L", (112, 112)),
+    "grey.jpg": _jpeg("L"),
+    "subsampling-444.jpg": _jpeg("RGB", 95, subsampling=0),
+    "progressive-generated.jpg": _jpeg("RGB", 70, progressive=True),
 }
 
 
