@@ -1,0 +1,83 @@
+"""Model lanes (each lane prepares and embeds whole batches): the same index as decode threads feeding one run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ann_index.demo import write_fmnist_catalog
+from ann_index.embedding import embed_items
+from ann_index.rebuild import RebuildOptions, load_catalog, rebuild
+from tests.ann_index.fakes import FakeEmbedder
+
+OPTS = RebuildOptions(progress=False, gate_queries=100, batch_size=16, max_fail_fraction=0.05)
+LANES = replace(OPTS, model_lanes=3)
+
+
+@dataclass
+class CountingEmbedder(FakeEmbedder):
+    """The fake embedder, noting which threads ran it and how many rows each batch had."""
+
+    threads: set[str] = field(default_factory=set)
+    sizes: list[int] = field(default_factory=list)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        self.threads.add(threading.current_thread().name)
+        self.sizes.append(len(batch))
+        return super().run(batch)
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """100 rows, two of them broken: one missing image, one that is not an image."""
+    path = write_fmnist_catalog(tmp_path_factory.mktemp("cat") / "shop", limit=100)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    (path.parent / "images" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    rows[7]["image"] = "images/broken.png"
+    rows[40]["image"] = "images/missing.png"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_lanes_publish_the_same_files_as_one_run_at_a_time(catalog: Path, tmp_path: Path) -> None:
+    one = rebuild(str(catalog), (tmp_path / "a").as_uri(), FakeEmbedder(), OPTS)
+    embedder = CountingEmbedder()
+    lanes = rebuild(str(catalog), (tmp_path / "b").as_uri(), embedder, LANES)
+    assert lanes["count"] == one["count"] == 98 and len(lanes["skipped"]) == 2
+    assert lanes["files"] == one["files"]  # name -> sha256: vectors, trees, thumbnails, metadata
+    assert all(name.startswith("model-lane") for name in embedder.threads)
+    assert max(embedder.sizes) <= 16 and sum(embedder.sizes) == 98
+
+
+def test_skipped_rows_keep_their_line_and_reason_in_lanes(catalog: Path) -> None:
+    loaded = load_catalog(catalog.as_uri())
+    got = embed_items(loaded.catalog.items, loaded.base_uri, FakeEmbedder(), LANES)
+    want = embed_items(loaded.catalog.items, loaded.base_uri, FakeEmbedder(), OPTS)
+    assert [s["item_id"] for s in got.skipped] == [s["item_id"] for s in want.skipped]
+    assert [s["line"] for s in got.skipped] == [8, 41] and all(s["reason"] for s in got.skipped)
+    assert [i.item_id for i in got.items] == [i.item_id for i in want.items]
+    np.testing.assert_array_equal(got.vectors, want.vectors)
+    assert [got.thumbs[i] for i in range(len(got.thumbs))] == [want.thumbs[i] for i in range(len(want.thumbs))]
+
+
+def test_lanes_use_and_fill_the_embedding_cache(catalog: Path, tmp_path: Path) -> None:
+    opts = replace(LANES, embedding_cache=tmp_path / "cache.sqlite")
+    cold = rebuild(str(catalog), (tmp_path / "a").as_uri(), FakeEmbedder(), opts)
+    half = tmp_path / "half.jsonl"  # half the rows new to the cache: hits and misses share batches
+    rows = catalog.read_text().splitlines()
+    shutil.copytree(catalog.parent / "images", tmp_path / "images")
+    for i, image in enumerate(sorted((tmp_path / "images").glob("fmnist-*.png"))[::2]):
+        image.write_bytes(image.read_bytes() + bytes([i % 251]))  # other bytes, same picture: a cache miss
+    half.write_text("\n".join(rows) + "\n")
+    mixed = rebuild(str(half), (tmp_path / "b").as_uri(), FakeEmbedder(), opts)
+    assert cold["embedding_cache"]["misses"] == 99  # 98 images and the broken one (looked up before decoding)
+    assert 0 < mixed["embedding_cache"]["hits"] < 98 and mixed["embedding_cache"]["misses"] > 1
+    assert mixed["embedding_cache"]["hits"] + mixed["embedding_cache"]["misses"] == 99
+    plain = rebuild(str(half), (tmp_path / "c").as_uri(), FakeEmbedder(), OPTS)
+    assert mixed["files"] == plain["files"]
