@@ -23,31 +23,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export BUILDAH_ISOLATION=chroot
 IMAGE=${IMAGE:-localhost/imgsearch:smoke}
 TRAIN_IMAGE=${TRAIN_IMAGE:-localhost/imgsearch-train:smoke}
 STORE_PORT=${STORE_PORT:-18181}
 MINUTES=${MINUTES:-0.5}
 WORK=${WORK:-$(mktemp -d /tmp/imgsearch-train-smoke.XXXXXX)}
 mkdir -p "$WORK"
-HOST_CA=${HOST_CA:-/etc/ssl/certs/ca-certificates.crt}
-RUN_OPTS=(--runtime runc --ulimit nofile=1024:1024 --ulimit nproc=1000:1000 --network=host)
 CONTAINER=imgsearch-train-smoke-$$
-STORE_PID=""
-
-log() { printf '\n== %s\n' "$*"; }
+# shellcheck source=scripts/smoke-common.sh
+. scripts/smoke-common.sh
 size() { podman image inspect "$1" --format '{{.Size}}'; }
-cleanup() {
-  set +e
-  podman rm -f "$CONTAINER" >/dev/null 2>&1
-  [ -n "$STORE_PID" ] && kill "$STORE_PID" 2>/dev/null
-  if [ "${KEEP:-0}" != 1 ]; then rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-
-for tool in podman buildah runc; do
-  command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install podman buildah runc debootstrap" >&2; exit 2; }
-done
 
 # --- 1. the serving image ----------------------------------------------------------------------------
 if ! podman image exists "$IMAGE"; then
@@ -105,10 +90,7 @@ grep -qx 'train_help=ok' <<<"$check" || { echo "FAIL: imgsearch train --help" >&
 # --- 5. inputs: a catalog folder and a model store over http:// ---------------------------------------
 log "catalog: 200 Fashion-MNIST items; model store: models/ served on http://127.0.0.1:$STORE_PORT"
 python -m services.cli catalog fashion-mnist --out "$WORK/cat" --limit 200
-mkdir -p "$WORK/store"
-python -m services.cli models publish --to "file://$WORK/store" >/dev/null
-python -m http.server "$STORE_PORT" --bind 127.0.0.1 --directory "$WORK/store" >"$WORK/store.log" 2>&1 &
-STORE_PID=$!
+start_store "$STORE_PORT"
 
 # --- 6. train like the Job does --------------------------------------------------------------------------
 # The Job's emptyDirs: the var dir (model cache), the output folder and /tmp, owned by the image's UID.
