@@ -18,29 +18,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export BUILDAH_ISOLATION=chroot
 IMAGE=${IMAGE:-localhost/imgsearch:smoke}
 PORT=${PORT:-18102}
 STORE_PORT=${STORE_PORT:-18180}
 WORK=${WORK:-$(mktemp -d /tmp/imgsearch-smoke.XXXXXX)}
 mkdir -p "$WORK"
-HOST_CA=${HOST_CA:-/etc/ssl/certs/ca-certificates.crt}
-RUN_OPTS=(--runtime runc --ulimit nofile=1024:1024 --ulimit nproc=1000:1000 --network=host)
 CONTAINER=imgsearch-smoke-$$
-STORE_PID=""
-
-log() { printf '\n== %s\n' "$*"; }
-cleanup() {
-  set +e
-  podman rm -f "$CONTAINER" >/dev/null 2>&1
-  [ -n "$STORE_PID" ] && kill "$STORE_PID" 2>/dev/null
-  if [ "${KEEP:-0}" != 1 ]; then rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-
-for tool in podman buildah runc; do
-  command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install podman buildah runc debootstrap" >&2; exit 2; }
-done
+# shellcheck source=scripts/smoke-common.sh
+. scripts/smoke-common.sh
 
 # --- 1. base image -----------------------------------------------------------------------------------
 DEFAULT_BASE=$(sed -n 's/^ARG BASE_IMAGE=//p' Dockerfile)
@@ -91,11 +76,8 @@ grep -qx 'cli=ok' <<<"$check" || { echo "FAIL: imgsearch CLI" >&2; exit 1; }
 
 # --- 4. a model store over http:// -------------------------------------------------------------------
 log "model store: publish models/ to file://$WORK/store, serve it on http://127.0.0.1:$STORE_PORT"
-mkdir -p "$WORK/store"
-python -m services.cli models publish --to "file://$WORK/store" >/dev/null
+start_store "$STORE_PORT"
 SHA=$(python -c 'import json,sys; print(json.load(open(sys.argv[1]))["sha256"])' "$WORK/store/fmnist-lite0/card.json")
-python -m http.server "$STORE_PORT" --bind 127.0.0.1 --directory "$WORK/store" >"$WORK/store.log" 2>&1 &
-STORE_PID=$!
 
 # --- 5. run the embedder like the Deployment does ----------------------------------------------------
 # The model cache volume: an empty folder owned by the image's UID (Kubernetes: emptyDir + fsGroup).
