@@ -1,11 +1,10 @@
 """The embedding phase of a rebuild: catalog images -> vectors, with decode threads and an optional cache.
 
-With `model_lanes` > 1 (what `imgsearch index build` runs) each lane thread prepares and embeds whole
-batches (ann_index.embed_lanes). With one lane, images are fetched, decoded and preprocessed by a thread
-pool while the calling thread runs the embedder on full batches. Either way, with an embedding cache each
-image's bytes are hashed and the vector looked up first; only misses are preprocessed and embedded. Every
-image is decoded, hits too, for the item's thumbnail (ann_index.thumbs): decoding and a 256 px JPEG cost
-far less than the embedder, and a thumbnail cache would be a second cache to keep right.
+Images are fetched, decoded and preprocessed by a thread pool (I/O, PIL and cv2 release the GIL) while
+the calling thread runs the embedder on full batches, so both cores stay busy. With an embedding cache,
+the threads hash each image's bytes and look the vector up first; only misses are preprocessed and
+embedded. Every image is decoded, hits too, for the item's thumbnail (ann_index.thumbs): decoding and a
+256 px JPEG cost far less than the embedder, and a thumbnail cache would be a second cache to keep right.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ from ann_index.builder import DEFAULT_N_TREES, DEFAULT_SEED
 from ann_index.catalog import CatalogItem
 from ann_index.decode_pool import DecodePool, PixelWork
 from ann_index.embed_cache import EmbeddingCache
-from ann_index.embed_lanes import Prepared, embed_in_lanes
 from ann_index.gate import DEFAULT_RECALL_TARGET
 from ann_index.manifest import EmbedderInfo
 from ann_index.thumbs import ThumbFormat, ThumbPack
@@ -61,9 +59,8 @@ class RebuildOptions:
     embedding_cache: Path | None = None  # a local SQLite file; None embeds every image
     # Worker processes that decode, thumbnail and preprocess (ann_index.decode_pool); 0: in the decode threads.
     decode_processes: int = 0
-    # Threads that each prepare and embed whole batches (ann_index.embed_lanes): give them a single-threaded
-    # session, one lane per core (services.common.loading.rebuild_embedder); 1: decode threads feed one run at
-    # a time, with as many intra-op threads as the session has.
+    # Batches the embedder runs at once, each in its own thread: give it single-threaded sessions, one lane
+    # per core (services.rebuild_embedder); 1: one run at a time, as many intra-op threads as it has.
     model_lanes: int = 1
     thumbnail_format: ThumbFormat = "jpeg"  # item thumbnails (ann_index.thumbs): JPEG is 12x cheaper to make
     allow_absolute_images: bool = False  # catalog images may be absolute URIs; else only inside its folder
@@ -102,6 +99,9 @@ def embed_items(items: list[CatalogItem], base_uri: str, embedder: BatchEmbedder
 
 CHUNK = 8  # catalog rows per decode task
 
+# What a decode thread hands back: (image sha256 or "", a cached vector, or a preprocessed image, thumbnail).
+Prepared = tuple[str, np.ndarray | None, np.ndarray | None, bytes]
+
 
 @dataclass
 class _Preparer:
@@ -136,13 +136,24 @@ class _Preparer:
 
 @dataclass
 class _Batches:
-    """Vectors in the order they were produced, and the batch of preprocessed images waiting for the embedder."""
+    """Vectors in the order they were produced, the batch of preprocessed images waiting for the embedder,
+    and the batches the model lanes are running.
+
+    With `lanes`, a full batch goes to a lane (a thread calling `embedder.run`, which releases the GIL) and
+    the job goes on collecting the next one; at most as many batches run as there are lanes. Lanes of
+    single-threaded sessions keep two cores busier than one two-threaded run: a decode thread that takes a
+    core from one of a session's intra-op threads stalls every thread of that run at its next barrier,
+    while a single-threaded lane only loses the time it was off the core (docs/benchmarks.md, P4).
+    """
 
     embedder: BatchEmbedder
     cache: EmbeddingCache | None
+    lanes: ThreadPoolExecutor | None = None
+    width: int = 1  # batches running at once
     done: list[int] = field(default_factory=list)
     vectors: list[np.ndarray] = field(default_factory=list)
     batch: list[tuple[int, str, np.ndarray]] = field(default_factory=list)  # (position, image sha256, image)
+    running: deque[tuple[list[int], list[str], Future[np.ndarray]]] = field(default_factory=deque)
     # Rows are added in catalog order and every added row is embedded, so these line up with `done` sorted.
     thumbs: ThumbPack = field(default_factory=ThumbPack)
 
@@ -155,13 +166,33 @@ class _Batches:
             self.batch.append((pos, key, image))
 
     def flush(self) -> None:
-        if self.batch:
-            out = np.asarray(self.embedder.run(np.stack([image for _, _, image in self.batch])), dtype=np.float32)
-            self.vectors.append(out)
-            self.done.extend(pos for pos, _, _ in self.batch)
-            if self.cache is not None:
-                self.cache.put_many([key for _, key, _ in self.batch], out)
-            self.batch.clear()
+        if not self.batch:
+            return
+        positions, keys = [pos for pos, _, _ in self.batch], [key for _, key, _ in self.batch]
+        stacked = np.stack([image for _, _, image in self.batch])
+        self.batch.clear()
+        if self.lanes is None:
+            self._record(positions, keys, self.embedder.run(stacked))
+            return
+        while len(self.running) >= self.width:
+            self._collect()
+        self.running.append((positions, keys, self.lanes.submit(self.embedder.run, stacked)))
+
+    def finish(self) -> None:
+        self.flush()
+        while self.running:
+            self._collect()
+
+    def _collect(self) -> None:
+        positions, keys, fut = self.running.popleft()
+        self._record(positions, keys, fut.result())
+
+    def _record(self, positions: list[int], keys: list[str], out: np.ndarray) -> None:
+        vectors = np.asarray(out, dtype=np.float32)
+        self.vectors.append(vectors)
+        self.done.extend(positions)
+        if self.cache is not None:
+            self.cache.put_many(keys, vectors)
 
 
 def _embed(
@@ -169,17 +200,15 @@ def _embed(
 ) -> tuple[list[int], np.ndarray, list[dict[str, Any]], ThumbPack]:
     """Return (positions of embedded items, their vectors, skipped rows with reasons), in catalog order, and
     the embedded items' thumbnails in the same order."""
-    if opts.model_lanes > 1:  # each lane prepares and embeds whole batches (ann_index.embed_lanes)
-        lanes = max(1, opts.model_lanes)
-        dim = int(embedder.dim)
-        return embed_in_lanes(items, prepare.many, embedder, prepare.cache, lanes, opts.batch_size, dim, opts.progress)
     skipped: list[dict[str, Any]] = []
     window = max(2, opts.workers) * opts.batch_size * 2  # bounded read-ahead keeps memory flat
+    width = max(1, opts.model_lanes)
     with (
         ThreadPoolExecutor(max_workers=max(1, opts.workers)) as pool,
+        ThreadPoolExecutor(width, thread_name_prefix="model-lane") if width > 1 else nullcontext() as lanes,
         tqdm(total=len(items), unit="item", desc="embed", disable=not opts.progress, mininterval=0.5) as bar,
     ):
-        batches = _Batches(embedder, prepare.cache)
+        batches = _Batches(embedder, prepare.cache, lanes, width)
         # A decode task prepares a chunk of rows: one future and two thread wake-ups per chunk instead of per
         # row (0.17 ms of the job's CPU per row went to handing single rows between threads).
         chunks: Iterator[range] = (range(a, min(a + CHUNK, len(items))) for a in range(0, len(items), CHUNK))
@@ -201,7 +230,7 @@ def _embed(
                 if len(batches.batch) >= opts.batch_size:
                     batches.flush()
             bar.update(len(rows))
-        batches.flush()
+        batches.finish()
     return (*_in_catalog_order(batches.done, batches.vectors, int(embedder.dim)), skipped, batches.thumbs)
 
 

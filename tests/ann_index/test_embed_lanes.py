@@ -1,4 +1,4 @@
-"""Model lanes (each lane prepares and embeds whole batches): the same index as decode threads feeding one run."""
+"""Model lanes (full batches run in several threads at once): the same index as one run at a time."""
 
 from __future__ import annotations
 
