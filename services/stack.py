@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,11 +29,21 @@ SERVICE_ORDER = ("detector", "embedder", "index", "gateway")
 log = logging.getLogger("imgsearch.stack")
 
 
+# A service binds its port seconds after it is chosen (after its imports), and the kernel may offer that port
+# again meanwhile: two services then share it, one dies, the other answers for both (seen once in CI).
+_HANDED_OUT: deque[int] = deque(maxlen=512)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A TCP port that is free right now and that this process has not handed out lately."""
+    for _ in range(1000):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.append(port)
+            return port
+    raise RuntimeError("no free TCP port that was not handed out lately")
 
 
 def _die_with_parent() -> None:

@@ -231,3 +231,11 @@ def test_batcher_waits_only_for_announced_requests() -> None:
     alone = asyncio.run(main())
     assert alone < 0.2
     assert seen == [1, 2]
+
+
+def test_free_ports_chosen_one_after_another_are_all_different() -> None:
+    """Services bind seconds after their port is chosen: a port handed out twice makes two share it."""
+    from services.stack import free_port
+
+    ports = [free_port() for _ in range(300)]
+    assert len(set(ports)) == len(ports)
