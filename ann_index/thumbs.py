@@ -27,7 +27,6 @@ THUMBS_NAME = "thumbs.bin"
 MAX_SIDE = 256
 MEDIA_TYPES = ("image/webp", "image/jpeg")
 ThumbFormat = Literal["jpeg", "webp"]
-THUMB_FORMATS: tuple[ThumbFormat, ...] = ("jpeg", "webp")
 _JPEG_QUALITY = 85
 _WEBP_QUALITY = 80
 _WEBP_METHOD = 2

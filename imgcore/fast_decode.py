@@ -43,15 +43,11 @@ def decode_fast(img: Image.Image, data: bytes) -> np.ndarray | None:
     """HxWx3 uint8 RGB of a `fast_decodable` image as stored (no rotation), or None where OpenCV fails or
     disagrees with the header (PIL then decodes it and raises the typed error if it is broken)."""
     grey = img.mode == "L"
-    flags = cv2.IMREAD_IGNORE_ORIENTATION | (cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_UNCHANGED)
-    if img.format == "JPEG" and not grey:
-        flags = cv2.IMREAD_IGNORE_ORIENTATION | cv2.IMREAD_COLOR
+    # `fast_decodable` admits 8-bit images only, so these two modes give PIL's samples: grey, or 3 channels BGR.
+    flags = cv2.IMREAD_IGNORE_ORIENTATION | (cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR)
     pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     width, height = img.size
-    channels = 1 if grey else 3
     if pixels is None or pixels.dtype != np.uint8 or pixels.shape[:2] != (height, width):
-        return None
-    if (pixels.shape[2] if pixels.ndim == 3 else 1) != channels:
         return None
     if grey:
         return np.asarray(cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB))

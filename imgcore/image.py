@@ -97,10 +97,8 @@ def decode(data: bytes, limits: DecodeLimits | None = None, max_side: int = 0) -
         plan = plan_of(img, max_side)
         if plan.draft_scale == 1 and plan.reduce == 1 and fast_decodable(img, data):
             pixels = decode_fast(img, data)
-            if pixels is not None:
-                height, width = pixels.shape[:2]
-                fitted = resize_to(pixels, fitted_size(width, height, max_side))
-                return Decoded(fitted, width, height, fit_scale(width, height, max_side))
+            if pixels is not None:  # full size and upright: shrunk exactly as `fit` shrinks pixels
+                return fit(pixels, max_side)
         if plan.draft_scale > 1:
             img.draft(None, (plan.width // plan.draft_scale, plan.height // plan.draft_scale))
         img.load()

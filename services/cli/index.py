@@ -205,7 +205,7 @@ def _add_embedding_flags(build: Any) -> None:
     )
     build.add_argument(
         "--thumbnail-format",
-        choices=("jpeg", "webp"),  # ann_index.thumbs.THUMB_FORMATS, without importing cv2 for --help
+        choices=("jpeg", "webp"),  # ann_index.thumbs.ThumbFormat, without importing cv2 for --help
         default="jpeg",
         help="item thumbnails (256 px, served by /v1/items/{id}/image): jpeg (default; a twelfth of WebP's CPU "
         "in the rebuild) or webp (~30 %% fewer bytes)",
