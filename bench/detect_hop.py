@@ -2,10 +2,10 @@
 
     python bench/detect_hop.py [--rounds 3] [--fmnist 60]
 
-Starts the stack of `imgsearch up` (bench/common.start_stack) and sends each photo's decoded pixels to the
-detector service exactly as the gateway does (raw RGB body, `/v1/detect`), one request at a time from one
+Starts the detector service alone, with the flags `imgsearch up` gives it, and sends each photo's decoded
+pixels to it exactly as the gateway does (raw RGB body, `/v1/detect`), one request at a time from one
 client, interleaved photo by photo with `Detector.detect` + the pose step in this process (one onnxruntime
-thread, as the service runs each request). Nothing else runs meanwhile (no speculative embed, no gateway),
+thread, as the service runs each request). Nothing else runs meanwhile (no embedder, index or gateway),
 so the difference is the hop itself: HTTP on loopback, the service framework, and the model run inside a
 service process. The service's own `timings_ms.detect` splits it into "inside the service" and "HTTP and
 framework". Last line, one JSON object: `{"hop_ms": p50 HTTP - p50 in-process, ...}` by kind of photo.
@@ -13,16 +13,36 @@ framework". Last line, one JSON object: `{"hop_ms": p50 HTTP - p50 in-process, .
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import arg_parser, demo_data, emit, is_real, machine, median, query_photos, start_stack, table  # noqa: E402
+from common import CACHE, arg_parser, emit, is_real, machine, median, query_photos, table  # noqa: E402
+
+
+@contextmanager
+def detector_service() -> Iterator[str]:
+    """The detector of `imgsearch up` on a free port, models fetched into a temporary cache; its URL."""
+    from services.stack import SERVICE_ORDER, free_port, service_args, start_service
+
+    root = Path(tempfile.mkdtemp(prefix="detect-hop-", dir=CACHE))
+    args = service_args(root, dict.fromkeys(SERVICE_ORDER, 0))["detector"]
+    svc = start_service("detector", free_port(), args=args, log_path=root / "detector.log")
+    try:
+        svc.wait_ready(180)
+        yield svc.url
+    finally:
+        svc.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def main() -> int:
@@ -50,34 +70,30 @@ def main() -> int:
         max_detections=settings.max_detections,
     )
     pose = PoseEstimator(defaults.MODELS_DIR / "movenet-lightning", intra_threads=1, inter_threads=1)
-    stack = start_stack(demo_data(3000))
     times: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    try:
-        url = stack.url("detector") + "/v1/detect"
-        with httpx.Client(trust_env=False, timeout=60) as client:
+    with detector_service() as base, httpx.Client(trust_env=False, timeout=60) as client:
+        url = base + "/v1/detect"
 
-            def remote(image: np.ndarray) -> float:
-                headers = {"content-type": RGB_CONTENT_TYPE, HEIGHT_HEADER: str(image.shape[0])}
-                headers[WIDTH_HEADER] = str(image.shape[1])
-                resp = client.post(url, content=image.tobytes(), headers=headers)
-                resp.raise_for_status()
-                return float(resp.json()["timings_ms"]["detect"])
+        def remote(image: np.ndarray) -> float:
+            headers = {"content-type": RGB_CONTENT_TYPE, HEIGHT_HEADER: str(image.shape[0])}
+            headers[WIDTH_HEADER] = str(image.shape[1])
+            resp = client.post(url, content=image.tobytes(), headers=headers)
+            resp.raise_for_status()
+            return float(resp.json()["timings_ms"]["detect"])
 
-            for _, image in photos:  # warm both sides
+        for _, image in photos:  # warm both sides
+            find_items(detector, pose, image, settings)
+            remote(image)
+        for _ in range(args.rounds):
+            for name, image in photos:
+                kind = "real" if is_real(name) else "fmnist"
+                t0 = time.perf_counter()
                 find_items(detector, pose, image, settings)
-                remote(image)
-            for _ in range(args.rounds):
-                for name, image in photos:
-                    kind = "real" if is_real(name) else "fmnist"
-                    t0 = time.perf_counter()
-                    find_items(detector, pose, image, settings)
-                    times[kind]["in-process"].append((time.perf_counter() - t0) * 1e3)
-                    t0 = time.perf_counter()
-                    inside = remote(image)
-                    times[kind]["http"].append((time.perf_counter() - t0) * 1e3)
-                    times[kind]["inside service"].append(inside)
-    finally:
-        stack.close()
+                times[kind]["in-process"].append((time.perf_counter() - t0) * 1e3)
+                t0 = time.perf_counter()
+                inside = remote(image)
+                times[kind]["http"].append((time.perf_counter() - t0) * 1e3)
+                times[kind]["inside service"].append(inside)
     report(times, info)
     return 0
 

@@ -15,7 +15,7 @@ ways and the better taken: one session with 2 intra-op threads running batch aft
 compared with the fastest the model goes on this machine, not with a configuration it beats.
 
 Job variants: "lanes" (as `imgsearch index build` runs by default), "one-run" (the decode threads and one
-two-threaded embedder run at a time: the default before round 2), "processes" (lanes, with decode,
+two-threaded embedder run at a time: the default before round 3), "processes" (lanes, with decode,
 thumbnail and preprocess in 2 forked worker processes at lower priority, ann_index/decode_pool.py:
 `--decode-processes 2`), and with `--spinning both` "one-run+spinning" (onnxruntime's spin-waiting on).
 In each round the raw rates are measured, then each job followed by the raw rates again; a job's ratio is
@@ -121,6 +121,7 @@ def main() -> int:
     from ann_index.rebuild import RebuildOptions
     from embedder import Embedder
     from services import defaults
+    from services.common.loading import rebuild_embedder
 
     info = machine()
     data = demo_data(args.items)
@@ -129,7 +130,7 @@ def main() -> int:
     model = defaults.MODELS_DIR / args.embedder
     embedders = {  # the job's embedders; "one-run" and "lanes" are also the two raw configurations
         "one-run": Embedder(model, intra_threads=args.workers, batch_size=args.batch_size, allow_spinning=False),
-        "lanes": Embedder(model, intra_threads=1, batch_size=args.batch_size, allow_spinning=False),
+        "lanes": rebuild_embedder(model, args.batch_size),  # what `imgsearch index build` runs
     }
     images = preprocessed(catalog, embedders["lanes"], args.items)
     variants = variants_of(args)
@@ -166,12 +167,18 @@ def main() -> int:
             results[name]["job"].append(job)
             results[name]["total"].append(total)
             raw_before = raw_after
-    args.raw_by_config = {k: round(median(v), 1) for k, v in raw_seen.items()}
-    report(results, args, len(images), info)
+    raw_by_config = {k: round(median(v), 1) for k, v in raw_seen.items()}
+    report(results, raw_by_config, args, len(images), info)
     return 0
 
 
-def report(results: dict[str, dict[str, list[float]]], args: argparse.Namespace, n: int, info: dict) -> None:
+def report(
+    results: dict[str, dict[str, list[float]]],
+    raw_by_config: dict[str, float],
+    args: argparse.Namespace,
+    n: int,
+    info: dict,
+) -> None:
     rows = []
     for name, got in results.items():
         ratios = [j / r for j, r in zip(got["job"], got["raw"], strict=True)]
@@ -179,7 +186,7 @@ def report(results: dict[str, dict[str, list[float]]], args: argparse.Namespace,
             rows.append([name, r + 1, got["raw"][r], got["job"][r], ratios[r], got["total"][r]])
         rows.append([name, "median", median(got["raw"]), median(got["job"]), median(ratios), median(got["total"])])
     print(f"\n{n} catalog images, batch {args.batch_size}, {args.workers} decode threads and model lanes")
-    print(f"raw img/s by configuration (medians): {args.raw_by_config}\n")
+    print(f"raw img/s by configuration (medians): {raw_by_config}\n")
     print(table(["job", "round", "best raw img/s", "job img/s", "job ÷ raw", "job total s"], rows))
     print()
 
@@ -193,7 +200,7 @@ def report(results: dict[str, dict[str, list[float]]], args: argparse.Namespace,
             "p4": ratio(SHIPPED),
             "p4_by_job": {name: ratio(name) for name in results},
             "raw_images_per_s": {k: round(median(v["raw"]), 1) for k, v in results.items()},
-            "raw_images_per_s_by_config": args.raw_by_config,
+            "raw_images_per_s_by_config": raw_by_config,
             "job_images_per_s": {k: round(median(v["job"]), 1) for k, v in results.items()},
             "job_total_s": {k: round(median(v["total"]), 2) for k, v in results.items()},
             "items": n,
