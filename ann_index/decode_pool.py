@@ -21,6 +21,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from ann_index.thumb_reuse import reusable
 from ann_index.thumbs import ThumbFormat, make_thumbnail
 from imgcore.image import DecodeLimits, decode_image
 
@@ -28,7 +29,7 @@ NICENESS = 10  # added to the workers' nice value: the model's threads come firs
 
 
 class Preprocessor(Protocol):
-    def preprocess(self, image: np.ndarray, box: Any = None) -> np.ndarray: ...
+    def preprocess_pixels(self, image: np.ndarray, box: Any = None) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,9 @@ class PixelWork:
 
     def __call__(self, data: bytes, embed: bool) -> tuple[bytes, np.ndarray | None]:
         image = decode_image(data, self.limits)
-        thumb = make_thumbnail(image, fmt=self.thumbnail_format)
+        # A small plain PNG/JPEG is its own JPEG-mode thumbnail; WebP mode always re-encodes (fewer bytes).
+        reuse = self.thumbnail_format == "jpeg" and reusable(data)
+        thumb = data if reuse else make_thumbnail(image, fmt=self.thumbnail_format)
         if not embed:
             return thumb, None
         box = None
@@ -50,7 +53,7 @@ class PixelWork:
             from embedder.transforms import foreground_box
 
             box = foreground_box(image)
-        return thumb, self.embedder.preprocess(image, box)
+        return thumb, self.embedder.preprocess_pixels(image, box)
 
 
 _WORK: PixelWork | None = None  # a worker process's copy, set once when it starts

@@ -28,6 +28,7 @@ from ann_index.embed_cache import EmbeddingCache
 from ann_index.gate import DEFAULT_RECALL_TARGET
 from ann_index.manifest import EmbedderInfo
 from ann_index.thumbs import ThumbFormat, ThumbPack
+from embedder.transforms import chw_batch
 from imgcore.errors import ImgSearchError, InvalidInput
 from imgcore.image import DecodeLimits
 from imgcore.storage import fetch_uri_bytes, resolve_uri
@@ -36,7 +37,7 @@ from imgcore.storage import fetch_uri_bytes, resolve_uri
 class BatchEmbedder(EmbedderInfo, Protocol):
     """The part of embedder.Embedder the job uses; tests pass a fake."""
 
-    def preprocess(self, image: np.ndarray, box: Any = None) -> np.ndarray: ...
+    def preprocess_pixels(self, image: np.ndarray, box: Any = None) -> np.ndarray: ...
     def run(self, batch: np.ndarray) -> np.ndarray: ...
 
 
@@ -99,7 +100,7 @@ def embed_items(items: list[CatalogItem], base_uri: str, embedder: BatchEmbedder
 
 CHUNK = 8  # catalog rows per decode task
 
-# What a decode thread hands back: (image sha256 or "", a cached vector, or a preprocessed image, thumbnail).
+# What a decode thread hands back: (image sha256 or "", a cached vector, or the model's uint8 pixels, thumbnail).
 Prepared = tuple[str, np.ndarray | None, np.ndarray | None, bytes]
 
 
@@ -169,7 +170,7 @@ class _Batches:
         if not self.batch:
             return
         positions, keys = [pos for pos, _, _ in self.batch], [key for _, key, _ in self.batch]
-        stacked = np.stack([image for _, _, image in self.batch])
+        stacked = chw_batch([image for _, _, image in self.batch])
         self.batch.clear()
         if self.lanes is None:
             self._record(positions, keys, self.embedder.run(stacked))

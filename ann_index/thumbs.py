@@ -25,7 +25,7 @@ from imgcore.errors import IndexMismatch, NotFound
 
 THUMBS_NAME = "thumbs.bin"
 MAX_SIDE = 256
-MEDIA_TYPES = ("image/webp", "image/jpeg")
+MEDIA_TYPES = ("image/webp", "image/jpeg", "image/png")  # PNG: a reused catalog image (ann_index.thumb_reuse)
 ThumbFormat = Literal["jpeg", "webp"]
 _JPEG_QUALITY = 85
 _WEBP_QUALITY = 80
@@ -60,12 +60,14 @@ def make_thumbnail(image: np.ndarray, max_side: int = MAX_SIDE, fmt: ThumbFormat
 
 
 def media_type(data: bytes) -> str:
-    """image/webp or image/jpeg from the magic number; ValueError for anything else."""
+    """image/webp, image/jpeg or image/png from the magic number; ValueError for anything else."""
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "image/webp"
     if data[:3] == b"\xff\xd8\xff":
         return "image/jpeg"
-    raise ValueError("a thumbnail must be a WebP or JPEG image")
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "image/png"
+    raise ValueError("a thumbnail must be a WebP, JPEG or PNG image")
 
 
 class ThumbPack:

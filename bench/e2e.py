@@ -72,9 +72,7 @@ class InProcess:
             iou_threshold=det.iou_threshold,
             max_detections=det.max_detections,
         )
-        self.embedder = Embedder(
-            defaults.DEFAULT_EMBEDDER_DIR, intra_threads=threads, batch_size=emb.max_batch_size
-        )
+        self.embedder = Embedder(defaults.DEFAULT_EMBEDDER_DIR, intra_threads=threads, batch_size=emb.max_batch_size)
         self.reader = IndexReader.open(version_dir, embedder_sha256=self.embedder.sha256, dim=self.embedder.dim)
         self.known = frozenset(self.reader.categories)
         self.limits = self.gw.decode_limits()

@@ -43,7 +43,7 @@ SHIPPED = "lanes"  # how `imgsearch index build` runs by default: the variant P4
 
 
 def preprocessed(catalog: Path, embedder: object, limit: int) -> np.ndarray:
-    """Every catalog image decoded and preprocessed, kept as uint8 [N, 3, H, W] (lossless: 0..255 values)."""
+    """Every catalog image decoded and preprocessed: the model's pixels, uint8 [N, H, W, 3]."""
     from ann_index.rebuild import load_catalog
     from imgcore.image import decode_image
     from imgcore.storage import fetch_uri_bytes, resolve_uri
@@ -53,15 +53,17 @@ def preprocessed(catalog: Path, embedder: object, limit: int) -> np.ndarray:
     rows = []
     for item in cat.items[:limit]:
         image = decode_image(fetch_uri_bytes(resolve_uri(base, item.image)))
-        rows.append(embedder.preprocess(image).astype(np.uint8))  # type: ignore[attr-defined]
+        rows.append(embedder.preprocess_pixels(image))  # type: ignore[attr-defined]
     return np.stack(rows)
 
 
 def raw_rate(embedder: object, images: np.ndarray, batch: int, lanes: int = 1) -> float:
-    """Images per second of `Embedder.run` alone, in `lanes` threads at once (float conversion beforehand)."""
+    """Images per second of `Embedder.run` alone, in `lanes` threads at once (batches laid out beforehand)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    batches = [images[start : start + batch].astype(np.float32) for start in range(0, len(images), batch)]
+    from embedder.transforms import chw_batch
+
+    batches = [chw_batch(images[start : start + batch]) for start in range(0, len(images), batch)]
     run = embedder.run  # type: ignore[attr-defined]
     t0 = time.perf_counter()
     if lanes == 1:

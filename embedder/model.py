@@ -73,6 +73,11 @@ class Embedder(OnnxModel):
     # --- the two halves, for services that batch across requests ---------------------------------
     def preprocess(self, image: np.ndarray, box: Box | None = None) -> np.ndarray:
         """One image (or one box of it) -> [3, H, W] float32, values 0..255."""
+        return transforms.to_chw(self.preprocess_pixels(image, box))
+
+    def preprocess_pixels(self, image: np.ndarray, box: Box | None = None) -> np.ndarray:
+        """One image (or one box of it) -> the model's H x W x 3 uint8 pixels; `transforms.chw_batch` of
+        several is what `run` takes (a quarter of the bytes to hand between threads, one conversion)."""
         img = _checked_image(image)
         if box is not None:
             if not _valid(box):
@@ -81,9 +86,9 @@ class Embedder(OnnxModel):
                 clipped = transforms.clip_boxes([box], img.shape[1], img.shape[0])[0]
             except ValueError as exc:
                 raise InvalidInput(str(exc)) from exc
-            return transforms.prepare(img, clipped, self._size, self._margin, self._interpolation)
+            return transforms.prepare_pixels(img, clipped, self._size, self._margin, self._interpolation)
         # A whole image is padded to square as it is: no margin added around the frame.
-        return transforms.prepare(img, None, self._size, 0.0, self._interpolation)
+        return transforms.prepare_pixels(img, None, self._size, 0.0, self._interpolation)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """[B, 3, H, W] float32 -> [B, dim] float32 unit vectors, in chunks of batch_size."""
@@ -113,12 +118,12 @@ class Embedder(OnnxModel):
             return self.run(self.preprocess(image)[None])
         if len(boxes) == 0:
             return np.zeros((0, self._dim), dtype=np.float32)
-        return self.run(np.stack([self.preprocess(image, b) for b in boxes]))
+        return self.run(transforms.chw_batch([self.preprocess_pixels(image, b) for b in boxes]))
 
     def embed_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Whole-image vectors for many images, [len(images), dim]; preprocessed one chunk at a time."""
         chunks = [
-            self.run(np.stack([self.preprocess(im) for im in images[i : i + self.batch_size]]))
+            self.run(transforms.chw_batch([self.preprocess_pixels(im) for im in images[i : i + self.batch_size]]))
             for i in range(0, len(images), self.batch_size)
         ]
         return np.concatenate(chunks) if chunks else np.zeros((0, self._dim), dtype=np.float32)

@@ -132,6 +132,7 @@ def test_exposed_ports_are_the_services_ports() -> None:
 
 # --- .dockerignore ----------------------------------------------------------------------------------
 
+
 def _pattern_regex(pattern: str) -> re.Pattern[str]:
     out = ""
     i = 0
@@ -203,8 +204,12 @@ def test_build_context_has_the_code_and_nothing_heavy() -> None:
     rules = _rules()
     files = repo_files()
     included = [f for f in files if in_context(f, rules)]
-    heavy = [f for f in included if re.search(r"\.(onnx|ann|npy|npz|sqlite|pt|pth|tar|gz)$", f)
-             or f.split("/")[0] in ("models", "tests", "var", "bench", "docs", "k8s", ".git", "data")]
+    heavy = [
+        f
+        for f in included
+        if re.search(r"\.(onnx|ann|npy|npz|sqlite|pt|pth|tar|gz)$", f)
+        or f.split("/")[0] in ("models", "tests", "var", "bench", "docs", "k8s", ".git", "data")
+    ]
     assert not heavy, f"in the image build context: {heavy[:20]}"
     code = [f for f in files if f.split("/")[0] in PACKAGES and f.endswith(".py") and "__pycache__" not in f]
     missing = [f for f in code if f not in included]

@@ -1,6 +1,6 @@
 """Write prometheusrule.yaml (Prometheus Operator) from alerts.rules.yaml, the one source of the rules.
 
-    python k8s/monitoring/gen_prometheusrule.py        # tests/k8s/test_monitoring.py fails while they differ
+python k8s/monitoring/gen_prometheusrule.py        # tests/k8s/test_monitoring.py fails while they differ
 """
 
 from __future__ import annotations

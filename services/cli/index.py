@@ -208,7 +208,8 @@ def _add_embedding_flags(build: Any) -> None:
         choices=("jpeg", "webp"),  # ann_index.thumbs.ThumbFormat, without importing cv2 for --help
         default="jpeg",
         help="item thumbnails (256 px, served by /v1/items/{id}/image): jpeg (default; a twelfth of WebP's CPU "
-        "in the rebuild) or webp (~30 %% fewer bytes)",
+        "in the rebuild; a catalog image that is already a small plain PNG or JPEG is kept as it is) or webp "
+        "(~30 %% fewer bytes, always re-encoded)",
     )
     build.add_argument(
         "--embedder",

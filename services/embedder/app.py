@@ -37,7 +37,9 @@ def load_embedder(settings: EmbedderSettings) -> Embedder:
 
 
 def _crops(embedder: Embedder, image: np.ndarray, boxes: list[Box | None]) -> np.ndarray:
-    return np.stack([embedder.preprocess(image, box) for box in boxes]).astype(np.float32, copy=False)
+    from embedder.transforms import chw_batch
+
+    return chw_batch([embedder.preprocess_pixels(image, box) for box in boxes])
 
 
 def _foreground(image: np.ndarray) -> Box | None:

@@ -12,6 +12,7 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from starlette.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 
+from ann_index.thumbs import media_type
 from imgcore.errors import InvalidInput
 from services.common.boxes import parse_box_param
 from services.common.errors import BackendUnavailable
@@ -38,12 +39,11 @@ IMAGE_HEADERS = {"cache-control": "public, max-age=3600", "x-content-type-option
 
 
 def thumbnail_type(data: bytes) -> str | None:
-    """image/webp or image/jpeg from the magic number (what the index's thumbnails are); None otherwise."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if data[:3] == b"\xff\xd8\xff":
-        return "image/jpeg"
-    return None
+    """The media type of an index thumbnail from its magic number (WebP, JPEG or PNG); None otherwise."""
+    try:
+        return media_type(data)
+    except ValueError:
+        return None
 
 
 class Readiness:
@@ -142,7 +142,7 @@ def _item_routes(router: APIRouter, settings: GatewaySettings, index: ServedInde
         data = await index.image(item_id)
         media_type = thumbnail_type(data)
         if media_type is None:  # what reaches a browser from here is an image or nothing
-            raise BackendUnavailable(f"index: the thumbnail of {item_id!r} is not a WebP or JPEG image")
+            raise BackendUnavailable(f"index: the thumbnail of {item_id!r} is not a WebP, JPEG or PNG image")
         return Response(data, media_type=media_type, headers=IMAGE_HEADERS)
 
 

@@ -25,9 +25,8 @@ class FakeEmbedder:
     metric: str = "angular"
     card: dict[str, Any] = field(default_factory=lambda: {"input": {"size": [8, 8], "resize": "area"}})
 
-    def preprocess(self, image: np.ndarray, box: Any = None) -> np.ndarray:
-        small = cv2.resize(image, (8, 8), interpolation=cv2.INTER_AREA).astype(np.float32)
-        return np.transpose(small, (2, 0, 1))
+    def preprocess_pixels(self, image: np.ndarray, box: Any = None) -> np.ndarray:
+        return np.asarray(cv2.resize(image, (8, 8), interpolation=cv2.INTER_AREA), dtype=np.uint8)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         # 255 - x: dark-on-white items become bright-on-dark, so the white background adds nothing.

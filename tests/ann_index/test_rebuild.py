@@ -117,7 +117,6 @@ def test_catalog_images_and_index_on_s3(fmnist_200: Path, tmp_path: Path, s3_end
         assert hit.image == f"{s3_bucket}/catalog/images/fmnist-train-00001.png"
 
 
-
 @pytest.mark.stack
 @pytest.mark.skipif(not (MODELS_DIR / "fmnist-lite0" / "model.onnx").is_file(), reason="embedder model missing")
 @pytest.mark.parametrize("kill_when", ["embedding", "publishing"])

@@ -38,7 +38,6 @@ OPTS = RebuildOptions(progress=False, n_trees=16, seed=7, gate_queries=200)
 HAVE_MODEL = (MODELS_DIR / "fmnist-lite0" / "model.onnx").is_file()
 
 
-
 def _version_dir(out: Path) -> Path:
     return out / "versions" / (out / "CURRENT").read_text().strip()
 
@@ -117,7 +116,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
     procs = [
         subprocess.Popen(
             imgsearch_cmd(*base, "--out", sharded.as_uri(), f"--shard={i}/{N}"),
-            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )  # fmt: skip
         for i in (0, 2)
     ]

@@ -73,12 +73,14 @@ def test_rebuild_writes_a_checksummed_thumbnail_of_every_item_that_outlives_the_
     assert THUMBS_NAME in manifest["files"] and manifest["thumbnails"]["file"] == THUMBS_NAME
     ids = _ids(catalog)
     assert manifest["count"] == len(ids) == ITEMS
+    sources = {item_id: (catalog.parent / "images" / f"{item_id}.png").read_bytes() for item_id in ids}
     shutil.rmtree(catalog.parent)  # the catalog's images are gone: the thumbnails are in the version
     with IndexReader.open(_version(tmp_path / "idx"), embedder_sha256=None, dim=None) as reader:
         for item_id in ids:
             data, kind = reader.thumbnail(item_id)
             img = Image.open(io.BytesIO(data))
-            assert kind == "image/jpeg" and img.format == "JPEG" and max(img.size) <= MAX_SIDE
+            # The demo's 112 px PNGs carry nothing but pixels: each is its own thumbnail (ann_index.thumb_reuse).
+            assert data == sources[item_id] and kind == "image/png" and img.format == "PNG"
         with pytest.raises(NotFound, match="not in index"):
             reader.thumbnail("no-such-item")
 
@@ -100,6 +102,24 @@ def test_the_thumbnail_is_the_items_own_image(catalog: Path, tmp_path: Path) -> 
             assert np.abs(thumb - original).mean() < 8  # lossy, but the same picture (another item differs by 80+)
 
 
+def test_photos_too_large_or_carrying_metadata_are_reencoded_as_jpeg(catalog: Path, tmp_path: Path) -> None:
+    images = catalog.parent / "images"
+    big = Image.open(images / "fmnist-train-00001.png").convert("RGB").resize((400, 400))
+    big.save(images / "fmnist-train-00001.png")  # over MAX_SIDE
+    exif = Image.Exif()
+    exif[0x010F] = "a camera"  # Make: a JPEG whose APP1 a shop may not want republished
+    tagged = images / "fmnist-train-00002.png"
+    Image.open(tagged).convert("RGB").save(tagged, "JPEG", exif=exif)
+    rebuild(str(catalog), (tmp_path / "idx").as_uri(), FakeEmbedder(), OPTS)
+    with IndexReader.open(_version(tmp_path / "idx"), embedder_sha256=None, dim=None) as reader:
+        for item_id, size in (("fmnist-train-00001", (MAX_SIDE, MAX_SIDE)), ("fmnist-train-00002", (112, 112))):
+            data, kind = reader.thumbnail(item_id)
+            img = Image.open(io.BytesIO(data))
+            assert kind == "image/jpeg" and img.format == "JPEG" and img.size == size
+            assert not img.getexif()  # the camera's metadata stayed in the catalog
+        assert reader.thumbnail("fmnist-train-00003")[1] == "image/png"
+
+
 def test_cached_items_still_get_their_thumbnails_and_the_file_is_reproducible(catalog: Path, tmp_path: Path) -> None:
     opts = RebuildOptions(progress=False, n_trees=16, gate_queries=100, embedding_cache=tmp_path / "cache.sqlite")
     first = rebuild(str(catalog), (tmp_path / "a").as_uri(), FakeEmbedder(), opts)
@@ -107,7 +127,7 @@ def test_cached_items_still_get_their_thumbnails_and_the_file_is_reproducible(ca
     assert second["embedding_cache"]["hits"] == ITEMS  # nothing embedded again...
     assert second["files"][THUMBS_NAME] == first["files"][THUMBS_NAME]  # ...and the same thumbnails
     with IndexReader.open(_version(tmp_path / "b"), embedder_sha256=None, dim=None) as reader:
-        assert reader.thumbnail("fmnist-train-00003")[1] == "image/jpeg"
+        assert reader.thumbnail("fmnist-train-00003")[1] == "image/png"
 
 
 def test_a_version_without_thumbnails_answers_a_clear_not_found(tmp_path: Path) -> None:
