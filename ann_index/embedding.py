@@ -63,6 +63,7 @@ class RebuildOptions:
     # Batches the embedder runs at once, each in its own thread: give it single-threaded sessions, one lane
     # per core (services.rebuild_embedder); 1: one run at a time, as many intra-op threads as it has.
     model_lanes: int = 1
+    decode_threads: int = 0  # 0: one per four model lanes, or `workers` without lanes (decode_threads())
     thumbnail_format: ThumbFormat = "jpeg"  # item thumbnails (ann_index.thumbs): JPEG is 12x cheaper to make
     allow_absolute_images: bool = False  # catalog images may be absolute URIs; else only inside its folder
     partitions: int = 1  # index partitions of the published version (issue 16); 1: today's layout
@@ -99,6 +100,18 @@ def embed_items(items: list[CatalogItem], base_uri: str, embedder: BatchEmbedder
 
 
 CHUNK = 8  # catalog rows per decode task
+
+
+def decode_threads(opts: RebuildOptions) -> int:
+    """Threads that fetch, decode and thumbnail, unless set: one per four model lanes, else `workers`.
+
+    A catalog image costs a decode thread an eighth of what it costs a lane (0.34 vs 2.7 ms of CPU), and
+    a second decode thread on two cores only queues on the GIL: 0.45 ms of CPU per image instead of 0.34,
+    for no more images per second (docs/benchmarks.md, P4). One run at a time (no lanes) keeps `workers`.
+    """
+    if opts.decode_threads > 0:
+        return opts.decode_threads
+    return max(1, opts.model_lanes // 4) if opts.model_lanes > 1 else max(1, opts.workers)
 
 # What a decode thread hands back: (image sha256 or "", a cached vector, or the model's uint8 pixels, thumbnail).
 Prepared = tuple[str, np.ndarray | None, np.ndarray | None, bytes]
@@ -205,7 +218,7 @@ def _embed(
     window = max(2, opts.workers) * opts.batch_size * 2  # bounded read-ahead keeps memory flat
     width = max(1, opts.model_lanes)
     with (
-        ThreadPoolExecutor(max_workers=max(1, opts.workers)) as pool,
+        ThreadPoolExecutor(max_workers=decode_threads(opts)) as pool,
         ThreadPoolExecutor(width, thread_name_prefix="model-lane") if width > 1 else nullcontext() as lanes,
         tqdm(total=len(items), unit="item", desc="embed", disable=not opts.progress, mininterval=0.5) as bar,
     ):

@@ -3,7 +3,7 @@
     python bench/rebuild.py [--items 5000] [--rounds 3] [--decode threads|processes|both] [--spinning off|both]
                             [--embedder fmnist-lite0|fmnist-lite0-int8]
 
-The job is `ann_index.rebuild.rebuild` with the settings of `imgsearch index build` (2 decode threads, 2
+The job is `ann_index.rebuild.rebuild` with the settings of `imgsearch index build` (1 decode thread, 2
 model lanes running single-threaded embedder sessions, batch 32, spin-waiting off, 32 trees, quality gate,
 publish into a temporary file:// store), on the Fashion-MNIST demo catalog (PNG files on local disk). Its
 rate is the catalog images embedded per second of the job's embedding phase (fetch + decode + thumbnail +
@@ -14,8 +14,9 @@ ways and the better taken: one session with 2 intra-op threads running batch aft
 2 threads each running batches on a single-threaded session ("lanes", what the job does). So the job is
 compared with the fastest the model goes on this machine, not with a configuration it beats.
 
-Job variants: "lanes" (as `imgsearch index build` runs by default), "one-run" (the decode threads and one
-two-threaded embedder run at a time: the default before round 3), "processes" (lanes, with decode,
+Job variants: "lanes" (as `imgsearch index build` runs by default), "one-run" (2 decode threads and one
+two-threaded embedder run at a time: the default before round 3), "lanes+2-decode-threads" (round 3's
+default), "processes" (lanes, with decode,
 thumbnail and preprocess in 2 forked worker processes at lower priority, ann_index/decode_pool.py:
 `--decode-processes 2`), and with `--spinning both` "one-run+spinning" (onnxruntime's spin-waiting on).
 In each round the raw rates are measured, then each job followed by the raw rates again; a job's ratio is
@@ -89,19 +90,22 @@ def run_job(embedder: object, catalog: Path, opts: object) -> tuple[float, float
     return float(manifest["timings_s"]["items_per_s"]), total
 
 
-# A job variant: (embedder: "one-run" | "lanes" | "spinning", decode worker processes, model lanes).
-Variant = tuple[str, int, int]
+# A job variant: (embedder: "one-run" | "lanes" | "spinning", decode worker processes, model lanes, decode
+# threads: 0 for the job's own choice).
+Variant = tuple[str, int, int, int]
 
 
 def variants_of(args: argparse.Namespace) -> dict[str, Variant]:
     """Job variants by name."""
-    out: dict[str, Variant] = {"lanes": ("lanes", 0, args.workers), "one-run": ("one-run", 0, 1)}
+    out: dict[str, Variant] = {"lanes": ("lanes", 0, args.workers, 0), "one-run": ("one-run", 0, 1, 0)}
+    if args.decode != "processes":
+        out["lanes+2-decode-threads"] = ("lanes", 0, args.workers, 2)
     if args.decode in ("processes", "both"):
-        out["processes"] = ("lanes", args.workers, args.workers)
+        out["processes"] = ("lanes", args.workers, args.workers, 0)
     if args.decode == "processes":
         del out["lanes"], out["one-run"]
     if args.spinning == "both":
-        out["one-run+spinning"] = ("spinning", 0, 1)
+        out["one-run+spinning"] = ("spinning", 0, 1, 0)
     return out
 
 
@@ -150,7 +154,7 @@ def main() -> int:
     for r in range(args.rounds):  # variants alternate within each round, so drift on a shared machine hits all
         raw_before = raw_now()
         for name in list(variants)[:: 1 if r % 2 == 0 else -1]:
-            kind, processes, lanes = variants[name]
+            kind, processes, lanes, threads = variants[name]
             opts = RebuildOptions(
                 workers=args.workers,
                 batch_size=args.batch_size,
@@ -158,6 +162,7 @@ def main() -> int:
                 keep=1,
                 decode_processes=processes,
                 model_lanes=lanes,
+                decode_threads=threads,
             )
             job, total = run_job(embedders[kind], catalog, opts)
             raw_after = raw_now()
@@ -187,7 +192,7 @@ def report(
         for r in range(args.rounds):
             rows.append([name, r + 1, got["raw"][r], got["job"][r], ratios[r], got["total"][r]])
         rows.append([name, "median", median(got["raw"]), median(got["job"]), median(ratios), median(got["total"])])
-    print(f"\n{n} catalog images, batch {args.batch_size}, {args.workers} decode threads and model lanes")
+    print(f"\n{n} catalog images, batch {args.batch_size}, {args.workers} model lanes")
     print(f"raw img/s by configuration (medians): {raw_by_config}\n")
     print(table(["job", "round", "best raw img/s", "job img/s", "job ÷ raw", "job total s"], rows))
     print()

@@ -113,7 +113,7 @@ def chw_batch(images: Sequence[np.ndarray]) -> np.ndarray:
     Written straight into the batch: a fifth of the CPU of converting each image and stacking the
     float copies (0.02 vs 0.1 ms per 112 px image), which the rebuild pays for every catalog image.
     """
-    if not images:
+    if len(images) == 0:
         raise ValueError("an empty batch")
     height, width = images[0].shape[:2]
     out = np.empty((len(images), 3, height, width), dtype=np.float32)

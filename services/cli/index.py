@@ -233,7 +233,8 @@ def register(sub: Any) -> None:
         "--workers",
         type=int,
         default=2,
-        help="decode threads, and model lanes: single-threaded embedder runs at once, one per core (default 2)",
+        help="model lanes: single-threaded embedder runs at once, one per core; also annoy's build threads "
+        "(default 2; one decode thread per four lanes)",
     )
     build.add_argument("--batch-size", type=int, default=32, help="embedder batch size (default 32)")
     _add_embedding_flags(build)
