@@ -188,7 +188,7 @@ class _Batches:
         if self.lanes is None:
             self._record(positions, keys, self.embedder.run(stacked))
             return
-        while len(self.running) >= self.width:
+        while len(self.running) > self.width:
             self._collect()
         self.running.append((positions, keys, self.lanes.submit(self.embedder.run, stacked)))
 
