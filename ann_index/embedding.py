@@ -113,6 +113,7 @@ def decode_threads(opts: RebuildOptions) -> int:
         return opts.decode_threads
     return max(1, opts.model_lanes // 4) if opts.model_lanes > 1 else max(1, opts.workers)
 
+
 # What a decode thread hands back: (image sha256 or "", a cached vector, or the model's uint8 pixels, thumbnail).
 Prepared = tuple[str, np.ndarray | None, np.ndarray | None, bytes]
 

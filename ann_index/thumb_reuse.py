@@ -19,11 +19,11 @@ import re
 import struct
 
 from ann_index.thumbs import MAX_SIDE
+from imgcore.png_header import GREY, PALETTE, RGB, SIGNATURE, png_header
 
 MAX_BYTES = 48 * 1024  # larger sources are re-encoded: a 256 px q85 JPEG is 10-20 KB
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_CHUNKS = frozenset({b"IHDR", b"PLTE", b"IDAT", b"IEND"})
-_PNG_COLOUR_TYPES = (0, 2, 3)  # grey, RGB, palette (4 and 6 carry alpha)
+_PNG_COLOUR_TYPES = (GREY, RGB, PALETTE)  # not GREY_ALPHA or RGBA
 _SOF = (0xC0, 0xC1)  # baseline and extended sequential Huffman
 _JPEG_SEGMENTS = frozenset({0xE0, 0xDB, 0xC4, 0xDD, *_SOF})  # APP0 DQT DHT DRI SOF
 _SOS, _EOI = 0xDA, b"\xff\xd9"
@@ -34,7 +34,7 @@ def reusable(data: bytes, max_side: int = MAX_SIDE) -> bool:
     """Whether `data` can be served as its own thumbnail (see the module's rules)."""
     if len(data) > MAX_BYTES:
         return False
-    if data.startswith(_PNG_SIGNATURE):
+    if data.startswith(SIGNATURE):
         return _plain_png(data, max_side)
     if data.startswith(b"\xff\xd8"):
         return _plain_jpeg(data, max_side)
@@ -42,23 +42,11 @@ def reusable(data: bytes, max_side: int = MAX_SIDE) -> bool:
 
 
 def _plain_png(data: bytes, max_side: int) -> bool:
-    pos, seen = len(_PNG_SIGNATURE), []
-    while pos + 12 <= len(data):
-        (length,) = struct.unpack_from(">I", data, pos)
-        kind = data[pos + 4 : pos + 8]
-        if kind not in _PNG_CHUNKS:
-            return False
-        seen.append(kind)
-        if kind == b"IHDR":
-            if length != 13 or pos + 21 > len(data):
-                return False
-            width, height, depth, colour = struct.unpack_from(">IIBB", data, pos + 8)
-            if not (0 < width <= max_side and 0 < height <= max_side and depth == 8 and colour in _PNG_COLOUR_TYPES):
-                return False
-        pos += 12 + length
-        if kind == b"IEND":
-            return pos == len(data) and seen[0] == b"IHDR" and b"IDAT" in seen
-    return False
+    header = png_header(data)
+    if header is None or not header.exact or header.chunks - _PNG_CHUNKS:
+        return False
+    small = 0 < header.width <= max_side and 0 < header.height <= max_side
+    return small and header.bit_depth == 8 and header.colour_type in _PNG_COLOUR_TYPES
 
 
 def _plain_jpeg(data: bytes, max_side: int) -> bool:

@@ -7,8 +7,10 @@ photo), in 60-80 % of the time and with the GIL released, so decode threads stop
 (docs/benchmarks.md, P4). Everything else — palettes, alpha, 16-bit, CMYK, EXIF rotation, DCT scaling,
 other formats — and anything OpenCV refuses goes through PIL as before, which also gives the typed error.
 
-PIL has already read the header when this runs (the size limits are checked on it), so this never sees an
-image the limits refuse. The output exists once: the colour order is swapped in place.
+A plain PNG's header is read without PIL (imgcore.png_header: PIL's open cost up to a third of the decode
+of a small catalog image); a JPEG's by PIL. Either way the size limits are checked on the header before
+this runs, so it never sees an image the limits refuse. The output exists once: the colour order is
+swapped in place.
 """
 
 from __future__ import annotations
@@ -17,36 +19,47 @@ import cv2
 import numpy as np
 from PIL import ExifTags, Image
 
+from imgcore.png_header import GREY, RGB, PngHeader, png_header
+
 _EOI = b"\xff\xd9"
-_PNG_BIT_DEPTH = 24  # offset of the bit depth in a PNG: signature (8), IHDR length and type (8), size (8)
+_PNG_NOT_PLAIN = frozenset({b"tRNS", b"eXIf", b"acTL"})  # transparency, a possible rotation, animation
+
+
+def plain_png(data: bytes) -> PngHeader | None:
+    """The header of a PNG that OpenCV decodes to PIL's pixels (8-bit grey or RGB, no transparency, no
+    animation, no EXIF: PIL reads a PNG's rotation only by decoding it), read without PIL; else None."""
+    header = png_header(data)
+    plain = header is not None and header.bit_depth == 8 and header.colour_type in (GREY, RGB)
+    return header if plain and header is not None and not header.chunks & _PNG_NOT_PLAIN else None
 
 
 def fast_decodable(img: Image.Image, data: bytes) -> bool:
-    """Whether OpenCV decodes this opened (not yet loaded) image to PIL's pixels, upright as stored.
-    Reduced-size (DCT-scaled) decoding is the caller's to rule out."""
-    if getattr(img, "is_animated", False):
+    """Whether OpenCV decodes this opened (not yet loaded) JPEG to PIL's pixels, upright as stored (plain
+    PNGs take `decode_png_fast` before PIL opens them). Reduced-size (DCT-scaled) decoding is the caller's
+    to rule out."""
+    if img.format != "JPEG" or getattr(img, "is_animated", False):
         return False
-    if img.format == "PNG":
-        # 8 bits per sample only (PIL and libpng widen 1/2/4-bit grey differently); PIL reads a PNG's EXIF
-        # only by decoding it, so any eXIf chunk (a possible rotation) goes to PIL.
-        plain = img.mode in ("L", "RGB") and "transparency" not in img.info and data[_PNG_BIT_DEPTH] == 8
-        return plain and b"eXIf" not in data
-    if img.format == "JPEG":
-        # libjpeg-turbo pads a truncated JPEG with grey and only warns, where PIL raises: a file that does
-        # not end with its end-of-image marker (a truncated one, or one with trailing bytes) goes to PIL.
-        upright = int(img.getexif().get(ExifTags.Base.Orientation, 1)) == 1
-        return img.mode in ("L", "RGB") and data.endswith(_EOI) and upright
-    return False
+    # libjpeg-turbo pads a truncated JPEG with grey and only warns, where PIL raises: a file that does
+    # not end with its end-of-image marker (a truncated one, or one with trailing bytes) goes to PIL.
+    upright = int(img.getexif().get(ExifTags.Base.Orientation, 1)) == 1
+    return img.mode in ("L", "RGB") and data.endswith(_EOI) and upright
 
 
 def decode_fast(img: Image.Image, data: bytes) -> np.ndarray | None:
     """HxWx3 uint8 RGB of a `fast_decodable` image as stored (no rotation), or None where OpenCV fails or
     disagrees with the header (PIL then decodes it and raises the typed error if it is broken)."""
-    grey = img.mode == "L"
-    # `fast_decodable` admits 8-bit images only, so these two modes give PIL's samples: grey, or 3 channels BGR.
+    return _imdecode(data, img.mode == "L", *img.size)
+
+
+def decode_png_fast(data: bytes, header: PngHeader) -> np.ndarray | None:
+    """HxWx3 uint8 RGB of a `plain_png`, or None where OpenCV fails or disagrees with the header."""
+    return _imdecode(data, header.colour_type == GREY, header.width, header.height)
+
+
+def _imdecode(data: bytes, grey: bool, width: int, height: int) -> np.ndarray | None:
+    # Only 8-bit images come here, so these two modes give PIL's samples: grey, or 3 channels BGR.
     flags = cv2.IMREAD_IGNORE_ORIENTATION | (cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR)
     pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
-    width, height = img.size
     if pixels is None or pixels.dtype != np.uint8 or pixels.shape[:2] != (height, width):
         return None
     if grey:

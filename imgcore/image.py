@@ -22,7 +22,7 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 
 from imgcore.decode_plan import DecodePlan, plan_for, plan_of
 from imgcore.errors import ImageTooLarge, InvalidImage
-from imgcore.fast_decode import decode_fast, fast_decodable
+from imgcore.fast_decode import decode_fast, decode_png_fast, fast_decodable, plain_png
 from imgcore.pixels import (
     GREY_16,
     fit_scale,
@@ -35,6 +35,7 @@ from imgcore.pixels import (
     strip_rows,
     upright_shape,
 )
+from imgcore.png_header import GREY
 
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "MPO"})
 # PIL allocates large images in blocks (16 MiB by default). glibc serves blocks under 32 MiB from a
@@ -92,7 +93,11 @@ def plan_decode(data: bytes, limits: DecodeLimits | None = None, max_side: int =
 
 def decode(data: bytes, limits: DecodeLimits | None = None, max_side: int = 0) -> Decoded:
     """Decode within `plan_decode(data, limits, max_side).peak_bytes`; `max_side` 0: full size."""
-    with _typed_errors(), _opened(data, limits or DecodeLimits()) as img:
+    lim = limits or DecodeLimits()
+    plain = _decode_plain_png(data, lim, max_side)
+    if plain is not None:
+        return plain
+    with _typed_errors(), _opened(data, lim) as img:
         img.seek(0)  # first frame of animations (before DCT scaling: an MPO's seek resets its tile)
         plan = plan_of(img, max_side)
         if plan.draft_scale == 1 and plan.reduce == 1 and fast_decodable(img, data):
@@ -107,6 +112,21 @@ def decode(data: bytes, limits: DecodeLimits | None = None, max_side: int = 0) -
         pixels = _to_rgb(img, plan.reduce, orientation)
         fitted = resize_to(pixels, fitted_size(width, height, max_side))
         return Decoded(fitted, width, height, fit_scale(width, height, max_side))
+
+
+def _decode_plain_png(data: bytes, lim: DecodeLimits, max_side: int) -> Decoded | None:
+    """A plain 8-bit PNG (imgcore.fast_decode.plain_png) at full size, its header read without PIL; None:
+    the general path decides (and raises the typed error if the file is broken)."""
+    header = plain_png(data)
+    if header is None:
+        return None
+    _check_bytes(data, lim)
+    _check_pixels(header.width, header.height, lim)
+    mode = "L" if header.colour_type == GREY else "RGB"
+    if plan_for("PNG", mode, (header.width, header.height), max_side).reduce != 1:
+        return None  # reduced strip by strip by the general path, within its memory plan
+    pixels = decode_png_fast(data, header)
+    return None if pixels is None else fit(pixels, max_side)
 
 
 @contextlib.contextmanager

@@ -9,9 +9,10 @@ import pytest
 from PIL import Image
 
 from imgcore.errors import InvalidImage
-from imgcore.fast_decode import decode_fast, fast_decodable
+from imgcore.fast_decode import decode_fast, decode_png_fast, fast_decodable, plain_png
 from imgcore.image import decode, decode_image
 from imgcore.pixels import fitted_size, resize_to
+from imgcore.png_header import png_header
 from tests.helpers.paths import DATA
 
 PHOTOS = sorted((DATA / "photos").rglob("*.jpg"))
@@ -31,6 +32,20 @@ def _jpeg(mode: str, quality: int = 85, **save: object) -> bytes:
     buf = io.BytesIO()
     photo.save(buf, "JPEG", quality=quality, **save)
     return buf.getvalue()
+
+
+def _takes(data: bytes) -> bool:
+    """Whether a fast path takes the image: plain PNGs without PIL, JPEGs after PIL read the header."""
+    if data.startswith(b"\x89PNG"):
+        return plain_png(data) is not None
+    return fast_decodable(Image.open(io.BytesIO(data)), data)
+
+
+def _fast_pixels(data: bytes) -> np.ndarray | None:
+    header = plain_png(data)
+    if header is not None:
+        return decode_png_fast(data, header)
+    return decode_fast(Image.open(io.BytesIO(data)), data)
 
 
 def _pil_pixels(data: bytes) -> np.ndarray:
@@ -55,9 +70,8 @@ FAST_CASES = {p.name: p.read_bytes() for p in PHOTOS} | {
 @pytest.mark.parametrize("name", sorted(FAST_CASES))
 def test_the_fast_path_takes_plain_photos_and_gives_pils_exact_pixels(name: str) -> None:
     data = FAST_CASES[name]
-    img = Image.open(io.BytesIO(data))
-    assert fast_decodable(img, data)
-    pixels = decode_fast(img, data)
+    assert _takes(data)
+    pixels = _fast_pixels(data)
     assert pixels is not None and pixels.dtype == np.uint8 and pixels.flags["C_CONTIGUOUS"]
     np.testing.assert_array_equal(pixels, _pil_pixels(data))
     np.testing.assert_array_equal(decode_image(data), pixels)  # and decode() uses it
@@ -80,7 +94,7 @@ def test_the_fast_path_takes_plain_photos_and_gives_pils_exact_pixels(name: str)
 )
 def test_images_the_fast_path_could_get_wrong_go_to_pil(name: str) -> None:
     data = (VALID / name).read_bytes()
-    assert not fast_decodable(Image.open(io.BytesIO(data)), data)
+    assert not _takes(data)
     assert decode_image(data).ndim == 3  # and PIL still decodes them
 
 
@@ -88,7 +102,31 @@ def test_a_png_with_exif_or_transparency_goes_to_pil() -> None:
     with_exif = _png("RGB", exif=Image.Exif().tobytes())
     with_key = _png("RGB", transparency=(0, 0, 0))
     for data in (with_exif, with_key):
-        assert not fast_decodable(Image.open(io.BytesIO(data)), data)
+        assert not _takes(data)
+        np.testing.assert_array_equal(decode_image(data), _pil_pixels(data))
+
+
+def test_a_plain_png_is_decoded_without_pil(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = FAST_CASES["catalog-style.png"]
+    expected = _pil_pixels(data)
+
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("PIL opened a plain PNG")
+
+    monkeypatch.setattr(Image, "open", refuse)
+    np.testing.assert_array_equal(decode_image(data), expected)
+
+
+def test_the_png_header_reader_refuses_what_is_not_a_whole_chunk_list() -> None:
+    data = FAST_CASES["rgb-generated.png"]
+    header = png_header(data)
+    assert header is not None and (header.width, header.height, header.bit_depth, header.colour_type) == (97, 61, 8, 2)
+    assert header.exact and header.chunks >= {b"IHDR", b"IDAT", b"IEND"}
+    assert not png_header(data + b"more").exact  # type: ignore[union-attr]
+    assert png_header(data[:-6]) is None  # IEND cut
+    assert png_header(data[:40]) is None  # IDAT runs past the end
+    assert png_header(b"GIF89a" + data[6:]) is None
+    assert png_header(data[:8] + data[12:]) is None  # IHDR not where it must be
 
 
 @pytest.mark.parametrize("kind", ["jpeg", "png"])
