@@ -21,6 +21,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from tqdm import tqdm
 
+from ann_index.batches import Batches
 from ann_index.builder import DEFAULT_N_TREES, DEFAULT_SEED
 from ann_index.catalog import CatalogItem
 from ann_index.decode_pool import DecodePool, PixelWork
@@ -28,7 +29,6 @@ from ann_index.embed_cache import EmbeddingCache
 from ann_index.gate import DEFAULT_RECALL_TARGET
 from ann_index.manifest import EmbedderInfo
 from ann_index.thumbs import ThumbFormat, ThumbPack
-from embedder.transforms import chw_batch
 from imgcore.errors import ImgSearchError, InvalidInput
 from imgcore.image import DecodeLimits
 from imgcore.storage import fetch_uri_bytes, resolve_uri
@@ -149,67 +149,6 @@ class _Preparer:
         return out
 
 
-@dataclass
-class _Batches:
-    """Vectors in the order they were produced, the batch of preprocessed images waiting for the embedder,
-    and the batches the model lanes are running.
-
-    With `lanes`, a full batch goes to a lane (a thread calling `embedder.run`, which releases the GIL) and
-    the job goes on collecting the next one; at most as many batches run as there are lanes. Lanes of
-    single-threaded sessions keep two cores busier than one two-threaded run: a decode thread that takes a
-    core from one of a session's intra-op threads stalls every thread of that run at its next barrier,
-    while a single-threaded lane only loses the time it was off the core (docs/benchmarks.md, P4).
-    """
-
-    embedder: BatchEmbedder
-    cache: EmbeddingCache | None
-    lanes: ThreadPoolExecutor | None = None
-    width: int = 1  # batches running at once
-    done: list[int] = field(default_factory=list)
-    vectors: list[np.ndarray] = field(default_factory=list)
-    batch: list[tuple[int, str, np.ndarray]] = field(default_factory=list)  # (position, image sha256, image)
-    running: deque[tuple[list[int], list[str], Future[np.ndarray]]] = field(default_factory=deque)
-    # Rows are added in catalog order and every added row is embedded, so these line up with `done` sorted.
-    thumbs: ThumbPack = field(default_factory=ThumbPack)
-
-    def add(self, pos: int, key: str, vector: np.ndarray | None, image: np.ndarray | None, thumb: bytes) -> None:
-        self.thumbs.add(thumb)
-        if vector is not None:
-            self.vectors.append(vector[None, :])  # the order of `done` and `vectors` stays the same
-            self.done.append(pos)
-        elif image is not None:
-            self.batch.append((pos, key, image))
-
-    def flush(self) -> None:
-        if not self.batch:
-            return
-        positions, keys = [pos for pos, _, _ in self.batch], [key for _, key, _ in self.batch]
-        stacked = chw_batch([image for _, _, image in self.batch])
-        self.batch.clear()
-        if self.lanes is None:
-            self._record(positions, keys, self.embedder.run(stacked))
-            return
-        while len(self.running) > self.width:
-            self._collect()
-        self.running.append((positions, keys, self.lanes.submit(self.embedder.run, stacked)))
-
-    def finish(self) -> None:
-        self.flush()
-        while self.running:
-            self._collect()
-
-    def _collect(self) -> None:
-        positions, keys, fut = self.running.popleft()
-        self._record(positions, keys, fut.result())
-
-    def _record(self, positions: list[int], keys: list[str], out: np.ndarray) -> None:
-        vectors = np.asarray(out, dtype=np.float32)
-        self.vectors.append(vectors)
-        self.done.extend(positions)
-        if self.cache is not None:
-            self.cache.put_many(keys, vectors)
-
-
 def _embed(
     items: list[CatalogItem], prepare: _Preparer, embedder: BatchEmbedder, opts: RebuildOptions
 ) -> tuple[list[int], np.ndarray, list[dict[str, Any]], ThumbPack]:
@@ -223,7 +162,7 @@ def _embed(
         ThreadPoolExecutor(width, thread_name_prefix="model-lane") if width > 1 else nullcontext() as lanes,
         tqdm(total=len(items), unit="item", desc="embed", disable=not opts.progress, mininterval=0.5) as bar,
     ):
-        batches = _Batches(embedder, prepare.cache, lanes, width)
+        batches = Batches(embedder, prepare.cache, lanes, width)
         # A decode task prepares a chunk of rows: one future and two thread wake-ups per chunk instead of per
         # row (0.17 ms of the job's CPU per row went to handing single rows between threads).
         chunks: Iterator[range] = (range(a, min(a + CHUNK, len(items))) for a in range(0, len(items), CHUNK))
@@ -246,15 +185,4 @@ def _embed(
                     batches.flush()
             bar.update(len(rows))
         batches.finish()
-    return (*_in_catalog_order(batches.done, batches.vectors, int(embedder.dim)), skipped, batches.thumbs)
-
-
-def _in_catalog_order(done: list[int], vectors: list[np.ndarray], dim: int) -> tuple[list[int], np.ndarray]:
-    if not vectors:
-        return [], np.zeros((0, dim), np.float32)
-    out, positions = np.concatenate(vectors), np.asarray(done)
-    if np.any(positions[1:] < positions[:-1]):
-        # Cache hits arrive ahead of the batch they overtook; catalog order keeps builds reproducible.
-        order = np.argsort(positions, kind="stable")
-        return [done[i] for i in order], out[order]
-    return done, out  # already in catalog order: no second copy of every vector
+    return (*batches.in_catalog_order(int(embedder.dim)), skipped, batches.thumbs)
