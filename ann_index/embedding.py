@@ -31,7 +31,8 @@ from ann_index.manifest import EmbedderInfo
 from ann_index.thumbs import ThumbFormat, ThumbPack
 from imgcore.errors import ImgSearchError, InvalidInput
 from imgcore.image import DecodeLimits
-from imgcore.storage import fetch_uri_bytes, resolve_uri
+from imgcore.storage import resolve_uri
+from imgcore.uri_fetcher import UriFetcher
 
 
 class BatchEmbedder(EmbedderInfo, Protocol):
@@ -91,8 +92,13 @@ def embed_items(items: list[CatalogItem], base_uri: str, embedder: BatchEmbedder
     """Embed `items` (images relative to `base_uri`), through the embedding cache when `opts` names one."""
     work = PixelWork(embedder, opts.limits, opts.crop, opts.thumbnail_format)
     # The workers fork first: they never inherit the cache's SQLite connection.
-    with DecodePool(work, opts.decode_processes) as pixels, open_cache(opts, embedder) as cache:
-        done, vectors, skipped, thumbs = _embed(items, _Preparer(base_uri, opts, cache, pixels), embedder, opts)
+    with (
+        DecodePool(work, opts.decode_processes) as pixels,
+        open_cache(opts, embedder) as cache,
+        UriFetcher(s3_endpoint_url=opts.s3_endpoint_url) as fetcher,
+    ):
+        prepare = _Preparer(base_uri, opts, cache, pixels, fetcher)
+        done, vectors, skipped, thumbs = _embed(items, prepare, embedder, opts)
     if vectors.shape[1] != embedder.dim:
         raise InvalidInput(f"embedder returned dim {vectors.shape[1]}, its card says {embedder.dim}")
     stats = cache.stats() if cache is not None else None
@@ -127,10 +133,11 @@ class _Preparer:
     opts: RebuildOptions
     cache: EmbeddingCache | None
     pixels: DecodePool
+    fetcher: UriFetcher  # one HTTP client per image host for the whole job
 
     def __call__(self, item: CatalogItem) -> Prepared:
         uri = resolve_uri(self.base_uri, item.image, allow_absolute=self.opts.allow_absolute_images)
-        data = fetch_uri_bytes(uri, s3_endpoint_url=self.opts.s3_endpoint_url)
+        data = self.fetcher.fetch(uri)
         key, hit = "", None
         if self.cache is not None:
             key = hashlib.sha256(data).hexdigest()

@@ -150,6 +150,7 @@ class LocalHttpServer:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.requests: list[tuple[str, str]] = []
+        self.peers: list[tuple[str, int]] = []  # each request's client address: equal ports = one connection
         self._faults: dict[str, list[_Fault]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -197,6 +198,9 @@ class LocalHttpServer:
 def _make_handler(server: LocalHttpServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes: with Nagle on, a kept-alive connection's second request
+        # waited 40 ms for the client's delayed ACK (real servers write at once or set TCP_NODELAY).
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: object) -> None:
             return None  # keep test output clean
@@ -210,6 +214,7 @@ def _make_handler(server: LocalHttpServer) -> type[BaseHTTPRequestHandler]:
         def _serve(self, body: bool) -> None:
             path = unquote(urlsplit(self.path).path)
             fault = server._take_fault(self.command, path)
+            server.peers.append(self.client_address)
             if fault is not None and fault.kind == "stall":
                 server._stop.wait(fault.seconds)
             if fault is not None and fault.kind == "status":

@@ -21,7 +21,8 @@ from ann_index.rebuild import RebuildOptions, RebuildRefused, load_catalog
 from embedder.transforms import crop_square, resize_square
 from imgcore.errors import ImgSearchError
 from imgcore.image import decode_image
-from imgcore.storage import fetch_uri_bytes, resolve_uri
+from imgcore.storage import resolve_uri
+from imgcore.uri_fetcher import UriFetcher
 
 GROUP_KEYS = ("product_id", "group_id")
 
@@ -60,11 +61,13 @@ def held_out(group: str, fraction: float) -> bool:
     return h / 2**64 < fraction
 
 
-def _reader(base_uri: str, size: int, opts: RebuildOptions) -> Callable[[CatalogItem], np.ndarray | None]:
+def _reader(
+    base_uri: str, size: int, opts: RebuildOptions, fetcher: UriFetcher
+) -> Callable[[CatalogItem], np.ndarray | None]:
     def read(item: CatalogItem) -> np.ndarray | None:
         try:
             uri = resolve_uri(base_uri, item.image, allow_absolute=opts.allow_absolute_images)
-            image = decode_image(fetch_uri_bytes(uri, s3_endpoint_url=opts.s3_endpoint_url), opts.limits)
+            image = decode_image(fetcher.fetch(uri), opts.limits)
         except ImgSearchError:
             return None
         return resize_square(crop_square(image), size)
@@ -78,8 +81,11 @@ def load_train_set(
     """Read, validate and decode a catalog (file://, s3://, a path). RebuildRefused as the rebuild job would."""
     loaded = load_catalog(catalog_uri, opts)
     items = loaded.catalog.items
-    read = _reader(loaded.base_uri, size, opts)
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    with (
+        UriFetcher(s3_endpoint_url=opts.s3_endpoint_url) as fetcher,
+        ThreadPoolExecutor(max_workers=max(1, workers)) as pool,
+    ):
+        read = _reader(loaded.base_uri, size, opts, fetcher)
         decoded = list(
             tqdm(pool.map(read, items), total=len(items), desc="read", unit="img", disable=not opts.progress)
         )

@@ -1,0 +1,54 @@
+"""Many objects read by full URI, with one HTTP client per host kept open for all of them.
+
+`fetch_uri_bytes` opens a client for each call: right for one catalog file, wrong for a catalog's images.
+Building an httpx client costs ~30 ms of CPU (its TLS context) before the first byte, and each fresh client
+opens a fresh connection (a TLS handshake per image on an https image host). A rebuild reading 10 000
+images from a CDN paid that 10 000 times; through a `UriFetcher` it pays it once per host, and the images
+share pooled keep-alive connections. httpx clients are thread-safe, so the decode threads share them.
+file:// and s3:// go through `fetch_uri_bytes` as before (a file needs no client; S3 clients are cached).
+"""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+from urllib.parse import urlsplit
+
+from imgcore.storage import as_uri, fetch_uri_bytes
+from imgcore.storage_http import HttpStore
+
+
+class UriFetcher:
+    """`fetch(uri)` as `fetch_uri_bytes(uri)`, reusing one HTTP client per scheme and host until `close`."""
+
+    def __init__(self, *, s3_endpoint_url: str | None = None, timeout_s: float = 30.0) -> None:
+        self.s3_endpoint_url = s3_endpoint_url
+        self.timeout_s = timeout_s
+        self._http: dict[str, HttpStore] = {}
+        self._lock = threading.Lock()
+
+    def fetch(self, uri: str) -> bytes:
+        uri = as_uri(uri)
+        parts = urlsplit(uri)
+        if parts.scheme.lower() not in ("http", "https"):
+            return fetch_uri_bytes(uri, s3_endpoint_url=self.s3_endpoint_url, timeout_s=self.timeout_s)
+        return self._client(f"{parts.scheme.lower()}://{parts.netloc}").get_url(uri)
+
+    def _client(self, origin: str) -> HttpStore:
+        with self._lock:
+            store = self._http.get(origin)
+            if store is None:
+                store = self._http[origin] = HttpStore(origin, timeout_s=self.timeout_s)
+            return store
+
+    def close(self) -> None:
+        with self._lock:
+            stores, self._http = list(self._http.values()), {}
+        for store in stores:
+            store.close()
+
+    def __enter__(self) -> UriFetcher:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
