@@ -42,9 +42,12 @@ class PixelWork:
     thumbnail_format: ThumbFormat = "jpeg"
 
     def __call__(self, data: bytes, embed: bool) -> tuple[bytes, np.ndarray | None]:
-        image = decode_image(data, self.limits)
         # A small plain PNG/JPEG is its own JPEG-mode thumbnail; WebP mode always re-encodes (fewer bytes).
         reuse = self.thumbnail_format == "jpeg" and reusable(data)
+        if reuse and not embed:
+            # A cache hit: these very bytes (same sha256) decoded and embedded before, so nothing to decode.
+            return data, None
+        image = decode_image(data, self.limits)
         thumb = data if reuse else make_thumbnail(image, fmt=self.thumbnail_format)
         if not embed:
             return thumb, None

@@ -3,8 +3,9 @@
 Images are fetched, decoded and preprocessed by a thread pool (I/O, PIL and cv2 release the GIL) while
 the calling thread runs the embedder on full batches, so both cores stay busy. With an embedding cache,
 the threads hash each image's bytes and look the vector up first; only misses are preprocessed and
-embedded. Every image is decoded, hits too, for the item's thumbnail (ann_index.thumbs): decoding and a
-256 px JPEG cost far less than the embedder, and a thumbnail cache would be a second cache to keep right.
+embedded. Hits are decoded too, for the item's thumbnail (ann_index.thumbs), unless the image is its own
+thumbnail (ann_index.thumb_reuse): decoding and a 256 px JPEG cost far less than the embedder, and a
+thumbnail cache would be a second cache to keep right.
 """
 
 from __future__ import annotations

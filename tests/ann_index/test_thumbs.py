@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ann_index import decode_pool
 from ann_index.demo import write_fmnist_catalog
 from ann_index.reader import IndexReader
 from ann_index.rebuild import RebuildOptions, RebuildRefused, rebuild
@@ -21,6 +22,7 @@ from ann_index.shard_job import embed_shard, merge_and_publish, shard_run_id
 from ann_index.shards import ShardSpec, shard_key
 from ann_index.thumbs import MAX_SIDE, THUMBS_NAME, ThumbPack, make_thumbnail, media_type
 from imgcore.errors import IndexMismatch, NotFound
+from imgcore.image import DecodeLimits
 from imgcore.storage import open_store
 from tests.ann_index.fakes import FakeEmbedder, clustered, items_for, make_version
 
@@ -120,14 +122,29 @@ def test_photos_too_large_or_carrying_metadata_are_reencoded_as_jpeg(catalog: Pa
         assert reader.thumbnail("fmnist-train-00003")[1] == "image/png"
 
 
-def test_cached_items_still_get_their_thumbnails_and_the_file_is_reproducible(catalog: Path, tmp_path: Path) -> None:
+def test_cached_items_still_get_their_thumbnails_and_the_file_is_reproducible(
+    catalog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     opts = RebuildOptions(progress=False, n_trees=16, gate_queries=100, embedding_cache=tmp_path / "cache.sqlite")
+    images = catalog.parent / "images"
+    big = images / "fmnist-train-00001.png"
+    Image.open(big).convert("RGB").resize((400, 400)).save(big)
     first = rebuild(str(catalog), (tmp_path / "a").as_uri(), FakeEmbedder(), opts)
+    decoded: list[bytes] = []
+    real_decode = decode_pool.decode_image
+
+    def counted(data: bytes, limits: DecodeLimits | None = None) -> np.ndarray:
+        decoded.append(data)
+        return real_decode(data, limits)
+
+    monkeypatch.setattr(decode_pool, "decode_image", counted)
     second = rebuild(str(catalog), (tmp_path / "b").as_uri(), FakeEmbedder(), opts)
     assert second["embedding_cache"]["hits"] == ITEMS  # nothing embedded again...
     assert second["files"][THUMBS_NAME] == first["files"][THUMBS_NAME]  # ...and the same thumbnails
+    assert len(decoded) == 1  # only the 400 px image, for its JPEG; the others are their own thumbnails
     with IndexReader.open(_version(tmp_path / "b"), embedder_sha256=None, dim=None) as reader:
         assert reader.thumbnail("fmnist-train-00003")[1] == "image/png"
+        assert reader.thumbnail("fmnist-train-00001")[1] == "image/jpeg"
 
 
 def test_a_version_without_thumbnails_answers_a_clear_not_found(tmp_path: Path) -> None:
