@@ -42,8 +42,9 @@ def demo_data_dir() -> Path:
     cache = os.environ.get("IMGSEARCH_TEST_CACHE")
     root = Path(cache) if cache else _session_dir()
     # The layout is part of the key: a cached index of an older layout is rebuilt, not reused or destroyed.
-    # "-kinds": indexes built before the catalog's kinds.json (#15) stay for the branches that use them.
-    data = root / f"demo-{DEMO_ITEMS}-{str(embedder_sha256())[:12]}-l{LAYOUT}-kinds"
+    # "-kinds": indexes built before the catalog's kinds.json (#15) stay for the branches that use them;
+    # "-pngthumbs": before, the catalog's PNGs were re-encoded as JPEG thumbnails (ann_index.thumb_reuse).
+    data = root / f"demo-{DEMO_ITEMS}-{str(embedder_sha256())[:12]}-l{LAYOUT}-kinds-pngthumbs"
     if not has_index(data):
         shutil.rmtree(data, ignore_errors=True)
         build_demo_index(data, limit=DEMO_ITEMS, progress=False)
