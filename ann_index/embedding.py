@@ -65,7 +65,7 @@ class RebuildOptions:
     # Batches the embedder runs at once, each in its own thread: give it single-threaded sessions, one lane
     # per core (services.rebuild_embedder); 1: one run at a time, as many intra-op threads as it has.
     model_lanes: int = 1
-    decode_threads: int = 0  # 0: one per four model lanes, or `workers` without lanes (decode_threads())
+    decode_threads: int = 0  # 0: one per two model lanes, or `workers` without lanes (decode_threads())
     thumbnail_format: ThumbFormat = "jpeg"  # item thumbnails (ann_index.thumbs): JPEG is 12x cheaper to make
     allow_absolute_images: bool = False  # catalog images may be absolute URIs; else only inside its folder
     partitions: int = 1  # index partitions of the published version (issue 16); 1: today's layout
@@ -110,15 +110,17 @@ CHUNK = 8  # catalog rows per decode task
 
 
 def decode_threads(opts: RebuildOptions) -> int:
-    """Threads that fetch, decode and thumbnail, unless set: one per four model lanes, else `workers`.
+    """Threads that fetch, decode and thumbnail, unless set: one per two model lanes, else `workers`.
 
-    A catalog image costs a decode thread an eighth of what it costs a lane (0.34 vs 2.7 ms of CPU), and
-    a second decode thread on two cores only queues on the GIL: 0.45 ms of CPU per image instead of 0.34,
-    for no more images per second (docs/benchmarks.md, P4). One run at a time (no lanes) keeps `workers`.
+    A catalog image costs a decode thread an eighth of what it costs an fp32 lane (0.34 vs 2.7 ms of CPU)
+    and a quarter of an int8 one (1.3 ms), and a second decode thread beside two lanes on two cores only
+    queues on the GIL: 0.45 ms of CPU per image instead of 0.34, for no more images per second
+    (docs/benchmarks.md, P4). One per two lanes keeps int8 lanes fed on more cores (one thread supplies
+    ~2 900 images/s, four int8 lanes eat ~3 000). One run at a time (no lanes) keeps `workers`.
     """
     if opts.decode_threads > 0:
         return opts.decode_threads
-    return max(1, opts.model_lanes // 4) if opts.model_lanes > 1 else max(1, opts.workers)
+    return max(1, opts.model_lanes // 2) if opts.model_lanes > 1 else max(1, opts.workers)
 
 
 # What a decode thread hands back: (image sha256 or "", a cached vector, or the model's uint8 pixels, thumbnail).

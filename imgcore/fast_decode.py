@@ -59,7 +59,10 @@ def decode_png_fast(data: bytes, header: PngHeader) -> np.ndarray | None:
 def _imdecode(data: bytes, grey: bool, width: int, height: int) -> np.ndarray | None:
     # Only 8-bit images come here, so these two modes give PIL's samples: grey, or 3 channels BGR.
     flags = cv2.IMREAD_IGNORE_ORIENTATION | (cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR)
-    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    try:
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    except cv2.error:  # a plain PNG's path runs before PIL's typed errors: PIL decides (and names the error)
+        return None
     if pixels is None or pixels.dtype != np.uint8 or pixels.shape[:2] != (height, width):
         return None
     if grey:

@@ -234,7 +234,7 @@ def register(sub: Any) -> None:
         type=int,
         default=2,
         help="model lanes: single-threaded embedder runs at once, one per core; also annoy's build threads "
-        "(default 2; one decode thread per four lanes)",
+        "(default 2; one decode thread per two lanes)",
     )
     build.add_argument("--batch-size", type=int, default=32, help="embedder batch size (default 32)")
     _add_embedding_flags(build)

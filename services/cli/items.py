@@ -79,7 +79,7 @@ def _common_flags(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=2,
         help="model lanes: single-threaded embedder runs at once, one per core (default 2; one decode thread per "
-        "four lanes)",
+        "two lanes)",
     )
     parser.add_argument("--s3-endpoint", default=None, metavar="URL", help="S3-compatible endpoint URL")
     parser.add_argument("--allow-absolute-images", action="store_true", help="images may be absolute URIs or /paths")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ann_index.demo import write_fmnist_catalog
-from ann_index.embedding import embed_items
+from ann_index.embedding import decode_threads, embed_items
 from ann_index.rebuild import RebuildOptions, load_catalog, rebuild
 from tests.ann_index.fakes import FakeEmbedder
 
@@ -81,3 +81,10 @@ def test_lanes_use_and_fill_the_embedding_cache(catalog: Path, tmp_path: Path) -
     assert mixed["embedding_cache"]["hits"] + mixed["embedding_cache"]["misses"] == 99
     plain = rebuild(str(half), (tmp_path / "c").as_uri(), FakeEmbedder(), OPTS)
     assert mixed["files"] == plain["files"]
+
+
+def test_decode_threads_follow_the_lanes_unless_set() -> None:
+    assert decode_threads(replace(OPTS, model_lanes=2, workers=2)) == 1  # two cores: one decode thread
+    assert decode_threads(replace(OPTS, model_lanes=8, workers=8)) == 4  # int8 lanes on 8 cores stay fed
+    assert decode_threads(replace(OPTS, model_lanes=1, workers=3)) == 3  # one run at a time: `workers`
+    assert decode_threads(replace(OPTS, model_lanes=2, decode_threads=2)) == 2
