@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from imgcore.errors import IndexMismatch, NotFound
+from imgcore.png_header import SIGNATURE as PNG_SIGNATURE
 
 THUMBS_NAME = "thumbs.bin"
 MAX_SIDE = 256
@@ -65,7 +66,7 @@ def media_type(data: bytes) -> str:
         return "image/webp"
     if data[:3] == b"\xff\xd8\xff":
         return "image/jpeg"
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
+    if data.startswith(PNG_SIGNATURE):
         return "image/png"
     raise ValueError("a thumbnail must be a WebP, JPEG or PNG image")
 

@@ -29,8 +29,9 @@ def plain_png(data: bytes) -> PngHeader | None:
     """The header of a PNG that OpenCV decodes to PIL's pixels (8-bit grey or RGB, no transparency, no
     animation, no EXIF: PIL reads a PNG's rotation only by decoding it), read without PIL; else None."""
     header = png_header(data)
-    plain = header is not None and header.bit_depth == 8 and header.colour_type in (GREY, RGB)
-    return header if plain and header is not None and not header.chunks & _PNG_NOT_PLAIN else None
+    if header is None or header.bit_depth != 8 or header.colour_type not in (GREY, RGB):
+        return None
+    return None if header.chunks & _PNG_NOT_PLAIN else header
 
 
 def fast_decodable(img: Image.Image, data: bytes) -> bool:
