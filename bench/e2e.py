@@ -1,6 +1,6 @@
 """End-to-end benchmark: the naive in-process loop vs the four services over HTTP, 1 to 16 clients.
 
-    python bench/e2e.py [--quick] [--items 10000] [--flag detector=--inference-threads=2 ...]
+    python bench/e2e.py [--quick] [--items 10000] [--client aiohttp|httpx] [--flag detector=--inference-threads=2 ...]
 
 Starts detector, embedder, index and gateway as separate processes on 127.0.0.1 with the flags
 `imgsearch up` gives them (plus `--cache-size 0` on the gateway, so no answer comes from its result
@@ -8,7 +8,8 @@ cache) on a Fashion-MNIST demo index, and sends the same photos (the real photos
 shop-style Fashion-MNIST renders, JPEG) through:
   1. the in-process pipeline, one thread (`InProcess`: the libraries called directly, onnxruntime with 1
      intra-op thread: the naive loop);
-  2. the gateway, one client at a time (rounds interleaved with 1, so drift on a shared machine hits both);
+  2. the gateway, one client at a time (rounds interleaved with 1, so drift on a shared machine hits both;
+     the client is aiohttp's, `load_client.py`);
   3. the gateway with 4, 8 and 16 concurrent clients.
 Prints p50/p95/p99 per stage (the gateway's `timings_ms`, the in-process timers) and of the client-seen
 latency, throughput, and CPU ms per request of every process. Last line, one JSON object:
@@ -17,20 +18,18 @@ latency, throughput, and CPU ms per request of every process. Last line, one JSO
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import json
 import os
 import re
 import sys
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
-import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import e2e_models  # noqa: E402
@@ -46,9 +45,9 @@ from common import (  # noqa: E402
     start_stack,
     table,
 )
+from load_client import CLIENTS, Run, multipart, run_clients  # noqa: E402
 
 STAGES = ("decode", "detect", "embed", "search", "total")
-BOUNDARY = "imgsearch-bench-0c5e1f"
 
 
 class InProcess:
@@ -151,71 +150,6 @@ def shrink(image: np.ndarray, max_side: int) -> np.ndarray:
     return np.ascontiguousarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
 
 
-def multipart(name: str, data: bytes) -> bytes:
-    """A `multipart/form-data` body with the photo in field `image`."""
-    head = (
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="{name}"\r\n'
-        "Content-Type: image/jpeg\r\n\r\n"
-    ).encode()
-    return head + data + f"\r\n--{BOUNDARY}--\r\n".encode()
-
-
-@dataclass
-class Run:
-    """Results of one load phase."""
-
-    clients: int
-    wall_s: float = 0.0
-    latency_ms: list[float] = field(default_factory=list)
-    names: list[str] = field(default_factory=list)
-    server: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
-    errors: int = 0
-    first_error: str = ""
-
-    @property
-    def throughput(self) -> float:
-        return len(self.latency_ms) / self.wall_s if self.wall_s else 0.0
-
-
-async def _load(url: str, bodies: list[tuple[str, bytes]], clients: int, order: list[int], warmup: int) -> Run:
-    headers = {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    run = Run(clients)
-    async with httpx.AsyncClient(limits=limits, timeout=60.0, trust_env=False) as client:
-
-        async def one(i: int, record: bool) -> None:
-            name, body = bodies[i]
-            t0 = time.perf_counter()
-            resp = await client.post(url + "/v1/search", params={"k": 10}, content=body, headers=headers)
-            ms = (time.perf_counter() - t0) * 1e3
-            if resp.status_code != 200:
-                run.errors += 1
-                run.first_error = run.first_error or f"{resp.status_code} {resp.text[:300]}"
-                return
-            if record:
-                run.latency_ms.append(ms)
-                run.names.append(name)
-                for stage, value in orjson.loads(resp.content)["timings_ms"].items():
-                    run.server[stage].append(float(value))
-
-        await asyncio.gather(*(one(order[j % len(order)], False) for j in range(max(warmup, clients))))
-        queue = iter(order)
-
-        async def worker() -> None:
-            for i in queue:  # a shared iterator: each request is taken by exactly one worker
-                await one(i, True)
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(clients)))
-        run.wall_s = time.perf_counter() - t0
-    return run
-
-
-def run_clients(url: str, bodies: list[tuple[str, bytes]], clients: int, order: list[int], warmup: int = 0) -> Run:
-    """Send bodies[order[...]] through `clients` concurrent connections; returns latencies and timings."""
-    return asyncio.run(_load(url, bodies, clients, order, warmup))
-
-
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process so far (children excluded)."""
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
@@ -280,6 +214,9 @@ def main() -> int:
         metavar="SERVICE=--FLAG[=VALUE]",
         help="extra flag for one service, e.g. detector=--inference-threads=2 (repeatable)",
     )
+    ap.add_argument(
+        "--client", choices=CLIENTS, default="aiohttp", help="load client (default aiohttp; load_client.py)"
+    )
     ap.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads in-process (default 1)")
     ap.add_argument(
         "--models", default="", help="also compare model sets side by side, e.g. fp32,int8 (bench/e2e_models.py)"
@@ -303,7 +240,7 @@ def main() -> int:
         inproc = InProcess(index_version_dir(data), threads=args.threads)
         for _, raw in photos:  # warm both sides: sessions, allocators, connection pools, page cache
             inproc.search(raw)
-        run_clients(stack.gateway_url, bodies, 1, list(range(len(bodies))))
+        run_clients(stack.gateway_url, bodies, 1, list(range(len(bodies))), client=args.client)
 
         local: dict[str, list[float]] = defaultdict(list)
         local_names: list[str] = []
@@ -321,7 +258,7 @@ def main() -> int:
                 local_names.append(photos[i][0])
             local_wall += time.perf_counter() - t0
             mid = cpu_snapshot(pids)
-            got = run_clients(stack.gateway_url, bodies, 1, order)
+            got = run_clients(stack.gateway_url, bodies, 1, order, client=args.client)
             after = cpu_snapshot(pids)
             for name in pids:
                 cpu_local[name] += mid[name] - before[name]
@@ -346,7 +283,7 @@ def main() -> int:
             order = shuffled(len(photos), max(2, rounds), seed=100 + c)
             s0, n0 = batch_stats(stack.url("embedder"))
             before = cpu_snapshot(pids)
-            concurrent[c] = run_clients(stack.gateway_url, bodies, c, order, warmup=c)
+            concurrent[c] = run_clients(stack.gateway_url, bodies, c, order, warmup=c, client=args.client)
             cpu[f"{c} clients"] = cpu_per_request(before, cpu_snapshot(pids), len(concurrent[c].latency_ms))
             s1, n1 = batch_stats(stack.url("embedder"))
             batches[c] = (s1 - s0) / max(n1 - n0, 1)
@@ -406,12 +343,14 @@ def main() -> int:
         "rounds": rounds,
         "quick": args.quick,
         "flags": args.flag,
+        "client": args.client,
         "wall_s": round(time.monotonic() - t_start, 1),
         "machine": {**info_start, "loadavg_end": [round(x, 2) for x in os.getloadavg()]},
     }
     if args.models:  # issue 19: the same photos through one stack per model set, interleaved
         sets = e2e_models.parse_sets(args.models)
-        result["models"] = e2e_models.compare(sets, items, bodies, levels, rounds, extra, run_clients)
+        load = functools.partial(run_clients, client=args.client)
+        result["models"] = e2e_models.compare(sets, items, bodies, levels, rounds, extra, load)
         result["wall_s"] = round(time.monotonic() - t_start, 1)
     print()
     emit(result)
