@@ -13,14 +13,12 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
-
 from imgcore.errors import ImgSearchError
 from services.common import tracing
 from services.common.boxes import clip_box
 from services.common.metrics import FALLBACKS, STAGE_SECONDS
 from services.common.settings import GatewaySettings
-from services.common.uploads import Upload, decode_budget, decode_upload
+from services.common.uploads import Upload, decode_budget, decode_upload_as
 from services.common.web_json import dumps
 from services.gateway.backends import Backends
 from services.gateway.cache import LRUCache
@@ -85,8 +83,9 @@ class SearchService:
             return response_body(cached, cached=True, timings=timings)
         # Decoded straight to at most forward_max_side pixels (JPEG DCT scaling, whole-factor reduction).
         with tracing.stage("decode"):
-            decoded = await decode_upload(upload, self.limits, self.decode_budget, self.settings.forward_max_side)
-            photo = await run_in_threadpool(photo_of, decoded)
+            photo = await decode_upload_as(
+                upload, self.limits, self.decode_budget, self.settings.forward_max_side, photo_of
+            )
         t_decoded = time.perf_counter()
         embedded = await self._embed_regions(photo, params)
         t_embedded = time.perf_counter()
