@@ -175,6 +175,9 @@ def embedder_sha256() -> str | None:
         return None
 
 
+EMBEDDER_NICE = 5
+
+
 def service_args(data: Path, ports: Mapping[str, int], host: str = "127.0.0.1") -> dict[str, list[str]]:
     """The flags of each service for a local stack rooted at `data` (models from the repository's store)."""
     cache = str(data / "cache" / "models")
@@ -184,7 +187,12 @@ def service_args(data: Path, ports: Mapping[str, int], host: str = "127.0.0.1") 
         index_args += ["--embedder-sha256", sha]
     return {
         "detector": ["--model-cache-dir", cache, "--model-uri", defaults.DEFAULT_DETECTOR_URI],
-        "embedder": ["--model-cache-dir", cache, "--model-uri", defaults.DEFAULT_EMBEDDER_URI],
+        # One host's cores: the embedder's speculative whole-image call runs beside detection, the longest stage;
+        # niced, it takes the cores the detector leaves (docs/benchmarks.md, round 5 of issue 19).
+        "embedder": [
+            *("--model-cache-dir", cache, "--model-uri", defaults.DEFAULT_EMBEDDER_URI),
+            f"--nice={EMBEDDER_NICE}",
+        ],
         "index": index_args,
         "gateway": [f"--{name}-url=http://{host}:{ports[name]}" for name in ("detector", "embedder", "index")],
     }

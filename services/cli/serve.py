@@ -9,9 +9,12 @@ are cut (`--header-timeout-s`, `--body-timeout-s`) and connections capped (`--ma
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import types
 import typing
+from pathlib import Path
 from typing import Any
 
 from services.common.settings import ADMIN_TOKEN_ENV, SETTINGS_CLASSES, CommonSettings
@@ -56,8 +59,19 @@ def settings_from_args(name: str, args: argparse.Namespace) -> CommonSettings:
     return cls(**{key: value for key, value in given.items() if value is not None})
 
 
+def nice_process(increment: int) -> None:
+    """Raise the niceness of every thread of this process (on Linux it is per thread: threads started at import,
+    like OpenBLAS's, would keep theirs); threads started later inherit it from the main thread."""
+    tasks = Path("/proc/self/task")
+    for tid in [int(t.name) for t in tasks.iterdir()] if tasks.is_dir() else [0]:
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+            os.setpriority(os.PRIO_PROCESS, tid, min(os.getpriority(os.PRIO_PROCESS, tid) + increment, 19))
+
+
 def run_service(name: str, settings: CommonSettings) -> int:
     """Build the service app and serve it until SIGTERM/SIGINT."""
+    if settings.nice:
+        nice_process(settings.nice)
     if name == "index" and getattr(settings, "workers", 1) > 1:
         from services.index.workers import run_workers
 

@@ -89,6 +89,13 @@ class CommonSettings(BaseSettings):
     graceful_shutdown_s: float = Field(
         default=10.0, ge=0, description="On SIGTERM, how long in-flight requests may take before the process exits."
     )
+    nice: int = Field(
+        default=0,
+        ge=0,
+        le=19,
+        description="Raise this process's niceness (os.nice) at start: services sharing a host's cores yield to the "
+        "others (the local stack's embedder yields to the detector); Kubernetes pods use CPU requests instead.",
+    )
     admin_token: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices(ADMIN_TOKEN_ENV),
