@@ -11,6 +11,7 @@ SERVICES = ("detector", "embedder", "index", "gateway")
 NOT_IN_CONFIGMAP = {
     "admin_token": "a secret: env IMGSEARCH_ADMIN_TOKEN from Secret imgsearch-admin",
     "s3_endpoint_url": "boto3's AWS_ENDPOINT_URL in ConfigMap imgsearch-store serves every pod and the job",
+    "nice": "a pod has its own CPU request and limit; niceness orders processes sharing one host (the local stack)",
     "score_threshold": "unset means the model card's own threshold",
     "static_dir": "the web page is packaged in the image",
 }
