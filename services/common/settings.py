@@ -93,8 +93,8 @@ class CommonSettings(BaseSettings):
         default=0,
         ge=0,
         le=19,
-        description="Raise this process's niceness (os.nice) at start: services sharing a host's cores yield to the "
-        "others (the local stack's embedder yields to the detector); Kubernetes pods use CPU requests instead.",
+        description="Raise the niceness of every thread of this process at start: services sharing a host's cores "
+        "yield to the others (the local stack's embedder yields to the detector); pods use CPU requests instead.",
     )
     admin_token: SecretStr | None = Field(
         default=None,
