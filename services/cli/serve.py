@@ -61,7 +61,7 @@ def settings_from_args(name: str, args: argparse.Namespace) -> CommonSettings:
 
 def nice_process(increment: int) -> None:
     """Raise the niceness of every thread of this process (on Linux it is per thread: threads started at import,
-    like OpenBLAS's, would keep theirs); threads started later inherit it from the main thread."""
+    a native library's pool, would keep theirs); threads started later inherit it from the main thread."""
     tasks = Path("/proc/self/task")
     for tid in [int(t.name) for t in tasks.iterdir()] if tasks.is_dir() else [0]:
         with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
