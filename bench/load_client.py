@@ -2,9 +2,10 @@
 pre-built multipart photos to the gateway's `/v1/search`.
 
 The default client is aiohttp's (the gateway's own backend client). httpx's AsyncClient, which e2e used
-until round 5 of issue 19, spends ~2.5 ms more of its own CPU per search on this machine (A/B in
-docs/benchmarks.md): time a client spends in itself is counted in the e2e latency but is not the system's,
-and on two cores it also competes with the services. `--client httpx` keeps the old numbers reproducible.
+until round 5 of issue 19, spent 1.9 ms more of its own time per search on this machine (side by side by
+the command below; docs/benchmarks.md): time a client spends in itself is counted in the e2e latency but
+is not the system's, and on two cores it also competes with the services. `--client httpx` keeps the old
+numbers reproducible.
 
 `python bench/load_client.py` measures both clients side by side on one stack (kept-alive connections,
 requests alternated in a shuffled order): client-seen latency minus the gateway's own `total`.
@@ -13,9 +14,10 @@ requests alternated in a shuffled order): client-seen latency minus the gateway'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -85,28 +87,36 @@ async def _load(post: Post, bodies: list[tuple[str, bytes]], clients: int, order
     return run
 
 
-async def _with_aiohttp(url: str, bodies: list[tuple[str, bytes]], clients: int, order: list[int], warmup: int) -> Run:
+@contextlib.asynccontextmanager
+async def poster(client: str, url: str, connections: int) -> AsyncIterator[Post]:
+    """`post(body) -> (status, content)` to the gateway's `/v1/search` through `client`, at most `connections`
+    kept-alive connections, open until the block ends."""
     headers = {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
-    connector = aiohttp.TCPConnector(limit=clients, force_close=False)
+    if client == "httpx":
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        async with httpx.AsyncClient(limits=limits, timeout=60.0, trust_env=False) as http:
+
+            async def post_httpx(body: bytes) -> tuple[int, bytes]:
+                resp = await http.post(url + "/v1/search", params={"k": 10}, content=body, headers=headers)
+                return resp.status_code, resp.content
+
+            yield post_httpx
+        return
+    connector = aiohttp.TCPConnector(limit=connections)
     timeout = aiohttp.ClientTimeout(total=60.0)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False) as session:
 
-        async def post(body: bytes) -> tuple[int, bytes]:
+        async def post_aiohttp(body: bytes) -> tuple[int, bytes]:
             async with session.post(url + "/v1/search", params={"k": "10"}, data=body, headers=headers) as resp:
                 return resp.status, await resp.read()
 
-        return await _load(post, bodies, clients, order, warmup)
+        yield post_aiohttp
 
 
-async def _with_httpx(url: str, bodies: list[tuple[str, bytes]], clients: int, order: list[int], warmup: int) -> Run:
-    headers = {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(limits=limits, timeout=60.0, trust_env=False) as client:
-
-        async def post(body: bytes) -> tuple[int, bytes]:
-            resp = await client.post(url + "/v1/search", params={"k": 10}, content=body, headers=headers)
-            return resp.status_code, resp.content
-
+async def _run(
+    url: str, bodies: list[tuple[str, bytes]], clients: int, order: list[int], warmup: int, client: str
+) -> Run:
+    async with poster(client, url, clients) as post:
         return await _load(post, bodies, clients, order, warmup)
 
 
@@ -119,35 +129,22 @@ def run_clients(
     client: str = "aiohttp",
 ) -> Run:
     """Send bodies[order[...]] through `clients` concurrent connections; latencies and server timings."""
-    send = _with_httpx if client == "httpx" else _with_aiohttp
-    return asyncio.run(send(url, bodies, clients, order, warmup))
+    return asyncio.run(_run(url, bodies, clients, order, warmup, client))
 
 
 async def _side_by_side(url: str, bodies: list[tuple[str, bytes]], rounds: int) -> dict[str, list[tuple[float, float]]]:
     """(client-seen ms, gateway total ms) per search and client; both clients kept open, order shuffled."""
     import numpy as np
 
-    headers = {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
     got: dict[str, list[tuple[float, float]]] = {client: [] for client in CLIENTS}
-    async with (
-        aiohttp.ClientSession(trust_env=False) as session,
-        httpx.AsyncClient(timeout=60.0, trust_env=False) as client,
-    ):
-
-        async def with_aiohttp(body: bytes) -> bytes:
-            async with session.post(url + "/v1/search", params={"k": "10"}, data=body, headers=headers) as resp:
-                return await resp.read()
-
-        async def with_httpx(body: bytes) -> bytes:
-            return (await client.post(url + "/v1/search", params={"k": 10}, content=body, headers=headers)).content
-
-        send = {"aiohttp": with_aiohttp, "httpx": with_httpx}
+    async with contextlib.AsyncExitStack() as stack:
+        send = {client: await stack.enter_async_context(poster(client, url, 1)) for client in CLIENTS}
         rng = np.random.default_rng(0)
         for r in range(rounds + 1):  # round 0 warms both
             for i in rng.permutation(len(bodies)):
                 for name in rng.permutation(CLIENTS):
                     t0 = time.perf_counter()
-                    content = await send[str(name)](bodies[int(i)][1])
+                    _, content = await send[str(name)](bodies[int(i)][1])
                     ms = (time.perf_counter() - t0) * 1e3
                     if r:
                         got[str(name)].append((ms, float(orjson.loads(content)["timings_ms"]["total"])))
