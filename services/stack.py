@@ -190,7 +190,10 @@ def service_args(data: Path, ports: Mapping[str, int], host: str = "127.0.0.1") 
         # One host's cores: the embedder's speculative whole-image call runs beside detection, the longest stage;
         # niced, it takes the cores the detector leaves (docs/benchmarks.md, round 5 of issue 19).
         "embedder": [
-            *("--model-cache-dir", cache, "--model-uri", defaults.DEFAULT_EMBEDDER_URI),
+            "--model-cache-dir",
+            cache,
+            "--model-uri",
+            defaults.DEFAULT_EMBEDDER_URI,
             f"--nice={EMBEDDER_NICE}",
         ],
         "index": index_args,
