@@ -27,11 +27,13 @@ class PngHeader:
 
 def png_header(data: bytes) -> PngHeader | None:
     """The header of a PNG whose chunks run from IHDR to IEND within `data`; None for anything else
-    (not a PNG, truncated, a chunk running past the end, IHDR not first). CRCs are the decoder's to check."""
+    (not a PNG, truncated, a chunk running past the end, IHDR not first or not 13 bytes). CRCs are the
+    decoder's to check."""
     if not data.startswith(SIGNATURE):
         return None
     pos, end, kinds = len(SIGNATURE), len(data), set()
-    if data[pos + 4 : pos + 8] != b"IHDR" or pos + 8 + 13 > end:
+    # IHDR's data is exactly 13 bytes; another length is a broken file (thumbnail reuse relied on this check).
+    if data[pos + 4 : pos + 8] != b"IHDR" or pos + 8 + 13 > end or struct.unpack_from(">I", data, pos)[0] != 13:
         return None
     width, height, depth, colour = struct.unpack_from(">IIBB", data, pos + 8)
     while pos + 12 <= end:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 
 import numpy as np
 import pytest
@@ -127,6 +128,7 @@ def test_the_png_header_reader_refuses_what_is_not_a_whole_chunk_list() -> None:
     assert png_header(data[:40]) is None  # IDAT runs past the end
     assert png_header(b"GIF89a" + data[6:]) is None
     assert png_header(data[:8] + data[12:]) is None  # IHDR not where it must be
+    assert png_header(data[:8] + struct.pack(">I", 14) + data[12:]) is None  # IHDR's length is not 13
 
 
 @pytest.mark.parametrize("kind", ["jpeg", "png"])
