@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ann_index.catalog import CatalogItem, decode_catalog_bytes, parse_catalog
-from ann_index.common import category_slug
-from ann_index.embedding import BatchEmbedder, RebuildOptions, embed_items
+from ann_index.build.embedding import BatchEmbedder, RebuildOptions, embed_items
+from ann_index.catalog.rows import CatalogItem, decode_catalog_bytes, parse_catalog
+from ann_index.files import category_slug
 from ann_index.metrics import by_category, query_metrics
-from ann_index.reader import IndexReader
+from ann_index.serving.reader import IndexReader
 from imgcore.errors import InvalidInput
 from imgcore.storage import as_uri, fetch_uri_bytes, resolve_uri
 

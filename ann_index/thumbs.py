@@ -22,11 +22,11 @@ import numpy as np
 from PIL import Image
 
 from imgcore.errors import IndexMismatch, NotFound
-from imgcore.png_header import SIGNATURE as PNG_SIGNATURE
+from imgcore.index_wire import thumbnail_media_type as media_type
 
 THUMBS_NAME = "thumbs.bin"
 MAX_SIDE = 256
-MEDIA_TYPES = ("image/webp", "image/jpeg", "image/png")  # PNG: a reused catalog image (ann_index.thumb_reuse)
+MEDIA_TYPES = ("image/webp", "image/jpeg", "image/png")  # PNG: a reused catalog image (ann_index.build.thumb_reuse)
 ThumbFormat = Literal["jpeg", "webp"]
 _JPEG_QUALITY = 85
 _WEBP_QUALITY = 80
@@ -58,17 +58,6 @@ def make_thumbnail(image: np.ndarray, max_side: int = MAX_SIDE, fmt: ThumbFormat
     # Method 2: half the encoding CPU of the default 4 for 5 % more bytes.
     Image.fromarray(image).save(out, format="WEBP", quality=_WEBP_QUALITY, method=_WEBP_METHOD)
     return out.getvalue()
-
-
-def media_type(data: bytes) -> str:
-    """image/webp, image/jpeg or image/png from the magic number; ValueError for anything else."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if data[:3] == b"\xff\xd8\xff":
-        return "image/jpeg"
-    if data.startswith(PNG_SIGNATURE):
-        return "image/png"
-    raise ValueError("a thumbnail must be a WebP, JPEG or PNG image")
 
 
 class ThumbPack:

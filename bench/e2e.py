@@ -54,7 +54,7 @@ class InProcess:
     """detector + embedder + index reader in this process, one thread."""
 
     def __init__(self, version_dir: Path, threads: int = 1) -> None:
-        from ann_index.reader import IndexReader
+        from ann_index.serving.reader import IndexReader
         from detector import Detector
         from detector.pose import PoseEstimator
         from embedder import Embedder

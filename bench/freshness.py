@@ -33,12 +33,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import CACHE, arg_parser, demo_data, emit, index_version_dir, machine, pct, table  # noqa: E402
 
-from ann_index.apply_changes import apply_changes  # noqa: E402
-from ann_index.changes import ChangeBatch, Delete, Upsert  # noqa: E402
-from ann_index.embedding import RebuildOptions  # noqa: E402
-from ann_index.fresh import FreshIndex  # noqa: E402
-from ann_index.fresh_view import FreshView  # noqa: E402
-from ann_index.reader import IndexReader  # noqa: E402
+from ann_index.build.embedding import RebuildOptions  # noqa: E402
+from ann_index.changes.apply import apply_changes  # noqa: E402
+from ann_index.serving.fresh import FreshIndex  # noqa: E402
+from ann_index.serving.fresh_view import FreshView  # noqa: E402
+from ann_index.serving.reader import IndexReader  # noqa: E402
+from ann_index.version.changes import ChangeBatch, Delete, Upsert  # noqa: E402
 from embedder import Embedder  # noqa: E402
 from services.defaults import DEFAULT_EMBEDDER_DIR  # noqa: E402
 from services.stack import ServiceProcess, embedder_sha256, free_port, start_service  # noqa: E402

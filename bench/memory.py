@@ -3,7 +3,7 @@
     python bench/memory.py [--items 200000] [--queries 2000] [--prefault both|on|off]
 
 Builds (once, cached under /tmp/imgsearch-bench) a synthetic index of `--items` clustered 128-d vectors
-with the real builder, quality gate and publisher (`ann_index.rebuild.build_version` + `publish_version`;
+with the real builder, quality gate and publisher (`ann_index.build.rebuild.build_version` + `publish_version`;
 10 categories, so a global and 10 per-category annoy files as in production), then measures, one after
 another on one shared --local-dir (so all map the same files):
   - 1 `imgsearch serve index` process;
@@ -75,9 +75,9 @@ def clustered(n: int, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def synthetic_store(items: int, seed: int = 7) -> Path:
     """A published index store (CURRENT + versions/) of `items` synthetic vectors; built once."""
-    from ann_index.builder import IndexItem
-    from ann_index.publish import publish_version
-    from ann_index.rebuild import RebuildOptions, build_version
+    from ann_index.build.rebuild import RebuildOptions, build_version
+    from ann_index.items import IndexItem
+    from ann_index.version.publish import publish_version
     from imgcore.fmnist import CLASS_NAMES
     from imgcore.storage import open_store
 

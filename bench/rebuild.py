@@ -3,7 +3,7 @@
     python bench/rebuild.py [--items 5000] [--rounds 3] [--decode threads|processes|both] [--spinning off|both]
                             [--embedder fmnist-lite0|fmnist-lite0-int8]
 
-The job is `ann_index.rebuild.rebuild` with the settings of `imgsearch index build` (1 decode thread, 2
+The job is `ann_index.build.rebuild.rebuild` with the settings of `imgsearch index build` (1 decode thread, 2
 model lanes running single-threaded embedder sessions, batch 32, spin-waiting off, 32 trees, quality gate,
 publish into a temporary file:// store), on the Fashion-MNIST demo catalog (PNG files on local disk). Its
 rate is the catalog images embedded per second of the job's embedding phase (fetch + decode + thumbnail +
@@ -17,7 +17,7 @@ compared with the fastest the model goes on this machine, not with a configurati
 Job variants: "lanes" (as `imgsearch index build` runs by default), "one-run" (2 decode threads and one
 two-threaded embedder run at a time: the default before round 3), "lanes+2-decode-threads" (round 3's
 default), "processes" (lanes, with decode,
-thumbnail and preprocess in 2 forked worker processes at lower priority, ann_index/decode_pool.py:
+thumbnail and preprocess in 2 forked worker processes at lower priority, ann_index/build/decode_pool.py:
 `--decode-processes 2`), and with `--spinning both` "one-run+spinning" (onnxruntime's spin-waiting on).
 In each round the raw rates are measured, then each job followed by the raw rates again; a job's ratio is
 its rate over the best raw rate measured right before and right after it (so drift on a shared machine
@@ -45,7 +45,7 @@ SHIPPED = "lanes"  # how `imgsearch index build` runs by default: the variant P4
 
 def preprocessed(catalog: Path, embedder: object, limit: int) -> np.ndarray:
     """Every catalog image decoded and preprocessed: the model's pixels, uint8 [N, H, W, 3]."""
-    from ann_index.rebuild import load_catalog
+    from ann_index.catalog.load import load_catalog
     from imgcore.image import decode_image
     from imgcore.storage import fetch_uri_bytes, resolve_uri
 
@@ -78,7 +78,7 @@ def raw_rate(embedder: object, images: np.ndarray, batch: int, lanes: int = 1) -
 
 def run_job(embedder: object, catalog: Path, opts: object) -> tuple[float, float]:
     """(the job's images/s, the job's total seconds)."""
-    from ann_index.rebuild import rebuild
+    from ann_index.build.rebuild import rebuild
 
     out = Path(tempfile.mkdtemp(prefix="rebuild-out-", dir=CACHE))
     try:
@@ -124,7 +124,7 @@ def main() -> int:
         "`imgsearch index build` now defaults to fmnist-lite0-int8)",
     )
     args = ap.parse_args()
-    from ann_index.rebuild import RebuildOptions
+    from ann_index.build.rebuild import RebuildOptions
     from embedder import Embedder
     from services import defaults
     from services.common.loading import rebuild_embedder

@@ -75,6 +75,10 @@ class Embedder(OnnxModel):
         """One image (or one box of it) -> [3, H, W] float32, values 0..255."""
         return transforms.to_chw(self.preprocess_pixels(image, box))
 
+    def foreground_box(self, image: np.ndarray) -> Box | None:
+        """Where the item lies in a photo of one item on a plain background (`transforms.foreground_box`)."""
+        return transforms.foreground_box(image)
+
     def preprocess_pixels(self, image: np.ndarray, box: Box | None = None) -> np.ndarray:
         """One image (or one box of it) -> the model's H x W x 3 uint8 pixels; `transforms.chw_batch` of
         several is what `run` takes (a quarter of the bytes to hand between threads, one conversion)."""

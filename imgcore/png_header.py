@@ -3,7 +3,7 @@
 The rebuild decodes tens of thousands of small catalog PNGs; opening each with PIL (its plugin registry,
 header parser and file object) cost as much as a third of OpenCV's whole decode of a 112 px image. Walking
 the chunk headers is a few microseconds and tells what the fast decoder (imgcore.fast_decode) and the
-thumbnail reuse rule (ann_index.thumb_reuse) need: size, bit depth, colour type and which chunks exist.
+thumbnail reuse rule (ann_index.build.thumb_reuse) need: size, bit depth, colour type and which chunks exist.
 """
 
 from __future__ import annotations

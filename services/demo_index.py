@@ -6,7 +6,7 @@ import logging
 import time
 from pathlib import Path
 
-from ann_index.publish import published_manifest, read_current
+from ann_index.version.publish import published_manifest, read_current
 from imgcore.errors import ImgSearchError
 from imgcore.storage import open_store
 from services import defaults
@@ -44,8 +44,8 @@ def build_demo_index(
     progress: bool = True,
 ) -> str:
     """Write the Fashion-MNIST catalog (once) and run the rebuild job into `data_dir/index`; return its URI."""
-    from ann_index.demo import CATALOG_NAME, write_fmnist_catalog, write_kinds
-    from ann_index.rebuild import RebuildOptions, rebuild
+    from ann_index.build.rebuild import RebuildOptions, rebuild
+    from ann_index.catalog.demo import CATALOG_NAME, write_fmnist_catalog, write_kinds
     from services.common.loading import model_store, rebuild_embedder
 
     data_dir = Path(data_dir).resolve()

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from ann_index.catalog import CatalogItem
-from ann_index.rebuild import RebuildOptions, RebuildRefused, load_catalog
+from ann_index.catalog.load import ReadOptions, RebuildRefused, load_catalog
+from ann_index.catalog.rows import CatalogItem
 from embedder.transforms import crop_square, resize_square
 from imgcore.errors import ImgSearchError
 from imgcore.image import decode_image
@@ -62,7 +62,7 @@ def held_out(group: str, fraction: float) -> bool:
 
 
 def _reader(
-    base_uri: str, size: int, opts: RebuildOptions, fetcher: UriFetcher
+    base_uri: str, size: int, opts: ReadOptions, fetcher: UriFetcher
 ) -> Callable[[CatalogItem], np.ndarray | None]:
     def read(item: CatalogItem) -> np.ndarray | None:
         try:
@@ -76,7 +76,7 @@ def _reader(
 
 
 def load_train_set(
-    catalog_uri: str, size: int, val_fraction: float, opts: RebuildOptions, workers: int = 2
+    catalog_uri: str, size: int, val_fraction: float, opts: ReadOptions, workers: int = 2
 ) -> TrainSet:
     """Read, validate and decode a catalog (file://, s3://, a path). RebuildRefused as the rebuild job would."""
     loaded = load_catalog(catalog_uri, opts)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ann_index.rebuild import RebuildOptions
+from ann_index.catalog.load import ReadOptions
 from embedder import Embedder
 from embedder.training.catalog_data import TrainSet, load_train_set
 from embedder.training.export import base_card, export_onnx, onnx_vs_torch
@@ -49,7 +49,7 @@ def run_training(recipe: Recipe, base_model_dir: Path, command: str = "") -> dic
     torch.manual_seed(recipe.seed)
     torch.set_num_threads(recipe.threads)
     base = Embedder(base_model_dir, intra_threads=2)
-    opts = RebuildOptions(progress=recipe.progress, s3_endpoint_url=recipe.s3_endpoint_url)
+    opts = ReadOptions(progress=recipe.progress, s3_endpoint_url=recipe.s3_endpoint_url)
     # Stored at the larger of the two sizes, so neither model is judged on upscaled pixels.
     data = load_train_set(recipe.catalog, max(recipe.image_size, base.input_size), recipe.val_fraction, opts)
     log.info("catalog: %d images, %d categories, %d held out", len(data.images), len(data.categories), data.val.sum())

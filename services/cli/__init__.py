@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from imgcore.errors import ImgSearchError
+from services.common.server import configure_logging
 
 COMMAND_MODULES: tuple[str, ...] = (
     "infer",
@@ -29,30 +30,6 @@ COMMAND_MODULES: tuple[str, ...] = (
 USER_ERRORS = (ImgSearchError, OSError, ValueError)
 
 log = logging.getLogger("imgsearch.cli")
-
-
-def configure_logging(level: str, *, request_ids: bool = False, trace_ids: bool = False) -> None:
-    """The logging of every command: one line a record on stderr, at `level`.
-
-    A service (`request_ids`) replaces the setup made before and adds the id of the request being served
-    to each line (`rid=<id>`); with tracing on (`trace_ids`), its trace id too (`trace=<32 hex>`).
-    """
-    handler = logging.StreamHandler(sys.stderr)
-    if request_ids:
-        from services.common.web import RequestIdFilter
-
-        handler.addFilter(RequestIdFilter())
-    if trace_ids:
-        from services.common.tracing import TraceIdFilter
-
-        handler.addFilter(TraceIdFilter())
-    rid = "rid=%(rid)s " if request_ids else ""
-    rid += "trace=%(trace)s " if trace_ids else ""
-    handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s %(name)s {rid}%(message)s"))
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=request_ids)
-    # httpx logs every request at INFO: far too much for inter-service calls and readiness polls.
-    for name in ("httpx", "httpcore"):
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def build_parser() -> argparse.ArgumentParser:

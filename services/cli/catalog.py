@@ -9,7 +9,7 @@ from typing import Any
 
 
 def _fashion_mnist(args: argparse.Namespace) -> int:
-    from ann_index.demo import write_fmnist_catalog
+    from ann_index.catalog.demo import write_fmnist_catalog
 
     t0 = time.monotonic()
     path = write_fmnist_catalog(args.out, split=args.split, limit=args.limit)

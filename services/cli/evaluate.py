@@ -55,8 +55,8 @@ def evaluate_via_gateway(
 
 def _in_process(args: argparse.Namespace, queries: list[Any]) -> dict[str, Any]:
     from ann_index.evaluate import evaluate_in_process, format_report
-    from ann_index.publish import read_current, sync_version
-    from ann_index.reader import IndexReader
+    from ann_index.serving.reader import IndexReader
+    from ann_index.version.publish import read_current, sync_version
     from embedder import Embedder
     from imgcore.storage import open_store
     from services.common.loading import model_store

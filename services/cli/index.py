@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 from services.defaults import DEFAULT_CACHE_DIR, DEFAULT_EMBEDDER_URI, model_uri
 
 if TYPE_CHECKING:
-    from ann_index.rebuild import RebuildOptions
-    from ann_index.shards import ShardSpec
+    from ann_index.build.rebuild import RebuildOptions
+    from ann_index.shards.spec import ShardSpec
 
 
 def _shard_spec(text: str) -> ShardSpec:
-    from ann_index.shards import ShardError, ShardSpec
+    from ann_index.shards.spec import ShardError, ShardSpec
 
     try:
         return ShardSpec.parse(text)
@@ -25,7 +25,7 @@ def _shard_spec(text: str) -> ShardSpec:
 
 
 def _shard_count(text: str) -> int:
-    from ann_index.shards import MAX_SHARDS
+    from ann_index.shards.spec import MAX_SHARDS
 
     try:
         count = int(text)
@@ -37,7 +37,7 @@ def _shard_count(text: str) -> int:
 
 
 def _partition_count(text: str) -> int:
-    from ann_index.partition_layout import MAX_PARTITIONS
+    from ann_index.version.partition_layout import MAX_PARTITIONS
 
     if not text.isdigit() or not 1 <= int(text) <= MAX_PARTITIONS:
         raise argparse.ArgumentTypeError(f"partitions must be an integer in 1..{MAX_PARTITIONS}, got {text!r}")
@@ -63,7 +63,7 @@ def _options(args: argparse.Namespace) -> RebuildOptions:
     """RebuildOptions from `index build`'s flags: a flag and the option it sets share their name."""
     from dataclasses import fields
 
-    from ann_index.rebuild import RebuildOptions
+    from ann_index.build.rebuild import RebuildOptions
 
     named = {f.name for f in fields(RebuildOptions)} & set(vars(args))
     return RebuildOptions(
@@ -76,8 +76,8 @@ def _options(args: argparse.Namespace) -> RebuildOptions:
 
 def _build(args: argparse.Namespace) -> int:
     # Imported here: `imgsearch --help` should not pay for onnxruntime and annoy.
-    from ann_index.rebuild import RebuildRefused, rebuild
-    from ann_index.shard_job import embed_shard, merge_and_publish
+    from ann_index.build.rebuild import RebuildRefused, rebuild
+    from ann_index.shards.job import embed_shard, merge_and_publish
     from services.common.loading import model_store, rebuild_embedder
 
     try:
@@ -119,7 +119,7 @@ def _published_line(manifest: dict[str, Any], out: str, merged_from: int | None)
 
 
 def _show(args: argparse.Namespace) -> int:
-    from ann_index.publish import list_versions, published_manifest, read_current
+    from ann_index.version.publish import list_versions, published_manifest, read_current
     from imgcore.storage import open_store
 
     with open_store(args.uri, s3_endpoint_url=args.s3_endpoint) as store:

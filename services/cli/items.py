@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any
 from services.defaults import DEFAULT_CACHE_DIR, DEFAULT_EMBEDDER_URI
 
 if TYPE_CHECKING:
-    from ann_index.embedding import RebuildOptions
+    from ann_index.build.embedding import RebuildOptions
     from embedder import Embedder
 
 
 def _apply(args: argparse.Namespace) -> int:
     # Imported here: `imgsearch --help` should not pay for onnxruntime.
-    from ann_index.apply_changes import ChangesRefused, apply_changes
+    from ann_index.changes.apply import ChangesRefused, apply_changes
 
     try:
         applied = apply_changes(args.changes, args.index_uri, _embedder(args), _opts(args))
@@ -44,7 +44,7 @@ def _embedder(args: argparse.Namespace) -> Embedder:
 
 
 def _opts(args: argparse.Namespace) -> RebuildOptions:
-    from ann_index.embedding import RebuildOptions
+    from ann_index.build.embedding import RebuildOptions
 
     return RebuildOptions(
         workers=args.workers,
@@ -56,7 +56,7 @@ def _opts(args: argparse.Namespace) -> RebuildOptions:
 
 
 def _drain(args: argparse.Namespace) -> int:
-    from ann_index.inbox import drain_inbox
+    from ann_index.changes.inbox import drain_inbox
 
     outcomes = drain_inbox(args.inbox, args.index_uri, _embedder(args), _opts(args))
     for o in outcomes:

@@ -79,7 +79,7 @@ def read_evidence(args: argparse.Namespace) -> ShadowEvidence:
 
 def index_quality(uri: str, s3_endpoint: str | None) -> dict[str, Any]:
     """The quality report of the candidate store's CURRENT version (what `imgsearch index show` prints)."""
-    from ann_index.publish import published_manifest, read_current
+    from ann_index.version.publish import published_manifest, read_current
     from imgcore.storage import open_store
 
     with open_store(uri, s3_endpoint_url=s3_endpoint) as store:

@@ -10,21 +10,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import os
 import types
 import typing
 from pathlib import Path
 from typing import Any
 
+from services.common.server import build_app, uvicorn_config
 from services.common.settings import ADMIN_TOKEN_ENV, SETTINGS_CLASSES, CommonSettings
 
-APP_FACTORIES = {
-    "detector": "services.detector.app",
-    "embedder": "services.embedder.app",
-    "index": "services.index.app",
-    "gateway": "services.gateway.app",
-}
 # Flag destinations are prefixed so they never collide with the top-level CLI options (e.g. --log-level).
 _DEST = "setting_"
 
@@ -81,38 +75,6 @@ def run_service(name: str, settings: CommonSettings) -> int:
     app = build_app(name, settings)
     uvicorn.Server(uvicorn_config(app, settings)).run()
     return 0
-
-
-def build_app(name: str, settings: CommonSettings) -> Any:
-    """Tracing and logging of a service process, then its app."""
-    from services.cli import configure_logging
-    from services.common.tracing import setup_tracing
-
-    tracing = setup_tracing(f"imgsearch-{name}")  # before the app is built: it adds the server spans
-    configure_logging(settings.log_level, request_ids=True, trace_ids=tracing)
-    module = importlib.import_module(APP_FACTORIES[name])
-    return module.create_app(settings)
-
-
-def uvicorn_config(app: Any, settings: CommonSettings) -> Any:
-    """The uvicorn.Config every service runs with: quiet, bounded clients, graceful shutdown."""
-    import uvicorn
-
-    from services.common.http_protocol import ClientLimits, guarded_protocol
-
-    return uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        timeout_graceful_shutdown=int(settings.graceful_shutdown_s) or None,
-        server_header=False,
-        http=guarded_protocol(
-            ClientLimits(settings.header_timeout_s, settings.body_timeout_s, settings.max_client_connections)
-        ),
-    )
 
 
 def register(sub: Any) -> None:

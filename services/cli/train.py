@@ -21,7 +21,7 @@ def _run(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("efficientnet_lite_pytorch") is None:
         print(f"imgsearch train needs the training extra (never a serving dependency): {INSTALL_HINT}", file=sys.stderr)
         return 2
-    from ann_index.rebuild import RebuildRefused
+    from ann_index.build.rebuild import RebuildRefused
     from embedder.training.job import run_training
     from embedder.training.model_setup import base_checkpoint
     from embedder.training.recipe import Recipe

@@ -26,9 +26,9 @@ def catalog_folder(data: Path, catalog: Path) -> Path:
 def index_catalog(data: Path, catalog: Path, embedder_uri: str, progress: bool = True) -> dict[str, list[str]]:
     """Build the catalog's index with the embedder unless one is already there; return the services' flags.
 
-    A catalog the rebuild job refuses raises `ann_index.rebuild.RebuildRefused` (nothing published).
+    A catalog the rebuild job refuses raises `ann_index.build.rebuild.RebuildRefused` (nothing published).
     """
-    from ann_index.rebuild import RebuildOptions, rebuild
+    from ann_index.build.rebuild import RebuildOptions, rebuild
     from services.common.loading import model_store, rebuild_embedder
 
     catalog = catalog.expanduser().resolve()
@@ -58,7 +58,7 @@ def index_catalog(data: Path, catalog: Path, embedder_uri: str, progress: bool =
 
 def own_catalog(data: Path, catalog: str | None, embedder: str | None) -> tuple[int, dict[str, list[str]]]:
     """(exit code, service flags) of `up --catalog`: 0 and the flags, 3 when the rebuild refuses the catalog."""
-    from ann_index.rebuild import RebuildRefused
+    from ann_index.build.rebuild import RebuildRefused
 
     if catalog is None:
         log.error("--embedder goes with --catalog (the demo always runs its own trained model)")

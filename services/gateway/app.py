@@ -12,8 +12,8 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from starlette.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from ann_index.thumbs import media_type
 from imgcore.errors import InvalidInput
+from imgcore.index_wire import thumbnail_media_type as media_type
 from services.common.boxes import parse_box_param
 from services.common.errors import BackendUnavailable
 from services.common.settings import GatewaySettings

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from ann_index.category_sets import CategorySpec
 from imgcore.errors import ImgSearchError
+from imgcore.index_wire import CategorySpec
 from services.common.errors import BackendTimeout, BackendUnavailable
 from services.common.metrics import BACKEND_ERRORS, BACKEND_SECONDS
 from services.common.settings import GatewaySettings

@@ -17,9 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ann_index.category_sets import CategorySpec
-from ann_index.partitioning import partition_of
 from imgcore.errors import ImgSearchError
+from imgcore.index_wire import CategorySpec, partition_of
 from services.common.errors import BackendUnavailable
 from services.common.metrics import PARTIAL_ANSWERS
 from services.gateway.backends import BackendRejected, Backends

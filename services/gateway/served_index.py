@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from ann_index.category_sets import CategorySpec
+from imgcore.index_wire import CategorySpec
 from services.common.errors import IncompatibleModels
 from services.gateway.backends import Backends
 

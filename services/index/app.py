@@ -14,8 +14,8 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from ann_index.category_sets import CategorySpec, query_rows
-from ann_index.fresh_view import FreshView
+from ann_index.serving.category_sets import CategorySpec, query_rows
+from ann_index.serving.fresh_view import FreshView
 from imgcore.errors import InvalidInput
 from services.common.admin import admin_guard
 from services.common.metrics import STAGE_SECONDS

@@ -1,6 +1,6 @@
 """The index service's side of the change log: replay before a version is served, then follow it.
 
-Each served reader has its own fresh index (`ann_index.fresh.FreshIndex`), built by replaying every change
+Each served reader has its own fresh index (`ann_index.serving.fresh.FreshIndex`), built by replaying every change
 object of its version before the reader is swapped in, so a replica is never ready without the changes the
 store holds. A poll every `changes_poll_seconds` applies new objects in sequence. A damaged or foreign object
 is refused, logged and counted once, and never stops the ones after it; a store failure stops the poll at
@@ -16,11 +16,11 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from ann_index.changes import BadChange, changes_after, read_batch
-from ann_index.fresh import FreshIndex
-from ann_index.fresh_view import FreshView
-from ann_index.partitioning import partition_of
-from ann_index.reader import IndexReader
+from ann_index.serving.fresh import FreshIndex
+from ann_index.serving.fresh_view import FreshView
+from ann_index.serving.reader import IndexReader
+from ann_index.version.changes import BadChange, changes_after, read_batch
+from imgcore.index_wire import partition_of
 from imgcore.storage import ObjectStore
 from services.common.metrics import INDEX_CHANGE_LAG_SECONDS, INDEX_CHANGES, INDEX_FRESH_ITEMS, INDEX_HIDDEN_ITEMS
 

@@ -19,11 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ann_index.fresh_view import FreshView
-from ann_index.partition_serving import sync_partition
-from ann_index.publish import manifest_sha256, read_current
-from ann_index.reader import IndexReader
-from ann_index.serving import built_at, prune_local, self_test
+from ann_index.serving.checks import built_at, prune_local, self_test
+from ann_index.serving.fresh_view import FreshView
+from ann_index.serving.partition_sync import sync_partition
+from ann_index.serving.reader import IndexReader
+from ann_index.version.publish import manifest_sha256, read_current
 from imgcore.errors import ChecksumMismatch, ImgSearchError, IndexMismatch, ModelNotReady
 from imgcore.storage import ObjectStore, open_store
 from services.common.metrics import INDEX_AGE_SECONDS, INDEX_INFO, INDEX_ITEMS, INDEX_RELOADS

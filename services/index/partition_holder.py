@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Any
 
-from ann_index.reader import IndexReader
+from ann_index.serving.reader import IndexReader
 from services.common.settings import IndexSettings
 from services.index.holder import IndexHolder, IndexVersionGone
 

@@ -71,7 +71,7 @@ def _serve(settings: IndexSettings, folder: Path) -> int:
 
 def _prepare(settings: IndexSettings) -> tuple[Any, socket.socket]:
     """The app built and uvicorn configured (protocol and event loop imported), the port bound."""
-    from services.cli.serve import build_app, uvicorn_config
+    from services.common.server import build_app, uvicorn_config
 
     config = uvicorn_config(build_app("index", settings), settings)
     config.load()

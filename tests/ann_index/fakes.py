@@ -10,8 +10,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ann_index.builder import IndexItem
-from ann_index.rebuild import RebuildOptions, build_version
+from ann_index.build.rebuild import RebuildOptions, build_version
+from ann_index.items import IndexItem
+from embedder.transforms import foreground_box
 
 
 @dataclass
@@ -27,6 +28,9 @@ class FakeEmbedder:
 
     def preprocess_pixels(self, image: np.ndarray, box: Any = None) -> np.ndarray:
         return np.asarray(cv2.resize(image, (8, 8), interpolation=cv2.INTER_AREA), dtype=np.uint8)
+
+    def foreground_box(self, image: np.ndarray) -> Any:
+        return foreground_box(image)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         # 255 - x: dark-on-white items become bright-on-dark, so the white background adds nothing.

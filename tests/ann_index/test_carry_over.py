@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from ann_index.apply_changes import Applied, apply_changes
-from ann_index.changes import Delete, list_changes, read_batch, write_batch
-from ann_index.demo import write_fmnist_catalog
-from ann_index.fresh import FreshIndex
-from ann_index.publish import read_current
-from ann_index.rebuild import RebuildOptions, rebuild
+from ann_index.build.rebuild import RebuildOptions, rebuild
+from ann_index.catalog.demo import write_fmnist_catalog
+from ann_index.changes.apply import Applied, apply_changes
+from ann_index.serving.fresh import FreshIndex
+from ann_index.version.changes import Delete, list_changes, read_batch, write_batch
+from ann_index.version.publish import read_current
 from imgcore.storage import open_store
 from tests.ann_index.fakes import FakeEmbedder
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ann_index.catalog import parse_catalog
-from ann_index.demo import write_fmnist_catalog
+from ann_index.catalog.demo import write_fmnist_catalog
+from ann_index.catalog.rows import parse_catalog
 from imgcore.fmnist import CLASS_NAMES
 from imgcore.image import decode_image
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from ann_index.demo import write_fmnist_catalog
-from ann_index.reader import IndexReader
-from ann_index.rebuild import RebuildOptions, rebuild
+from ann_index.build.rebuild import RebuildOptions, rebuild
+from ann_index.catalog.demo import write_fmnist_catalog
+from ann_index.serving.reader import IndexReader
 from imgcore.errors import NotFound
 from services.cli import build_parser
 from services.cli.index import _options

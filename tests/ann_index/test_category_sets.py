@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ann_index.category_sets import category_key, merge_by_score, query_rows
-from ann_index.reader import Hit, IndexReader
+from ann_index.serving.category_sets import category_key, merge_by_score, query_rows
+from ann_index.serving.reader import Hit, IndexReader
 from imgcore.errors import InvalidInput, NotFound
 from tests.ann_index.fakes import clustered, items_for, make_version
 

@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ann_index.apply_changes import ChangesRefused, apply_changes
-from ann_index.change_file import parse_changes
-from ann_index.changes import (
+from ann_index.build.rebuild import RebuildOptions, rebuild
+from ann_index.catalog.demo import write_fmnist_catalog
+from ann_index.changes.apply import ChangesRefused, apply_changes
+from ann_index.changes.file import parse_changes
+from ann_index.version.changes import (
     BadChange,
     ChangeBatch,
     Delete,
@@ -23,9 +25,7 @@ from ann_index.changes import (
     read_batch,
     write_batch,
 )
-from ann_index.demo import write_fmnist_catalog
-from ann_index.publish import read_current
-from ann_index.rebuild import RebuildOptions, rebuild
+from ann_index.version.publish import read_current
 from imgcore.storage import open_store
 from tests.ann_index.fakes import FakeEmbedder
 from tests.conftest import LocalHttpServer

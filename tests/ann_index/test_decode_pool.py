@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ann_index.decode_pool import NICENESS, DecodePool, PixelWork
-from ann_index.demo import write_fmnist_catalog
-from ann_index.rebuild import RebuildOptions, rebuild
+from ann_index.build.decode_pool import NICENESS, DecodePool, PixelWork
+from ann_index.build.rebuild import RebuildOptions, rebuild
+from ann_index.catalog.demo import write_fmnist_catalog
 from imgcore.errors import InvalidImage
 from imgcore.image import DecodeLimits
 from tests.ann_index.fakes import FakeEmbedder

@@ -14,9 +14,9 @@ import cv2
 import numpy as np
 import pytest
 
-from ann_index.demo import write_fmnist_catalog
-from ann_index.embed_cache import EmbeddingCache
-from ann_index.rebuild import RebuildOptions, rebuild
+from ann_index.build.embed_cache import EmbeddingCache
+from ann_index.build.rebuild import RebuildOptions, rebuild
+from ann_index.catalog.demo import write_fmnist_catalog
 from services.defaults import REPO_ROOT
 from tests.ann_index.fakes import FakeEmbedder
 from tests.conftest import env_vars
@@ -132,8 +132,8 @@ def test_cli_rebuild_with_the_real_embedder_reuses_its_cache(tmp_path: Path) -> 
 
 
 def test_a_shard_pod_uses_the_cache_too(catalog: Path, tmp_path: Path) -> None:
-    from ann_index.shard_job import embed_shard
-    from ann_index.shards import ShardSpec
+    from ann_index.shards.job import embed_shard
+    from ann_index.shards.spec import ShardSpec
 
     opts = RebuildOptions(**{**OPTS.__dict__, "embedding_cache": tmp_path / "shard0.sqlite"})
     first, second = CountingEmbedder(), CountingEmbedder()

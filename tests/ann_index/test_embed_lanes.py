@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ann_index.demo import write_fmnist_catalog
-from ann_index.embedding import decode_threads, embed_items
-from ann_index.rebuild import RebuildOptions, load_catalog, rebuild
+from ann_index.build.embedding import decode_threads, embed_items
+from ann_index.build.rebuild import RebuildOptions, load_catalog, rebuild
+from ann_index.catalog.demo import write_fmnist_catalog
 from tests.ann_index.fakes import FakeEmbedder
 
 OPTS = RebuildOptions(progress=False, gate_queries=100, batch_size=16, max_fail_fraction=0.05)

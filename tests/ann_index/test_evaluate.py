@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ann_index.demo import write_fmnist_catalog
+from ann_index.build.rebuild import RebuildOptions, rebuild
+from ann_index.catalog.demo import write_fmnist_catalog
 from ann_index.evaluate import Query, evaluate_in_process, format_report, load_queries, score
-from ann_index.reader import IndexReader
-from ann_index.rebuild import RebuildOptions, rebuild
+from ann_index.serving.reader import IndexReader
 from tests.ann_index.fakes import FakeEmbedder
 
 

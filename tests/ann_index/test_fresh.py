@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ann_index.changes import ChangeBatch, Delete, Upsert
-from ann_index.fresh import FreshIndex
-from ann_index.fresh_view import FreshView
-from ann_index.partitioning import partition_of
-from ann_index.reader import IndexReader
+from ann_index.serving.fresh import FreshIndex
+from ann_index.serving.fresh_view import FreshView
+from ann_index.serving.reader import IndexReader
+from ann_index.version.changes import ChangeBatch, Delete, Upsert
 from imgcore.errors import NotFound
+from imgcore.index_wire import partition_of
 from tests.ann_index.fakes import FakeEmbedder, clustered, items_for, make_version
 
 DIM = 16

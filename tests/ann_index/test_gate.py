@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ann_index.builder import BuildResult, build_index
-from ann_index.gate import GateResult, run_gate
+from ann_index.build.forest import BuildResult, build_index
+from ann_index.build.gate import GateResult, run_gate
 from tests.ann_index.fakes import clustered, items_for
 
 

@@ -7,11 +7,11 @@ import json
 import shutil
 from pathlib import Path
 
-from ann_index.changes import list_changes
-from ann_index.demo import write_fmnist_catalog
-from ann_index.inbox import drain_inbox
-from ann_index.publish import read_current
-from ann_index.rebuild import RebuildOptions, rebuild
+from ann_index.build.rebuild import RebuildOptions, rebuild
+from ann_index.catalog.demo import write_fmnist_catalog
+from ann_index.changes.inbox import drain_inbox
+from ann_index.version.changes import list_changes
+from ann_index.version.publish import read_current
 from imgcore.storage import open_store
 from tests.ann_index.fakes import FakeEmbedder
 

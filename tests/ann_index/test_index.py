@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ann_index.builder import IndexItem, build_index
-from ann_index.manifest import read_manifest, write_manifest
-from ann_index.reader import IndexReader
+from ann_index.build.forest import build_index
+from ann_index.items import IndexItem
+from ann_index.serving.reader import IndexReader
+from ann_index.version.manifest import read_manifest, write_manifest
 from imgcore.card import sha256_file
 from imgcore.errors import InvalidInput, ModelNotReady, NotFound
 from tests.ann_index.fakes import clustered, items_for, make_version

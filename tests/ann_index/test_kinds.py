@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from ann_index.demo import FMNIST_KINDS, write_fmnist_catalog
-from ann_index.kinds import KINDS_NAME, parse_kinds, restrict_kinds
-from ann_index.rebuild import RebuildOptions, rebuild
+from ann_index.build.rebuild import RebuildOptions, rebuild
+from ann_index.catalog.demo import FMNIST_KINDS, write_fmnist_catalog
+from ann_index.catalog.kinds import KINDS_NAME, parse_kinds, restrict_kinds
 from imgcore.errors import InvalidInput
 from tests.ann_index.fakes import FakeEmbedder
 

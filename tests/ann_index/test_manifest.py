@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-import ann_index.reader as reader_module
-from ann_index.manifest import make_version as version_name
-from ann_index.reader import IndexReader
+import ann_index.serving.reader as reader_module
+from ann_index.serving.reader import IndexReader
+from ann_index.version.manifest import make_version as version_name
 from imgcore.errors import IndexMismatch
 from tests.ann_index.fakes import FakeEmbedder, clustered, items_for, make_version
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ann_index.builder import IndexItem
-from ann_index.partition_serving import sync_partition
-from ann_index.partitioning import partition_of
-from ann_index.publish import publish_version, read_current, sync_version
-from ann_index.reader import IndexReader
+from ann_index.items import IndexItem
+from ann_index.serving.partition_sync import sync_partition
+from ann_index.serving.reader import IndexReader
+from ann_index.version.publish import publish_version, read_current, sync_version
 from imgcore.errors import IndexMismatch, NotFound
+from imgcore.index_wire import partition_of
 from imgcore.storage import open_store
 from tests.ann_index.fakes import clustered, items_for, make_version
 

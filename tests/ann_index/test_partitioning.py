@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from ann_index.partitioning import partition_of
+from imgcore.index_wire import partition_of
 
 
 def test_one_partition_holds_everything() -> None:
@@ -24,7 +24,7 @@ def test_spread_is_even_and_in_range() -> None:
 def test_same_answer_in_another_process() -> None:
     ids = [f"sku-{i}" for i in range(50)]
     mine = [partition_of(i, 7) for i in ids]
-    code = "from ann_index.partitioning import partition_of as p; print([p(f'sku-{i}', 7) for i in range(50)])"
+    code = "from imgcore.index_wire import partition_of as p; print([p(f'sku-{i}', 7) for i in range(50)])"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == str(mine)
 

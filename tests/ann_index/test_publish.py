@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ann_index.publish import list_versions, publish_version, read_current, sync_version
-from ann_index.reader import IndexReader
+from ann_index.serving.reader import IndexReader
+from ann_index.version.publish import list_versions, publish_version, read_current, sync_version
 from imgcore.errors import ChecksumMismatch, IndexMismatch, StoreError
 from imgcore.storage import ObjectStore, open_store
 from tests.ann_index.fakes import clustered, items_for, make_version

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from ann_index.demo import write_fmnist_catalog
-from ann_index.publish import list_versions, read_current, sync_version
-from ann_index.reader import IndexReader
-from ann_index.rebuild import RebuildOptions, RebuildRefused, rebuild
+from ann_index.build.rebuild import RebuildOptions, RebuildRefused, rebuild
+from ann_index.catalog.demo import write_fmnist_catalog
+from ann_index.serving.reader import IndexReader
+from ann_index.version.publish import list_versions, read_current, sync_version
 from imgcore.storage import open_store
 from services.defaults import MODELS_DIR, REPO_ROOT
 from tests.ann_index.fakes import FakeEmbedder

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ann_index.builder import IndexItem
-from ann_index.manifest import make_version as version_name
-from ann_index.manifest import verify_files, version_time
+from ann_index.items import IndexItem
 from ann_index.metrics import by_category, query_metrics
-from ann_index.reader import IndexReader
-from ann_index.serving import built_at, prune_local, self_test
+from ann_index.serving.checks import built_at, prune_local, self_test
+from ann_index.serving.reader import IndexReader
+from ann_index.version.manifest import make_version as version_name
+from ann_index.version.manifest import verify_files, version_time
 from imgcore.errors import IndexMismatch
 from tests.ann_index.fakes import clustered, items_for, make_version
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pytest
 
-from ann_index.shard_io import decode_shard, encode_shard, shard_indices, shard_is_done, write_shard
-from ann_index.shard_merge import MergedShards, merge_shards
-from ann_index.shards import ShardError, ShardSpec, run_id, select_rows, shard_key, shard_of
+from ann_index.shards.files import decode_shard, encode_shard, shard_indices, shard_is_done, write_shard
+from ann_index.shards.merge import MergedShards, merge_shards
+from ann_index.shards.spec import ShardError, ShardSpec, run_id, select_rows, shard_key, shard_of
 
 
 class MemStore:

@@ -1,7 +1,7 @@
 """Sharded rebuild end to end: `imgsearch index build --shard i/N` pods, then `--merge-shards N`.
 
 Why a sharded build can equal a single-process one exactly: the merge returns the vectors in catalog
-order (ann_index.shards.merge_shards), the index items are built from the same catalog rows, and annoy is
+order (ann_index.shards.spec.merge_shards), the index items are built from the same catalog rows, and annoy is
 seeded; what remains is whether the embedder gives an image the same vector whatever batch it lands in.
 The ONNX CPU kernels compute each batch row on its own, so the vectors are bit-identical (checked below on
 vectors.npy first, so a failure says which link broke), hence identical annoy files and search results.
@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ann_index.demo import write_fmnist_catalog
-from ann_index.reader import IndexReader
-from ann_index.rebuild import RebuildOptions, RebuildRefused, rebuild
-from ann_index.shard_job import embed_shard, merge_and_publish, shard_run_id
-from ann_index.shards import ShardSpec, shard_of
+from ann_index.build.rebuild import RebuildOptions, RebuildRefused, rebuild
+from ann_index.catalog.demo import write_fmnist_catalog
+from ann_index.serving.reader import IndexReader
+from ann_index.shards.job import embed_shard, merge_and_publish, shard_run_id
+from ann_index.shards.spec import ShardSpec, shard_of
 from services.defaults import MODELS_DIR, REPO_ROOT
 from tests.ann_index.fakes import FakeEmbedder
 from tests.helpers.cli import imgsearch_cmd

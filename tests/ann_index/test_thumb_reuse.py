@@ -1,4 +1,4 @@
-"""Which catalog images are their own thumbnails (ann_index.thumb_reuse): small, plain, nothing but pixels."""
+"""Which catalog images are their own thumbnails (ann_index.build.thumb_reuse): small, plain, nothing but pixels."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from ann_index.thumb_reuse import MAX_BYTES, reusable
+from ann_index.build.thumb_reuse import MAX_BYTES, reusable
 from ann_index.thumbs import MAX_SIDE
 
 RNG = np.random.default_rng(3)

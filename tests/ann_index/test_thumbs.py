@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ann_index import decode_pool
-from ann_index.demo import write_fmnist_catalog
-from ann_index.reader import IndexReader
-from ann_index.rebuild import RebuildOptions, RebuildRefused, rebuild
-from ann_index.shard_io import Shard, decode_shard, encode_shard, shard_is_done
-from ann_index.shard_job import embed_shard, merge_and_publish, shard_run_id
-from ann_index.shards import ShardSpec, shard_key
+from ann_index.build import decode_pool
+from ann_index.build.rebuild import RebuildOptions, RebuildRefused, rebuild
+from ann_index.catalog.demo import write_fmnist_catalog
+from ann_index.serving.reader import IndexReader
+from ann_index.shards.files import Shard, decode_shard, encode_shard, shard_is_done
+from ann_index.shards.job import embed_shard, merge_and_publish, shard_run_id
+from ann_index.shards.spec import ShardSpec, shard_key
 from ann_index.thumbs import MAX_SIDE, THUMBS_NAME, ThumbPack, make_thumbnail, media_type
 from imgcore.errors import IndexMismatch, NotFound
 from imgcore.image import DecodeLimits
@@ -81,7 +81,7 @@ def test_rebuild_writes_a_checksummed_thumbnail_of_every_item_that_outlives_the_
         for item_id in ids:
             data, kind = reader.thumbnail(item_id)
             img = Image.open(io.BytesIO(data))
-            # The demo's 112 px PNGs carry nothing but pixels: each is its own thumbnail (ann_index.thumb_reuse).
+            # The demo's 112 px PNGs carry nothing but pixels: each is its own thumbnail (ann_index.build.thumb_reuse).
             assert data == sources[item_id] and kind == "image/png" and img.format == "PNG"
         with pytest.raises(NotFound, match="not in index"):
             reader.thumbnail("no-such-item")

@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 
-from ann_index.manifest import check_embedder, embedder_section
+from ann_index.version.manifest import check_embedder, embedder_section
 from embedder import Embedder
 from imgcore.card import sha256_file
 from imgcore.errors import ChecksumMismatch, IndexMismatch

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ann_index.demo import write_fmnist_catalog
+from ann_index.catalog.demo import write_fmnist_catalog
 from embedder import Embedder
 from imgcore.card import sha256_file
 from imgcore.image import decode_image

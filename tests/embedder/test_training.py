@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ann_index.demo import write_fmnist_catalog
+from ann_index.catalog.demo import write_fmnist_catalog
 from imgcore.card import sha256_file
 from services.stack import free_port
 from tests.helpers.cli import build_index, imgsearch_cmd

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ann_index.catalog import CatalogItem
-from ann_index.demo import write_fmnist_catalog
-from ann_index.rebuild import RebuildOptions, RebuildRefused
+from ann_index.build.rebuild import RebuildOptions, RebuildRefused
+from ann_index.catalog.demo import write_fmnist_catalog
+from ann_index.catalog.rows import CatalogItem
 from embedder.training.augment import matte, query_photo, shop_photo, train_view
 from embedder.training.catalog_data import group_of, held_out, load_train_set
 from imgcore.fmnist import load_fmnist, render_catalog

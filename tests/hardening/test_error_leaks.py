@@ -131,7 +131,7 @@ def test_item_images_come_from_the_index_so_no_catalog_uri_can_leak(leaky: Leaky
     leaky.store.fail(f"/bucket/{name}", times=10, status=500)
     resp = httpx.get(f"{leaky.gateway.url}/v1/items/{leaky.items[case]}/image", trust_env=False, timeout=30)
     assert resp.status_code == 200, resp.text
-    # The catalog's small plain PNGs are their own thumbnails (ann_index.thumb_reuse), kept in the index.
+    # The catalog's small plain PNGs are their own thumbnails (ann_index.build.thumb_reuse), kept in the index.
     assert resp.headers["content-type"] == "image/png" and resp.content[:8] == b"\x89PNG\r\n\x1a\n"
     assert leaky.store.count(f"/bucket/{name}") == 0
 

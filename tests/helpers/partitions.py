@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from ann_index.builder import IndexItem
-from ann_index.common import META_NAME, VECTORS_NAME
-from ann_index.manifest import read_manifest
-from ann_index.publish import publish_version
-from ann_index.rebuild import RebuildOptions, build_version
+from ann_index.build.rebuild import RebuildOptions, build_version
+from ann_index.files import META_NAME, VECTORS_NAME
+from ann_index.items import IndexItem
 from ann_index.thumbs import THUMBS_NAME, ThumbFile, ThumbPack
+from ann_index.version.manifest import read_manifest
+from ann_index.version.publish import publish_version
 from imgcore.storage import open_store
 from services.demo_index import index_root
 from services.stack import ServiceProcess, free_port, start_service

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ann_index.manifest import LAYOUT
+from ann_index.version.manifest import LAYOUT
 from services.demo_index import build_demo_index, has_index, index_root
 from services.stack import LocalStack, embedder_sha256
 
@@ -43,7 +43,7 @@ def demo_data_dir() -> Path:
     root = Path(cache) if cache else _session_dir()
     # The layout is part of the key: a cached index of an older layout is rebuilt, not reused or destroyed.
     # "-kinds": indexes built before the catalog's kinds.json (#15) stay for the branches that use them;
-    # "-pngthumbs": before, the catalog's PNGs were re-encoded as JPEG thumbnails (ann_index.thumb_reuse).
+    # "-pngthumbs": before, the catalog's PNGs were re-encoded as JPEG thumbnails (ann_index.build.thumb_reuse).
     data = root / f"demo-{DEMO_ITEMS}-{str(embedder_sha256())[:12]}-l{LAYOUT}-kinds-pngthumbs"
     if not has_index(data):
         shutil.rmtree(data, ignore_errors=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ann_index.changes import Delete, change_key, list_changes, read_batch, write_batch
+from ann_index.version.changes import Delete, change_key, list_changes, read_batch, write_batch
 from imgcore.errors import StoreError
 from imgcore.storage import open_store
 from imgcore.storage_base import ObjectStore

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ann_index.shards import ShardSpec
+from ann_index.shards.spec import ShardSpec
 from services.cli import build_parser
 from tests.k8s.helpers import by_kind, env_of, named, pod_specs, workloads
 from tests.k8s.render import WORKLOAD_TARGETS, render

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ann_index.partitioning import partition_of
+from imgcore.index_wire import partition_of
 from services.gateway.served_index import ServedIndex, least_changes
 from services.index.changes import partition_filter
 

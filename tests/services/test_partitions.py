@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from ann_index.partitioning import partition_of
+from imgcore.index_wire import partition_of
 from services.stack import ServiceProcess, free_port, start_service, stop_all
 from tests.helpers.http import metric_value, search
 from tests.helpers.partitions import Rows, demo_rows, publish_partitioned, start_partitions

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from ann_index.demo import write_fmnist_catalog
+from ann_index.catalog.demo import write_fmnist_catalog
 from ann_index.evaluate import load_queries
 from services.cli.evaluate import evaluate_via_gateway
 

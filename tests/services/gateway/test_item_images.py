@@ -23,8 +23,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from ann_index.demo import write_fmnist_catalog
-from ann_index.rebuild import RebuildOptions, rebuild
+from ann_index.build.rebuild import RebuildOptions, rebuild
+from ann_index.catalog.demo import write_fmnist_catalog
 from ann_index.thumbs import MAX_SIDE, THUMBS_NAME
 from embedder import Embedder
 from services.defaults import DEFAULT_EMBEDDER_DIR
@@ -73,7 +73,7 @@ def _image(gw: str, item_id: str, timeout: float = 10.0) -> httpx.Response:
 
 def _assert_thumbnail(resp: httpx.Response) -> None:
     assert resp.status_code == 200, resp.text
-    # The demo's 112 px plain PNGs are their own thumbnails (ann_index.thumb_reuse).
+    # The demo's 112 px plain PNGs are their own thumbnails (ann_index.build.thumb_reuse).
     assert resp.headers["content-type"] == "image/png"
     assert resp.headers["x-content-type-options"] == "nosniff"
     assert resp.headers["cache-control"] == "public, max-age=3600"

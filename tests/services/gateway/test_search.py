@@ -126,7 +126,7 @@ def test_item_image_is_its_thumbnail_from_the_index(gw: str) -> None:
     hit = search(gw, (PHOTOS / "dog.jpg").read_bytes()).json()["items"][0]["results"][0]
     resp = httpx.get(gw + hit["image_url"], trust_env=False)
     assert resp.status_code == 200
-    # The demo catalog's 112 px plain PNGs are their own thumbnails (ann_index.thumb_reuse), not enlarged.
+    # The demo catalog's 112 px plain PNGs are their own thumbnails (ann_index.build.thumb_reuse), not enlarged.
     assert resp.headers["content-type"] == "image/png" and resp.headers["x-content-type-options"] == "nosniff"
     assert Image.open(io.BytesIO(resp.content)).size == (112, 112)
 

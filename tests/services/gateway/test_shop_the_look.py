@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ann_index.demo import FMNIST_KINDS
+from ann_index.catalog.demo import FMNIST_KINDS
 from tests.helpers import shared_stack
 from tests.helpers.http import search
 from tests.helpers.paths import DATA

@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from ann_index.changes import ChangeBatch, Delete, change_key, encode_batch
+from ann_index.version.changes import ChangeBatch, Delete, change_key, encode_batch
 from embedder import Embedder
 from imgcore.image import decode_image
 from services.defaults import DEFAULT_EMBEDDER_DIR

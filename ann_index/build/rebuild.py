@@ -1,0 +1,158 @@
+"""The index rebuild job: catalog -> images -> embeddings -> annoy forest -> gate -> publish.
+
+One pipeline, whole or sharded: `load_catalog` (read and check), `ann_index.build.embedding.embed_items` (the
+rows to embed: all of them here, one shard's in `shard_job`), `publish_rows` (failure budget, manifest,
+build, gate, publish). `rebuild` runs it in one process; `shard_job` runs the same steps split across pods,
+so an unsharded rebuild is the one-shard case and both publish the same index.
+
+It refuses, and publishes nothing (CURRENT untouched), when the catalog is empty or has duplicate
+ids, when more than 1 % of rows cannot be used, or when the quality gate fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ann_index.build.carry_over import CarryOver
+from ann_index.build.embedding import BatchEmbedder, RebuildOptions, embed_items
+from ann_index.build.forest import build_index
+from ann_index.build.gate import run_gate
+from ann_index.build.partitioned import build_partitioned_version, manifest_common, thumbnails_section
+from ann_index.catalog.load import LoadedCatalog, RebuildRefused, check_budget, load_catalog
+from ann_index.catalog.rows import CatalogItem
+from ann_index.files import MANIFEST_NAME, VECTORS_NAME
+from ann_index.items import IndexItem
+from ann_index.thumbs import ThumbPack
+from ann_index.version.manifest import EmbedderInfo, make_version, merge_sections, write_manifest
+from ann_index.version.publish import publish_version
+from imgcore.storage import ObjectStore, as_uri, open_store, resolve_uri
+
+__all__ = ["RebuildOptions", "RebuildRefused", "build_version", "load_catalog", "publish_rows", "rebuild"]
+
+log = logging.getLogger(__name__)
+MAX_LISTED_SKIPS = 100
+
+
+def publish_rows(
+    store: ObjectStore,
+    loaded: LoadedCatalog,
+    items: list[CatalogItem],
+    vectors: np.ndarray,
+    failed: list[dict[str, Any]],
+    embedder: EmbedderInfo,
+    opts: RebuildOptions,
+    extra: dict[str, Any],
+    thumbs: ThumbPack | None = None,
+) -> dict[str, Any]:
+    """Build the embedded `items` (vectors and `thumbs` in the same order) in a temp folder, gate, publish.
+
+    `failed` are the rows that could not be embedded; with the catalog's invalid rows they are the
+    manifest's "skipped", and over the failure budget they refuse the build.
+    """
+    skipped = check_budget(loaded.catalog, failed, opts.max_fail_fraction)
+    extra = {
+        "skipped": {"count": len(skipped), "rows": skipped[:MAX_LISTED_SKIPS]},
+        "catalog": {"uri": loaded.uri, "rows": loaded.catalog.rows},
+        **({"kinds": loaded.kinds} if loaded.kinds else {}),
+        **extra,
+    }
+    absolute = opts.allow_absolute_images
+    index_items = [
+        IndexItem(
+            it.item_id, it.category, it.title, resolve_uri(loaded.base_uri, it.image, allow_absolute=absolute), it.attrs
+        )
+        for it in items
+    ]
+    work = Path(tempfile.mkdtemp(prefix="imgsearch-index-", dir=opts.work_dir))
+    try:
+        manifest = build_version(vectors, index_items, work, embedder, opts, extra, thumbs)
+        since = opts.changes_since if opts.changes_since is not None else loaded.read_at
+        carry = CarryOver(store, manifest["version"], embedder, since, opts)  # changes newer than the snapshot
+        carry.copy()
+        publish_version(store, work, keep=opts.keep)
+        carry.copy()
+        return manifest
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def build_version(
+    vectors: np.ndarray,
+    items: list[IndexItem],
+    out_dir: Path,
+    embedder: EmbedderInfo,
+    opts: RebuildOptions,
+    extra: dict[str, Any] | None = None,
+    thumbs: ThumbPack | None = None,
+) -> dict[str, Any]:
+    """Build, gate and write manifest.json into `out_dir`; RebuildRefused when the gate fails."""
+    if opts.partitions > 1:  # issue 16: N part folders under one version
+        partitioned, gate_result = build_partitioned_version(
+            out_dir, vectors, items, embedder=embedder, opts=opts, extra=extra, thumbs=thumbs
+        )
+        if partitioned is None:
+            raise RebuildRefused("quality gate failed: " + "; ".join(gate_result.reasons))
+        return partitioned
+    t0 = time.monotonic()
+    built = build_index(
+        vectors, items, out_dir, n_trees=opts.n_trees, seed=opts.seed, workers=opts.workers, thumbs=thumbs
+    )
+    t_build = time.monotonic()
+    vecs = np.asarray(np.load(out_dir / VECTORS_NAME, mmap_mode="r"))
+    gate = run_gate(
+        out_dir,
+        vecs,
+        built.categories,
+        n_trees=opts.n_trees,
+        recall_target=opts.recall_target,
+        n_queries=opts.gate_queries,
+        min_category_precision=opts.min_category_precision,
+        seed=opts.seed,
+        workers=opts.workers,
+    )
+    if not gate.passed:
+        raise RebuildRefused("quality gate failed: " + "; ".join(gate.reasons))
+    now = datetime.now(UTC)
+    timings = {"build": round(t_build - t0, 2), "gate": round(time.monotonic() - t_build, 2)}
+    manifest = manifest_common(embedder, gate, n_trees=built.n_trees, seed=built.seed, now=now, timings=timings)
+    manifest.update(
+        version=make_version(built.files, embedder.sha256, now),
+        count=built.count,
+        categories={name: info.to_dict() for name, info in built.categories.items()},
+        files=built.files,
+    )
+    if thumbs is not None:
+        manifest["thumbnails"] = thumbnails_section(thumbs)
+    merge_sections(manifest, extra or {})
+    write_manifest(out_dir / MANIFEST_NAME, manifest)
+    return manifest
+
+
+def rebuild(
+    catalog_uri: str, out_uri: str, embedder: BatchEmbedder, opts: RebuildOptions | None = None
+) -> dict[str, Any]:
+    """Run the whole job; return the published manifest. Raises RebuildRefused to refuse."""
+    opts = opts or RebuildOptions()
+    t0 = time.monotonic()
+    loaded = load_catalog(catalog_uri, opts)
+    catalog = loaded.catalog
+    with open_store(as_uri(out_uri), s3_endpoint_url=opts.s3_endpoint_url) as store:  # fail early on a bad --out
+        log.info("catalog %s: %d items in %d categories", catalog_uri, len(catalog.items), len(catalog.categories))
+        embedded = embed_items(catalog.items, loaded.base_uri, embedder, opts)
+        elapsed = time.monotonic() - t0
+        extra: dict[str, Any] = {
+            "timings_s": {"embed": round(elapsed, 2), "items_per_s": round(len(embedded.items) / max(elapsed, 1e-9), 1)}
+        }
+        if embedded.cache_stats is not None:
+            extra["embedding_cache"] = embedded.cache_stats
+        return publish_rows(
+            store, loaded, embedded.items, embedded.vectors, embedded.skipped, embedder, opts, extra, embedded.thumbs
+        )

@@ -1,0 +1,1 @@
+"""The read side: IndexReader over a verified version, the fresh overlay, category sets, self-test."""
