@@ -2,7 +2,7 @@
 pre-built multipart photos to the gateway's `/v1/search`.
 
 The default client is aiohttp's (the gateway's own backend client). httpx's AsyncClient, which e2e used
-until round 5 of issue 19, spent 1.9 ms more of its own time per search on this machine (side by side by
+before (CHANGELOG.md), spent 1.9 ms more of its own time per search on this machine (side by side by
 the command below; docs/benchmarks.md): time a client spends in itself is counted in the e2e latency but
 is not the system's, and on two cores it also competes with the services. `--client httpx` keeps the old
 numbers reproducible.

@@ -188,7 +188,7 @@ def service_args(data: Path, ports: Mapping[str, int], host: str = "127.0.0.1") 
     return {
         "detector": ["--model-cache-dir", cache, "--model-uri", defaults.DEFAULT_DETECTOR_URI],
         # One host's cores: the embedder's speculative whole-image call runs beside detection, the longest stage;
-        # niced, it takes the cores the detector leaves (docs/benchmarks.md, round 5 of issue 19).
+        # niced, it takes the cores the detector leaves (docs/benchmarks.md, "P1, P2: end to end").
         "embedder": [
             "--model-cache-dir",
             cache,

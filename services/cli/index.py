@@ -200,7 +200,7 @@ def _add_embedding_flags(build: Any) -> None:
         default=0,
         metavar="N",
         help="worker processes that decode, thumbnail and preprocess images at lower priority than the model; "
-        "0 (default): in the decode threads of the job's own process (docs/benchmarks.md, round 2: slower than the "
+        "0 (default): in the decode threads of the job's own process (docs/benchmarks.md, P4 \"Decode processes\": slower than the "
         "threads on a quiet 2-core machine)",
     )
     build.add_argument(
