@@ -1,4 +1,4 @@
-"""Retrieval evaluation with labelled queries: R@1, R@5, R@10 and P@10 by category (ann_index.metrics).
+"""Retrieval evaluation with labelled queries: R@1, R@5, R@10 and P@10 by category (imgcore.retrieval).
 
 A hit is a result in the query's category (categories compared by slug, so a folder named
 "T-shirt-top" matches "T-shirt/top"). `evaluate_in_process` runs the embedder and an IndexReader;
@@ -16,9 +16,9 @@ from typing import Any
 from ann_index.build.embedding import BatchEmbedder, RebuildOptions, embed_items
 from ann_index.catalog.rows import CatalogItem, decode_catalog_bytes, parse_catalog
 from ann_index.files import category_slug
-from ann_index.metrics import by_category, query_metrics
 from ann_index.serving.reader import IndexReader
 from imgcore.errors import InvalidInput
+from imgcore.retrieval import Row, by_category, query_metrics
 from imgcore.storage import as_uri, fetch_uri_bytes, resolve_uri
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -67,7 +67,7 @@ def load_queries(source: str, limit: int | None = None) -> list[Query]:
 
 def score(queries: Sequence[Query], results: Sequence[list[str] | None], k: int = 10) -> EvalReport:
     """`results[i]` is the result categories of query i, best first; None for a failed query."""
-    rows: dict[str, list[dict[str, float]]] = {}
+    rows: dict[str, list[Row]] = {}
     for query, cats in zip(queries, results, strict=True):
         if cats is not None:
             hits = [category_slug(c) == category_slug(query.category) for c in cats]

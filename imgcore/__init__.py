@@ -1,1 +1,2 @@
-"""Shared building blocks of imgsearch: image decoding, errors, ONNX runtime, model cards, storage."""
+"""Shared building blocks of imgsearch: image decoding, errors, ONNX runtime, model cards, storage, retrieval
+measures."""

@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from embedder import Embedder, foreground_box  # noqa: E402
 from imgcore.fmnist import CLASS_NAMES, load_fmnist, render_catalog, render_shop_photo  # noqa: E402
+from imgcore.retrieval import KS, matrix_means, shown_as  # noqa: E402
 
 STYLES = ("catalog", "catalog_crop", "shop", "shop_crop")
-KS = (1, 5, 10)
 CHUNK = 64
 
 
@@ -65,10 +65,8 @@ def top_labels(queries: np.ndarray, gallery: np.ndarray, gallery_labels: np.ndar
 
 
 def metrics(top: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    hit = top == labels[:, None]
-    out = {f"R@{k}": float(hit[:, :k].any(axis=1).mean()) for k in KS}
-    out["P@10"] = float(hit[:, :10].mean())
-    return {k: round(v, 4) for k, v in out.items()}
+    """R@1/5/10 and P@10 of queries whose top labels are `top` [n, 10] and own labels `labels` [n]."""
+    return shown_as(matrix_means(top == labels[:, None], max(KS)))
 
 
 def select(n_train: int, n_test: int, gallery_limit: int, n_queries: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -73,7 +73,6 @@ ALLOWED_PACKAGE_IMPORTS: dict[str, set[str]] = {
 # ann_index's rooms by rank: a room imports only rooms of a lower rank (the serving side never the build side).
 ANN_INDEX_RANKS: dict[str, int] = {
     "files": 0,
-    "metrics": 0,  # until it moves to imgcore.retrieval
     "items": 0,
     "thumbs": 0,
     "catalog": 1,

@@ -19,7 +19,7 @@ from annoy import AnnoyIndex
 
 from ann_index.files import GLOBAL_INDEX_NAME, METRIC
 from ann_index.items import CategoryInfo
-from ann_index.metrics import by_category, query_metrics
+from imgcore.retrieval import Row, by_category, query_metrics
 
 DEFAULT_RECALL_TARGET = 0.95
 _TIE_EPS = 1e-5
@@ -207,7 +207,7 @@ def _category_quality(gate: GateResult, forest: _Forest, names: list[str]) -> No
     if len(names) < 2 or not forest.results:
         return  # a single category makes precision trivially 1: not worth reporting
     cat_of_aid = forest.truth.cat_of_aid
-    rows: dict[str, list[dict[str, float]]] = {}
+    rows: dict[str, list[Row]] = {}
     for (found, _, _), ci in zip(forest.results, forest.truth.cat_of, strict=True):
         if found:  # precision over the neighbours returned: a tiny catalog has fewer than k
             hits = (cat_of_aid[found] == ci).tolist()

@@ -38,6 +38,7 @@ from ann_index.thumbs import THUMBS_NAME
 from ann_index.version.manifest import check_embedder, read_manifest, verify_files
 from ann_index.version.partition_layout import in_other_partitions
 from imgcore.errors import IndexMismatch, InvalidInput, ModelNotReady, NotFound
+from imgcore.retrieval import check_k
 
 GATE_K = 10  # the k that the manifest's search_k was tuned for
 
@@ -144,8 +145,7 @@ class IndexReader:
             arr = arr[None, :]
         if arr.ndim != 2 or arr.shape[1] != self.dim:
             raise InvalidInput(f"query vectors must have shape [n, {self.dim}], got {list(arr.shape)}")
-        if k < 1:
-            raise InvalidInput("k must be at least 1")
+        check_k(k)
         if category is None:
             offset, index, size = 0, self._global, self.count
         elif in_other_partitions(self.manifest, category):

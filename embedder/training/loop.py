@@ -134,6 +134,8 @@ def _epoch(parts: Parts, data: Views, recipe: Recipe, state: Progress, clock: _C
     for x, cat, prod in data.epoch(recipe.batch, state.epoch):
         progress = clock.progress(state.step)
         if progress >= 1.0:
+            # The time that ended the run is part of it: a `--resume` must find the budget spent, not a step short.
+            state.seconds = max(state.seconds, time.monotonic() - clock.start)
             return progress
         _set_lr(parts, state.step, warmup, progress)
         state.last_loss = _step(parts, x, cat, prod)

@@ -14,8 +14,7 @@ import numpy as np
 from embedder import Embedder, foreground_box
 from embedder.training.augment import query_photo
 from embedder.training.catalog_data import TrainSet
-
-KS = (1, 5, 10)
+from imgcore.retrieval import KS, matrix_means, shown_as
 
 
 def _embed(emb: Embedder, images: list[np.ndarray], crop: bool) -> np.ndarray:
@@ -44,10 +43,12 @@ def validate(emb: Embedder, data: TrainSet, seed: int = 0) -> dict[str, float | 
     gallery = _embed(emb, list(data.images), crop=False)
     queries = _embed(emb, [query_photo(data.images[i], seed, int(i)) for i in q_rows], crop=True)
     top = _ranked(queries, gallery, q_rows, max(KS))
-    hit = data.category[top] == data.category[q_rows][:, None]
-    out: dict[str, float | int] = {f"R@{k}": float(hit[:, :k].any(axis=1).mean()) for k in KS}
-    out["P@10"] = float(hit[:, :10].mean())
+    category = shown_as(matrix_means(data.category[top] == data.category[q_rows][:, None], max(KS)))
     same = data.group[_ranked(queries, gallery, None, 5)] == data.group[q_rows][:, None]
-    out |= {"product_R@1": float(same[:, 0].mean()), "product_R@5": float(same.any(axis=1).mean())}
-    out = {k: round(float(v), 4) for k, v in out.items()}
-    return out | {"queries": int(len(q_rows)), "gallery": int(len(gallery))}
+    product = matrix_means(same, 5, recall_at=(1, 5))
+    return category | {
+        "product_R@1": product["r_at_1"],
+        "product_R@5": product["r_at_5"],
+        "queries": int(len(q_rows)),
+        "gallery": int(len(gallery)),
+    }

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from imgcore.errors import NotFound
 from imgcore.storage import fetch_uri_bytes
+from services.cli.flags import add_s3_endpoint_url
 from services.defaults import DEFAULT_CACHE_DIR, DEFAULT_EMBEDDER_URI, DEFAULT_VAR_DIR
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ def _in_process(args: argparse.Namespace, queries: list[Any]) -> dict[str, Any]:
     from imgcore.storage import open_store
     from services.common.loading import model_store
 
-    with open_store(args.index, s3_endpoint_url=args.s3_endpoint) as store:
+    with open_store(args.index, s3_endpoint_url=args.s3_endpoint_url) as store:
         version = args.version or read_current(store)
         if version is None:
             raise NotFound(f"nothing published at {args.index} (no CURRENT)")
@@ -69,7 +70,7 @@ def _in_process(args: argparse.Namespace, queries: list[Any]) -> dict[str, Any]:
     with IndexReader.open(local, embedder_sha256=None, dim=None) as probe:
         pinned = probe.manifest["embedder"]["sha256"]
     # Pinning the manifest's sha256 makes a different model at --embedder a clear error, not bad numbers.
-    model_dir = model_store(DEFAULT_CACHE_DIR, args.s3_endpoint).fetch(args.embedder, sha256=pinned)
+    model_dir = model_store(DEFAULT_CACHE_DIR, args.s3_endpoint_url).fetch(args.embedder, sha256=pinned)
     embedder = Embedder(model_dir, intra_threads=args.workers)
     with IndexReader.open(local, embedder_sha256=embedder.sha256, dim=embedder.dim, verify=False) as reader:
         report = evaluate_in_process(reader, embedder, queries, k=args.k, workers=args.workers)
@@ -111,5 +112,5 @@ def register(sub: Any) -> None:
     parser.add_argument("--embedder", default=DEFAULT_EMBEDDER_URI, metavar="URI", help="embedder model folder URI")
     parser.add_argument("--workers", type=int, default=2, help="decode/embedder threads (default 2)")
     parser.add_argument("--concurrency", type=int, default=4, help="parallel gateway requests (default 4)")
-    parser.add_argument("--s3-endpoint", default=None, metavar="URL", help="S3-compatible endpoint URL")
+    add_s3_endpoint_url(parser, "index or embedder store")
     parser.set_defaults(func=_run)

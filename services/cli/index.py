@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from services.cli.flags import add_s3_endpoint_url
 from services.defaults import DEFAULT_CACHE_DIR, DEFAULT_EMBEDDER_URI, model_uri
 
 if TYPE_CHECKING:
@@ -67,8 +68,7 @@ def _options(args: argparse.Namespace) -> RebuildOptions:
 
     named = {f.name for f in fields(RebuildOptions)} & set(vars(args))
     return RebuildOptions(
-        **{name: getattr(args, name) for name in named},
-        s3_endpoint_url=args.s3_endpoint,
+        **{name: getattr(args, name) for name in named},  # s3_endpoint_url among them
         progress=not args.no_progress,
         model_lanes=args.workers,  # one single-threaded embedder run per worker (rebuild_embedder)
     )
@@ -81,7 +81,7 @@ def _build(args: argparse.Namespace) -> int:
     from services.common.loading import model_store, rebuild_embedder
 
     try:
-        model_dir = model_store(DEFAULT_CACHE_DIR, args.s3_endpoint).fetch(args.embedder)
+        model_dir = model_store(DEFAULT_CACHE_DIR, args.s3_endpoint_url).fetch(args.embedder)
         embedder = rebuild_embedder(model_dir, args.batch_size)
         opts = _options(args)
         if args.shard is not None:
@@ -122,7 +122,7 @@ def _show(args: argparse.Namespace) -> int:
     from ann_index.version.publish import list_versions, published_manifest, read_current
     from imgcore.storage import open_store
 
-    with open_store(args.uri, s3_endpoint_url=args.s3_endpoint) as store:
+    with open_store(args.uri, s3_endpoint_url=args.s3_endpoint_url) as store:
         current = read_current(store)
         versions = list_versions(store, complete_only=False)
         version = args.version or current
@@ -200,8 +200,8 @@ def _add_embedding_flags(build: Any) -> None:
         default=0,
         metavar="N",
         help="worker processes that decode, thumbnail and preprocess images at lower priority than the model; "
-        "0 (default): in the decode threads of the job's own process (docs/benchmarks.md, P4 \"Decode processes\": slower than the "
-        "threads on a quiet 2-core machine)",
+        "0 (default): in the decode threads of the job's own process (docs/benchmarks.md, P4, decode processes: "
+        "slower than the threads on a quiet 2-core machine)",
     )
     build.add_argument(
         "--thumbnail-format",
@@ -247,7 +247,7 @@ def register(sub: Any) -> None:
         default="full",
         help="embed the whole catalog image, or its foreground box",
     )
-    build.add_argument("--s3-endpoint", default=None, metavar="URL", help="S3-compatible endpoint URL")
+    add_s3_endpoint_url(build, "catalog, index or embedder store")
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
     build.add_argument(
         "--allow-absolute-images",
@@ -271,5 +271,5 @@ def register(sub: Any) -> None:
     show.add_argument("uri", help="index store root: path, file:// or s3://")
     show.add_argument("--version", default=None, help="show this version instead of CURRENT")
     show.add_argument("--json", action="store_true", help="print the whole manifest as JSON")
-    show.add_argument("--s3-endpoint", default=None, metavar="URL", help="S3-compatible endpoint URL")
+    add_s3_endpoint_url(show, "index store")
     show.set_defaults(func=_show)

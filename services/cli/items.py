@@ -7,6 +7,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from services.cli.flags import add_s3_endpoint_url
 from services.defaults import DEFAULT_CACHE_DIR, DEFAULT_EMBEDDER_URI
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ def _apply(args: argparse.Namespace) -> int:
 def _embedder(args: argparse.Namespace) -> Embedder:
     from services.common.loading import model_store, rebuild_embedder
 
-    model_dir = model_store(DEFAULT_CACHE_DIR, args.s3_endpoint).fetch(args.embedder)
+    model_dir = model_store(DEFAULT_CACHE_DIR, args.s3_endpoint_url).fetch(args.embedder)
     return rebuild_embedder(model_dir)
 
 
@@ -49,7 +50,7 @@ def _opts(args: argparse.Namespace) -> RebuildOptions:
     return RebuildOptions(
         workers=args.workers,
         model_lanes=args.workers,
-        s3_endpoint_url=args.s3_endpoint,
+        s3_endpoint_url=args.s3_endpoint_url,
         progress=False,
         allow_absolute_images=args.allow_absolute_images,
     )
@@ -81,7 +82,7 @@ def _common_flags(parser: argparse.ArgumentParser) -> None:
         help="model lanes: single-threaded embedder runs at once, one per core (default 2; one decode thread per "
         "two lanes)",
     )
-    parser.add_argument("--s3-endpoint", default=None, metavar="URL", help="S3-compatible endpoint URL")
+    add_s3_endpoint_url(parser)
     parser.add_argument("--allow-absolute-images", action="store_true", help="images may be absolute URIs or /paths")
 
 

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from services.cli.flags import add_s3_endpoint_url
 from services.defaults import DEFAULT_CACHE_DIR, MODELS_DIR
 
 
@@ -25,13 +26,6 @@ def _pull(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_s3_endpoint(parser: argparse.ArgumentParser) -> None:
-    """`--s3-endpoint`, as `imgsearch index` and `imgsearch evaluate` call it; the old name still works."""
-    help_text = "S3-compatible endpoint URL (else $AWS_ENDPOINT_URL)"
-    parser.add_argument("--s3-endpoint", dest="s3_endpoint_url", default=None, metavar="URL", help=help_text)
-    parser.add_argument("--s3-endpoint-url", dest="s3_endpoint_url", help=argparse.SUPPRESS)
-
-
 def register(sub: Any) -> None:
     parser = sub.add_parser("models", help="publish models to an object store, or pull them into the cache")
     models = parser.add_subparsers(dest="models_command", required=True)
@@ -46,7 +40,7 @@ def register(sub: Any) -> None:
         default=MODELS_DIR,
         help=f"default {MODELS_DIR}; a folder with a card.json is published alone, under its card's name",
     )
-    _add_s3_endpoint(pub)
+    add_s3_endpoint_url(pub, "model store")
     pub.set_defaults(func=_publish)
 
     pull = models.add_parser("pull", help="fetch and verify one model folder; print its local path")
@@ -66,5 +60,5 @@ def register(sub: Any) -> None:
     )
     pull.add_argument("--retries", type=int, default=3, help="extra attempts per object on transient errors")
     pull.add_argument("--timeout", type=float, default=30.0, help="network timeout in seconds")
-    _add_s3_endpoint(pull)
+    add_s3_endpoint_url(pull, "model store")
     pull.set_defaults(func=_pull)

@@ -1,9 +1,15 @@
 """`imgsearch replay --log URI --url GATEWAY`: re-run logged searches against a gateway and compare answers.
 
 Reads the gateway's query log (services/gateway/query_log.py), posts each logged image with its parameters
-to GATEWAY/v1/search, prints one line per query and a final JSON line: `queries`, `overlap_at_10` (mean over
-the logged items of |logged top-10 ∩ new top-10| / 10, items matched by their order in the answer),
-`errors` and latency percentiles. Exit code 1 when a query failed or the log holds none.
+to GATEWAY/v1/search, prints one line per query and a final JSON line: `queries`, `overlap_at_10`, `errors`
+and latency percentiles. Exit code 1 when a query failed or the log holds none.
+
+`overlap_at_10` is the mean over the logged items of overlap@10 as the shadow's metric counts it
+(`imgcore.retrieval.overlap_at`): |logged top-10 ∩ new top-10| / 10, or over the longer of the two lists
+when both hold fewer than 10; items are matched by their order in the answer, and an item without results
+in either answer is left out of the mean. Until this definition was shared, an item logged with fewer than
+10 results was scored over its logged results only (a new answer with more results was not held against
+it), and an item empty in both answers counted as 1.0.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from imgcore.retrieval import overlap_at
 from imgcore.storage import ObjectStore, open_store
+from services.cli.flags import add_s3_endpoint_url
 from services.gateway.query_log import key_time
 
 TOP = 10
@@ -50,15 +58,15 @@ def logged_queries(store: ObjectStore, limit: int | None) -> Iterator[tuple[str,
 
 
 def item_overlaps(logged: list[dict[str, Any]], answer: list[dict[str, Any]]) -> list[float]:
-    """Per logged item: the share of its top-10 ids that the new answer's item at the same place also has.
+    """overlap@10 of each logged item with the new answer's item at the same place (none there: no results).
 
-    A logged item with fewer than 10 results is compared on what it had (k below 10, a small category).
+    Items with results in neither answer are left out: the list may be shorter than `logged`.
     """
     overlaps = []
     for i, item in enumerate(logged):
-        old = item["results"][:TOP]
-        new = {hit["item_id"] for hit in answer[i]["results"][:TOP]} if i < len(answer) else set()
-        overlaps.append(len(set(old) & new) / len(old) if old else float(not new))
+        new = [hit["item_id"] for hit in answer[i]["results"]] if i < len(answer) else []
+        if (value := overlap_at(item["results"], new, TOP)) is not None:
+            overlaps.append(value)
     return overlaps
 
 
@@ -137,5 +145,5 @@ def register(sub: Any) -> None:
     parser.add_argument("--limit", type=int, default=None, help="replay at most this many queries (oldest first)")
     parser.add_argument("--concurrency", type=_positive, default=4, help="queries in flight (default 4)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per query (default 30)")
-    parser.add_argument("--s3-endpoint-url", default=None, help="S3-compatible endpoint for an s3:// log")
+    add_s3_endpoint_url(parser, "log")
     parser.set_defaults(func=run_replay)

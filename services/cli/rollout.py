@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from imgcore.errors import StoreError
+from services.cli.flags import add_s3_endpoint_url
 
 SHADOW_SERIES = '{__name__=~"imgsearch_shadow_.*"}'
 
@@ -77,12 +78,12 @@ def read_evidence(args: argparse.Namespace) -> ShadowEvidence:
     return parse_metrics(resp.text)
 
 
-def index_quality(uri: str, s3_endpoint: str | None) -> dict[str, Any]:
+def index_quality(uri: str, s3_endpoint_url: str | None) -> dict[str, Any]:
     """The quality report of the candidate store's CURRENT version (what `imgsearch index show` prints)."""
     from ann_index.version.publish import published_manifest, read_current
     from imgcore.storage import open_store
 
-    with open_store(uri, s3_endpoint_url=s3_endpoint) as store:
+    with open_store(uri, s3_endpoint_url=s3_endpoint_url) as store:
         version = read_current(store)
         if version is None:
             raise StoreError(f"{uri}: nothing published (no CURRENT)")
@@ -126,7 +127,7 @@ def run_check(args: argparse.Namespace) -> int:
     if not args.metrics and not args.prometheus:
         raise ValueError("give --metrics GATEWAY_METRICS_URL or --prometheus PROMETHEUS_URL")
     evidence = read_evidence(args)
-    quality = index_quality(args.index_uri, args.s3_endpoint) if args.index_uri else None
+    quality = index_quality(args.index_uri, args.s3_endpoint_url) if args.index_uri else None
     holds = verdict(evidence, quality, args)
     print("promote" if not holds else "hold: " + "; ".join(holds))
     return 0 if not holds else 1
@@ -141,7 +142,7 @@ def register(sub: Any) -> None:
     source.add_argument("--metrics", help="a gateway's metrics URL (http://HOST:8000/metrics)")
     source.add_argument("--prometheus", help="Prometheus base URL: shadow series of every gateway, via /federate")
     check.add_argument("--index-uri", help="the candidate index store (file:// or s3://): its quality report")
-    check.add_argument("--s3-endpoint", default=None, help="S3-compatible endpoint for an s3:// index store")
+    add_s3_endpoint_url(check, "index store")
     check.add_argument("--k", type=int, choices=(1, 5, 10), default=10, help="overlap depth (default 10)")
     check.add_argument("--min-overlap", type=float, default=0.8, help="least mean overlap@k (default 0.8)")
     check.add_argument("--min-samples", type=float, default=100, help="least shadow searches (default 100)")

@@ -10,11 +10,23 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from services.cli.flags import add_s3_endpoint_url
 from services.defaults import DEFAULT_CACHE_DIR, model_uri
 
+if TYPE_CHECKING:
+    from embedder.training.recipe import Recipe
+
 INSTALL_HINT = 'pip install torch==2.13.0 && pip install -e ".[train]"'
+
+
+def recipe_of(args: argparse.Namespace) -> Recipe:
+    """The recipe of `imgsearch train`'s flags: a flag and the field it sets share their name."""
+    from embedder.training.recipe import Recipe
+
+    fields = {k: v for k, v in vars(args).items() if k in Recipe.__dataclass_fields__}  # s3_endpoint_url too
+    return Recipe(**fields, progress=not args.no_progress)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -24,14 +36,12 @@ def _run(args: argparse.Namespace) -> int:
     from ann_index.build.rebuild import RebuildRefused
     from embedder.training.job import run_training
     from embedder.training.model_setup import base_checkpoint
-    from embedder.training.recipe import Recipe
 
-    fields = {k: v for k, v in vars(args).items() if k in Recipe.__dataclass_fields__}
-    recipe = Recipe(**fields, progress=not args.no_progress, s3_endpoint_url=args.s3_endpoint)
+    recipe = recipe_of(args)
     if base_checkpoint(recipe.base) is None:  # the general embedder's ONNX, to compare against
         from services.common.loading import model_store
 
-        base_dir = model_store(DEFAULT_CACHE_DIR, args.s3_endpoint).fetch(args.base_model)
+        base_dir = model_store(DEFAULT_CACHE_DIR, args.s3_endpoint_url).fetch(args.base_model)
     else:
         base_dir = Path(recipe.base)
     try:
@@ -99,6 +109,6 @@ def register(sub: Any) -> None:
         "model when --base is general-lite0 (default: this checkout's models/general-lite0)",
     )
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
-    p.add_argument("--s3-endpoint", default=None, metavar="URL", help="S3-compatible endpoint URL")
+    add_s3_endpoint_url(p, "catalog or model store")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_run)

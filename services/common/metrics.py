@@ -88,7 +88,8 @@ QUERY_LOG_RECORDS = Counter(
 _FRACTION_BUCKETS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 SHADOW_OVERLAP = Histogram(
     "imgsearch_shadow_overlap",
-    "Per searched item: |production top-k ∩ candidate top-k| / k, by k (1, 5, 10).",
+    "Per searched item: |production top-k ∩ candidate top-k| / k (both shorter than k: over the longer list), "
+    "by k (1, 5, 10).",
     ["k"],
     buckets=_FRACTION_BUCKETS,
 )

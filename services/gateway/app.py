@@ -12,8 +12,8 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from starlette.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from imgcore.errors import InvalidInput
 from imgcore.index_wire import thumbnail_media_type as media_type
+from imgcore.retrieval import check_k
 from services.common.boxes import parse_box_param
 from services.common.errors import BackendUnavailable
 from services.common.settings import GatewaySettings
@@ -92,10 +92,7 @@ def build_router(settings: GatewaySettings, backends: Backends, search: SearchSe
 
 
 def _checked_k(settings: GatewaySettings, k: int | None) -> int:
-    k = settings.default_k if k is None else k
-    if not 1 <= k <= settings.max_k:
-        raise InvalidInput(f"k must be between 1 and {settings.max_k}", reason="bad_k")
-    return k
+    return check_k(settings.default_k if k is None else k, settings.max_k)
 
 
 def _search_route(router: APIRouter, settings: GatewaySettings, search: SearchService) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from imgcore.errors import ImgSearchError
+from imgcore.retrieval import overlap_at
 from services.common import tracing
 from services.common.metrics import SHADOW_OVERLAP, SHADOW_RBO, SHADOW_REQUESTS, SHADOW_SECONDS
 from services.common.settings import GatewaySettings
@@ -44,16 +45,6 @@ class ShadowJob:
     production: list[list[str]]  # item ids per region, best first
 
 
-def overlap_at(a: list[str], b: list[str], k: int) -> float | None:
-    """|top-k of a ∩ top-k of b| over the longer of the two top-k lists (short lists: a category's few
-    items); None when both are empty."""
-    top_a, top_b = a[:k], b[:k]
-    depth = max(len(top_a), len(top_b))
-    if depth == 0:
-        return None
-    return len(set(top_a) & set(top_b)) / depth
-
-
 def rank_biased_overlap(a: list[str], b: list[str], p: float = RBO_P) -> float | None:
     """Rank-biased overlap (Webber et al. 2010) to the depth of the longer list, normalised so that two
     equal lists score 1.0; None when both are empty."""
@@ -73,7 +64,8 @@ def rank_biased_overlap(a: list[str], b: list[str], p: float = RBO_P) -> float |
 
 
 def observe(production: list[list[str]], candidate: list[list[str]]) -> None:
-    """Export the agreement of each region's two result lists."""
+    """Export the agreement of each region's two result lists: overlap@k as `imgcore.retrieval.overlap_at`
+    defines it (a region with no result on either side is not observed) and rank-biased overlap."""
     for prod, cand in zip(production, candidate, strict=True):
         for k in OVERLAP_KS:
             value = overlap_at(prod, cand, k)

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from ann_index.serving.category_sets import CategorySpec, query_rows
 from ann_index.serving.fresh_view import FreshView
 from imgcore.errors import InvalidInput
+from imgcore.retrieval import check_k
 from services.common.admin import admin_guard
 from services.common.metrics import STAGE_SECONDS
 from services.common.settings import IndexSettings
@@ -78,8 +79,7 @@ def build_router(settings: IndexSettings, holder: IndexHolder) -> APIRouter:
     @router.post("/query")
     async def query(req: QueryRequest, version: str | None = PINNED_VERSION) -> Response:
         """Top-k catalog items per query vector, best first (cosine score), optionally within a category."""
-        if req.k > settings.max_k:
-            raise InvalidInput(f"k must be at most {settings.max_k}", reason="bad_k")
+        check_k(req.k, settings.max_k)
         vectors = _vectors(req, settings.max_vectors)
         categories: list[CategorySpec] = (
             list(req.categories) if req.categories is not None else [req.category] * len(vectors)
@@ -117,8 +117,7 @@ def build_router(settings: IndexSettings, holder: IndexHolder) -> APIRouter:
         category: str | None = Query(None, description="Only items of this category."),
     ) -> Response:
         """Catalog items most like this one (the item itself excluded)."""
-        if k > settings.max_k:
-            raise InvalidInput(f"k must be at most {settings.max_k}", reason="bad_k")
+        check_k(k, settings.max_k)
 
         def run(reader: FreshView) -> dict[str, Any]:
             found = reader.item(item_id)

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from ann_index.items import IndexItem
-from ann_index.metrics import by_category, query_metrics
 from ann_index.serving.checks import built_at, prune_local, self_test
 from ann_index.serving.reader import IndexReader
 from ann_index.version.manifest import make_version as version_name
@@ -51,15 +50,6 @@ def test_prune_local_keeps_the_newest_and_the_current_copy(tmp_path: Path) -> No
     deleted = prune_local(tmp_path, keep=2, current=names[0])  # a pinned old version stays
     assert sorted(deleted) == names[1:3]
     assert sorted(p.name for p in tmp_path.iterdir()) == [".2024010.partial-x", names[0], *names[3:], "stray-file"]
-
-
-def test_category_metrics_of_one_query() -> None:
-    hits = [False, True, False, True, True]
-    assert query_metrics(hits, k=5) == {"r_at_1": 0.0, "r_at_5": 1.0, "p_at_5": 0.6}
-    assert query_metrics(hits[:2], k=10, recall_at=(1,), out_of=2) == {"r_at_1": 0.0, "p_at_10": 0.5}
-    overall, per = by_category({"b": [{"p": 1.0}, {"p": 0.0}], "a": [{"p": 1.0}]})
-    assert overall == {"p": pytest.approx(0.6667)} and list(per) == ["a", "b"]
-    assert per["b"] == {"queries": 2, "p": 0.5}
 
 
 def test_manifest_file_names_must_be_plain(tmp_path: Path) -> None:

@@ -90,5 +90,5 @@ def test_sharded_steps_parse_to_one_run(tmp_root: Path) -> None:
     assert all(a.merge_shards is None for a in shards)
     final = parsed(merge, 0)
     assert final.merge_shards == n and final.shard is None
-    for key in ("catalog", "out", "embedder", "crop", "s3_endpoint"):
+    for key in ("catalog", "out", "embedder", "crop", "s3_endpoint_url"):
         assert {getattr(a, key) for a in shards} == {getattr(final, key)}, key

@@ -90,6 +90,13 @@ def test_item_overlap_matches_items_by_order() -> None:
     assert item_overlaps(logged, shifted) == [0.7, 0.0]
 
 
+def test_item_overlap_is_the_shadows_overlap_at_10() -> None:
+    # A logged item with 2 results whose new answer has 4: over the longer list (2/4), as the shadow's metric.
+    logged = [{"results": ["a", "b"]}, {"results": []}, {"results": ["c"]}]
+    answer = [{"results": [{"item_id": i} for i in "abxy"]}, {"results": []}, {"results": []}]
+    assert item_overlaps(logged, answer) == [0.5, 0.0]  # the item empty both times is left out
+
+
 # --------------------------------------------------------------------------- real gateway processes
 
 
