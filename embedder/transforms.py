@@ -1,7 +1,7 @@
 """Pure, stateless image transforms of the embedder: crop, pad to square, resize, layout.
 
-Training (models/fmnist-lite0/train.py) and serving use these same functions, so that the
-model sees at serving time exactly the kind of input it was trained on.
+Training (embedder/training, behind `imgsearch train` and the model scripts) and serving use these same
+functions, so that the model sees at serving time exactly the kind of input it was trained on.
 Images are HxWx3 uint8 RGB; boxes are (x1, y1, x2, y2) in pixels, x2/y2 exclusive.
 """
 

@@ -8,10 +8,13 @@ colour, and it is composited at 35-90 % of a new frame on a tinted, lit, noisy b
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
 import cv2
 import numpy as np
 
-from embedder.transforms import border_colour, foreground_box, prepare
+from embedder.transforms import border_colour, foreground_box, prepare, resize_square
 
 CROP_MARGIN = 0.05  # embedder.model.DEFAULT_CROP_MARGIN: what the served crops get
 
@@ -66,13 +69,39 @@ def shop_photo(img: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarr
     return photo
 
 
-def catalog_view(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The catalog image with a small zoom, shift and rotation, so positions are not memorised."""
+@dataclass(frozen=True)
+class Jitter:
+    """The small rotation, zoom and shift of a catalog view, so positions are not memorised."""
+
+    degrees: float = 5.0
+    zoom: tuple[float, float] = (0.85, 1.05)
+    shift: float = 0.05  # at most this share of the side, each way
+
+
+def catalog_view(img: np.ndarray, rng: np.random.Generator, jitter: Jitter = Jitter()) -> np.ndarray:
+    """The catalog image rotated, zoomed and shifted a little; what falls in is its border colour."""
     size = img.shape[0]
-    m = cv2.getRotationMatrix2D((size / 2, size / 2), float(rng.uniform(-5, 5)), float(rng.uniform(0.85, 1.05)))
-    m[:, 2] += rng.uniform(-0.05, 0.05, size=2) * size
+    angle, scale = float(rng.uniform(-jitter.degrees, jitter.degrees)), float(rng.uniform(*jitter.zoom))
+    m = cv2.getRotationMatrix2D((size / 2, size / 2), angle, scale)
+    m[:, 2] += rng.uniform(-jitter.shift, jitter.shift, size=2) * size
     fill = tuple(int(v) for v in border_colour(img))
     return np.asarray(cv2.warpAffine(img, m, (size, size), borderValue=fill), dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class Look:
+    """How the items of one data source become views. The default fits any catalog (items are its images);
+    a data source that can render its items itself (Fashion-MNIST from its 28 x 28 originals) brings its own."""
+
+    catalog: Callable[[np.ndarray, int], np.ndarray] = resize_square  # item, size -> its catalog image S x S x 3
+    shop_photo: Callable[[np.ndarray, np.random.Generator, int], np.ndarray] = shop_photo  # item, rng, photo side
+    jitter: Jitter = field(default_factory=Jitter)
+    # Whole shop photos rendered at S, skipping the serving resize (cheaper); by default they are rendered at
+    # S..2S like the cropped ones and resized as the gateway resizes a whole photo.
+    whole_at_size: bool = False
+
+
+CATALOG_LOOK = Look()
 
 
 def served_crop(photo: np.ndarray, size: int) -> np.ndarray:
@@ -81,18 +110,27 @@ def served_crop(photo: np.ndarray, size: int) -> np.ndarray:
     return prepare(photo, box, size, CROP_MARGIN if box is not None else 0.0).transpose(1, 2, 0).astype(np.uint8)
 
 
-def train_view(img: np.ndarray, rng: np.random.Generator, p_catalog: float, p_crop: float) -> np.ndarray:
-    """One training sample of a catalog image (S x S x 3): a catalog view, a foreground-cropped shop photo or
-    a whole shop photo, JPEG'd and flipped at random."""
-    size = img.shape[0]
+def train_view(
+    item: np.ndarray,
+    rng: np.random.Generator,
+    p_catalog: float,
+    p_crop: float,
+    look: Look = CATALOG_LOOK,
+    size: int = 0,
+) -> np.ndarray:
+    """One training sample of an item (S x S x 3; S defaults to the item's side): a catalog view, a
+    foreground-cropped shop photo or a whole shop photo, JPEG'd and flipped at random."""
+    size = size or item.shape[0]
     u = rng.random()
     if u < p_catalog:
-        out = catalog_view(img, rng)
+        out = catalog_view(look.catalog(item, size), rng, look.jitter)
     else:
-        photo = shop_photo(img, rng, int(rng.integers(size, 2 * size + 1)))
+        crop = u < p_catalog + p_crop
+        side = size if look.whole_at_size and not crop else int(rng.integers(size, 2 * size + 1))
+        photo = look.shop_photo(item, rng, side)
         if rng.random() < 0.6:
             photo = jpeg(photo, int(rng.integers(35, 96)))
-        if u < p_catalog + p_crop:
+        if crop:
             out = served_crop(photo, size)
         else:
             out = prepare(photo, None, size, 0.0).transpose(1, 2, 0).astype(np.uint8)

@@ -78,8 +78,8 @@ def imprint(parts: Parts, data: Views, batch: int = 64) -> None:
     parts.model.eval()
     emb = torch.cat(
         [
-            parts.model(torch.from_numpy(data.images[s : s + batch].transpose(0, 3, 1, 2).copy()).float())
-            for s in range(0, len(data.images), batch)
+            parts.model(torch.from_numpy(data.catalog_images(s, s + batch).transpose(0, 3, 1, 2).copy()).float())
+            for s in range(0, len(data), batch)
         ]
     )
     for head, labels in ((parts.category_loss, data.category), (parts.product_loss, data.product)):
@@ -111,7 +111,7 @@ def train(parts: Parts, data: Views, recipe: Recipe, state: Progress) -> Progres
         max(1.0, recipe.minutes * 60.0),
         time.monotonic() - state.seconds,
     )
-    if state.step == 0:
+    if state.step == 0 and recipe.class_init == "imprint":
         imprint(parts, data)  # inside the budget: it is part of training
     progress = clock.progress(state.step)
     with tqdm(total=100, desc="train", unit="%", disable=not recipe.progress, initial=int(100 * progress)) as bar:
@@ -121,16 +121,25 @@ def train(parts: Parts, data: Views, recipe: Recipe, state: Progress) -> Progres
     return state
 
 
-def _epoch(parts: Parts, data: Views, recipe: Recipe, state: Progress, clock: _Clock, bar: tqdm[Any]) -> float:
-    """One pass over the data (or up to the end of the budget); returns the progress reached."""
+def train_mode(parts: Parts, batchnorm: str) -> None:
+    """Training mode, but for what keeps its ImageNet state under the recipe's `batchnorm` (see Recipe)."""
     parts.model.train()
+    if batchnorm == "batch":  # the frozen stem and blocks keep ImageNet statistics and skip drop-connect
+        for frozen in parts.frozen:
+            frozen.eval()
+        return
     # Every BatchNorm keeps its ImageNet statistics (its scale and shift still learn): batches of 32-64 views
     # give noisy statistics, and a short run would otherwise train on batch statistics it is never served with.
     for mod in parts.model.modules():
         if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
             mod.eval()
+
+
+def _epoch(parts: Parts, data: Views, recipe: Recipe, state: Progress, clock: _Clock, bar: tqdm[Any]) -> float:
+    """One pass over the data (or up to the end of the budget); returns the progress reached."""
+    train_mode(parts, recipe.batchnorm)
     last_save, progress = time.monotonic(), clock.progress(state.step)
-    warmup = min(100, clock.total_steps // 10)
+    warmup = min(recipe.warmup_steps, clock.total_steps // 10)
     for x, cat, prod in data.epoch(recipe.batch, state.epoch):
         progress = clock.progress(state.step)
         if progress >= 1.0:

@@ -39,7 +39,7 @@ def base_checkpoint(base: str) -> Path | None:
 
 def build(recipe: Recipe, categories: int, products: int) -> Parts:
     """EmbedNet from the base (an earlier run's weights where they fit), CosFace heads, AdamW in two groups."""
-    model = EmbedNet(recipe.image_size, recipe.dim, pretrained=base_checkpoint(recipe.base) is None)
+    model = EmbedNet(recipe.image_size, recipe.dim, pretrained=base_checkpoint(recipe.base) is None, head=recipe.head)
     ck_path = base_checkpoint(recipe.base)
     if ck_path is not None:
         state = torch.load(ck_path, map_location="cpu", weights_only=False)["model"]

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from embedder.training.recipe import HEADS
+
 FEATURES = 1280
 # The general embedder's projection: columns of a seeded random orthogonal matrix. The seed is part of the
 # model's definition (models/general-lite0/card.json), so the projection is reproducible from the card.
@@ -46,16 +48,20 @@ def orthogonal_projection(dim: int, seed: int = PROJECTION_SEED) -> np.ndarray:
 
 
 class EmbedNet(nn.Module):
-    """Backbone -> mean pool -> linear (no bias) -> L2. The head starts as the general embedder's projection, so
-    an untrained EmbedNet of dim 256 at the same size *is* the general embedder."""
+    """Backbone -> mean pool -> linear -> L2. The "projection" head (no bias) starts as the general embedder's
+    projection, so an untrained EmbedNet of dim 256 at the same size *is* the general embedder; the "linear" head
+    (bias, torch's random start) is the one fmnist-lite0 was trained with."""
 
-    def __init__(self, image_size: int, dim: int, pretrained: bool = True) -> None:
+    def __init__(self, image_size: int, dim: int, pretrained: bool = True, head: str = "projection") -> None:
         super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {', '.join(HEADS)}, not {head!r}")
         self.image_size = image_size
         self.backbone = build_backbone(image_size, pretrained)
-        self.head = nn.Linear(FEATURES, dim, bias=False)
-        with torch.no_grad():
-            self.head.weight.copy_(torch.from_numpy(orthogonal_projection(dim).T.copy()))
+        self.head = nn.Linear(FEATURES, dim, bias=head == "linear")
+        if head == "projection":
+            with torch.no_grad():
+                self.head.weight.copy_(torch.from_numpy(orthogonal_projection(dim).T.copy()))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - 127.0) / 128.0

@@ -13,20 +13,30 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 import torch
 
-from embedder.training.augment import train_view
+from embedder.training.augment import CATALOG_LOOK, Look, train_view
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # views [B,3,S,S] uint8, category [B], product [B]
 
 
 class Views:
-    """The training images with their category and product class (-1: none), and their views."""
+    """The training items with their category and product class (-1: none), and their views at `size` (default:
+    the items' side). An item is a catalog image unless `look` renders items of another kind."""
 
     def __init__(
-        self, images: np.ndarray, category: np.ndarray, product: np.ndarray, p_catalog: float, p_crop: float, seed: int
+        self,
+        images: np.ndarray,
+        category: np.ndarray,
+        product: np.ndarray,
+        p_catalog: float,
+        p_crop: float,
+        seed: int,
+        look: Look = CATALOG_LOOK,
+        size: int = 0,
     ) -> None:
         self.images, self.category, self.product = images, category, product
         self.p_catalog, self.p_crop = p_catalog, p_crop
-        self.seed = seed
+        self.seed, self.look = seed, look
+        self.size = size or images.shape[1]
 
     def __len__(self) -> int:
         return len(self.images)
@@ -34,8 +44,13 @@ class Views:
     def batches_per_epoch(self, batch: int) -> int:
         return max(1, len(self) // batch)
 
+    def catalog_images(self, start: int, stop: int) -> np.ndarray:
+        """The plain catalog images of items start..stop, [n, S, S, 3] uint8."""
+        return np.stack([self.look.catalog(item, self.size) for item in self.images[start:stop]])
+
     def _render(self, rows: np.ndarray, rng: np.random.Generator) -> Batch:
-        views = np.stack([train_view(self.images[r], rng, self.p_catalog, self.p_crop) for r in rows])
+        look, size = self.look, self.size
+        views = np.stack([train_view(self.images[r], rng, self.p_catalog, self.p_crop, look, size) for r in rows])
         return (
             torch.from_numpy(np.ascontiguousarray(views.transpose(0, 3, 1, 2))),
             torch.from_numpy(self.category[rows]),

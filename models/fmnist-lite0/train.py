@@ -1,101 +1,62 @@
-"""Fine-tune EfficientNet-Lite0 + a 128-d head with a CosFace loss on the Fashion-MNIST TRAIN split.
+"""Fine-tune fmnist-lite0 (EfficientNet-Lite0 + a 128-d head, CosFace on the 10 categories) on the Fashion-MNIST
+TRAIN split, with the training loop of `imgsearch train` (embedder/training: net, views, loop, checkpoints).
 
-Each sample is rendered the way the embedder will see it at serving time, through the same
-transforms (embedder.transforms): a catalog image, a shopper's photo cropped by foreground_box
-(crop, pad to square, resize), or a whole shopper's photo, with JPEG artefacts and flips.
-The learning rate follows a cosine over max(step progress, wall-clock progress) so a run stopped
-by --budget-min still ends annealed. A checkpoint is written every epoch and every 10 minutes.
+What stays here is this model's own: its data (the 28 x 28 originals of the Debian package dataset-fashion-mnist,
+rendered afresh for every sample by imgcore.fmnist), its recipe (the flags' defaults and FIXED), its run folder's
+stage history (history.py) and, in export.py, its card. The learning rate anneals within --budget-min of
+wall-clock time, so a run stopped by the budget still ends annealed; RUN/checkpoint.pt is written every epoch and
+every two minutes (--resume continues from it), RUN/stages.json at the end.
 
     python models/fmnist-lite0/train.py --out /tmp/fmnist-lite0 --epochs 5 --budget-min 42
+    python models/fmnist-lite0/train.py --out /tmp/smoke --limit 32 --batch 8 --epochs 1   # seconds: a smoke run
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
-import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[1]))
 
-from history import stages  # noqa: E402
-from net import IMAGE_SIZE, CosFace, EmbedNet  # noqa: E402
+from history import write_history  # noqa: E402
 
-from embedder.transforms import foreground_box, prepare  # noqa: E402
-from imgcore.fmnist import load_fmnist, render_catalog, render_shop_photo  # noqa: E402
+from embedder.training.augment import Jitter, Look  # noqa: E402
+from embedder.training.loop import Progress, resume, train  # noqa: E402
+from embedder.training.model_setup import CHECKPOINT, build  # noqa: E402
+from embedder.training.recipe import BASE_GENERAL, Recipe  # noqa: E402
+from embedder.training.views import Views  # noqa: E402
+from imgcore.fmnist import CLASS_NAMES, load_fmnist, render_catalog, render_shop_photo  # noqa: E402
 
-CROP_MARGIN = 0.05  # must match embedder.model.CROP_MARGIN / the card
-
-
-def jpeg(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    ok, buf = cv2.imencode(".jpg", img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(35, 95))])
-    return np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1]) if ok else img
-
-
-def catalog_sample(img28: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarray:
-    """A catalog image with a small zoom/shift, so near-duplicates are not memorised by position."""
-    cat = render_catalog(img28, size)
-    scale = rng.uniform(0.88, 1.04)
-    tx, ty = rng.uniform(-0.04, 0.04, size=2) * size
-    m = cv2.getRotationMatrix2D((size / 2, size / 2), float(rng.uniform(-4, 4)), scale)
-    m[:, 2] += (tx, ty)
-    out = cv2.warpAffine(cat, m, (size, size), flags=cv2.INTER_LINEAR, borderValue=(255, 255, 255))
-    return np.asarray(out, dtype=np.uint8)
-
-
-def shop_sample(img28: np.ndarray, rng: np.random.Generator, size: int, crop: bool) -> np.ndarray:
-    if not crop:
-        photo = render_shop_photo(img28, rng, size)
-        return jpeg(photo, rng) if rng.random() < 0.6 else photo
-    photo = render_shop_photo(img28, rng, int(rng.integers(size, 2 * size)))
-    if rng.random() < 0.6:
-        photo = jpeg(photo, rng)
-    box = foreground_box(photo)
-    return prepare(photo, box, size, CROP_MARGIN).transpose(1, 2, 0).astype(np.uint8)
+IMAGE_SIZE, DIM = 112, 128
+# An item is a 28 x 28 original: its catalog image (dark on white) and its shop photos (coloured ink on a tinted
+# noisy background) are rendered by imgcore.fmnist, as models/evaluate.py renders its queries. Whole shop photos
+# are rendered at the training size, as they were for 1.2.0 (no resize: cheaper).
+FMNIST_LOOK = Look(render_catalog, render_shop_photo, Jitter(4.0, (0.88, 1.04), 0.04), whole_at_size=True)
+# The recipe's choices that are this model's and no flag's; they differ from `imgsearch train`'s defaults, which
+# suit minutes of CPU rather than this model's hour (embedder/training/recipe.py).
+FIXED: dict[str, Any] = {
+    "image_size": IMAGE_SIZE,
+    "dim": DIM,
+    "head": "linear",
+    "class_init": "random",
+    "batchnorm": "batch",
+    "warmup_steps": 150,
+}
+DATA = "Fashion-MNIST train split (imgcore.fmnist, dataset-fashion-mnist)"
 
 
-class RenderedFMNIST(Dataset[tuple[torch.Tensor, int]]):
-    def __init__(self, images: np.ndarray, labels: np.ndarray, size: int, p_catalog: float, p_crop: float):
-        self.images, self.labels, self.size = images, labels, size
-        self.p_catalog, self.p_crop = p_catalog, p_crop
-        self.rng = np.random.default_rng()
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        rng, img28 = self.rng, self.images[i]
-        u = rng.random()
-        if u < self.p_catalog:
-            img = catalog_sample(img28, rng, self.size)
-        else:
-            img = shop_sample(img28, rng, self.size, crop=u < self.p_catalog + self.p_crop)
-        if rng.random() < 0.5:
-            img = img[:, ::-1]
-        return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))), int(self.labels[i])
-
-
-def worker_init(worker_id: int) -> None:
-    info = torch.utils.data.get_worker_info()
-    assert info is not None
-    info.dataset.rng = np.random.default_rng(info.seed % 2**32)  # type: ignore[attr-defined]
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", type=Path, default=Path("/tmp/fmnist-lite0"))
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("/tmp/fmnist-lite0"), help="run folder")
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--budget-min", type=float, default=42.0, help="wall-clock budget; LR anneals within it")
     ap.add_argument("--batch", type=int, default=64)
@@ -109,144 +70,51 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=0, help="train on the first N images only (smoke test)")
-    ap.add_argument("--resume", action="store_true")
-    ap.add_argument("--init", type=Path, default=None, help="start from this run's weights, fresh schedule")
-    args = ap.parse_args()
+    ap.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    ap.add_argument("--init", type=Path, default=None, help="start from this run folder's weights, fresh schedule")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return ap.parse_args(argv)
 
-    torch.manual_seed(args.seed)
-    torch.set_num_threads(args.threads)
-    args.out.mkdir(parents=True, exist_ok=True)
+
+def recipe_of(args: argparse.Namespace) -> Recipe:
+    return Recipe(
+        catalog=DATA,
+        out=args.out,
+        base=str(args.init) if args.init is not None else BASE_GENERAL,
+        minutes=args.budget_min,
+        epochs=args.epochs,
+        batch=args.batch,
+        lr_backbone=args.lr_backbone,
+        lr_head=args.lr_head,
+        freeze_blocks=args.freeze_blocks,
+        p_catalog=args.p_catalog,
+        p_crop=args.p_crop,
+        threads=args.threads,
+        seed=args.seed,
+        resume=args.resume,
+        progress=not args.no_progress,
+        **FIXED,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    recipe = recipe_of(args)
+    torch.manual_seed(recipe.seed)
+    torch.set_num_threads(recipe.threads)
+    recipe.out.mkdir(parents=True, exist_ok=True)
     images, labels = load_fmnist("train")
     if args.limit:
         images, labels = images[: args.limit], labels[: args.limit]
-
-    model = EmbedNet(IMAGE_SIZE).to(memory_format=torch.channels_last)
-    loss_fn = CosFace(model.head.out_features, 10)
-    bb = model.backbone
-    # Early high-resolution layers learn generic edges; freezing them cuts backward cost a lot.
-    frozen = [bb._conv_stem, bb._bn0, *bb._blocks[: args.freeze_blocks]]
-    for mod in frozen:
-        for p in mod.parameters():
-            p.requires_grad_(False)
-    backbone_params = [p for p in bb.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(
-        [
-            {"params": backbone_params, "lr": args.lr_backbone, "base": args.lr_backbone},
-            {"params": [*model.head.parameters(), *loss_fn.parameters()], "lr": args.lr_head, "base": args.lr_head},
-        ],
-        weight_decay=1e-4,
-    )
-
-    ds = RenderedFMNIST(images, labels, IMAGE_SIZE, args.p_catalog, args.p_crop)
-    gen = torch.Generator().manual_seed(args.seed)
-    loader = DataLoader(
-        ds,
-        batch_size=args.batch,
-        shuffle=True,
-        drop_last=True,
-        num_workers=1,
-        worker_init_fn=worker_init,
-        persistent_workers=True,
-        prefetch_factor=4,
-        generator=gen,
-    )
-    steps_per_epoch = len(loader)
-    total_steps = steps_per_epoch * args.epochs
-    warmup = min(150, total_steps // 10)
-    step, epoch0, spent = 0, 0, 0.0
-    ckpt_path = args.out / "last.pt"
-    prior: dict[str, Any] = {"images": 0, "seconds": 0.0, "stages": []}
-    if args.resume and ckpt_path.exists():
-        ck = torch.load(ckpt_path, weights_only=False)
-        model.load_state_dict(ck["model"])
-        loss_fn.load_state_dict(ck["loss"])
-        opt.load_state_dict(ck["opt"])
-        step, epoch0, spent = ck["step"], ck["epoch"], ck["seconds"]
-        prior = ck.get("prior", prior)
-        print(f"resumed at epoch {epoch0} step {step}", flush=True)
-    # A further stage (--init) starts a new LR schedule but keeps the running totals and history for the card.
-    if args.init is not None:
-        ck = torch.load(args.init, weights_only=False)
-        model.load_state_dict(ck["model"])
-        loss_fn.load_state_dict(ck["loss"])
-        before = ck.get("prior", {"images": 0, "seconds": 0.0})
-        prior = {
-            "images": before["images"] + ck["step"] * ck["args"]["batch"],
-            "seconds": before["seconds"] + ck["seconds"],
-            "stages": stages(ck),
-        }
-        print(f"initialised from {args.init}: {prior}", flush=True)
-
-    def save(epoch: int, seconds: float, name: str = "last.pt") -> None:
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "loss": loss_fn.state_dict(),
-                "opt": opt.state_dict(),
-                "step": step,
-                "epoch": epoch,
-                "seconds": seconds,
-                "prior": prior,
-                "args": vars(args) | {"out": str(args.out)},
-            },
-            args.out / (name + ".tmp"),
-        )
-        (args.out / (name + ".tmp")).replace(args.out / name)
-
-    start = time.time() - spent
-    budget = args.budget_min * 60.0
-    last_save = time.time()
-    done = False
-    for epoch in range(epoch0, args.epochs):
-        model.train()
-        for mod in frozen:
-            mod.eval()  # frozen BN keeps its ImageNet statistics
-        t0, seen, run_loss, run_acc = time.time(), 0, 0.0, 0.0
-        for x, y in loader:
-            progress = max(step / total_steps, (time.time() - start) / budget)
-            if progress >= 1.0:
-                done = True
-                break
-            warm = min(1.0, (step + 1) / max(1, warmup))
-            for g in opt.param_groups:
-                g["lr"] = g["base"] * warm * 0.5 * (1.0 + math.cos(math.pi * progress))
-            x = x.float().contiguous(memory_format=torch.channels_last)
-            emb = model(x)
-            loss = loss_fn(emb, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            seen += len(y)
-            run_loss += loss.item() * len(y)
-            run_acc += float((loss_fn.logits(emb.detach()).argmax(1) == y).float().sum())
-            if step % 50 == 0:
-                print(
-                    json.dumps(
-                        {
-                            "epoch": epoch,
-                            "step": step,
-                            "loss": round(run_loss / seen, 4),
-                            "acc": round(run_acc / seen, 4),
-                            "img_s": round(seen / (time.time() - t0), 1),
-                            "progress": round(progress, 3),
-                            "lr_bb": opt.param_groups[0]["lr"],
-                            "elapsed_min": round((time.time() - start) / 60, 1),
-                        }
-                    ),
-                    flush=True,
-                )
-            if time.time() - last_save > 600:
-                save(epoch, time.time() - start)
-                last_save = time.time()
-        save(epoch + 1, time.time() - start)
-        print(f"epoch {epoch} done, {seen} images, {time.time() - t0:.0f}s", flush=True)
-        if done:
-            break
-    seconds = time.time() - start
-    save(args.epochs, seconds, "final.pt")
-    print(json.dumps({"finished": True, "steps": step, "seconds": round(seconds, 1)}), flush=True)
+    parts = build(recipe, len(CLASS_NAMES), products=0)
+    state = resume(parts, recipe.out) if recipe.resume and (recipe.out / CHECKPOINT).is_file() else Progress()
+    no_product = np.full(len(labels), -1, dtype=np.int64)  # Fashion-MNIST has one image per product
+    views = Views(images, labels, no_product, recipe.p_catalog, recipe.p_crop, recipe.seed, FMNIST_LOOK, IMAGE_SIZE)
+    state = train(parts, views, recipe, state)
+    write_history(recipe, state, len(images), args.init)
+    print(json.dumps({"finished": True, "steps": state.step, "seconds": round(state.seconds, 1)}), flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -70,6 +70,11 @@ HELP = {
     "dim": "embedding dimension",
     "image_size": "input size of the trained model",
     "freeze_blocks": "stem + this many first MBConv blocks stay frozen",
+    "warmup_steps": "linear warmup steps (at most a tenth of the run)",
+    "head": "projection: no bias, starts as general-lite0's projection; linear: bias, random start",
+    "class_init": "CosFace class weights: imprint (mean embedding of each class) or random",
+    "batchnorm": "imagenet: every BatchNorm keeps its ImageNet statistics; batch: the trainable blocks' follow the "
+    "batches",
     "p_catalog": "share of catalog views among the samples",
     "p_crop": "share of foreground-cropped shop photos (the rest are whole shop photos)",
     "val_fraction": "share of products held out for validation",
@@ -84,13 +89,19 @@ def _add_recipe_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per field of the recipe, with its default: the card records the same names and values."""
     from dataclasses import fields
 
-    from embedder.training.recipe import Recipe
+    from embedder.training.recipe import CHOICES, Recipe
 
     for f in fields(Recipe):
         if f.name not in FLAGLESS:
             shown = f" (default {f.default})" if f.default != "" else ""
             flag = "--" + f.name.replace("_", "-")
-            parser.add_argument(flag, type=type(f.default), default=f.default, help=HELP.get(f.name, "") + shown)
+            parser.add_argument(
+                flag,
+                type=type(f.default),
+                default=f.default,
+                choices=CHOICES.get(f.name),
+                help=HELP.get(f.name, "") + shown,
+            )
 
 
 def register(sub: Any) -> None:

@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ann_index.build.rebuild import RebuildOptions, RebuildRefused
 from ann_index.catalog.demo import write_fmnist_catalog
+from ann_index.catalog.load import ReadOptions, RebuildRefused
 from ann_index.catalog.rows import CatalogItem
-from embedder.training.augment import matte, query_photo, shop_photo, train_view
+from embedder.training.augment import Jitter, Look, matte, query_photo, shop_photo, train_view
 from embedder.training.catalog_data import group_of, held_out, load_train_set
-from imgcore.fmnist import load_fmnist, render_catalog
+from embedder.training.recipe import Recipe
+from imgcore.fmnist import load_fmnist, render_catalog, render_shop_photo
 
 
 def _item(attrs: dict[str, object]) -> CatalogItem:
@@ -54,13 +55,27 @@ def test_shop_photo_puts_the_item_on_a_new_background_at_a_new_scale(item: np.nd
     assert not np.array_equal(query_photo(item, 0, 5), query_photo(item, 0, 6))
 
 
+def test_a_look_makes_views_at_the_training_size_from_items_of_another_kind() -> None:
+    """Fashion-MNIST's look (models/fmnist-lite0/train.py): items are 28 x 28 originals, rendered per view."""
+    original = load_fmnist("test")[0][0]
+    look = Look(render_catalog, render_shop_photo, Jitter(4.0, (0.88, 1.04), 0.04), whole_at_size=True)
+    for seed, (p_catalog, p_crop) in enumerate([(1.0, 0.0), (0.0, 1.0), (0.0, 0.0)]):
+        view = train_view(original, np.random.default_rng(seed), p_catalog, p_crop, look, 112)
+        assert view.shape == (112, 112, 3) and view.dtype == np.uint8
+
+
+def test_a_recipe_refuses_an_unknown_choice(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="batchnorm must be one of imagenet, batch"):
+        Recipe("c", tmp_path, batchnorm="frozen")
+
+
 def test_load_train_set_groups_products_and_holds_out_whole_products(tmp_path: Path) -> None:
     catalog = write_fmnist_catalog(tmp_path, limit=120)
     rows = [json.loads(line) for line in catalog.read_text().splitlines()]
     for n, row in enumerate(rows):
         row["attrs"]["product_id"] = f"p{n // 3}"  # three images per product
     catalog.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    data = load_train_set(catalog.as_uri(), 64, 0.3, RebuildOptions(progress=False))
+    data = load_train_set(catalog.as_uri(), 64, 0.3, ReadOptions(progress=False))
     assert data.images.shape == (120, 64, 64, 3) and data.has_products
     assert len(set(data.group.tolist())) == 40
     for g in set(data.group.tolist()):
@@ -72,4 +87,4 @@ def test_a_catalog_the_rebuild_refuses_is_refused_for_training_too(tmp_path: Pat
     row = {"item_id": "a", "image": "a.png", "category": "Bag", "title": "A"}
     (tmp_path / "c.jsonl").write_text(json.dumps(row) + "\n" + json.dumps(row) + "\n")
     with pytest.raises(RebuildRefused, match="duplicate item_id"):
-        load_train_set((tmp_path / "c.jsonl").as_uri(), 64, 0.2, RebuildOptions(progress=False))
+        load_train_set((tmp_path / "c.jsonl").as_uri(), 64, 0.2, ReadOptions(progress=False))
