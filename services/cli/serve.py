@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from services.common.settings import ADMIN_TOKEN_ENV, SETTINGS_CLASSES, CommonSettings
+from services.common.settings_groups import flat_fields
 
 APP_FACTORIES = {
     "detector": "services.detector.app",
@@ -38,13 +39,16 @@ def _is_bool(annotation: Any) -> bool:
 
 
 def add_settings_flags(parser: argparse.ArgumentParser, cls: type[CommonSettings]) -> None:
-    """One flag per settings field (except the admin token), default None = not given."""
-    for name, field in cls.model_fields.items():
+    """One flag per settings field by its flat name (except the admin token), default None = not given."""
+    prefix = cls.model_config.get("env_prefix", "")
+    for name, where in flat_fields(cls).items():
         if name == "admin_token":
             continue
         flag = "--" + name.replace("_", "-")
-        help_text = f"{field.description} (env {cls.model_config.get('env_prefix', '')}{name.upper()})"
-        if _is_bool(field.annotation):
+        # argparse expands %-formats in help text ("+37 %" would break --help).
+        description = (where.info.description or "").replace("%", "%%")
+        help_text = f"{description} (env {prefix}{name.upper()})"
+        if _is_bool(where.info.annotation):
             parser.add_argument(
                 flag, dest=_DEST + name, action=argparse.BooleanOptionalAction, default=None, help=help_text
             )
@@ -53,9 +57,9 @@ def add_settings_flags(parser: argparse.ArgumentParser, cls: type[CommonSettings
 
 
 def settings_from_args(name: str, args: argparse.Namespace) -> CommonSettings:
-    """The service's settings: environment, then the flags that were given."""
+    """The service's settings: environment, then the flags that were given (by flat name, like the environment)."""
     cls = SETTINGS_CLASSES[name]
-    given = {key: getattr(args, _DEST + key, None) for key in cls.model_fields}
+    given = {key: getattr(args, _DEST + key, None) for key in flat_fields(cls)}
     return cls(**{key: value for key, value in given.items() if value is not None})
 
 
@@ -70,8 +74,8 @@ def nice_process(increment: int) -> None:
 
 def run_service(name: str, settings: CommonSettings) -> int:
     """Build the service app and serve it until SIGTERM/SIGINT."""
-    if settings.nice:
-        nice_process(settings.nice)
+    if settings.server.nice:
+        nice_process(settings.server.nice)
     if name == "index" and getattr(settings, "workers", 1) > 1:
         from services.index.workers import run_workers
 
@@ -89,7 +93,7 @@ def build_app(name: str, settings: CommonSettings) -> Any:
     from services.common.tracing import setup_tracing
 
     tracing = setup_tracing(f"imgsearch-{name}")  # before the app is built: it adds the server spans
-    configure_logging(settings.log_level, request_ids=True, trace_ids=tracing)
+    configure_logging(settings.server.log_level, request_ids=True, trace_ids=tracing)
     module = importlib.import_module(APP_FACTORIES[name])
     return module.create_app(settings)
 
@@ -100,17 +104,18 @@ def uvicorn_config(app: Any, settings: CommonSettings) -> Any:
 
     from services.common.http_protocol import ClientLimits, guarded_protocol
 
+    server = settings.server
     return uvicorn.Config(
         app,
-        host=settings.host,
-        port=settings.port,
+        host=server.host,
+        port=server.port,
         log_config=None,
-        log_level=settings.log_level.lower(),
+        log_level=server.log_level.lower(),
         access_log=False,
-        timeout_graceful_shutdown=int(settings.graceful_shutdown_s) or None,
+        timeout_graceful_shutdown=int(server.graceful_shutdown_s) or None,
         server_header=False,
         http=guarded_protocol(
-            ClientLimits(settings.header_timeout_s, settings.body_timeout_s, settings.max_client_connections)
+            ClientLimits(server.header_timeout_s, server.body_timeout_s, server.max_client_connections)
         ),
     )
 
