@@ -74,7 +74,7 @@ class InProcess:
         self.embedder = Embedder(defaults.DEFAULT_EMBEDDER_DIR, intra_threads=threads, batch_size=emb.max_batch_size)
         self.reader = IndexReader.open(version_dir, embedder_sha256=self.embedder.sha256, dim=self.embedder.dim)
         self.known = frozenset(self.reader.categories)
-        self.limits = self.gw.decode_limits()
+        self.limits = self.gw.uploads.decode_limits()
         # The same work as the services (issue 15): garments of people from the pose model, and only the
         # detections of a catalog kind searched (the gateway's split by the index's `kinds`).
         self.det_settings = det
@@ -93,19 +93,19 @@ class InProcess:
 
         t0 = time.perf_counter()
         image = decode_image(data, self.limits)
-        forward = shrink(image, self.gw.forward_max_side)
+        forward = shrink(image, self.gw.search.forward_max_side)
         t1 = time.perf_counter()
         h, w = forward.shape[:2]
         regions = []
         for n, det in enumerate(find_items(self.detector, self.pose, forward, self.det_settings)):
             box = det["box"]
-            if box[2] - box[0] < self.gw.min_item_px or box[3] - box[1] < self.gw.min_item_px:
+            if box[2] - box[0] < self.gw.search.min_item_px or box[3] - box[1] < self.gw.search.min_item_px:
                 continue
             region = Region(box=list(box), label=det["label"], category=det.get("category"), score=det["score"])
             region.detection, region.part_of = n, det.get("part_of")
             regions.append(region)
         regions.sort(key=lambda region: -float(region.score or 0.0))
-        regions = split_items(regions, self.kinds, self.known, None)[0][: self.gw.max_items]
+        regions = split_items(regions, self.kinds, self.known, None)[0][: self.gw.search.max_items]
         t2 = time.perf_counter()
         categories: list[Any]
         if regions:

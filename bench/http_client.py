@@ -89,7 +89,8 @@ async def _cpu_round(urls: dict[str, str], order: list[str], calls: int, image: 
     from services.common.wire import rgb_body
     from services.gateway.backends import Backends
 
-    settings = GatewaySettings(embedder_url=urls["embedder"], index_url=urls["index"], detector_url=urls["detector"])
+    gateway = GatewaySettings(embedder_url=urls["embedder"], index_url=urls["index"], detector_url=urls["detector"])
+    settings = gateway.backends
     pixels = rgb_body(image)
     out = {}
     for kind in order:

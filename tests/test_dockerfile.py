@@ -125,8 +125,9 @@ def test_builder_copies_no_models_or_data() -> None:
 
 def test_exposed_ports_are_the_services_ports() -> None:
     settings = pytest.importorskip("services.common.settings")
+    groups = pytest.importorskip("services.common.settings_groups")
     exposed = {int(p) for ins, args in instructions() if ins == "EXPOSE" for p in args.split()}
-    defaults = {cls.model_fields["port"].default for cls in settings.SETTINGS_CLASSES.values()}
+    defaults = {groups.flat_fields(cls)["port"].info.default for cls in settings.SETTINGS_CLASSES.values()}
     assert exposed == defaults
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from services.common.server import build_app, uvicorn_config
 from services.common.settings import ADMIN_TOKEN_ENV, SETTINGS_CLASSES, CommonSettings
+from services.common.settings_groups import flat_fields
 
 # Flag destinations are prefixed so they never collide with the top-level CLI options (e.g. --log-level).
 _DEST = "setting_"
@@ -32,13 +33,16 @@ def _is_bool(annotation: Any) -> bool:
 
 
 def add_settings_flags(parser: argparse.ArgumentParser, cls: type[CommonSettings]) -> None:
-    """One flag per settings field (except the admin token), default None = not given."""
-    for name, field in cls.model_fields.items():
+    """One flag per settings field by its flat name (except the admin token), default None = not given."""
+    prefix = cls.model_config.get("env_prefix", "")
+    for name, where in flat_fields(cls).items():
         if name == "admin_token":
             continue
         flag = "--" + name.replace("_", "-")
-        help_text = f"{field.description} (env {cls.model_config.get('env_prefix', '')}{name.upper()})"
-        if _is_bool(field.annotation):
+        # argparse expands %-formats in help text ("+37 %" would break --help).
+        description = (where.info.description or "").replace("%", "%%")
+        help_text = f"{description} (env {prefix}{name.upper()})"
+        if _is_bool(where.info.annotation):
             parser.add_argument(
                 flag, dest=_DEST + name, action=argparse.BooleanOptionalAction, default=None, help=help_text
             )
@@ -47,9 +51,9 @@ def add_settings_flags(parser: argparse.ArgumentParser, cls: type[CommonSettings
 
 
 def settings_from_args(name: str, args: argparse.Namespace) -> CommonSettings:
-    """The service's settings: environment, then the flags that were given."""
+    """The service's settings: environment, then the flags that were given (by flat name, like the environment)."""
     cls = SETTINGS_CLASSES[name]
-    given = {key: getattr(args, _DEST + key, None) for key in cls.model_fields}
+    given = {key: getattr(args, _DEST + key, None) for key in flat_fields(cls)}
     return cls(**{key: value for key, value in given.items() if value is not None})
 
 
@@ -64,8 +68,8 @@ def nice_process(increment: int) -> None:
 
 def run_service(name: str, settings: CommonSettings) -> int:
     """Build the service app and serve it until SIGTERM/SIGINT."""
-    if settings.nice:
-        nice_process(settings.nice)
+    if settings.server.nice:
+        nice_process(settings.server.nice)
     if name == "index" and getattr(settings, "workers", 1) > 1:
         from services.index.workers import run_workers
 

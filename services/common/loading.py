@@ -52,28 +52,29 @@ def rebuild_embedder(model_dir: Path, batch_size: int = 32) -> Embedder:
 def fetch_model(settings: ModelServiceSettings, uri: str | None = None, sha256: str | None = None) -> Path:
     """The service's model folder, fetched and verified as its settings say (URI, pin, cache, mirrors);
     `uri`/`sha256`: another model of the same service (the detector's pose model) through the same store."""
+    model = settings.model
     store = model_store(
-        settings.model_cache_dir,
-        settings.s3_endpoint_url,
-        settings.store_timeout_s,
-        mirrors=settings.model_mirrors,
-        retries=settings.model_retries,
+        model.cache_dir,
+        settings.store.s3_endpoint_url,
+        settings.store.timeout_s,
+        mirrors=model.mirrors,
+        retries=model.retries,
     )
     if uri is not None:
         return store.fetch(uri, sha256)
-    return store.fetch(settings.model_uri, settings.model_sha256)
+    return store.fetch(model.uri, model.sha256)
 
 
 def load_model(settings: ModelServiceSettings, model_class: Callable[..., T], **options: Any) -> T:
     """Fetch (verify) the service's model, open it with the settings' onnxruntime threads, warm it up."""
     model = model_class(
         fetch_model(settings),
-        intra_threads=settings.ort_intra_threads,
-        inter_threads=settings.ort_inter_threads,
+        intra_threads=settings.runtime.ort_intra_threads,
+        inter_threads=settings.runtime.ort_inter_threads,
         verify_sha256=False,  # fetch_model has just verified this file against its card
         **options,
     )
-    if settings.warm_up:
+    if settings.runtime.warm_up:
         warm_up(model)
     return model
 

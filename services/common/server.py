@@ -47,7 +47,7 @@ def build_app(name: str, settings: CommonSettings) -> Any:
     from services.common.tracing import setup_tracing
 
     tracing = setup_tracing(f"imgsearch-{name}")  # before the app is built: it adds the server spans
-    configure_logging(settings.log_level, request_ids=True, trace_ids=tracing)
+    configure_logging(settings.server.log_level, request_ids=True, trace_ids=tracing)
     module = importlib.import_module(APP_FACTORIES[name])
     return module.create_app(settings)
 
@@ -58,16 +58,17 @@ def uvicorn_config(app: Any, settings: CommonSettings) -> Any:
 
     from services.common.http_protocol import ClientLimits, guarded_protocol
 
+    server = settings.server
     return uvicorn.Config(
         app,
-        host=settings.host,
-        port=settings.port,
+        host=server.host,
+        port=server.port,
         log_config=None,
-        log_level=settings.log_level.lower(),
+        log_level=server.log_level.lower(),
         access_log=False,
-        timeout_graceful_shutdown=int(settings.graceful_shutdown_s) or None,
+        timeout_graceful_shutdown=int(server.graceful_shutdown_s) or None,
         server_header=False,
         http=guarded_protocol(
-            ClientLimits(settings.header_timeout_s, settings.body_timeout_s, settings.max_client_connections)
+            ClientLimits(server.header_timeout_s, server.body_timeout_s, server.max_client_connections)
         ),
     )

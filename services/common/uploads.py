@@ -21,7 +21,7 @@ from starlette.types import Message, Receive
 from imgcore.errors import ImageTooLarge, InvalidImage, InvalidInput
 from imgcore.image import Decoded, DecodeLimits, decode, fit, plan_decode
 from services.common.decode_budget import MIB, DecodeBudget
-from services.common.settings import DecodingSettings
+from services.common.settings_shared import DecodeGroup
 from services.common.wire import HEIGHT_HEADER, RGB_CONTENT_TYPE, WIDTH_HEADER, rgb_from_body
 
 IMAGE_FIELD = "image"
@@ -160,6 +160,6 @@ def _same(decoded: Decoded) -> Decoded:
     return decoded
 
 
-def decode_budget(settings: DecodingSettings) -> DecodeBudget:
+def decode_budget(settings: DecodeGroup) -> DecodeBudget:
     """The decode memory budget these settings describe."""
-    return DecodeBudget(settings.decode_memory_mib * MIB, settings.decode_wait_s)
+    return DecodeBudget(settings.memory_mib * MIB, settings.wait_s)

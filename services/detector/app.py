@@ -46,8 +46,8 @@ def build_router(
 ) -> APIRouter:
     """Routes of the detector service."""
     router = APIRouter(prefix="/v1", tags=["detector"])
-    limits = settings.decode_limits()
-    budget = decode_budget(settings)
+    limits = settings.uploads.decode_limits()
+    budget = decode_budget(settings.decode)
 
     @router.post("/detect", openapi_extra=MULTIPART_IMAGE_BODY)
     async def detect(request: Request) -> Response:
@@ -80,7 +80,7 @@ def build_router(
 def create_app(settings: DetectorSettings) -> FastAPI:
     """The detector service app."""
     loader: BackgroundLoader[Detector] = BackgroundLoader("detector", lambda: load_detector(settings))
-    pool = ThreadPoolExecutor(max_workers=settings.inference_threads, thread_name_prefix="detect")
+    pool = ThreadPoolExecutor(max_workers=settings.runtime.inference_threads, thread_name_prefix="detect")
     pose = pose_loader(settings)
 
     @contextlib.asynccontextmanager

@@ -22,18 +22,18 @@ def load_pose(settings: DetectorSettings) -> PoseEstimator:
     """Fetch (verify) the pose model from the model store and open it."""
     from detector.pose import PoseEstimator
 
-    folder = fetch_model(settings, settings.pose_model_uri, settings.pose_model_sha256)
+    folder = fetch_model(settings, settings.pose.model_uri, settings.pose.model_sha256)
     return PoseEstimator(
         folder,
-        intra_threads=settings.ort_intra_threads,
-        inter_threads=settings.ort_inter_threads,
+        intra_threads=settings.runtime.ort_intra_threads,
+        inter_threads=settings.runtime.ort_inter_threads,
         verify_sha256=False,  # the store has just verified it against its card
     )
 
 
 def pose_loader(settings: DetectorSettings) -> BackgroundLoader[PoseEstimator] | None:
     """The pose model's loader; None when garments are off (`pose_model_uri` empty)."""
-    if not settings.pose_model_uri:
+    if not settings.pose.model_uri:
         return None
     return BackgroundLoader("pose", lambda: load_pose(settings))
 
@@ -50,7 +50,7 @@ def find_items(
         return items
     t0 = time.perf_counter()
     garments = find_garments(
-        image, detections, pose, max_people=settings.pose_max_people, min_score=settings.pose_min_score
+        image, detections, pose, max_people=settings.pose.max_people, min_score=settings.pose.min_score
     )
     STAGE_SECONDS.labels(stage="pose").observe(time.perf_counter() - t0)
     items.extend({**garment.to_dict(), "part_of": person} for person, garment in garments)

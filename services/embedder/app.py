@@ -55,7 +55,7 @@ class EmbedderState:
     def __init__(self, settings: EmbedderSettings) -> None:
         self.settings = settings
         self.loader: BackgroundLoader[Embedder] = BackgroundLoader("embedder", lambda: load_embedder(settings))
-        self.decode_budget = decode_budget(settings)
+        self.decode_budget = decode_budget(settings.decode)
         self.batcher = MicroBatcher(self._run, settings.max_batch_size, settings.max_batch_wait_ms / 1e3)
         self.kept = KeptImages(settings.keep_images_mib * 2**20)
 
@@ -83,7 +83,7 @@ async def _prepare(
     """Read and decode the image (or take the kept one), pick the boxes, crop and preprocess them (off the
     event loop). `kept`: (keep the decoded image under this id, use the image kept under this id)."""
     embedder = state.loader.require()
-    limits = state.settings.decode_limits()
+    limits = state.settings.uploads.decode_limits()
     keep, image_id = kept
     fields: dict[str, str] = {}
     t0 = time.perf_counter()

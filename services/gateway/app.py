@@ -92,7 +92,7 @@ def build_router(settings: GatewaySettings, backends: Backends, search: SearchSe
 
 
 def _checked_k(settings: GatewaySettings, k: int | None) -> int:
-    return check_k(settings.default_k if k is None else k, settings.max_k)
+    return check_k(settings.search.default_k if k is None else k, settings.search.max_k)
 
 
 def _search_route(router: APIRouter, settings: GatewaySettings, search: SearchService) -> None:
@@ -145,14 +145,14 @@ def _item_routes(router: APIRouter, settings: GatewaySettings, index: ServedInde
 
 def create_app(settings: GatewaySettings) -> FastAPI:
     """The gateway app."""
-    backends = Backends(settings)
+    backends = Backends(settings.backends)
     search = SearchService(settings, backends)
     query_log = QueryLog(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        watcher = asyncio.create_task(search.index.watch(settings.index_check_seconds))
-        models_watcher = asyncio.create_task(search.models.watch(settings.index_check_seconds))
+        watcher = asyncio.create_task(search.index.watch(settings.backends.index_check_seconds))
+        models_watcher = asyncio.create_task(search.models.watch(settings.backends.index_check_seconds))
         writer = await query_log.start() if query_log.enabled else None
         search.shadow.start()
         yield

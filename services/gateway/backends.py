@@ -21,7 +21,7 @@ from imgcore.errors import ImgSearchError
 from imgcore.index_wire import CategorySpec
 from services.common.errors import BackendTimeout, BackendUnavailable
 from services.common.metrics import BACKEND_ERRORS, BACKEND_SECONDS
-from services.common.settings import GatewaySettings
+from services.common.settings_gateway import BackendGroup
 from services.common.web import current_request_id
 from services.common.web_json import dumps
 from services.common.wire import rgb_headers, vectors_from_b64, vectors_to_b64
@@ -63,7 +63,7 @@ def _json(resp: Reply) -> dict[str, Any]:
 class Backends:
     """Typed calls to the three services."""
 
-    def __init__(self, settings: GatewaySettings, label_prefix: str = "") -> None:
+    def __init__(self, settings: BackendGroup, label_prefix: str = "") -> None:
         self.settings = settings
         # A candidate pair (shadow evaluation) has its own metric labels: its failures are not production's.
         self.label_prefix = label_prefix

@@ -97,14 +97,15 @@ class QueryLog:
     """Samples searches into a bounded queue; `run()` writes them to the store."""
 
     def __init__(self, settings: GatewaySettings) -> None:
-        self.rate = settings.query_log_sample_rate if settings.query_log_uri else 0.0
-        self.uri = settings.query_log_uri
-        self.batch_size = settings.query_log_batch
-        self.flush_s = settings.query_log_flush_s
-        self.retention = timedelta(days=settings.query_log_retention_days)
-        self.max_bytes = settings.query_log_queue_mib * 1024 * 1024
-        self.limits = settings.decode_limits()
-        self.image_max_side = settings.query_log_image_max_side
+        wanted = settings.query_log
+        self.rate = wanted.sample_rate if wanted.uri else 0.0
+        self.uri = wanted.uri
+        self.batch_size = wanted.batch
+        self.flush_s = wanted.flush_s
+        self.retention = timedelta(days=wanted.retention_days)
+        self.max_bytes = wanted.queue_mib * 1024 * 1024
+        self.limits = settings.uploads.decode_limits()
+        self.image_max_side = wanted.image_max_side
         self._queue: deque[QueryRecord] = deque()
         self._queued_bytes = 0
         self._ready = asyncio.Event()

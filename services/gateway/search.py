@@ -62,9 +62,9 @@ class SearchService:
     def __init__(self, settings: GatewaySettings, backends: Backends) -> None:
         self.settings = settings
         self.backends = backends
-        self.limits = settings.decode_limits()
-        self.decode_budget = decode_budget(settings)
-        self.cache: LRUCache[CacheKey, bytes] = LRUCache("search", settings.cache_size, settings.cache_max_bytes)
+        self.limits = settings.uploads.decode_limits()
+        self.decode_budget = decode_budget(settings.decode)
+        self.cache: LRUCache[CacheKey, bytes] = LRUCache("search", settings.cache.size, settings.cache.max_bytes)
         # Entries of an old index version can never be hit again: a swap empties the cache.
         self.index = served_index(backends, on_swap=self.cache.clear)
         # Models have no order (a sha256 is not newer than another): their identity is part of the key instead
@@ -84,7 +84,7 @@ class SearchService:
         # Decoded straight to at most forward_max_side pixels (JPEG DCT scaling, whole-factor reduction).
         with tracing.stage("decode"):
             photo = await decode_upload_as(
-                upload, self.limits, self.decode_budget, self.settings.forward_max_side, photo_of
+                upload, self.limits, self.decode_budget, self.settings.search.forward_max_side, photo_of
             )
         t_decoded = time.perf_counter()
         embedded = await self._embed_regions(photo, params)
@@ -155,7 +155,7 @@ class SearchService:
         """
         t0 = time.perf_counter()
         speculative, kept = None, new_image_id()  # kept: the embedder keeps the photo, the boxes follow alone
-        if params.box is None and self._inflight < self.settings.speculate_max_inflight:
+        if params.box is None and self._inflight < self.settings.search.speculate_max_inflight:
             speculative = asyncio.create_task(
                 self.backends.embed(photo.pixels, photo.forward, None, foreground=True, keep=kept)
             )
@@ -166,7 +166,7 @@ class SearchService:
                 regions, detector_model, pose_model, source = await self._regions(photo, params)
                 known = await self.index.known_categories()
                 regions, ignored = split_items(regions, self.index.kinds, known, params.category)
-                regions = regions[: self.settings.max_items]
+                regions = regions[: self.settings.search.max_items]
             detect_s = time.perf_counter() - t0
             with tracing.stage("embed"):
                 if not regions and speculative is not None:
@@ -214,7 +214,7 @@ class SearchService:
         regions = []
         for n, det in enumerate(detected.get("detections", [])):
             box = photo.to_original(det["box"])
-            if box[2] - box[0] < self.settings.min_item_px or box[3] - box[1] < self.settings.min_item_px:
+            if box[2] - box[0] < self.settings.search.min_item_px or box[3] - box[1] < self.settings.search.min_item_px:
                 continue
             region = Region(box=box, label=det["label"], category=det.get("category"), score=det["score"])
             region.detection, region.part_of = n, det.get("part_of")

@@ -80,14 +80,15 @@ class Shadow:
     """The queue of sampled searches and the task that replays them on the candidate pair."""
 
     def __init__(self, settings: GatewaySettings) -> None:
-        self.rate = settings.shadow_sample_rate
-        self.timeout_s = settings.shadow_timeout_s
+        shadow, live = settings.shadow, settings.backends
+        self.rate = shadow.sample_rate
+        self.timeout_s = shadow.timeout_s
         # Each job keeps the context of the search it repeats: its request id (and trace) reach the candidate.
-        self.queue: asyncio.Queue[tuple[contextvars.Context, ShadowJob]] = asyncio.Queue(settings.shadow_queue_size)
-        candidate = settings.model_copy(
+        self.queue: asyncio.Queue[tuple[contextvars.Context, ShadowJob]] = asyncio.Queue(shadow.queue_size)
+        candidate = live.model_copy(
             update={
-                "embedder_url": settings.shadow_embedder_url or settings.embedder_url,
-                "index_url": settings.shadow_index_url or settings.index_url,
+                "embedder_url": shadow.embedder_url or live.embedder_url,
+                "index_url": shadow.index_url or live.index_url,
                 "retries": 0,  # a failing candidate gets no second try: its errors are the evidence
                 "max_connections": 2,
             }

@@ -176,7 +176,7 @@ def create_app(settings: IndexSettings) -> FastAPI:
         description="Approximate nearest-neighbour search over the published catalog index (annoy).",
         readiness=holder.readiness,
         lifespan=lifespan,
-        max_body_bytes=settings.max_upload_bytes,
+        max_body_bytes=settings.uploads.max_bytes,
     )
     app.state.holder = holder
     app.include_router(build_router(settings, holder))

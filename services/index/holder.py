@@ -87,7 +87,7 @@ class IndexHolder:
         """The index store (opened lazily: boto3 clients are slow to make)."""
         if self._store is None:
             s = self.settings
-            self._store = open_store(s.index_uri, s3_endpoint_url=s.s3_endpoint_url, timeout_s=s.store_timeout_s)
+            self._store = open_store(s.index_uri, s3_endpoint_url=s.store.s3_endpoint_url, timeout_s=s.store.timeout_s)
         return self._store
 
     def use(self, fn: Callable[[FreshView], T], version: str | None = None) -> T:

@@ -65,7 +65,7 @@ def _serve(settings: IndexSettings, folder: Path) -> int:
     group = WorkerGroup(folder, settings.workers)
     pids = [_fork_worker(config, sock, group) for _ in range(settings.workers)]
     sock.close()
-    log.info("index: %d workers on port %d (pids %s)", len(pids), settings.port, pids)
+    log.info("index: %d workers on port %d (pids %s)", len(pids), settings.server.port, pids)
     return _supervise(pids)
 
 

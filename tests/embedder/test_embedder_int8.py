@@ -98,4 +98,6 @@ def test_the_model_store_serves_it_under_its_pin_and_refuses_the_fp32_pin(tmp_pa
     assert load_model(settings, Embedder).info()["name"] == "fmnist-lite0-int8"
     fp32_pin = json.loads((FP32_DIR / "card.json").read_text())["sha256"]
     with pytest.raises(ChecksumMismatch):
-        load_model(settings.model_copy(update={"model_sha256": fp32_pin}), Embedder)
+        load_model(
+            settings.model_copy(update={"model": settings.model.model_copy(update={"sha256": fp32_pin})}), Embedder
+        )

@@ -125,9 +125,9 @@ def test_default_gateway_budget_fits_a_near_limit_rgba_png_but_leaves_the_pod_mo
     settings = GatewaySettings()
     buf = io.BytesIO()
     Image.new("RGBA", (6300, 6300), (10, 20, 30, 128)).save(buf, "PNG", compress_level=1)
-    plan = plan_decode(buf.getvalue(), settings.decode_limits(), settings.forward_max_side)
-    assert plan.peak_bytes < settings.decode_memory_mib * 2**20
-    assert settings.decode_memory_mib <= GATEWAY_LIMIT_MIB * 7 // 16
+    plan = plan_decode(buf.getvalue(), settings.uploads.decode_limits(), settings.search.forward_max_side)
+    assert plan.peak_bytes < settings.decode.memory_mib * 2**20
+    assert settings.decode.memory_mib <= GATEWAY_LIMIT_MIB * 7 // 16
 
 
 # The attack, for real: per kind a fresh gateway process, 4 concurrent near-limit uploads.

@@ -51,5 +51,6 @@ def test_loading_a_service_model_warms_it_unless_told_not_to(tmp_path: Path) -> 
     cold = EmbedderSettings(model_uri=uri, model_cache_dir=tmp_path, warm_up=False, max_batch_size=2)
     load_model(cold, Embedder, batch_size=2)
     assert gauge._value.get() == 0
-    load_model(cold.model_copy(update={"warm_up": True}), Embedder, batch_size=2)
+    warm = cold.model_copy(update={"runtime": cold.runtime.model_copy(update={"warm_up": True})})
+    load_model(warm, Embedder, batch_size=2)
     assert gauge._value.get() > 0

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 from pydantic import AliasChoices
+from pydantic.fields import FieldInfo
 
 from services.common import settings
+from services.common.settings_groups import SettingsGroup
 from tests.k8s.helpers import (
     AWS_KEY,
     NOT_IN_CONFIGMAP,
@@ -25,21 +27,31 @@ from tests.k8s.helpers import (
 from tests.k8s.render import REPO, WORKLOAD_TARGETS, render
 
 
+def _env_names(prefix: str, name: str, field: FieldInfo) -> list[str]:
+    """The variables pydantic-settings reads one field from: its alias(es) as they are, else prefix + name."""
+    alias = field.validation_alias
+    if isinstance(alias, AliasChoices):
+        return [c for c in alias.choices if isinstance(c, str)]
+    if isinstance(alias, str):
+        return [alias]
+    return [f"{prefix}{name}"]
+
+
 def settings_env_names() -> dict[str, dict[str, str]]:
-    """service -> {ENV_NAME: field} as pydantic-settings reads them (prefix + field, or the alias)."""
+    """service -> {ENV_NAME: flat name} as the settings read them: prefix + field (or its alias); a group's
+    fields (settings_groups.py) by prefix + their flat name, the field's own validation alias or name."""
     out: dict[str, dict[str, str]] = {}
     for service, cls in settings.SETTINGS_CLASSES.items():
         prefix = cls.model_config.get("env_prefix", "")
         names: dict[str, str] = {}
         for field_name, field in cls.model_fields.items():
-            alias = field.validation_alias
-            if isinstance(alias, AliasChoices):
-                envs = [c for c in alias.choices if isinstance(c, str)]
-            elif isinstance(alias, str):
-                envs = [alias]
-            else:
-                envs = [f"{prefix}{field_name}"]
-            for env in envs:
+            group = field.annotation
+            if isinstance(group, type) and issubclass(group, SettingsGroup):
+                for sub_name, sub in group.model_fields.items():
+                    flat = sub.validation_alias if isinstance(sub.validation_alias, str) else sub_name
+                    names[f"{prefix}{flat}".upper()] = flat
+                continue
+            for env in _env_names(prefix, field_name, field):
                 names[env.upper()] = field_name
         out[service] = names
     return out
@@ -73,7 +85,7 @@ def test_configmap_keys_match_settings(target: str, tmp_root: Path, monkeypatch:
         for key, value in data.items():
             monkeypatch.setenv(key, value)
         parsed = settings.SETTINGS_CLASSES[service]()
-        assert parsed.host == "0.0.0.0", f"{cm_name}: must listen on all interfaces in a pod"
+        assert parsed.server.host == "0.0.0.0", f"{cm_name}: must listen on all interfaces in a pod"
 
 
 @pytest.mark.parametrize("target", WORKLOAD_TARGETS)

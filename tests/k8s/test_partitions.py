@@ -47,6 +47,6 @@ def test_every_partition_is_its_own_workload_and_the_gateway_asks_them_all(tmp_r
             named(docs, kind, name)  # its own replicas, budget and address
     gateway = named(docs, "Deployment", "imgsearch-gateway")["spec"]["template"]["spec"]["containers"][0]
     urls = env_of(gateway, docs)["IMGSEARCH_GATEWAY_INDEX_URL"]
-    assert GatewaySettings(index_url=urls).index_url.split(",") == [
+    assert GatewaySettings(index_url=urls).backends.index_url.split(",") == [
         f"http://imgsearch-index-p{i}:8103" for i in range(n)
     ]

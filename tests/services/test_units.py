@@ -30,11 +30,11 @@ def test_settings_come_from_env_and_flags_override(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("IMGSEARCH_EMBEDDER_MODEL_MIRRORS", "file:///a, file:///b")
     monkeypatch.setenv("IMGSEARCH_ADMIN_TOKEN", "t0ken")
     assert EmbedderSettings().max_batch_size == 7
-    assert EmbedderSettings().model_mirrors == ["file:///a", "file:///b"]
+    assert EmbedderSettings().model.mirrors == ["file:///a", "file:///b"]
     args = build_parser().parse_args(["serve", "embedder", "--max-batch-size", "3", "--port", "9001"])
     settings = settings_from_args("embedder", args)
     assert isinstance(settings, EmbedderSettings)
-    assert (settings.max_batch_size, settings.port) == (3, 9001)
+    assert (settings.max_batch_size, settings.server.port) == (3, 9001)
     assert settings.admin_token is not None and settings.admin_token.get_secret_value() == "t0ken"
     assert "t0ken" not in repr(settings)
 
@@ -51,10 +51,11 @@ def test_bool_flags_and_prefixes() -> None:
 
 def test_every_settings_field_has_a_description() -> None:
     from services.common.settings import SETTINGS_CLASSES
+    from services.common.settings_groups import flat_fields
 
     for cls in SETTINGS_CLASSES.values():
-        for name, field in cls.model_fields.items():
-            assert field.description, f"{cls.__name__}.{name}"
+        for name, where in flat_fields(cls).items():
+            assert where.info.description, f"{cls.__name__}: {name}"
 
 
 def test_rgb_wire_round_trip_and_checks() -> None:
