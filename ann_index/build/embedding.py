@@ -72,6 +72,17 @@ class RebuildOptions:
     partitions: int = 1  # index partitions of the published version (issue 16); 1: today's layout
     changes_since: float | None = None  # epoch of the catalog snapshot; None: when the rebuild read it (#17)
 
+    def gate_options(self) -> dict[str, Any]:
+        """The quality gate's keyword arguments (`gate.run_gate`), the same for a whole and a partitioned build."""
+        return {
+            "n_trees": self.n_trees,
+            "recall_target": self.recall_target,
+            "n_queries": self.gate_queries,
+            "min_category_precision": self.min_category_precision,
+            "seed": self.seed,
+            "workers": self.workers,
+        }
+
 
 def open_cache(opts: RebuildOptions, embedder: EmbedderInfo) -> AbstractContextManager[EmbeddingCache | None]:
     if opts.embedding_cache is None:

@@ -165,11 +165,7 @@ def build_partitioned_version(
         thumbs=thumbs,
     )  # fmt: skip
     t_build = time.monotonic()
-    gate = run_partition_gate(
-        build.gate_parts, build.vecs, build.categories, n_trees=opts.n_trees, recall_target=opts.recall_target,
-        n_queries=opts.gate_queries, min_category_precision=opts.min_category_precision, seed=opts.seed,
-        workers=opts.workers,
-    )  # fmt: skip
+    gate = run_partition_gate(build.gate_parts, build.vecs, build.categories, **opts.gate_options())
     now = datetime.now(UTC)
     timings = {"build": round(t_build - t0, 2), "gate": round(time.monotonic() - t_build, 2)}
     common = manifest_common(embedder, gate, n_trees=opts.n_trees, seed=opts.seed, now=now, timings=timings)

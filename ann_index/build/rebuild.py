@@ -107,17 +107,7 @@ def build_version(
     )
     t_build = time.monotonic()
     vecs = np.asarray(np.load(out_dir / VECTORS_NAME, mmap_mode="r"))
-    gate = run_gate(
-        out_dir,
-        vecs,
-        built.categories,
-        n_trees=opts.n_trees,
-        recall_target=opts.recall_target,
-        n_queries=opts.gate_queries,
-        min_category_precision=opts.min_category_precision,
-        seed=opts.seed,
-        workers=opts.workers,
-    )
+    gate = run_gate(out_dir, vecs, built.categories, **opts.gate_options())
     if not gate.passed:
         raise RebuildRefused("quality gate failed: " + "; ".join(gate.reasons))
     now = datetime.now(UTC)

@@ -9,55 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from services.cli.flags import add_s3_endpoint_url
-from services.defaults import DEFAULT_CACHE_DIR, DEFAULT_EMBEDDER_URI, model_uri
+from services.cli.index_flags import add_embedding_flags, add_publish_flags, add_shard_flags
+from services.defaults import DEFAULT_CACHE_DIR
 
 if TYPE_CHECKING:
     from ann_index.build.rebuild import RebuildOptions
-    from ann_index.shards.spec import ShardSpec
-
-
-def _shard_spec(text: str) -> ShardSpec:
-    from ann_index.shards.spec import ShardError, ShardSpec
-
-    try:
-        return ShardSpec.parse(text)
-    except ShardError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
-
-
-def _shard_count(text: str) -> int:
-    from ann_index.shards.spec import MAX_SHARDS
-
-    try:
-        count = int(text)
-    except ValueError:
-        count = 0
-    if not 1 <= count <= MAX_SHARDS:
-        raise argparse.ArgumentTypeError(f"shard count must be an integer in 1..{MAX_SHARDS}, got {text!r}")
-    return count
-
-
-def _partition_count(text: str) -> int:
-    from ann_index.version.partition_layout import MAX_PARTITIONS
-
-    if not text.isdigit() or not 1 <= int(text) <= MAX_PARTITIONS:
-        raise argparse.ArgumentTypeError(f"partitions must be an integer in 1..{MAX_PARTITIONS}, got {text!r}")
-    return int(text)
-
-
-def _instant(text: str) -> float:
-    """Epoch seconds from epoch seconds or an ISO 8601 time (UTC unless it says otherwise)."""
-    from datetime import UTC, datetime
-
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a time: {text!r} (ISO 8601 or epoch seconds)") from exc
-    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
 
 
 def _options(args: argparse.Namespace) -> RebuildOptions:
@@ -150,77 +106,6 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_shard_flags(build: argparse.ArgumentParser) -> None:
-    """`--shard` and `--merge-shards`: the two steps of a sharded rebuild, one per run."""
-    sharded = build.add_mutually_exclusive_group()
-    sharded.add_argument(
-        "--shard",
-        type=_shard_spec,
-        default=None,
-        metavar="I/N",
-        help="sharded rebuild, step 1: embed only shard I of N (sha256(item_id) mod N == I), write "
-        "<out>/shards/<run>/I.npz and publish nothing; a shard already complete is skipped",
-    )
-    sharded.add_argument(
-        "--merge-shards",
-        type=_shard_count,
-        default=None,
-        metavar="N",
-        help="sharded rebuild, step 2: merge the N shards of this catalog's run (refusing a missing or "
-        "inconsistent set), then build, gate and publish as usual",
-    )
-
-
-def _add_publish_flags(build: Any) -> None:
-    """How the version is laid out (partitions) and which changes it carries over (issue 17)."""
-    build.add_argument(
-        "--partitions",
-        type=_partition_count,
-        default=1,
-        metavar="N",
-        help="publish one version of N partitions (items split by a hash of item_id; each served by "
-        "`imgsearch serve index --partition I`), gated on the merged answer; 1 (default): one index",
-    )
-    build.add_argument(
-        "--changes-since",
-        type=_instant,
-        default=None,
-        metavar="TIME",
-        help="when the catalog snapshot was taken (ISO 8601 or epoch seconds): `items apply` changes written "
-        "later are carried over to the new version, older ones are in the snapshot (default: when the rebuild "
-        "reads the catalog)",
-    )
-
-
-def _add_embedding_flags(build: Any) -> None:
-    """Which embedder the version is built with, and where the images are decoded for it."""
-    build.add_argument(
-        "--decode-processes",
-        type=int,
-        default=0,
-        metavar="N",
-        help="worker processes that decode, thumbnail and preprocess images at lower priority than the model; "
-        "0 (default): in the decode threads of the job's own process (docs/benchmarks.md, P4, decode processes: "
-        "slower than the threads on a quiet 2-core machine)",
-    )
-    build.add_argument(
-        "--thumbnail-format",
-        choices=("jpeg", "webp"),  # ann_index.thumbs.ThumbFormat, without importing cv2 for --help
-        default="jpeg",
-        help="item thumbnails (256 px, served by /v1/items/{id}/image): jpeg (default; a twelfth of WebP's CPU "
-        "in the rebuild; a catalog image that is already a small plain PNG or JPEG is kept as it is) or webp "
-        "(~30 %% fewer bytes, always re-encoded)",
-    )
-    build.add_argument(
-        "--embedder",
-        type=model_uri,
-        default=DEFAULT_EMBEDDER_URI,
-        metavar="NAME|PATH|URI",
-        help="embedder: a model of this repository (fmnist-lite0, general-lite0), a folder (the --out of "
-        "imgsearch train) or a model folder URI (default: the demo's fmnist-lite0-int8)",
-    )
-
-
 def register(sub: Any) -> None:
     parser = sub.add_parser("index", help="build (rebuild job) or show a published annoy index")
     cmds = parser.add_subparsers(dest="index_command", required=True)
@@ -237,7 +122,7 @@ def register(sub: Any) -> None:
         "(default 2; one decode thread per two lanes)",
     )
     build.add_argument("--batch-size", type=int, default=32, help="embedder batch size (default 32)")
-    _add_embedding_flags(build)
+    add_embedding_flags(build)
     build.add_argument("--keep", type=int, default=3, help="published versions to keep (default 3)")
     build.add_argument("--recall-target", type=float, default=0.95, help="gate: recall@10 target (default 0.95)")
     build.add_argument("--seed", type=int, default=42, help="annoy seed: same input + seed = same files")
@@ -263,8 +148,8 @@ def register(sub: Any) -> None:
         help="SQLite file of vectors keyed by image sha256 (per embedder and crop): a rebuild re-embeds only "
         "new and changed images. Keep it on a persistent volume; an unreadable one is moved aside",
     )
-    _add_shard_flags(build)
-    _add_publish_flags(build)
+    add_shard_flags(build)
+    add_publish_flags(build)
     build.set_defaults(func=_build)
 
     show = cmds.add_parser("show", help="print CURRENT, the versions and the current manifest")

@@ -11,29 +11,10 @@ from services.common.settings_groups import SettingsGroup, flat_prefix
 from services.common.settings_shared import DecodeGroup, decode_memory_field
 
 
-class BackendGroup(SettingsGroup):
-    """The detector, embedder and index the gateway calls: where they are, the budgets, retries and pools."""
+class GatewayDecode(DecodeGroup):
+    """The gateway's pod has less memory to spare for decodes than a model service's (k8s/base)."""
 
-    detector_url: str = Field(default="http://127.0.0.1:8101", description="Base URL of the detector service.")
-    embedder_url: str = Field(default="http://127.0.0.1:8102", description="Base URL of the embedder service.")
-    index_url: str = Field(default="http://127.0.0.1:8103", description="Base URL of the index service.")
-    connect_timeout_s: float = Field(default=0.5, gt=0, description="Timeout to open a connection to a backend.")
-    detect_timeout_s: float = Field(
-        default=2.0, gt=0, description="Budget of one detector call; past it the whole image is searched instead."
-    )
-    embed_timeout_s: float = Field(default=5.0, gt=0, description="Budget of one embedder call (504 past it).")
-    query_timeout_s: float = Field(default=2.0, gt=0, description="Budget of one index call (504 past it).")
-    retries: int = Field(
-        default=2, ge=0, description="Extra attempts of an idempotent backend call after a connection failure."
-    )
-    retry_backoff_s: float = Field(default=0.05, ge=0, description="Pause before the first retry; doubles after.")
-    max_connections: int = Field(default=64, ge=1, description="Pooled keep-alive connections per backend.")
-    index_check_seconds: float = Field(
-        default=1.0,
-        gt=0,
-        description="How often the index version and the detector's and embedder's models are checked; cached "
-        "results end with a swap of either.",
-    )
+    memory_mib: int = decode_memory_field(224)
 
 
 class CacheGroup(SettingsGroup):
@@ -68,7 +49,26 @@ class SearchGroup(SettingsGroup):
     )
 
 
-class GatewayDecode(DecodeGroup):
-    """The gateway's pod has less memory to spare for decodes than a model service's (k8s/base)."""
+class BackendGroup(SettingsGroup):
+    """The detector, embedder and index the gateway calls: where they are, the budgets, retries and pools."""
 
-    memory_mib: int = decode_memory_field(224)
+    detector_url: str = Field(default="http://127.0.0.1:8101", description="Base URL of the detector service.")
+    embedder_url: str = Field(default="http://127.0.0.1:8102", description="Base URL of the embedder service.")
+    index_url: str = Field(default="http://127.0.0.1:8103", description="Base URL of the index service.")
+    connect_timeout_s: float = Field(default=0.5, gt=0, description="Timeout to open a connection to a backend.")
+    detect_timeout_s: float = Field(
+        default=2.0, gt=0, description="Budget of one detector call; past it the whole image is searched instead."
+    )
+    embed_timeout_s: float = Field(default=5.0, gt=0, description="Budget of one embedder call (504 past it).")
+    query_timeout_s: float = Field(default=2.0, gt=0, description="Budget of one index call (504 past it).")
+    retries: int = Field(
+        default=2, ge=0, description="Extra attempts of an idempotent backend call after a connection failure."
+    )
+    retry_backoff_s: float = Field(default=0.05, ge=0, description="Pause before the first retry; doubles after.")
+    max_connections: int = Field(default=64, ge=1, description="Pooled keep-alive connections per backend.")
+    index_check_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often the index version and the detector's and embedder's models are checked; cached "
+        "results end with a swap of either.",
+    )
