@@ -79,6 +79,17 @@ class Embedder(OnnxModel):
         """Where the item lies in a photo of one item on a plain background (`transforms.foreground_box`)."""
         return transforms.foreground_box(image)
 
+    def whole_image_pixels(self, image: np.ndarray, foreground: bool) -> tuple[np.ndarray, Box | None]:
+        """A whole image -> (the model's pixels, the box they were cropped to, None for the whole image).
+
+        The one preprocessing of a whole image: the search path (the embedder service asked for no boxes) and
+        the rebuild (ann_index.build.decode_pool) both call it, so a catalog image searched as it is gives the
+        vector the index holds for it. With `foreground`, cropped to `foreground_box` when it finds one.
+        """
+        img = _checked_image(image)
+        box = self.foreground_box(img) if foreground else None
+        return self.preprocess_pixels(img, box), box
+
     def preprocess_pixels(self, image: np.ndarray, box: Box | None = None) -> np.ndarray:
         """One image (or one box of it) -> the model's H x W x 3 uint8 pixels; `transforms.chw_batch` of
         several is what `run` takes (a quarter of the bytes to hand between threads, one conversion)."""

@@ -1,10 +1,13 @@
-"""Retrieval measures, one definition each: R@n / P@k over category labels, overlap@k of two result lists,
-and the accepted range of k.
+"""Retrieval measures, one definition each: R@n / P@k over category labels, item R@n, overlap@k of two result
+lists, and the accepted range of k.
 
 R@n and P@k: a query's results count as hits when they are in the query's category. Per query, R@n is
 whether a hit is among the first n results and P@k the share of hits among the first k. Means (per category,
 overall) are rounded to 4 decimals. The build's quality gate, `imgsearch eval`, models/evaluate.py and the
 training's validation all report these.
+
+Item R@n (`item_row`): the same R@n when a hit is the very item the query shows (a shopper's photo of it, or
+its own catalog image: self-match@1), so an embedder that only knows categories cannot score well.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import numpy as np
 from imgcore.errors import InvalidInput
 
 KS = (1, 5, 10)
+ITEM_KS = (1, 10)
 
 Row = dict[str, Fraction]
 
@@ -43,6 +47,11 @@ def query_metrics(hits: Sequence[bool], k: int, recall_at: Sequence[int] = KS, o
     row = {f"r_at_{n}": Fraction(int(any(hits[:n]))) for n in recall_at if n <= k}
     row[f"p_at_{k}"] = Fraction(int(sum(hits[:k])), out_of or k)
     return row
+
+
+def item_row(hits: Sequence[bool], recall_at: Sequence[int] = ITEM_KS, prefix: str = "item_") -> Row:
+    """`{prefix}r_at_{n}` for each n: whether the query's item (`hits[i]`: result i is it) is among the first n."""
+    return {f"{prefix}r_at_{n}": Fraction(int(any(hits[:n]))) for n in recall_at}
 
 
 def mean_rows(rows: Sequence[Row]) -> dict[str, float]:

@@ -32,6 +32,8 @@ def has_index(data_dir: Path, embedder_sha256: str | None = None) -> bool:
         return False
     if "kinds" not in manifest:  # built before the catalog declared its item kinds (#15): build it again
         return False
+    if manifest.get("crop") != "foreground":  # embedded unlike the search path embeds a photo (#27): again
+        return False
     return embedder_sha256 is None or manifest["embedder"].get("sha256") == embedder_sha256
 
 

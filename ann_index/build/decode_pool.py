@@ -29,10 +29,9 @@ NICENESS = 10  # added to the workers' nice value: the model's threads come firs
 
 
 class Preprocessor(Protocol):
-    def preprocess_pixels(self, image: np.ndarray, box: Any = None) -> np.ndarray: ...
-
-    # The embedder's own foreground crop (crop="foreground"): the index never needs the embedder's code.
-    def foreground_box(self, image: np.ndarray) -> Any: ...
+    # The search path's own preprocessing of a whole image (embedder.Embedder.whole_image_pixels): the index
+    # never needs the embedder's code, and a catalog image searched as it is finds its own vector.
+    def whole_image_pixels(self, image: np.ndarray, foreground: bool) -> tuple[np.ndarray, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -54,8 +53,7 @@ class PixelWork:
         thumb = data if reuse else make_thumbnail(image, fmt=self.thumbnail_format)
         if not embed:
             return thumb, None
-        box = self.embedder.foreground_box(image) if self.crop == "foreground" else None
-        return thumb, self.embedder.preprocess_pixels(image, box)
+        return thumb, self.embedder.whole_image_pixels(image, self.crop == "foreground")[0]
 
 
 _WORK: PixelWork | None = None  # a worker process's copy, set once when it starts

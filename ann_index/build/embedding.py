@@ -39,8 +39,7 @@ from imgcore.uri_fetcher import UriFetcher
 class BatchEmbedder(EmbedderInfo, Protocol):
     """The part of embedder.Embedder the job uses; tests pass a fake."""
 
-    def preprocess_pixels(self, image: np.ndarray, box: Any = None) -> np.ndarray: ...
-    def foreground_box(self, image: np.ndarray) -> Any: ...
+    def whole_image_pixels(self, image: np.ndarray, foreground: bool) -> tuple[np.ndarray, Any]: ...
     def run(self, batch: np.ndarray) -> np.ndarray: ...
 
 
@@ -53,7 +52,10 @@ class RebuildOptions:
     seed: int = DEFAULT_SEED
     batch_size: int = 32
     max_fail_fraction: float = 0.01
-    crop: Literal["full", "foreground"] = "full"
+    # "foreground": as the search path embeds a whole photo (Embedder.whole_image_pixels), so a catalog image
+    # searched as it is finds its own vector; "full" embeds it padded to square, which the gate's self-match
+    # check then measures against the search path.
+    crop: Literal["full", "foreground"] = "foreground"
     gate_queries: int = 1000
     min_category_precision: float | None = None
     s3_endpoint_url: str | None = None

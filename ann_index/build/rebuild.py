@@ -61,6 +61,7 @@ def publish_rows(
     extra = {
         "skipped": {"count": len(skipped), "rows": skipped[:MAX_LISTED_SKIPS]},
         "catalog": {"uri": loaded.uri, "rows": loaded.catalog.rows},
+        "crop": opts.crop,  # how catalog images were embedded (RebuildOptions.crop)
         **({"kinds": loaded.kinds} if loaded.kinds else {}),
         **extra,
     }

@@ -1,4 +1,5 @@
-"""`imgsearch eval`: R@1/5/10 and P@10 by category for labelled queries, in-process and/or via a gateway."""
+"""`imgsearch eval`: R@1/5/10 and P@10 by category for labelled queries, item R@1/R@10 for shopper photos of
+catalog items and self-match@1 for their catalog images, in-process and/or via a gateway."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from services.defaults import DEFAULT_CACHE_DIR, DEFAULT_EMBEDDER_URI, DEFAULT_V
 if TYPE_CHECKING:
     import httpx
 
-    from ann_index.evaluate import EvalReport, Query
+    from ann_index.evaluate import EvalReport, Hit, Query
 
 
 def evaluate_via_gateway(
@@ -30,14 +31,14 @@ def evaluate_via_gateway(
     timeout_s: float = 30.0,
     client_factory: Callable[[], httpx.Client] | None = None,
 ) -> EvalReport:
-    """POST each query image to `<url>/v1/search?k=<k>`; categories from items[0].results."""
+    """POST each query image to `<url>/v1/search?k=<k>`; (category, item id) of items[0].results."""
     import httpx  # imported here: `imgsearch --help` should not pay for it
 
     from ann_index.evaluate import score
 
     client = client_factory() if client_factory else httpx.Client(timeout=timeout_s)
 
-    def one(query: Query) -> list[str] | None:
+    def one(query: Query) -> list[Hit] | None:
         data = fetch_uri_bytes(query.image_uri)
         name = query.image_uri.rsplit("/", 1)[-1]
         mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
@@ -47,7 +48,7 @@ def evaluate_via_gateway(
             items = resp.json().get("items") or []
         except (httpx.HTTPError, ValueError):
             return None
-        return [str(r.get("category")) for r in items[0].get("results", [])] if items else []
+        return [(str(r.get("category")), str(r.get("item_id"))) for r in items[0].get("results", [])] if items else []
 
     with client, ThreadPoolExecutor(max_workers=concurrency) as pool:
         results = list(pool.map(one, queries))
@@ -84,7 +85,12 @@ def _run(args: argparse.Namespace) -> int:
     if not args.index and not args.url:
         print("imgsearch eval: give --index, --url or both", file=sys.stderr)
         return 2
-    queries = load_queries(args.queries, args.limit)
+    if not args.queries and not args.catalog:
+        print("imgsearch eval: give --queries, --catalog (item queries) or both", file=sys.stderr)
+        return 2
+    queries = load_queries(args.queries, args.limit) if args.queries else []
+    if args.catalog:
+        queries += load_queries(str(_item_queries(args)))
     out: dict[str, Any] = {}
     if args.index:
         out["in_process"] = _in_process(args, queries)
@@ -96,16 +102,41 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _item_queries(args: argparse.Namespace) -> Any:
+    """Write the item query set of --catalog (shopper photos and catalog images of sampled items); its path."""
+    import tempfile
+    from pathlib import Path
+
+    from ann_index.catalog.load import ReadOptions
+    from embedder.training.item_queries import write_item_queries
+
+    out = Path(args.write_queries) if args.write_queries else Path(tempfile.mkdtemp(prefix="imgsearch-items-"))
+    opts = ReadOptions(s3_endpoint_url=args.s3_endpoint_url, progress=False)
+    return write_item_queries(args.catalog, out, args.item_queries, seed=args.seed, opts=opts)
+
+
 def register(sub: Any) -> None:
-    parser = sub.add_parser("eval", help="retrieval quality (R@1/5/10, P@10 by category) on labelled queries")
+    parser = sub.add_parser(
+        "eval", help="retrieval quality: R@1/5/10, P@10 by category; item R@1/R@10 and self-match@1 (--catalog)"
+    )
     parser.add_argument("--index", default=None, metavar="URI", help="index store root (CURRENT is evaluated)")
     parser.add_argument("--version", default=None, help="evaluate this index version instead of CURRENT")
     parser.add_argument(
         "--queries",
-        required=True,
+        default=None,
         metavar="DIR_OR_JSONL",
         help="catalog-format JSONL, a folder with catalog.jsonl, or <category>/ image folders",
     )
+    parser.add_argument(
+        "--catalog",
+        default=None,
+        metavar="URI",
+        help="the index's catalog: item queries of --item-queries sampled items (a shopper's photo of each, "
+        "and its catalog image as it is)",
+    )
+    parser.add_argument("--item-queries", type=int, default=500, help="items sampled with --catalog (default 500)")
+    parser.add_argument("--seed", type=int, default=0, help="which items and photos (default 0)")
+    parser.add_argument("--write-queries", default=None, metavar="DIR", help="keep the item query set in DIR")
     parser.add_argument("--url", default=None, help="also evaluate through a running gateway at this URL")
     parser.add_argument("--limit", type=int, default=None, help="first N queries only")
     parser.add_argument("-k", "--k", type=int, default=10, help="results per query (default 10)")

@@ -42,11 +42,12 @@ def _crops(embedder: Embedder, image: np.ndarray, boxes: list[Box | None]) -> np
     return chw_batch([embedder.preprocess_pixels(image, box) for box in boxes])
 
 
-def _foreground(image: np.ndarray) -> Box | None:
-    from embedder.transforms import foreground_box
+def _whole(embedder: Embedder, image: np.ndarray, foreground: bool) -> tuple[np.ndarray, Box | None]:
+    """The whole image through the rebuild's own preprocessing (`Embedder.whole_image_pixels`)."""
+    from embedder.transforms import chw_batch
 
-    box = foreground_box(image)
-    return None if box is None else tuple(float(v) for v in box)  # type: ignore[return-value]
+    pixels, box = embedder.whole_image_pixels(image, foreground)
+    return chw_batch([pixels]), None if box is None else (float(box[0]), float(box[1]), float(box[2]), float(box[3]))
 
 
 class EmbedderState:
@@ -101,13 +102,14 @@ async def _prepare(
     wanted: list[Box | None]
     if boxes_text:
         wanted = [clip_box(b, width, height) for b in parse_boxes_json(boxes_text, state.settings.max_boxes)]
+        rows = (
+            await run_in_threadpool(_crops, embedder, image, wanted)
+            if wanted
+            else np.zeros((0, 3, embedder.input_size, embedder.input_size), np.float32)
+        )
     else:
-        wanted = [await run_in_threadpool(_foreground, image) if foreground else None]
-    rows = (
-        await run_in_threadpool(_crops, embedder, image, wanted)
-        if wanted
-        else np.zeros((0, 3, embedder.input_size, embedder.input_size), np.float32)
-    )
+        rows, whole_box = await run_in_threadpool(_whole, embedder, image, foreground)
+        wanted = [whole_box]
     t2 = time.perf_counter()
     STAGE_SECONDS.labels(stage="decode").observe(t1 - t0)
     STAGE_SECONDS.labels(stage="preprocess").observe(t2 - t1)

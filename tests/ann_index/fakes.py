@@ -29,8 +29,10 @@ class FakeEmbedder:
     def preprocess_pixels(self, image: np.ndarray, box: Any = None) -> np.ndarray:
         return np.asarray(cv2.resize(image, (8, 8), interpolation=cv2.INTER_AREA), dtype=np.uint8)
 
-    def foreground_box(self, image: np.ndarray) -> Any:
-        return foreground_box(image)
+    def whole_image_pixels(self, image: np.ndarray, foreground: bool) -> tuple[np.ndarray, Any]:
+        box = foreground_box(image) if foreground else None
+        crop = image if box is None else image[int(box[1]) : int(box[3]), int(box[0]) : int(box[2])]
+        return self.preprocess_pixels(crop), box
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         # 255 - x: dark-on-white items become bright-on-dark, so the white background adds nothing.

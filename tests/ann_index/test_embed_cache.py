@@ -73,7 +73,7 @@ def test_another_embedder_or_crop_never_reuses_vectors(catalog: Path, tmp_path: 
     _build(catalog, tmp_path / "b", other, cache)
     assert other.embedded == 200
     cropped = CountingEmbedder()
-    opts = RebuildOptions(**{**OPTS.__dict__, "embedding_cache": cache, "crop": "foreground"})
+    opts = RebuildOptions(**{**OPTS.__dict__, "embedding_cache": cache, "crop": "full"})
     rebuild(str(catalog), (tmp_path / "c").as_uri(), cropped, opts)
     assert cropped.embedded == 200
 

@@ -17,10 +17,13 @@ from tests.ann_index.fakes import FakeEmbedder
 def test_recall_and_precision_are_computed_per_category() -> None:
     queries = [Query("q1", "Bag"), Query("q2", "Bag"), Query("q3", "T-shirt/top"), Query("q4", "Bag")]
     results = [
-        ["Bag"] * 10,  # perfect
-        ["Coat"] * 4 + ["Bag"] + ["Coat"] * 5,  # first hit at rank 5
-        ["t-shirt-top"] + ["Coat"] * 9,  # slug of the query's category counts as the same
-        None,  # request failed
+        [(c, f"x{i}") for i, c in enumerate(cats)] if cats is not None else None
+        for cats in (
+            ["Bag"] * 10,  # perfect
+            ["Coat"] * 4 + ["Bag"] + ["Coat"] * 5,  # first hit at rank 5
+            ["t-shirt-top"] + ["Coat"] * 9,  # slug of the query's category counts as the same
+            None,  # request failed
+        )
     ]
     report = score(queries, results, k=10)
     assert report.queries == 4 and report.failed == 1
@@ -30,6 +33,35 @@ def test_recall_and_precision_are_computed_per_category() -> None:
     }  # fmt: skip
     assert report.overall == {"r_at_1": pytest.approx(0.6667), "r_at_5": 1.0, "r_at_10": 1.0, "p_at_10": 0.4}
     assert "ALL" in format_report(report, "t")
+
+
+def test_item_recall_and_self_match_count_the_item_or_its_duplicates_only() -> None:
+    queries = [
+        Query("s1", "Bag", frozenset({"a"}), "shop"),
+        Query("s2", "Bag", frozenset({"b", "b-twin"}), "shop"),
+        Query("s3", "Coat", frozenset({"c"}), "shop"),
+        Query("o1", "Bag", frozenset({"a"}), "self"),
+        Query("o2", "Bag", frozenset({"b", "b-twin"}), "self"),
+        Query("o3", "Coat", frozenset({"c"}), "self"),
+    ]
+    bags = [("Bag", f"other{i}") for i in range(10)]
+    results = [
+        [("Bag", "a"), *bags[:9]],  # the item first
+        [*bags[:4], ("Bag", "b-twin"), *bags[4:9]],  # a duplicate image of it, 5th: R@10 only
+        [("Coat", f"c{i}") for i in range(10)],  # right category, never the item
+        [("Bag", "a"), *bags[:9]],
+        [("Bag", "b-twin"), *bags[:9]],  # an exact duplicate first counts
+        [("Coat", "c1"), ("Coat", "c"), *bags[:8]],
+    ]
+    report = score(queries, results, k=10)
+    assert report.items == {
+        "item_r_at_1": pytest.approx(0.3333), "item_r_at_10": pytest.approx(0.6667), "item_queries": 3,
+        "self_match_at_1": pytest.approx(0.6667), "self_queries": 3,
+    }  # fmt: skip
+    # Category metrics come from the shop photos only: a catalog image finding its own category says nothing.
+    assert report.overall["p_at_10"] == pytest.approx(1.0) and report.per_category["Bag"]["queries"] == 2
+    text = format_report(report, "t")
+    assert "R@1 0.333" in text and "self-match@1 (catalog images, 3): 0.667" in text
 
 
 def test_queries_load_from_jsonl_or_category_folders(tmp_path: Path) -> None:

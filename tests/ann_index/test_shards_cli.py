@@ -223,7 +223,7 @@ def test_a_shard_over_the_failure_budget_writes_nothing(catalog: Path, tmp_path:
 
 def test_crop_mode_is_part_of_the_run_id() -> None:
     sha = "a" * 64
-    full = shard_run_id(sha, sha, 8, OPTS)
+    full = shard_run_id(sha, sha, 8, RebuildOptions(crop="full"))
     fg = shard_run_id(sha, sha, 8, RebuildOptions(crop="foreground"))
     assert full != fg and full.startswith("hash8-") and fg.startswith("hash8-")
 

@@ -43,8 +43,9 @@ def demo_data_dir() -> Path:
     root = Path(cache) if cache else _session_dir()
     # The layout is part of the key: a cached index of an older layout is rebuilt, not reused or destroyed.
     # "-kinds": indexes built before the catalog's kinds.json (#15) stay for the branches that use them;
-    # "-pngthumbs": before, the catalog's PNGs were re-encoded as JPEG thumbnails (ann_index.build.thumb_reuse).
-    data = root / f"demo-{DEMO_ITEMS}-{str(embedder_sha256())[:12]}-l{LAYOUT}-kinds-pngthumbs"
+    # "-pngthumbs": before, the catalog's PNGs were re-encoded as JPEG thumbnails (ann_index.build.thumb_reuse);
+    # "-fg": before, catalog images were embedded whole, unlike a searched photo (#27).
+    data = root / f"demo-{DEMO_ITEMS}-{str(embedder_sha256())[:12]}-l{LAYOUT}-kinds-pngthumbs-fg"
     if not has_index(data):
         shutil.rmtree(data, ignore_errors=True)
         build_demo_index(data, limit=DEMO_ITEMS, progress=False)

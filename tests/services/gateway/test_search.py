@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import Stack, shared_stack
+from tests.helpers import Stack, demo_data_dir, shared_stack
 from tests.helpers.http import encode, metric_value, search
 from tests.helpers.paths import DATA
+from tests.helpers.stack import DEMO_ITEMS
 
 pytestmark = pytest.mark.stack
 
@@ -113,6 +114,21 @@ def test_search_by_item_returns_similar_items_without_itself(gw: str) -> None:
         f"{gw}/v1/items/{first['item_id']}/similar", params={"k": 3, "category": "Sandal"}, trust_env=False
     ).json()
     assert [h["category"] for h in filtered["results"]] == ["Sandal"] * 3
+
+
+def test_a_catalog_image_searched_as_it_is_finds_its_own_vector_first(gw: str) -> None:
+    # The rebuild and the search path preprocess a whole image through one function
+    # (Embedder.whole_image_pixels): same pixels, same vector, so the item itself comes first at cosine ~1.
+    # Before, the index embedded catalog images whole and the search their foreground box: X first in ~50 %.
+    images = demo_data_dir() / "catalog" / "images"
+    for n in range(0, DEMO_ITEMS, max(1, DEMO_ITEMS // 20)):
+        item_id = f"fmnist-train-{n:05d}"
+        body = search(gw, (images / f"{item_id}.png").read_bytes(), k=10).json()
+        results = body["items"][0]["results"]
+        assert body.get("fallback") == "whole_image", body  # no detection: the searched path is the whole image
+        own = [hit["score"] for hit in results if hit["item_id"] == item_id]
+        assert own and own[0] >= 0.9999, (item_id, results[:3])
+        assert results[0]["score"] - own[0] < 1e-5, (item_id, results[:3])  # first, or tied with a duplicate
 
 
 def test_unknown_item_is_404_json(gw: str) -> None:
