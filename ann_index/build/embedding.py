@@ -27,6 +27,7 @@ from ann_index.build.decode_pool import DecodePool, PixelWork
 from ann_index.build.embed_cache import EmbeddingCache
 from ann_index.build.forest import DEFAULT_N_TREES, DEFAULT_SEED
 from ann_index.build.gate import DEFAULT_RECALL_TARGET
+from ann_index.build.self_match import DEFAULT_MIN_SELF_MATCH, DEFAULT_QUERIES
 from ann_index.catalog.rows import CatalogItem
 from ann_index.thumbs import ThumbFormat, ThumbPack
 from ann_index.version.manifest import EmbedderInfo
@@ -57,6 +58,9 @@ class RebuildOptions:
     # check then measures against the search path.
     crop: Literal["full", "foreground"] = "foreground"
     gate_queries: int = 1000
+    # Catalog images the gate embeds as a search does and looks up (ann_index.build.self_match); 0: none.
+    self_match_queries: int = DEFAULT_QUERIES
+    min_self_match: float = DEFAULT_MIN_SELF_MATCH
     min_category_precision: float | None = None
     s3_endpoint_url: str | None = None
     limits: DecodeLimits = DecodeLimits()
@@ -81,6 +85,7 @@ class RebuildOptions:
             "recall_target": self.recall_target,
             "n_queries": self.gate_queries,
             "min_category_precision": self.min_category_precision,
+            "min_self_match": self.min_self_match,
             "seed": self.seed,
             "workers": self.workers,
         }

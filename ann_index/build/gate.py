@@ -1,4 +1,5 @@
-"""Quality gate: annoy recall@k against exact search on held-out catalog vectors, with search_k tuning.
+"""Quality gate: annoy recall@k against exact search on held-out catalog vectors, with search_k tuning, and
+self-match@1 of catalog images embedded as a search embeds them (ann_index.build.self_match).
 
 Each sampled item is used as a query with itself left out of both the exact and the approximate
 answer (leave-one-out), so the index under test is the one that will be published, not a copy built
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 from annoy import AnnoyIndex
 
+from ann_index.build.self_match import DEFAULT_MIN_SELF_MATCH, Probes, SelfMatch, measure
 from ann_index.files import GLOBAL_INDEX_NAME, METRIC
 from ann_index.items import CategoryInfo
 from imgcore.retrieval import Row, by_category, query_metrics
@@ -39,6 +41,8 @@ class GateResult:
     category_p_at_10: float | None = None
     category_r_at_1: float | None = None
     per_category: dict[str, dict[str, float]] = field(default_factory=dict)
+    self_match_at_1: float | None = None  # None: not measured (no embedder at hand, e.g. a shard merge)
+    self_match: dict[str, Any] | None = None  # queries, own_cosine_min, misses (named)
     reasons: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,11 +93,15 @@ def run_gate(
     seed: int = 0,
     workers: int = 1,
     make_forest: Callable[[_Truth], _Forest] | None = None,
+    probes: tuple[Probes, np.ndarray] | None = None,
+    min_self_match: float = DEFAULT_MIN_SELF_MATCH,
 ) -> GateResult:
     """Measure the built indexes in `index_dir`; tune search_k by doubling from k * n_trees.
 
     `make_forest` replaces the indexes of `index_dir` by another forest that answers alike (the partitioned
-    gate's, which merges N partitions' answers).
+    gate's, which merges N partitions' answers). `probes`: catalog items embedded as a search embeds them, with
+    the build's order (annoy id -> input position); their self-match@1 at the tuned search_k must reach
+    `min_self_match`.
 
     `vecs` are the normalised vectors in annoy-id order. The search_k budget defaults to a quarter
     of the catalog (an index that must scan more is no better than exact search), but at least
@@ -109,6 +117,7 @@ def run_gate(
     forest_of = make_forest or (lambda truth: _Forest(index_dir, vecs, files, truth, k))
     with forest_of(_exact_truth(vecs, queries, k, ranges)) as forest:
         search_k, recall, cat_recall, tried = forest.tune(k * n_trees, budget, recall_target, workers)
+        matched = measure(*probes, vecs, lambda q: forest.first(q, search_k)) if probes is not None else None
     gate = GateResult(
         passed=True,
         k=k,
@@ -130,8 +139,20 @@ def run_gate(
         gate.reasons.append(f"per-category recall@{k} {cat_recall:.3f} < target {recall_target}")
     if min_category_precision is not None and (gate.category_p_at_10 or 0.0) < min_category_precision:
         gate.reasons.append(f"category P@{k} {gate.category_p_at_10} < required {min_category_precision}")
+    if matched is not None:
+        _self_match(gate, matched, min_self_match)
     gate.passed = not gate.reasons
     return gate
+
+
+def _self_match(gate: GateResult, matched: SelfMatch, min_self_match: float) -> None:
+    gate.self_match_at_1, gate.self_match = matched.rate, asdict(matched)
+    if matched.rate < min_self_match:
+        missed = ", ".join(f"{m['item_id']} (first: {m['first']})" for m in matched.misses[:5])
+        gate.reasons.append(
+            f"self-match@1 {matched.rate} < {min_self_match}: {matched.missed} of {matched.queries} catalog "
+            f"images searched as a photo is did not come back first ({missed}, ...)"
+        )
 
 
 # One measured query: (approximate neighbours in the global index, their recall, the per-category recall).
@@ -159,6 +180,11 @@ class _Forest:
         lo = self.truth.ranges[ci][0]
         nns = self.cat_indexes[ci].get_nns_by_item(aid - lo, self.k + 1, search_k)
         return [r + lo for r in nns if r + lo != aid][: self.k]
+
+    def first(self, vec: np.ndarray, search_k: int) -> int | None:
+        """The served top-1 annoy id of a query vector."""
+        nns = self.global_index.get_nns_by_vector(vec.tolist(), 1, search_k)
+        return int(nns[0]) if nns else None
 
     def one(self, pos: int, search_k: int) -> _Measured:
         k, vecs, truth = self.k, self.vecs, self.truth

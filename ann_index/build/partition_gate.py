@@ -53,6 +53,12 @@ class _PartForest(_Forest):
         found.sort(key=lambda g: -float(self.vecs[g] @ vec))
         return found[: self.k]
 
+    def first(self, vec: np.ndarray, search_k: int) -> int | None:
+        """Every partition's top-1 of a query vector, the best of them by true similarity (global annoy id)."""
+        tops = [int(part.global_of[ids[0]]) for part, index in zip(self.parts, self.globals, strict=True)
+                if (ids := index.get_nns_by_vector(vec.tolist(), 1, search_k))]  # fmt: skip
+        return max(tops, key=lambda g: float(self.vecs[g] @ vec)) if tops else None
+
     def _load(self, path: Path) -> AnnoyIndex:
         index = AnnoyIndex(self.vecs.shape[1], METRIC)
         index.load(str(path))

@@ -19,6 +19,7 @@ import numpy as np
 from ann_index.build.forest import BuildResult, _category_ranges, build_index
 from ann_index.build.gate import GateResult
 from ann_index.build.partition_gate import GatePart, run_partition_gate
+from ann_index.build.self_match import Probes
 from ann_index.files import MANIFEST_NAME, METRIC, l2_normalise
 from ann_index.items import IndexItem
 from ann_index.thumbs import MAX_SIDE as THUMB_SIDE
@@ -43,6 +44,7 @@ class PartitionedBuild:
     gate_parts: list[GatePart]
     vecs: np.ndarray  # whole catalog, normalised, in global order (by category, then input order)
     categories: dict[str, Any]  # whole-catalog CategoryInfo per name, in that order
+    order: np.ndarray  # order[global aid] = position of that item in the caller's input
 
 
 def split_rows(items: Sequence[IndexItem], partitions: int) -> list[list[int]]:
@@ -82,7 +84,7 @@ def build_partitions(
         parts.append(built)
         gate_parts.append(GatePart(built.out_dir, built.categories, global_aid[np.asarray(rows)[built.order]]))
     categories = _category_ranges([items[i] for i in order])
-    return PartitionedBuild(parts, gate_parts, l2_normalise(vectors)[order], categories)
+    return PartitionedBuild(parts, gate_parts, l2_normalise(vectors)[order], categories, order)
 
 
 def _files(build: PartitionedBuild) -> dict[str, str]:
@@ -154,18 +156,20 @@ def build_partitioned_version(
 ) -> tuple[dict[str, Any] | None, GateResult]:
     """Build and gate `opts.partitions` partitions into `out_dir`; (the version's manifest, the gate result).
 
-    `opts` is a RebuildOptions with `partitions`; `more` may give `thumbs` (a ThumbPack, one per item) and
-    `extra` sections (skipped rows, catalog, timings) for every manifest. A failed gate writes no manifest
-    (None): the caller refuses the build.
+    `opts` is a RebuildOptions with `partitions`; `more` may give `thumbs` (a ThumbPack, one per item),
+    `probes` (the gate's self-match sample, ann_index.build.self_match) and `extra` sections (skipped rows,
+    catalog, timings) for every manifest. A failed gate writes no manifest (None): the caller refuses the build.
     """
     thumbs: ThumbPack | None = more.get("thumbs")
+    probes: Probes | None = more.get("probes")
     t0 = time.monotonic()
     build = build_partitions(
         vectors, items, out_dir, opts.partitions, n_trees=opts.n_trees, seed=opts.seed, workers=opts.workers,
         thumbs=thumbs,
     )  # fmt: skip
     t_build = time.monotonic()
-    gate = run_partition_gate(build.gate_parts, build.vecs, build.categories, **opts.gate_options())
+    found = (probes, build.order) if probes is not None else None
+    gate = run_partition_gate(build.gate_parts, build.vecs, build.categories, probes=found, **opts.gate_options())
     now = datetime.now(UTC)
     timings = {"build": round(t_build - t0, 2), "gate": round(time.monotonic() - t_build, 2)}
     common = manifest_common(embedder, gate, n_trees=opts.n_trees, seed=opts.seed, now=now, timings=timings)

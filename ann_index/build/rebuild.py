@@ -26,6 +26,7 @@ from ann_index.build.embedding import BatchEmbedder, RebuildOptions, embed_items
 from ann_index.build.forest import build_index
 from ann_index.build.gate import run_gate
 from ann_index.build.partitioned import build_partitioned_version, manifest_common, thumbnails_section
+from ann_index.build.self_match import Probes, probe
 from ann_index.catalog.load import LoadedCatalog, RebuildRefused, check_budget, load_catalog
 from ann_index.catalog.rows import CatalogItem
 from ann_index.files import MANIFEST_NAME, VECTORS_NAME
@@ -51,11 +52,13 @@ def publish_rows(
     opts: RebuildOptions,
     extra: dict[str, Any],
     thumbs: ThumbPack | None = None,
+    probes: Probes | None = None,
 ) -> dict[str, Any]:
     """Build the embedded `items` (vectors and `thumbs` in the same order) in a temp folder, gate, publish.
 
     `failed` are the rows that could not be embedded; with the catalog's invalid rows they are the
-    manifest's "skipped", and over the failure budget they refuse the build.
+    manifest's "skipped", and over the failure budget they refuse the build. `probes`: the gate's self-match
+    sample of `items` (none: not measured).
     """
     skipped = check_budget(loaded.catalog, failed, opts.max_fail_fraction)
     extra = {
@@ -74,7 +77,7 @@ def publish_rows(
     ]
     work = Path(tempfile.mkdtemp(prefix="imgsearch-index-", dir=opts.work_dir))
     try:
-        manifest = build_version(vectors, index_items, work, embedder, opts, extra, thumbs)
+        manifest = build_version(vectors, index_items, work, embedder, opts, extra, thumbs, probes)
         since = opts.changes_since if opts.changes_since is not None else loaded.read_at
         carry = CarryOver(store, manifest["version"], embedder, since, opts)  # changes newer than the snapshot
         carry.copy()
@@ -93,11 +96,12 @@ def build_version(
     opts: RebuildOptions,
     extra: dict[str, Any] | None = None,
     thumbs: ThumbPack | None = None,
+    probes: Probes | None = None,
 ) -> dict[str, Any]:
     """Build, gate and write manifest.json into `out_dir`; RebuildRefused when the gate fails."""
     if opts.partitions > 1:  # issue 16: N part folders under one version
         partitioned, gate_result = build_partitioned_version(
-            out_dir, vectors, items, embedder=embedder, opts=opts, extra=extra, thumbs=thumbs
+            out_dir, vectors, items, embedder=embedder, opts=opts, extra=extra, thumbs=thumbs, probes=probes
         )
         if partitioned is None:
             raise RebuildRefused("quality gate failed: " + "; ".join(gate_result.reasons))
@@ -108,7 +112,8 @@ def build_version(
     )
     t_build = time.monotonic()
     vecs = np.asarray(np.load(out_dir / VECTORS_NAME, mmap_mode="r"))
-    gate = run_gate(out_dir, vecs, built.categories, **opts.gate_options())
+    found = (probes, built.order) if probes is not None else None
+    gate = run_gate(out_dir, vecs, built.categories, probes=found, **opts.gate_options())
     if not gate.passed:
         raise RebuildRefused("quality gate failed: " + "; ".join(gate.reasons))
     now = datetime.now(UTC)
@@ -139,11 +144,13 @@ def rebuild(
         log.info("catalog %s: %d items in %d categories", catalog_uri, len(catalog.items), len(catalog.categories))
         embedded = embed_items(catalog.items, loaded.base_uri, embedder, opts)
         elapsed = time.monotonic() - t0
+        probes = probe(embedded.items, loaded.base_uri, embedder, opts)  # the gate's self-match sample
         extra: dict[str, Any] = {
             "timings_s": {"embed": round(elapsed, 2), "items_per_s": round(len(embedded.items) / max(elapsed, 1e-9), 1)}
         }
         if embedded.cache_stats is not None:
             extra["embedding_cache"] = embedded.cache_stats
         return publish_rows(
-            store, loaded, embedded.items, embedded.vectors, embedded.skipped, embedder, opts, extra, embedded.thumbs
-        )
+            store, loaded, embedded.items, embedded.vectors, embedded.skipped, embedder, opts, extra, embedded.thumbs,
+            probes,
+        )  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import torch
 
 from ann_index.catalog.load import ReadOptions
 from embedder import Embedder
-from embedder.training.catalog_data import TrainSet, load_train_set
+from embedder.training.catalog_data import TrainSet, load_train_set, product_classes, size_for
 from embedder.training.export import base_card, export_onnx, onnx_vs_torch
 from embedder.training.loop import Progress, resume, train
 from embedder.training.model_setup import CHECKPOINT, build
@@ -29,29 +30,18 @@ from imgcore.stamps import utc_stamp
 log = logging.getLogger("imgsearch.train")
 
 
-def product_classes(data: TrainSet) -> tuple[np.ndarray, int]:
-    """Per row, the class of its product among training products with two or more images (else -1)."""
-    labels = np.full(len(data.group), -1, dtype=np.int64)
-    if not data.has_products:
-        return labels, 0
-    train_rows = np.flatnonzero(~data.val)
-    groups, counts = np.unique(data.group[train_rows], return_counts=True)
-    ids = {int(g): n for n, g in enumerate(groups[counts >= 2])}
-    for r in train_rows:
-        labels[r] = ids.get(int(data.group[r]), -1)
-    return labels, len(ids)
-
-
 def run_training(recipe: Recipe, base_model_dir: Path, command: str = "") -> dict[str, Any]:
     """Train, export and card one model into `recipe.out`; return its card."""
     t0 = time.monotonic()
     recipe.out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(recipe.seed)
+    recipe.threads = recipe.threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(recipe.threads)
     base = Embedder(base_model_dir, intra_threads=2)
     opts = ReadOptions(progress=recipe.progress, s3_endpoint_url=recipe.s3_endpoint_url)
     # Stored at the larger of the two sizes, so neither model is judged on upscaled pixels.
     data = load_train_set(recipe.catalog, max(recipe.image_size, base.input_size), recipe.val_fraction, opts)
+    recipe.image_size = recipe.image_size or size_for(data.sides)
     log.info("catalog: %d images, %d categories, %d held out", len(data.images), len(data.categories), data.val.sum())
     base_quality = validate(base, data, recipe.seed)
     log.info("base %s on the held-out split: %s", base.name, base_quality)
@@ -109,7 +99,8 @@ def _card(
         },
         "recipe": recipe.to_card()
         | {
-            "loss": "CosFace (s=30, m=0.35) on categories" + (" + on products" if data.has_products else ""),
+            "loss": "CosFace (s=30, m=0.35) on categories + on "
+            + ("products" if data.has_products else "items (each training item its own class)"),
             "optimizer": "AdamW (weight decay 1e-4), two groups (backbone, head), warmup + cosine over "
             "max(step, wall-clock) progress",
             "augmentation": "catalog views (zoom, shift, rotation); shop photos (matte from the border colour, "
@@ -125,7 +116,7 @@ def _card(
         "validation": {
             "split": f"{int(data.val.sum())} held-out items by product (sha256 of the product id)",
             "queries": "shop-style photo per held-out item, foreground-cropped (augment.query_photo)",
-            "gallery": "every catalog image, whole",
+            "gallery": "every catalog image, cropped to its foreground as the rebuild embeds it",
         }
         | quality,
     }

@@ -24,7 +24,7 @@ class Recipe:
     minutes: float = 4.0  # wall-clock budget of the training loop; the learning rate anneals within it
     epochs: int = 30  # at most; the budget usually ends the run first
     dim: int = 128
-    image_size: int = 224
+    image_size: int = 0  # 0: from the catalog's image sizes (job.size_for)
     batch: int = 32
     lr_backbone: float = 3e-4
     lr_head: float = 3e-3
@@ -42,7 +42,7 @@ class Recipe:
     p_catalog: float = 0.4  # share of samples that are catalog views; the rest are shop photos
     p_crop: float = 0.45  # share that are shop photos cropped to their foreground (the rest: whole photos)
     val_fraction: float = 0.15  # products held out for validation
-    threads: int = 1  # torch threads; one more thread renders the samples
+    threads: int = 0  # torch threads (0: the machine's cores); one more thread renders the samples
     seed: int = 0
     name: str = ""  # card name; default: the --out folder's name
     version: str = ""  # card version; default: a UTC stamp

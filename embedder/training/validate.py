@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from embedder import Embedder, foreground_box
+from embedder import Embedder
 from embedder.training.augment import query_photo
 from embedder.training.catalog_data import TrainSet
+from embedder.transforms import chw_batch
 from imgcore.retrieval import KS, matrix_means, shown_as
 
 
@@ -21,7 +22,7 @@ def _embed(emb: Embedder, images: list[np.ndarray], crop: bool) -> np.ndarray:
     out = []
     for s in range(0, len(images), 64):
         chunk = images[s : s + 64]
-        out.append(emb.run(np.stack([emb.preprocess(im, foreground_box(im) if crop else None) for im in chunk])))
+        out.append(emb.run(chw_batch([emb.whole_image_pixels(im, crop)[0] for im in chunk])))
     return np.concatenate(out) if out else np.zeros((0, emb.dim), np.float32)
 
 
@@ -40,7 +41,7 @@ def validate(emb: Embedder, data: TrainSet, seed: int = 0) -> dict[str, float | 
     q_rows = np.flatnonzero(data.val)
     if len(q_rows) == 0 or len(data.images) <= max(KS):
         raise ValueError("validation needs held-out items and more than 10 catalog images")
-    gallery = _embed(emb, list(data.images), crop=False)
+    gallery = _embed(emb, list(data.images), crop=True)  # as the rebuild embeds catalog images
     queries = _embed(emb, [query_photo(data.images[i], seed, int(i)) for i in q_rows], crop=True)
     top = _ranked(queries, gallery, q_rows, max(KS))
     category = shown_as(matrix_means(data.category[top] == data.category[q_rows][:, None], max(KS)))

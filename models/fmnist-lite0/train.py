@@ -9,6 +9,10 @@ every two minutes (--resume continues from it), RUN/stages.json at the end.
 
     python models/fmnist-lite0/train.py --out /tmp/fmnist-lite0 --epochs 5 --budget-min 42
     python models/fmnist-lite0/train.py --out /tmp/smoke --limit 32 --batch 8 --epochs 1   # seconds: a smoke run
+
+`--identity` (issue 27) makes every item its own class too, CosFace on the 60,000 items beside the categories,
+both heads imprinted with the catalog images' embeddings: an item's shopper photos are to land nearest to the
+item itself, not only among its category (README.md: the command, its cost and what a small run measured).
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--limit", type=int, default=0, help="train on the first N images only (smoke test)")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     ap.add_argument("--init", type=Path, default=None, help="start from this run folder's weights, fresh schedule")
+    ap.add_argument("--identity", action="store_true", help="every item its own class too (CosFace on items)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     return ap.parse_args(argv)
 
@@ -93,7 +98,7 @@ def recipe_of(args: argparse.Namespace) -> Recipe:
         seed=args.seed,
         resume=args.resume,
         progress=not args.no_progress,
-        **FIXED,
+        **(FIXED | ({"class_init": "imprint"} if args.identity else {})),
     )
 
 
@@ -106,10 +111,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     images, labels = load_fmnist("train")
     if args.limit:
         images, labels = images[: args.limit], labels[: args.limit]
-    parts = build(recipe, len(CLASS_NAMES), products=0)
+    # Fashion-MNIST has one image per product: with --identity each item is its own class, else none is.
+    items = np.arange(len(labels)) if args.identity else np.full(len(labels), -1, dtype=np.int64)
+    parts = build(recipe, len(CLASS_NAMES), products=len(labels) if args.identity else 0)
     state = resume(parts, recipe.out) if recipe.resume and (recipe.out / CHECKPOINT).is_file() else Progress()
-    no_product = np.full(len(labels), -1, dtype=np.int64)  # Fashion-MNIST has one image per product
-    views = Views(images, labels, no_product, recipe.p_catalog, recipe.p_crop, recipe.seed, FMNIST_LOOK, IMAGE_SIZE)
+    views = Views(images, labels, items, recipe.p_catalog, recipe.p_crop, recipe.seed, FMNIST_LOOK, IMAGE_SIZE)
     state = train(parts, views, recipe, state)
     write_history(recipe, state, len(images), args.init)
     print(json.dumps({"finished": True, "steps": state.step, "seconds": round(state.seconds, 1)}), flush=True)

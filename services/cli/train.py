@@ -68,7 +68,8 @@ HELP = {
     "minutes": "training budget; the learning rate anneals within it, so the run still ends annealed",
     "epochs": "at most this many epochs",
     "dim": "embedding dimension",
-    "image_size": "input size of the trained model",
+    "image_size": "input size of the trained model; 0: the catalog's median image side, to a multiple of 16, "
+    "within 64..224",
     "freeze_blocks": "stem + this many first MBConv blocks stay frozen",
     "warmup_steps": "linear warmup steps (at most a tenth of the run)",
     "head": "projection: no bias, starts as general-lite0's projection; linear: bias, random start",
@@ -78,7 +79,7 @@ HELP = {
     "p_catalog": "share of catalog views among the samples",
     "p_crop": "share of foreground-cropped shop photos (the rest are whole shop photos)",
     "val_fraction": "share of products held out for validation",
-    "threads": "torch threads (one more thread renders the samples)",
+    "threads": "torch threads, 0: the machine's cores (one more thread renders the samples)",
     "name": "card name (default: the --out folder's name)",
     "version": "card version (default: a UTC stamp)",
 }

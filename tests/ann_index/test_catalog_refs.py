@@ -20,7 +20,9 @@ from services.cli.index import _options
 from tests.ann_index.fakes import FakeEmbedder
 from tests.conftest import LocalHttpServer
 
-OPTS = RebuildOptions(progress=False, n_trees=8, gate_queries=100, max_fail_fraction=0.1)
+OPTS = RebuildOptions(  # counts requests: the gate's self-match sample (test_self_match.py) fetches more
+    progress=False, n_trees=8, gate_queries=100, max_fail_fraction=0.1, self_match_queries=0
+)
 TO_ROOT = "../" * 40  # more than enough to climb from any temp folder to "/"
 INSIDE_ONLY = "is not a path inside the catalog's folder"
 ABSOLUTE = "is absolute; this catalog allows only paths inside its folder"

@@ -22,7 +22,8 @@ from tests.ann_index.fakes import FakeEmbedder
 from tests.conftest import env_vars
 from tests.helpers.cli import imgsearch_cmd
 
-OPTS = RebuildOptions(progress=False, n_trees=16, gate_queries=200)
+# Counts embeds: no self-match sample (tests/ann_index/test_self_match.py), which embeds a few more.
+OPTS = RebuildOptions(progress=False, n_trees=16, gate_queries=200, self_match_queries=0)
 
 
 @dataclass

@@ -16,7 +16,9 @@ from ann_index.build.rebuild import RebuildOptions, load_catalog, rebuild
 from ann_index.catalog.demo import write_fmnist_catalog
 from tests.ann_index.fakes import FakeEmbedder
 
-OPTS = RebuildOptions(progress=False, gate_queries=100, batch_size=16, max_fail_fraction=0.05)
+OPTS = RebuildOptions(  # counts batches: the gate's self-match sample (test_self_match.py) would add some
+    progress=False, gate_queries=100, batch_size=16, max_fail_fraction=0.05, self_match_queries=0
+)
 LANES = replace(OPTS, model_lanes=3)
 
 

@@ -125,7 +125,8 @@ def test_photos_too_large_or_carrying_metadata_are_reencoded_as_jpeg(catalog: Pa
 def test_cached_items_still_get_their_thumbnails_and_the_file_is_reproducible(
     catalog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    opts = RebuildOptions(progress=False, n_trees=16, gate_queries=100, embedding_cache=tmp_path / "cache.sqlite")
+    cache = tmp_path / "cache.sqlite"  # counts embeds: no self-match sample (test_self_match.py)
+    opts = RebuildOptions(progress=False, n_trees=16, gate_queries=100, embedding_cache=cache, self_match_queries=0)
     images = catalog.parent / "images"
     big = images / "fmnist-train-00001.png"
     Image.open(big).convert("RGB").resize((400, 400)).save(big)

@@ -69,3 +69,14 @@ def test_the_demo_recipe_sets_up_the_network_as_its_own_loop_did(tmp_path: Path)
     assert all(m.training == (id(m) not in frozen) for m in norms)  # the trainable blocks follow the batches
     train_mode(parts, "imagenet")  # imgsearch train's: every BatchNorm keeps its ImageNet statistics
     assert not any(m.training for m in norms) and parts.model.head.training
+
+
+@pytest.mark.stack  # runs the model's script
+def test_an_identity_run_trains_a_class_per_item_imprinted_from_its_catalog_image(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _script(
+        "train.py", "--out", str(run), "--limit", "32", "--batch", "8", "--epochs", "1", "--identity", "--no-progress"
+    )
+    assert json.loads((run / "stages.json").read_text())["recipe"]["class_init"] == "imprint"
+    heads = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)["heads"]
+    assert [tuple(h["weight"].shape) for h in heads] == [(10, 128), (32, 128)]  # categories, then the 32 items

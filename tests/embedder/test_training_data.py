@@ -13,7 +13,7 @@ from ann_index.catalog.demo import write_fmnist_catalog
 from ann_index.catalog.load import ReadOptions, RebuildRefused
 from ann_index.catalog.rows import CatalogItem
 from embedder.training.augment import Jitter, Look, matte, query_photo, shop_photo, train_view
-from embedder.training.catalog_data import group_of, held_out, load_train_set
+from embedder.training.catalog_data import group_of, held_out, load_train_set, product_classes, size_for
 from embedder.training.recipe import Recipe
 from imgcore.fmnist import load_fmnist, render_catalog, render_shop_photo
 
@@ -88,3 +88,21 @@ def test_a_catalog_the_rebuild_refuses_is_refused_for_training_too(tmp_path: Pat
     (tmp_path / "c.jsonl").write_text(json.dumps(row) + "\n" + json.dumps(row) + "\n")
     with pytest.raises(RebuildRefused, match="duplicate item_id"):
         load_train_set((tmp_path / "c.jsonl").as_uri(), 64, 0.2, ReadOptions(progress=False))
+
+
+def test_single_image_items_are_each_their_own_class_and_products_group_their_images(tmp_path: Path) -> None:
+    catalog = write_fmnist_catalog(tmp_path / "cat", limit=60)
+    data = load_train_set(str(catalog), 56, 0.2, ReadOptions(progress=False))
+    labels, n = product_classes(data)
+    train = ~data.val
+    assert n == int(train.sum()) and sorted(labels[train].tolist()) == list(range(n))  # one class per item
+    assert (labels[data.val] == -1).all()  # held-out items are never trained on
+    data.group[:4] = data.group[0]  # one product with four images: products, not items, are the classes
+    labels, n = product_classes(data)
+    assert n == len(set(data.group[:4][train[:4]].tolist()) - {-1}) == 1 and (labels[4:] == -1).all()
+
+
+def test_the_training_size_follows_the_catalogs_images() -> None:
+    assert size_for(np.array([112, 112, 120])) == 112  # the demo catalog: its own 112 px
+    assert size_for(np.array([28, 30])) == 64 and size_for(np.array([1200, 800, 3000])) == 224
+    assert size_for(np.array([130])) == 144  # up to a multiple of 16
