@@ -118,16 +118,8 @@ def run_gate(
     with forest_of(_exact_truth(vecs, queries, k, ranges)) as forest:
         search_k, recall, cat_recall, tried = forest.tune(k * n_trees, budget, recall_target, workers)
         matched = measure(*probes, vecs, lambda q: forest.first(q, search_k)) if probes is not None else None
-    gate = GateResult(
-        passed=True,
-        k=k,
-        recall_target=recall_target,
-        recall_at_10=round(recall, 4),
-        category_recall_at_10=round(cat_recall, 4),
-        n_queries=len(queries),
-        n_trees=n_trees,
-        search_k=search_k,
-        tried=tried,
+    gate = GateResult(  # passed, k, target, recall, category recall, queries, trees, search_k, steps tried
+        True, k, recall_target, round(recall, 4), round(cat_recall, 4), len(queries), n_trees, search_k, tried
     )
     _category_quality(gate, forest, [name for name, _ in cats])
     if recall < recall_target:
@@ -139,13 +131,14 @@ def run_gate(
         gate.reasons.append(f"per-category recall@{k} {cat_recall:.3f} < target {recall_target}")
     if min_category_precision is not None and (gate.category_p_at_10 or 0.0) < min_category_precision:
         gate.reasons.append(f"category P@{k} {gate.category_p_at_10} < required {min_category_precision}")
-    if matched is not None:
-        _self_match(gate, matched, min_self_match)
+    _self_match(gate, matched, min_self_match)
     gate.passed = not gate.reasons
     return gate
 
 
-def _self_match(gate: GateResult, matched: SelfMatch, min_self_match: float) -> None:
+def _self_match(gate: GateResult, matched: SelfMatch | None, min_self_match: float) -> None:
+    if matched is None:
+        return
     gate.self_match_at_1, gate.self_match = matched.rate, asdict(matched)
     if matched.rate < min_self_match:
         missed = ", ".join(f"{m['item_id']} (first: {m['first']})" for m in matched.misses[:5])
