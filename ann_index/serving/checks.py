@@ -54,6 +54,17 @@ def built_at(manifest: dict[str, Any]) -> float | None:
     return stamp.timestamp() if stamp else None
 
 
+def drop_refused(root: Path, version: str, serving: set[str]) -> list[str]:
+    """Delete the local copies of a refused `version` (whole, or a partition's `<version>.part-<i>`) unless one
+    is being served: kept, a refused newer copy would outlast the good ones `prune_local` deletes."""
+    if version in serving or not Path(root).is_dir():
+        return []
+    copies = [p for p in Path(root).iterdir() if p.is_dir() and (p.name == version or p.name.startswith(version + "."))]
+    for path in copies:
+        shutil.rmtree(path, ignore_errors=True)
+    return [p.name for p in copies]
+
+
 def prune_local(root: Path, keep: int, current: str | None) -> list[str]:
     """Delete local version copies under `root` but the newest `keep` and `current`; return the deleted."""
     versions = sorted((p for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True)
