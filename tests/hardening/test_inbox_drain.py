@@ -19,9 +19,9 @@ from tests.helpers.paths import DATA
 
 pytestmark = pytest.mark.stack
 
-# What the drain may reach with 24 rows naming a 52 MB image: the embedder and runtime (~400 MiB here)
+# What the drain may reach with 24 rows naming a 52 MB image: the embedder and runtime (~150 MiB here)
 # plus a few images in flight; reading each whole and keeping it until refused took 1.17 GB.
-PEAK_LIMIT_MIB = 700
+PEAK_LIMIT_MIB = 500
 
 
 def _drain(store: Path, inbox: Path) -> tuple[subprocess.CompletedProcess[str], float]:
