@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -12,6 +13,8 @@ import numpy as np
 from ann_index.serving.reader import IndexReader
 from ann_index.version.manifest import version_time
 from imgcore.errors import IndexMismatch
+
+log = logging.getLogger(__name__)
 
 
 def self_test(reader: IndexReader) -> None:
@@ -62,6 +65,7 @@ def drop_refused(root: Path, version: str, serving: set[str]) -> list[str]:
     copies = [p for p in Path(root).iterdir() if p.is_dir() and (p.name == version or p.name.startswith(version + "."))]
     for path in copies:
         shutil.rmtree(path, ignore_errors=True)
+        log.info("index %s refused: local copy %s deleted", version, path)
     return [p.name for p in copies]
 
 

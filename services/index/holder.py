@@ -116,9 +116,7 @@ class IndexHolder:
             return self._open(version)
         except IndexMismatch as exc:
             self.refusal = Refusal(version, sha, exc.reason, f"{type(exc).__name__}: {exc}")
-            dropped = drop_refused(self.settings.local_dir, version, self.held_versions())
-            if dropped:
-                log.info("index %s refused: local copy %s deleted", version, ", ".join(dropped))
+            drop_refused(self.settings.local_dir, version, self.held_versions())
             raise
 
     def _open(self, version: str) -> IndexReader:
