@@ -41,6 +41,10 @@ class ImageTooLarge(InvalidInput, status=413, reason="too_large"):
     """Too many bytes or too many pixels (decompression bombs)."""
 
 
+class ObjectTooLarge(ImgSearchError, status=413, reason="too_large"):
+    """A stored object larger than its reader allows (an image limit, a size a manifest lists): not read past it."""
+
+
 class NotFound(ImgSearchError, status=404, reason="not_found"):
     """No such item, category, image or stored object."""
 

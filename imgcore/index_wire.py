@@ -4,16 +4,47 @@
 - `partition_of`: which partition of a partitioned index holds an item (the gateway routes by it, the
   builder and the change applier place items by it).
 - `thumbnail_media_type`: the content type of an item thumbnail the index serves, from its magic number.
+- `wire_json`: the one serializer of every JSON answer, so what a catalog row may hold is checked with it.
+- `check_item_id`, `check_category`: the lengths a catalog allows an id and a category, so a route refuses a
+  longer one (400) before it is looked up, logged or echoed in an error.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import Any
 
+import orjson
+
+from imgcore.errors import InvalidInput
 from imgcore.png_header import SIGNATURE as PNG_SIGNATURE
 
 CategorySpec = str | Sequence[str] | None
+MAX_ITEM_ID_LENGTH = 256
+MAX_CATEGORY_LENGTH = 200
+_JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def wire_json(content: Any) -> bytes:
+    """JSON bytes the way every service answers (orjson: numpy arrays natively; TypeError, a
+    `orjson.JSONEncodeError`, for an integer past 64 bits, a lone surrogate or nesting past 254 levels)."""
+    return orjson.dumps(content, option=_JSON_OPTIONS)
+
+
+def check_item_id(item_id: str) -> str:
+    """`item_id`, or 400 when no catalog could hold it (longer than `MAX_ITEM_ID_LENGTH`)."""
+    if len(item_id) > MAX_ITEM_ID_LENGTH:
+        raise InvalidInput(f"item_id is longer than {MAX_ITEM_ID_LENGTH} characters", reason="bad_item_id")
+    return item_id
+
+
+def check_category(spec: CategorySpec) -> CategorySpec:
+    """`spec`, or 400 when a name in it is longer than any catalog allows (`MAX_CATEGORY_LENGTH`)."""
+    names = [spec] if isinstance(spec, str) else list(spec or ())
+    if any(isinstance(name, str) and len(name) > MAX_CATEGORY_LENGTH for name in names):
+        raise InvalidInput(f"category is longer than {MAX_CATEGORY_LENGTH} characters", reason="bad_category")
+    return spec
 
 
 def thumbnail_media_type(data: bytes) -> str:

@@ -107,8 +107,10 @@ def resolve_uri(base_uri: str, ref: str, *, allow_absolute: bool = False) -> str
     return f"{base.scheme}://{base.netloc}{folder}/{'/'.join(_relative_segments(ref))}"
 
 
-def fetch_uri_bytes(uri: str, *, s3_endpoint_url: str | None = None, timeout_s: float = 30.0) -> bytes:
-    """Read one object named by its full URI (file, s3 or http(s))."""
+def fetch_uri_bytes(
+    uri: str, *, s3_endpoint_url: str | None = None, timeout_s: float = 30.0, max_bytes: int | None = None
+) -> bytes:
+    """Read one object named by its full URI (file, s3 or http(s)); ObjectTooLarge past `max_bytes`."""
     uri = as_uri(uri)
     scheme = urlsplit(uri).scheme.lower()
     if scheme in ("http", "https"):
@@ -116,7 +118,7 @@ def fetch_uri_bytes(uri: str, *, s3_endpoint_url: str | None = None, timeout_s: 
 
         http = HttpStore(uri.rsplit("/", 1)[0], timeout_s=timeout_s)
         try:
-            return http.get_url(uri)  # the full URL, so query strings (presigned URLs) survive
+            return http.get_url(uri, max_bytes=max_bytes)  # the full URL, so query strings (presigned URLs) survive
         finally:
             http.close()
     if scheme == "s3":
@@ -131,4 +133,4 @@ def fetch_uri_bytes(uri: str, *, s3_endpoint_url: str | None = None, timeout_s: 
     if not key:
         raise InvalidInput(f"URI {uri!r} names no object")
     with store:
-        return store.get_bytes(key)
+        return store.get_bytes(key, max_bytes=max_bytes)

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-from imgcore.errors import InvalidInput, StoreError
+from imgcore.errors import InvalidInput, ObjectTooLarge, StoreError
 
 ChunkCallback = Callable[[bytes], None]
 CHUNK = 1 << 20
@@ -43,6 +43,23 @@ def check_prefix(prefix: str) -> str:
         return prefix
     check_key(prefix[:-1] if prefix.endswith("/") else prefix)
     return prefix
+
+
+class ByteBudget:
+    """Counts the bytes of one read and stops it past `max_bytes` (None: no bound), before they are kept."""
+
+    def __init__(self, where: str, max_bytes: int | None) -> None:
+        self.where, self.max_bytes, self.seen = where, max_bytes, 0
+
+    def add(self, block: bytes) -> bytes:
+        self.seen += len(block)
+        if self.max_bytes is not None and self.seen > self.max_bytes:
+            raise ObjectTooLarge(f"{self.where} is larger than {self.max_bytes} bytes: not read past them")
+        return block
+
+    def read_size(self) -> int:
+        """How much one read may ask for: one byte past the bound shows it is exceeded (-1: everything)."""
+        return -1 if self.max_bytes is None else self.max_bytes + 1
 
 
 @contextlib.contextmanager
@@ -75,7 +92,8 @@ class ObjectStore(ABC):
     read_only: bool = False
 
     @abstractmethod
-    def get_bytes(self, key: str) -> bytes: ...
+    def get_bytes(self, key: str, *, max_bytes: int | None = None) -> bytes:
+        """The object's bytes; ObjectTooLarge past `max_bytes`, with at most one byte more read."""
 
     @abstractmethod
     def put_bytes(self, key: str, data: bytes) -> None: ...
@@ -92,8 +110,11 @@ class ObjectStore(ABC):
         raise StoreError(f"{self.uri} cannot create an object only if it is absent")
 
     @abstractmethod
-    def download(self, key: str, dest: Path, *, on_chunk: ChunkCallback | None = None) -> None:
-        """Copy an object to dest atomically; `on_chunk` sees every byte (e.g. to hash while streaming)."""
+    def download(
+        self, key: str, dest: Path, *, on_chunk: ChunkCallback | None = None, max_bytes: int | None = None
+    ) -> None:
+        """Copy an object to dest atomically; `on_chunk` sees every byte (e.g. to hash while streaming);
+        ObjectTooLarge (nothing left at dest) once more than `max_bytes` arrived."""
 
     @abstractmethod
     def exists(self, key: str) -> bool: ...
@@ -104,6 +125,10 @@ class ObjectStore(ABC):
     @abstractmethod
     def list(self, prefix: str = "") -> builtins.list[str]:
         """Sorted keys, relative to the root, that start with `prefix` (a string prefix, as in S3)."""
+
+    def delete(self, key: str) -> None:
+        """Delete one object (no other key, whatever it starts with); nothing happens when it is absent."""
+        raise self._read_only(f"delete {key!r}")
 
     @abstractmethod
     def delete_prefix(self, prefix: str) -> None:

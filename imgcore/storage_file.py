@@ -11,7 +11,16 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from imgcore.errors import InvalidInput, NotFound, StoreError
-from imgcore.storage_base import CHUNK, TMP_SUFFIX, ChunkCallback, ObjectStore, atomic_writer, check_key, check_prefix
+from imgcore.storage_base import (
+    CHUNK,
+    TMP_SUFFIX,
+    ByteBudget,
+    ChunkCallback,
+    ObjectStore,
+    atomic_writer,
+    check_key,
+    check_prefix,
+)
 
 
 def file_uri_to_path(uri: str) -> Path:
@@ -29,10 +38,12 @@ class FileStore(ObjectStore):
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
-    def get_bytes(self, key: str) -> bytes:
+    def get_bytes(self, key: str, *, max_bytes: int | None = None) -> bytes:
         path = self._path(key)
+        budget = ByteBudget(self.url_of(key), max_bytes)
         try:
-            return path.read_bytes()
+            with open(path, "rb") as fh:  # a symlink to /dev/zero ends here too
+                return budget.add(fh.read(budget.read_size()))
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise NotFound(f"not found: {self.url_of(key)}") from exc
         except OSError as exc:
@@ -74,8 +85,11 @@ class FileStore(ObjectStore):
         except OSError as exc:
             raise StoreError(f"cannot copy {path} to {self.url_of(key)}: {exc}") from exc
 
-    def download(self, key: str, dest: Path, *, on_chunk: ChunkCallback | None = None) -> None:
+    def download(
+        self, key: str, dest: Path, *, on_chunk: ChunkCallback | None = None, max_bytes: int | None = None
+    ) -> None:
         path = self._path(key)
+        budget = ByteBudget(self.url_of(key), max_bytes)
         try:
             # Opened before the temp file exists, so a missing key leaves nothing behind; closed below.
             src = open(path, "rb")
@@ -86,7 +100,7 @@ class FileStore(ObjectStore):
         try:
             with src, atomic_writer(Path(dest)) as fh:
                 while block := src.read(CHUNK):
-                    fh.write(block)
+                    fh.write(budget.add(block))
                     if on_chunk is not None:
                         on_chunk(block)
         except OSError as exc:
@@ -114,6 +128,12 @@ class FileStore(ObjectStore):
         except OSError as exc:
             raise StoreError(f"cannot list {self.url_of(prefix)}: {exc}") from exc
         return sorted(keys)
+
+    def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot delete {self.url_of(key)}: {exc}") from exc
 
     def delete_prefix(self, prefix: str) -> None:
         if not check_prefix(prefix):

@@ -9,7 +9,7 @@ from urllib.parse import quote
 import httpx
 
 from imgcore.errors import InvalidInput, NotFound, StoreError
-from imgcore.storage_base import CHUNK, ChunkCallback, ObjectStore, atomic_writer, check_key
+from imgcore.storage_base import CHUNK, ByteBudget, ChunkCallback, ObjectStore, atomic_writer, check_key
 
 
 class HttpStore(ObjectStore):
@@ -35,17 +35,18 @@ class HttpStore(ObjectStore):
         if not resp.is_success:
             raise StoreError(f"{method} {url} failed: HTTP {resp.status_code}")
 
-    def get_url(self, url: str) -> bytes:
+    def get_url(self, url: str, *, max_bytes: int | None = None) -> bytes:
         """GET a full URL (used by fetch_uri_bytes, so query strings such as presigned URLs survive)."""
+        budget = ByteBudget(url, max_bytes)
         try:
-            resp = self._client.get(url)
+            with self._client.stream("GET", url) as resp:
+                self._check(resp, "GET", url)
+                return b"".join(budget.add(block) for block in resp.iter_bytes(CHUNK))
         except httpx.HTTPError as exc:
             raise StoreError(f"GET {url} failed: {type(exc).__name__}: {exc}") from exc
-        self._check(resp, "GET", url)
-        return resp.content
 
-    def get_bytes(self, key: str) -> bytes:
-        return self.get_url(self._url(key))
+    def get_bytes(self, key: str, *, max_bytes: int | None = None) -> bytes:
+        return self.get_url(self._url(key), max_bytes=max_bytes)
 
     def put_bytes(self, key: str, data: bytes) -> None:
         raise self._read_only(f"put {key!r}")
@@ -53,8 +54,11 @@ class HttpStore(ObjectStore):
     def put_file(self, key: str, path: Path) -> None:
         raise self._read_only(f"put {key!r}")
 
-    def download(self, key: str, dest: Path, *, on_chunk: ChunkCallback | None = None) -> None:
+    def download(
+        self, key: str, dest: Path, *, on_chunk: ChunkCallback | None = None, max_bytes: int | None = None
+    ) -> None:
         url = self._url(key)
+        budget = ByteBudget(url, max_bytes)
         try:
             with self._client.stream("GET", url) as resp:
                 self._check(resp, "GET", url)
@@ -62,7 +66,7 @@ class HttpStore(ObjectStore):
                 # reaches the rename inside atomic_writer.
                 with atomic_writer(Path(dest)) as fh:
                     for block in resp.iter_bytes(CHUNK):
-                        fh.write(block)
+                        fh.write(budget.add(block))
                         if on_chunk is not None:
                             on_chunk(block)
         except httpx.HTTPError as exc:

@@ -15,7 +15,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from imgcore.errors import ImgSearchError, InvalidInput, NotFound, StoreError
-from imgcore.storage_base import CHUNK, ChunkCallback, ObjectStore, atomic_writer, check_key, check_prefix
+from imgcore.storage_base import CHUNK, ByteBudget, ChunkCallback, ObjectStore, atomic_writer, check_key, check_prefix
 
 _NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound"}
 _clients: dict[tuple[str | None, float, int], Any] = {}
@@ -70,10 +70,15 @@ class S3Store(ObjectStore):
             return StoreError(f"cannot {action} {where}: {code} {err.get('Message', '')}".rstrip())
         return StoreError(f"cannot {action} {where}: {exc}")
 
-    def get_bytes(self, key: str) -> bytes:
+    def get_bytes(self, key: str, *, max_bytes: int | None = None) -> bytes:
+        budget = ByteBudget(self.url_of(key), max_bytes)
         try:
             resp = self._s3.get_object(Bucket=self.bucket, Key=self.prefix + check_key(key))
-            data: bytes = resp["Body"].read()
+            body = resp["Body"]
+            try:
+                data: bytes = budget.add(body.read(budget.read_size()) if max_bytes is not None else body.read())
+            finally:
+                body.close()
             return data
         except (BotoCoreError, ClientError) as exc:
             raise self._error(exc, "get", key) from exc
@@ -109,7 +114,10 @@ class S3Store(ObjectStore):
         except (BotoCoreError, ClientError, Boto3Error, OSError) as exc:
             raise self._error(exc, f"upload {path} to", key) from exc
 
-    def download(self, key: str, dest: Path, *, on_chunk: ChunkCallback | None = None) -> None:
+    def download(
+        self, key: str, dest: Path, *, on_chunk: ChunkCallback | None = None, max_bytes: int | None = None
+    ) -> None:
+        budget = ByteBudget(self.url_of(key), max_bytes)
         try:
             resp = self._s3.get_object(Bucket=self.bucket, Key=self.prefix + check_key(key))
             body = resp["Body"]
@@ -117,7 +125,7 @@ class S3Store(ObjectStore):
             got = 0
             with body, atomic_writer(Path(dest)) as fh:
                 for block in body.iter_chunks(CHUNK):
-                    fh.write(block)
+                    fh.write(budget.add(block))
                     got += len(block)
                     if on_chunk is not None:
                         on_chunk(block)
@@ -148,6 +156,12 @@ class S3Store(ObjectStore):
         except (BotoCoreError, ClientError) as exc:
             raise self._error(exc, "list", prefix) from exc
         return sorted(keys)
+
+    def delete(self, key: str) -> None:
+        try:
+            self._s3.delete_object(Bucket=self.bucket, Key=self.prefix + check_key(key))
+        except (BotoCoreError, ClientError) as exc:
+            raise self._error(exc, "delete", key) from exc
 
     def delete_prefix(self, prefix: str) -> None:
         if not check_prefix(prefix):

@@ -27,12 +27,14 @@ class UriFetcher:
         self._http: dict[str, HttpStore] = {}
         self._lock = threading.Lock()
 
-    def fetch(self, uri: str) -> bytes:
+    def fetch(self, uri: str, *, max_bytes: int | None = None) -> bytes:
         uri = as_uri(uri)
         parts = urlsplit(uri)
         if parts.scheme.lower() not in ("http", "https"):
-            return fetch_uri_bytes(uri, s3_endpoint_url=self.s3_endpoint_url, timeout_s=self.timeout_s)
-        return self._client(f"{parts.scheme.lower()}://{parts.netloc}").get_url(uri)
+            return fetch_uri_bytes(
+                uri, s3_endpoint_url=self.s3_endpoint_url, timeout_s=self.timeout_s, max_bytes=max_bytes
+            )
+        return self._client(f"{parts.scheme.lower()}://{parts.netloc}").get_url(uri, max_bytes=max_bytes)
 
     def _client(self, origin: str) -> HttpStore:
         with self._lock:

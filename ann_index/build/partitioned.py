@@ -28,6 +28,7 @@ from ann_index.version.manifest import (
     FORMAT,
     EmbedderInfo,
     embedder_section,
+    file_sizes,
     make_version,
     merge_sections,
     write_manifest,
@@ -109,6 +110,7 @@ def write_partitioned_manifests(
             "count": part.count,
             "categories": {name: info.to_dict() for name, info in part.categories.items()},
             "files": part.files,
+            "sizes": file_sizes(out_dir / part_dir(p), part.files),
             # Every category of the version: one this part has no item of answers empty, not "unknown".
             "partition": {"index": p, "of": n, "categories": sorted(build.categories)},
         }
@@ -124,6 +126,7 @@ def write_partitioned_manifests(
         "partitions": n,
         "parts": parts,
         "files": dict(sorted(files.items())),
+        "sizes": file_sizes(out_dir, files),
     }
     write_manifest(out_dir / MANIFEST_NAME, top)
     return top

@@ -32,7 +32,7 @@ from ann_index.catalog.rows import CatalogItem
 from ann_index.files import MANIFEST_NAME, VECTORS_NAME
 from ann_index.items import IndexItem
 from ann_index.thumbs import ThumbPack
-from ann_index.version.manifest import EmbedderInfo, make_version, merge_sections, write_manifest
+from ann_index.version.manifest import EmbedderInfo, file_sizes, make_version, merge_sections, write_manifest
 from ann_index.version.publish import publish_version
 from imgcore.storage import ObjectStore, as_uri, open_store, resolve_uri
 
@@ -124,6 +124,7 @@ def build_version(
         count=built.count,
         categories={name: info.to_dict() for name, info in built.categories.items()},
         files=built.files,
+        sizes=file_sizes(out_dir, built.files),
     )
     if thumbs is not None:
         manifest["thumbnails"] = thumbnails_section(thumbs)

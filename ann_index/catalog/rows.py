@@ -10,7 +10,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-MAX_ID_LENGTH = 256
+from imgcore.index_wire import MAX_CATEGORY_LENGTH, MAX_ITEM_ID_LENGTH, wire_json
+
+MAX_ID_LENGTH = MAX_ITEM_ID_LENGTH
+# What one row may hold: every hit carries its title and attrs, so one huge or unservable row would make
+# every answer that contains it fail or balloon.
+MAX_TITLE_LENGTH = 1000
+MAX_ATTRS_BYTES = 16 * 1024
+MAX_ATTRS_DEPTH = 8
 REQUIRED_STRINGS = ("item_id", "image", "category", "title")
 
 
@@ -53,12 +60,28 @@ class Catalog:
         return dict(sorted(counts.items()))
 
 
+def shown_id(value: object) -> str | None:
+    """A row's item_id as a problem may name it: None when it is not a string, escaped when it is not UTF-8."""
+    if not isinstance(value, str):
+        return None
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def bad_item_id(item_id: str) -> str | None:
+    """Why `item_id` cannot be an item id (too long, control characters, not UTF-8); None when it can."""
+    if len(item_id) > MAX_ID_LENGTH or any(ord(c) < 32 for c in item_id) or shown_id(item_id) != item_id:
+        return f"item_id must be printable UTF-8 and at most {MAX_ID_LENGTH} chars"
+    return None
+
+
 def load_row(line_no: int, raw: str) -> dict[str, Any] | CatalogProblem:
     """One line as a JSON object, or what is wrong with it."""
     try:
         row = json.loads(raw)
     except json.JSONDecodeError as exc:
         return CatalogProblem(line_no, None, f"not valid JSON: {exc.msg} at column {exc.colno}")
+    except RecursionError:
+        return CatalogProblem(line_no, None, "not usable JSON: nested too deep")
     if not isinstance(row, dict):
         return CatalogProblem(line_no, None, f"expected a JSON object, got {type(row).__name__}")
     return row
@@ -68,7 +91,7 @@ def _validate(line_no: int, raw: str) -> CatalogItem | CatalogProblem:
     row = load_row(line_no, raw)
     if isinstance(row, CatalogProblem):
         return row
-    item_id = row.get("item_id") if isinstance(row.get("item_id"), str) else None
+    item_id = shown_id(row.get("item_id"))
     missing = [k for k in REQUIRED_STRINGS if k not in row]
     if missing:
         return CatalogProblem(line_no, item_id, f"missing field(s): {', '.join(missing)}")
@@ -78,14 +101,51 @@ def _validate(line_no: int, raw: str) -> CatalogItem | CatalogProblem:
     empty = [k for k in ("item_id", "image", "category") if not row[k].strip()]
     if empty:
         return CatalogProblem(line_no, item_id, f"field(s) must not be empty: {', '.join(empty)}")
-    if len(row["item_id"]) > MAX_ID_LENGTH or any(ord(c) < 32 for c in row["item_id"]):
-        return CatalogProblem(line_no, None, f"item_id must be printable and at most {MAX_ID_LENGTH} chars")
+    bad_id = bad_item_id(row["item_id"])
+    if bad_id:
+        return CatalogProblem(line_no, None, bad_id)
+    if len(row["category"]) > MAX_CATEGORY_LENGTH:
+        return CatalogProblem(line_no, item_id, f"category must be at most {MAX_CATEGORY_LENGTH} chars")
     attrs = row.get("attrs", {})
     if attrs is None:
         attrs = {}
     if not isinstance(attrs, dict):
         return CatalogProblem(line_no, item_id, f"attrs must be an object, got {type(attrs).__name__}")
+    unservable = served_problem(row, attrs)
+    if unservable:
+        return CatalogProblem(line_no, item_id, unservable)
     return CatalogItem(line_no, row["item_id"], row["image"].strip(), row["category"], row["title"], attrs)
+
+
+def _depth(value: object) -> int:
+    """How deeply lists and objects nest in `value` (0 for a scalar), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is not None:
+            deepest = max(deepest, depth + 1)
+            if depth + 1 > MAX_ATTRS_DEPTH:
+                break
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def served_problem(row: dict[str, Any], attrs: dict[str, Any]) -> str | None:
+    """Why a row's strings and attrs cannot be part of an answer (checked with the services' own JSON
+    serializer: integers past 64 bits, lone surrogates), or are too large or deep to; None when they can."""
+    if len(row["title"]) > MAX_TITLE_LENGTH:
+        return f"title must be at most {MAX_TITLE_LENGTH} chars"
+    if _depth(attrs) > MAX_ATTRS_DEPTH:
+        return f"attrs nest deeper than {MAX_ATTRS_DEPTH} levels"
+    try:
+        wire_json({key: row[key] for key in REQUIRED_STRINGS})
+        size = len(wire_json(attrs))
+    except TypeError as exc:  # orjson.JSONEncodeError
+        return f"cannot be served as JSON: {exc}"
+    if size > MAX_ATTRS_BYTES:
+        return f"attrs must be at most {MAX_ATTRS_BYTES} bytes as JSON, got {size}"
+    return None
 
 
 def validate_row(line_no: int, raw: str) -> CatalogItem | CatalogProblem:

@@ -18,15 +18,16 @@ from ann_index.build.embedding import BatchEmbedder, RebuildOptions, embed_items
 from ann_index.catalog.rows import decode_catalog_bytes
 from ann_index.changes.file import ChangeFile, parse_changes
 from ann_index.thumbs import media_type
-from ann_index.version.changes import Change, Delete, Upsert, write_batch
+from ann_index.version.changes import Change, ChangeLogFull, Delete, Upsert, write_batch
 from ann_index.version.manifest import check_embedder
 from ann_index.version.publish import published_manifest, read_current
-from imgcore.errors import ImgSearchError, IndexMismatch
+from imgcore.errors import ImgSearchError, IndexMismatch, ObjectTooLarge
 from imgcore.storage import ObjectStore, as_uri, fetch_uri_bytes, open_store, resolve_uri
 from imgcore.vectors import l2_normalise
 
 log = logging.getLogger(__name__)
 MAX_LISTED = 50
+MAX_FILE_BYTES = 64 << 20  # a changes file of MAX_BATCH_ROWS catalog rows stays far below it
 
 
 class ChangesRefused(ImgSearchError):
@@ -101,20 +102,34 @@ def embed_changes(changes: ChangeFile, base_uri: str, embedder: BatchEmbedder, o
     return rows
 
 
+def _read_changes(uri: str, opts: RebuildOptions) -> str:
+    try:
+        return decode_catalog_bytes(
+            fetch_uri_bytes(uri, s3_endpoint_url=opts.s3_endpoint_url, max_bytes=MAX_FILE_BYTES)
+        )
+    except ObjectTooLarge as exc:
+        raise ChangesRefused(f"the changes file is larger than {MAX_FILE_BYTES} bytes: split it") from exc
+    except UnicodeDecodeError as exc:
+        raise ChangesRefused(f"the changes file is not UTF-8: {exc.reason} at byte {exc.start}") from exc
+
+
 def apply_changes(
     changes_uri: str, index_uri: str, embedder: BatchEmbedder, opts: RebuildOptions | None = None
 ) -> Applied:
     """Validate, embed and write one batch to the served version's change log; raise ChangesRefused."""
     opts = opts or RebuildOptions()
     uri = as_uri(changes_uri)
-    changes = parse_changes(decode_catalog_bytes(fetch_uri_bytes(uri, s3_endpoint_url=opts.s3_endpoint_url)))
+    changes = parse_changes(_read_changes(uri, opts))
     _refuse_problems(changes, "are invalid")
     with open_store(as_uri(index_uri), s3_endpoint_url=opts.s3_endpoint_url) as store:
         version = served_binding(store, embedder)
         rows = embed_changes(changes, uri.rsplit("/", 1)[0] + "/", embedder, opts)
         sha, dim = embedder.sha256, int(embedder.dim)
         now = time.time()
-        seq = write_batch(store, version, rows, embedder_sha256=sha, dim=dim, written_at=now)
+        try:
+            seq = write_batch(store, version, rows, embedder_sha256=sha, dim=dim, written_at=now)
+        except ChangeLogFull as exc:
+            raise ChangesRefused(exc.message) from exc
         applied = Applied(version, seq, len(changes.upserts), len(changes.deletes), now)
         log.info("applied %d upserts and %d deletes as change %s/%d", applied.upserts, applied.deletes, version, seq)
         _follow_current(store, applied, rows, sha, dim)

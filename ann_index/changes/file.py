@@ -3,14 +3,17 @@ or a delete (`{"op": "delete", "item_id": ...}`).
 
 Upserts are held to the catalog's own rules (`ann_index.catalog.rows.validate_row`), so an item that a rebuild
 would refuse is refused here too. One op per item per file: two for the same item would depend on an order
-nobody may have meant. Every problem is reported with its line, as a catalog's are.
+nobody may have meant. Every problem is reported with its line, as a catalog's are. An upserted id must be
+reachable as one URL path segment (not `.`, `..` or holding `/`), and a file holds at most `MAX_BATCH_ROWS`
+rows (each replica keeps what a batch hides in memory).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ann_index.catalog.rows import MAX_ID_LENGTH, CatalogItem, CatalogProblem, load_row, validate_row
+from ann_index.catalog.rows import CatalogItem, CatalogProblem, bad_item_id, load_row, shown_id, validate_row
+from ann_index.version.changes import MAX_BATCH_ROWS
 
 
 @dataclass
@@ -25,9 +28,8 @@ def _delete_id(line_no: int, row: dict[str, object]) -> str | CatalogProblem:
     item_id = row.get("item_id")
     if not isinstance(item_id, str) or not item_id.strip():
         return CatalogProblem(line_no, None, "a delete needs a non-empty string item_id")
-    if len(item_id) > MAX_ID_LENGTH or any(ord(c) < 32 for c in item_id):
-        return CatalogProblem(line_no, None, f"item_id must be printable and at most {MAX_ID_LENGTH} chars")
-    return item_id
+    bad = bad_item_id(item_id)
+    return CatalogProblem(line_no, None, bad) if bad else item_id
 
 
 def _parse_line(line_no: int, raw: str) -> CatalogItem | tuple[int, str] | CatalogProblem:
@@ -36,12 +38,14 @@ def _parse_line(line_no: int, raw: str) -> CatalogItem | tuple[int, str] | Catal
         return row
     op = row.get("op")
     if op == "upsert":
-        return validate_row(line_no, raw)
+        item = validate_row(line_no, raw)
+        if isinstance(item, CatalogItem) and (item.item_id in (".", "..") or "/" in item.item_id):
+            return CatalogProblem(line_no, item.item_id, "item_id must not be '.', '..' or hold '/': no URL reaches it")
+        return item
     if op == "delete":
         found = _delete_id(line_no, row)
         return found if isinstance(found, CatalogProblem) else (line_no, found)
-    item_id = row.get("item_id") if isinstance(row.get("item_id"), str) else None
-    return CatalogProblem(line_no, item_id, f'"op" must be "upsert" or "delete", got {op!r}')
+    return CatalogProblem(line_no, shown_id(row.get("item_id")), f'"op" must be "upsert" or "delete", got {op!r}')
 
 
 def parse_changes(text: str) -> ChangeFile:
@@ -52,6 +56,9 @@ def parse_changes(text: str) -> ChangeFile:
         if not raw.strip():
             continue
         out.rows += 1
+        if out.rows > MAX_BATCH_ROWS:
+            out.problems.append(CatalogProblem(line_no, None, f"more than {MAX_BATCH_ROWS} rows: split the file"))
+            break
         parsed = _parse_line(line_no, raw)
         if isinstance(parsed, CatalogProblem):
             out.problems.append(parsed)

@@ -39,6 +39,6 @@ def drain_inbox(
                 log.error("changes file %s refused: %s", inbox.url_of(name), exc.message)
             inbox.put_bytes(f"{folder}/{name}", data)
             inbox.put_bytes(f"{folder}/{name}.result.json", json.dumps(result, indent=2).encode())
-            inbox.delete_prefix(name)
+            inbox.delete(name)  # that key only: `batch.jsonl.retry.jsonl` is another file, not applied yet
             outcomes.append({"file": name, "outcome": folder, **result})
     return outcomes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -12,6 +13,8 @@ import numpy as np
 from ann_index.serving.reader import IndexReader
 from ann_index.version.manifest import version_time
 from imgcore.errors import IndexMismatch
+
+log = logging.getLogger(__name__)
 
 
 def self_test(reader: IndexReader) -> None:
@@ -52,6 +55,18 @@ def built_at(manifest: dict[str, Any]) -> float | None:
                 pass
     stamp = version_time(str(manifest.get("version", "")))
     return stamp.timestamp() if stamp else None
+
+
+def drop_refused(root: Path, version: str, serving: set[str]) -> list[str]:
+    """Delete the local copies of a refused `version` (whole, or a partition's `<version>.part-<i>`) unless one
+    is being served: kept, a refused newer copy would outlast the good ones `prune_local` deletes."""
+    if version in serving or not Path(root).is_dir():
+        return []
+    copies = [p for p in Path(root).iterdir() if p.is_dir() and (p.name == version or p.name.startswith(version + "."))]
+    for path in copies:
+        shutil.rmtree(path, ignore_errors=True)
+        log.info("index %s refused: local copy %s deleted", version, path)
+    return [p.name for p in copies]
 
 
 def prune_local(root: Path, keep: int, current: str | None) -> list[str]:

@@ -6,7 +6,9 @@ Exact search is a matrix product over every fresh vector; bench/freshness.py mea
 query works on a snapshot (arrays only ever grow; rows under the snapshot's length are never rewritten,
 only marked dead in a mask the snapshot copies), so it never waits for an apply beyond a short lock.
 Changes carry the time of their first write; an item keeps the newest one, so a batch carried over to a
-newer version twice, or late, never brings an older state back.
+newer version twice, or late, never brings an older state back. Only ids the built version holds are hidden;
+a delete of an id held nowhere keeps just its time (for a late, older upsert of it), at most
+`MAX_TOMBSTONES` of them: a million deletes of unknown ids kept ~540 MB per replica for ever.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from imgcore.vectors import l2_normalise
 
 CategoryFilter = str | Iterable[str] | None
 _COMPACT_MIN = 4096  # dead rows tolerated before compacting at all
+MAX_TOMBSTONES = 100_000  # deletes of ids held nowhere whose time is kept; past it they are no-ops
 
 
 @dataclass(frozen=True)
@@ -36,11 +39,17 @@ class _Snapshot:
 
 class FreshIndex:
     """In-memory exact index of upserted items plus the hidden ids; `accept` picks the upserts this replica
-    holds (a partition's own items); deletes and replacements are hidden everywhere."""
+    holds (a partition's own items); `in_base` says whether the built version holds an id (None: assume it
+    does), so only those are hidden."""
 
-    def __init__(self, dim: int, accept: Callable[[str], bool] | None = None) -> None:
+    def __init__(
+        self, dim: int, accept: Callable[[str], bool] | None = None, in_base: Callable[[str], bool] | None = None
+    ) -> None:
         self.dim = dim
         self.accept = accept
+        self.in_base = in_base
+        self.tombstones = 0  # deletes of ids held nowhere, their time kept
+        self.ignored_deletes = 0  # the same past MAX_TOMBSTONES: nothing kept
         self.applied_seq = 0
         self.origins: set[str] = set()
         self._lock = threading.Lock()
@@ -75,8 +84,13 @@ class FreshIndex:
             for row in batch.rows:
                 if self._stamp.get(row.item_id, float("-inf")) > batch.written_at:
                     continue  # a newer change of this item is already applied
+                in_base = self.in_base is None or self.in_base(row.item_id)
+                if isinstance(row, Delete) and not in_base and row.item_id not in self._slot:
+                    self._tombstone(row.item_id, batch.written_at)
+                    continue
                 self._stamp[row.item_id] = batch.written_at
-                hidden.add(row.item_id)
+                if in_base:
+                    hidden.add(row.item_id)
                 self._drop(row.item_id)
                 if isinstance(row, Upsert) and (self.accept is None or self.accept(row.item_id)):
                     self._append(row)
@@ -84,6 +98,14 @@ class FreshIndex:
             if self._dead > _COMPACT_MIN and self._dead > len(self._items) // 2:
                 self._compact()
             return True
+
+    def _tombstone(self, item_id: str, written_at: float) -> None:
+        if item_id not in self._stamp:
+            if self.tombstones >= MAX_TOMBSTONES:
+                self.ignored_deletes += 1
+                return
+            self.tombstones += 1
+        self._stamp[item_id] = written_at
 
     def _drop(self, item_id: str) -> None:
         slot = self._slot.pop(item_id, None)

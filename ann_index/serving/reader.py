@@ -185,6 +185,15 @@ class IndexReader:
             aid, _ = self._items.find(item_id)
             return np.array(self._vectors[aid], dtype=np.float32)
 
+    def holds(self, item_id: str) -> bool:
+        """Whether this version holds `item_id`."""
+        with self._reading():
+            try:
+                self._items.find(item_id)
+            except NotFound:
+                return False
+            return True
+
     def item(self, item_id: str) -> IndexItem:
         with self._reading():
             _, row = self._items.find(item_id)

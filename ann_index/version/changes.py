@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ann_index.version.publish import check_version, version_key
-from imgcore.errors import IndexMismatch, StoreError
+from imgcore.errors import ImgSearchError, IndexMismatch, StoreError
 from imgcore.storage import ObjectStore
 
 MAGIC = "imgsearch-changes"
@@ -28,12 +28,18 @@ FORMAT = 1
 CHANGES_DIR = "changes/"
 SEQ_DIGITS = 12
 MAX_CLAIMS = 1000  # sequence numbers one write tries before giving up (each loss means another batch landed)
+MAX_SEQ = 10**SEQ_DIGITS - 1  # a longer name would never be listed: the batch would be lost
+MAX_BATCH_ROWS = 10_000  # rows of one change object: `items apply` refuses more, a replica refuses the object
 
 
 class BadChange(IndexMismatch):
     """A change object that is damaged, or that belongs to another version or embedder: refused, not applied."""
 
     reason = "bad_change"
+
+
+class ChangeLogFull(ImgSearchError, status=409, reason="change_log_full"):
+    """The version's log has an object at the last sequence number its names can hold: nothing is written."""
 
 
 @dataclass(frozen=True)
@@ -167,31 +173,37 @@ def _parse_row(raw: Any, dim: int) -> Change:
     )
 
 
+def _parse_body(body: bytes) -> ChangeBatch:
+    doc = json.loads(body)
+    if len(doc["rows"]) > MAX_BATCH_ROWS:
+        raise ValueError(f"{len(doc['rows'])} rows, more than {MAX_BATCH_ROWS}")
+    return ChangeBatch(
+        str(doc["index_version"]),
+        int(doc["seq"]),
+        float(doc["written_at"]),
+        str(doc["origin"]),
+        str(doc["embedder_sha256"]),
+        int(doc["dim"]),
+        [_parse_row(r, int(doc["dim"])) for r in doc["rows"]],
+    )
+
+
 def decode_batch(data: bytes, where: str, *, version: str, seq: int, embedder_sha256: str, dim: int) -> ChangeBatch:
     """Verify and parse a change object read from `where`; BadChange when it is damaged or foreign."""
     head, newline, body = data.partition(b"\n")
     try:
         header = json.loads(head)
         ok = newline and header.get("format") == MAGIC and header.get("version") == FORMAT
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+    except Exception:  # whatever a forged header raises (RecursionError included) refuses it
         ok = False
     if not ok:
         raise BadChange(f"{where}: not an imgsearch change object (format {FORMAT})")
     if hashlib.sha256(body).hexdigest() != header.get("sha256"):
         raise BadChange(f"{where}: body does not match its sha256: damaged or altered")
     try:
-        doc = json.loads(body)
-        batch = ChangeBatch(
-            str(doc["index_version"]),
-            int(doc["seq"]),
-            float(doc["written_at"]),
-            str(doc["origin"]),
-            str(doc["embedder_sha256"]),
-            int(doc["dim"]),
-            [_parse_row(r, int(doc["dim"])) for r in doc["rows"]],
-        )
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise BadChange(f"{where}: unreadable change object: {exc}") from exc
+        batch = _parse_body(body)
+    except Exception as exc:  # a body nested 5,000 deep raises RecursionError: refused all the same
+        raise BadChange(f"{where}: unreadable change object: {type(exc).__name__}: {exc}") from exc
     if (batch.index_version, batch.seq) != (version, seq):
         raise BadChange(f"{where}: holds change {batch.index_version}/{batch.seq}, not {version}/{seq}")
     if (batch.embedder_sha256, batch.dim) != (embedder_sha256, dim):
@@ -228,6 +240,11 @@ def write_batch(
     for _ in range(MAX_CLAIMS):
         known = list_changes(store, version)
         seq = (known[-1][0] if known else 0) + 1
+        if seq > MAX_SEQ:
+            raise ChangeLogFull(
+                f"{store.url_of(known[-1][1])} holds the last sequence number a change object of {version} can "
+                "have: nothing written; a rebuild publishes a new version with a new log"
+            )
         batch = ChangeBatch(version, seq, start, origin or f"{version}/{seq}", embedder_sha256, dim, rows)
         if store.put_new(change_key(version, seq), encode_batch(batch)):
             return seq

@@ -35,9 +35,21 @@ def _whole(value: object, what: str, minimum: int, bad: _Refuse) -> int:
     return value
 
 
+def _check_sizes(manifest: dict[str, Any], bad: _Refuse) -> None:
+    """`sizes` (optional: versions built before it have none) maps file names to byte counts."""
+    sizes = manifest.get("sizes", {})
+    if not isinstance(sizes, dict) or not all(_is_size(size) for size in sizes.values()):
+        raise bad("sizes must map file names to byte counts")
+
+
+def _is_size(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def check_layout(manifest: dict[str, Any], where: str) -> None:
     """Raise IndexMismatch (reason "manifest") unless the files, counts and offsets are consistent."""
     bad = _Refuse(where)
+    _check_sizes(manifest, bad)
     if is_partitioned(manifest):  # issue 16: each part's own manifest is checked like this one when fetched
         check_partitioned_layout(manifest, where)
         _whole(manifest["count"], "count", 1, bad)

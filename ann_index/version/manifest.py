@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -73,6 +74,11 @@ def merge_sections(manifest: dict[str, Any], extra: dict[str, Any]) -> None:
     """Add the caller's sections to a manifest; a section both have is merged key by key."""
     for key, value in extra.items():
         manifest[key] = {**manifest[key], **value} if isinstance(manifest.get(key), dict) else value
+
+
+def file_sizes(folder: Path, names: Iterable[str]) -> dict[str, int]:
+    """Each listed file's size in bytes: the manifest's `sizes`, where a download of the file stops."""
+    return {name: (Path(folder) / name).stat().st_size for name in sorted(names)}
 
 
 def write_manifest(path: Path, manifest: dict[str, Any]) -> None:

@@ -19,12 +19,17 @@ from ann_index.files import CURRENT_NAME, MANIFEST_NAME, VERSIONS_PREFIX
 from ann_index.version.manifest import parse_manifest, read_manifest, verify_files, version_time
 from ann_index.version.partition_layout import is_partitioned
 from imgcore.card import sha256_file
-from imgcore.errors import ChecksumMismatch, IndexMismatch, InvalidInput, NotFound, StoreError
+from imgcore.errors import ChecksumMismatch, IndexMismatch, InvalidInput, NotFound, ObjectTooLarge, StoreError
 from imgcore.storage import ObjectStore
 from imgcore.storage_base import is_safe_name
 
 log = logging.getLogger(__name__)
 STALE_PARTIAL_S = 3 * 3600
+MAX_MANIFEST_BYTES = 64 << 20
+# A version built before manifests listed sizes: each file is read up to this much per item (thumbnail,
+# vectors, annoy nodes and metadata stay far below it), at least UNSIZED_MIN_BYTES.
+UNSIZED_BYTES_PER_ITEM = 64 << 10
+UNSIZED_MIN_BYTES = 256 << 20
 
 
 def check_version(version: str) -> str:
@@ -134,7 +139,7 @@ def sync_version(store: ObjectStore, version: str, dest_root: Path, *, part: str
             log.warning("local copy of index %s is damaged (%s); downloading again", version, exc)
             shutil.rmtree(final)
     dest_root.mkdir(parents=True, exist_ok=True)
-    raw = store.get_bytes(version_key(version, prefix + MANIFEST_NAME))
+    raw = store.get_bytes(version_key(version, prefix + MANIFEST_NAME), max_bytes=MAX_MANIFEST_BYTES)
     manifest = parse_manifest(raw, store.url_of(version_key(version, prefix + MANIFEST_NAME)))
     if manifest["version"] != version:
         raise IndexMismatch(f"manifest of {version} names version {manifest['version']}", reason="manifest")
@@ -146,7 +151,7 @@ def sync_version(store: ObjectStore, version: str, dest_root: Path, *, part: str
     tmp = Path(tempfile.mkdtemp(dir=dest_root, prefix=f".{version}.partial-"))
     try:
         for name, sha in sorted(manifest["files"].items()):  # plain names: parse_manifest checked them
-            _download_listed(store, version, prefix + name, tmp / name)
+            _download_listed(store, version, prefix + name, tmp / name, file_bound(manifest, name))
             actual = sha256_file(tmp / name)
             if actual != sha:
                 raise ChecksumMismatch(
@@ -165,10 +170,22 @@ def sync_version(store: ObjectStore, version: str, dest_root: Path, *, part: str
     return final
 
 
-def _download_listed(store: ObjectStore, version: str, name: str, dest: Path) -> None:
-    """A file the manifest lists but the store lacks makes the version bad (its manifest is written last)."""
+def file_bound(manifest: dict[str, Any], name: str) -> int:
+    """How many bytes of a listed file a download reads at most: its size in the manifest, else a bound from
+    the item count (versions built before sizes were listed)."""
+    size = manifest.get("sizes", {}).get(name)
+    if isinstance(size, int):
+        return size
+    return max(UNSIZED_MIN_BYTES, int(manifest["count"]) * UNSIZED_BYTES_PER_ITEM)
+
+
+def _download_listed(store: ObjectStore, version: str, name: str, dest: Path, max_bytes: int) -> None:
+    """A file the manifest lists but the store lacks, or holds larger than listed, makes the version bad (its
+    manifest is written last); the download stops one byte past the listed size."""
     try:
-        store.download(version_key(version, name), dest)
+        store.download(version_key(version, name), dest, max_bytes=max_bytes)
+    except ObjectTooLarge as exc:
+        raise ChecksumMismatch(f"{name} of {version}: {exc.message}") from exc
     except NotFound as exc:
         where = store.url_of(version_key(version, name))
         raise IndexMismatch(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -46,22 +47,44 @@ class AdminDisabled(ImgSearchError, status=403, reason="admin_disabled"):
 
 # What a caller must not learn about the deployment, most specific first: URIs of any scheme (presigned
 # query strings included), bare query strings, host:port and IPv4 addresses, cluster DNS names, and
-# absolute, home-relative, dot-relative or deep relative file paths.
-_MASKS = [
-    (re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]*?(?=[).,;:\]]*(?:[\s'\"<>]|$))"), "<uri>"),
-    (re.compile(r"[^\s'\"<>]*\?[^\s'\"<>]*=[^\s'\"<>]*"), "<uri>"),
-    (re.compile(r"\[[0-9A-Fa-f:.]+\](?::\d{1,5})?"), "<host>"),
-    (re.compile(r"(?<![\w.:-])[A-Za-z0-9][A-Za-z0-9.-]*:\d{2,5}\b(?![.:]\d)"), "<host>"),
+# absolute, home-relative, dot-relative or deep relative file paths. Every pattern starts only where a run of
+# its characters starts (a lookbehind) and its runs are possessive (`*+`), so no pattern backtracks: masking
+# is linear in the text, which a caller can make long (an item id of 16,000 characters took 6.5 s before).
+_SEP = r"\s'\"<>"
+_MASKS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
+    (re.compile(rf"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*+://[^{_SEP}]*+"), lambda m: _keep_tail(m, "<uri>")),
+    (re.compile(rf"(?<![^{_SEP}])[^{_SEP}?]*+\?[^{_SEP}=]*+=[^{_SEP}]*+"), "<uri>"),
+    (re.compile(r"\[[0-9A-Fa-f:.]++\](?::\d{1,5})?"), "<host>"),
+    (re.compile(r"(?<![\w.:-])[A-Za-z0-9][A-Za-z0-9.-]*+:\d{2,5}\b(?![.:]\d)"), "<host>"),
     (re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b"), "<host>"),
-    (re.compile(r"\b[\w-]+(?:\.[\w-]+)*\.(?:svc|cluster\.local|internal|local)\b"), "<host>"),
-    (re.compile(r"(?<![\w.~/-])(?:~|\.{1,2})?/[^\s'\"<>,;]+"), "<path>"),
-    (re.compile(r"\b[A-Za-z]:\\[^\s'\"<>]*"), "<path>"),
-    (re.compile(r"\b[\w.@+-]+(?:/[\w.@+-]+){2,}"), "<path>"),
+    (re.compile(r"(?<![\w.-])[\w-]++(?:\.[\w-]++)++"), lambda m: _cluster_name(m.group())),
+    (re.compile(rf"(?<![\w.~/-])(?:~|\.{{1,2}})?/[^{_SEP},;]++"), "<path>"),
+    (re.compile(rf"\b[A-Za-z]:\\[^{_SEP}]*+"), "<path>"),
+    (re.compile(r"(?<![\w.@+-])[\w.@+-]++(?:/[\w.@+-]++){2,}+"), "<path>"),
 ]
+_CLUSTER_SUFFIXES = frozenset({"svc", "internal", "local"})  # "cluster.local" ends in "local"
+# Longer texts are cut before masking: a caller's own long id or category is no use to read back.
+MAX_PUBLIC_CHARS = 2000
+
+
+def _keep_tail(match: re.Match[str], mask: str) -> str:
+    """`mask` for the match, keeping the punctuation that ends a sentence or a bracket after a URI."""
+    text = match.group()
+    body = text.rstrip(").,;:]")
+    return mask + text[len(body) :]
+
+
+def _cluster_name(name: str) -> str:
+    """A dotted name masked up to its last cluster-DNS label (`db.ns.svc.example` -> `<host>.example`)."""
+    labels = name.split(".")
+    last = max((i for i, label in enumerate(labels) if i > 0 and label in _CLUSTER_SUFFIXES), default=0)
+    return name if last == 0 else ".".join(["<host>", *labels[last + 1 :]])
 
 
 def public_text(message: str) -> str:
     """`message` with every URI, query string, host and file path masked: what a caller may read."""
+    if len(message) > MAX_PUBLIC_CHARS:
+        message = message[:MAX_PUBLIC_CHARS] + " [...]"
     for pattern, mask in _MASKS:
         message = pattern.sub(mask, message)
     return message

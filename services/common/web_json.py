@@ -5,15 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
 from starlette.responses import Response
 
-_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+from imgcore.index_wire import wire_json
 
 
 def dumps(content: Any) -> bytes:
-    """Serialise to JSON bytes the way every service answers."""
-    return orjson.dumps(content, option=_OPTIONS)
+    """Serialise to JSON bytes the way every service answers (what `items apply` checks rows with)."""
+    return wire_json(content)
 
 
 class ORJSONResponse(Response):

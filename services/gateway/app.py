@@ -12,6 +12,7 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from starlette.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 
+from imgcore.index_wire import check_category, check_item_id
 from imgcore.index_wire import thumbnail_media_type as media_type
 from imgcore.retrieval import check_k
 from services.common.boxes import parse_box_param
@@ -105,6 +106,7 @@ def _search_route(router: APIRouter, settings: GatewaySettings, search: SearchSe
     ) -> Response:
         """Similar catalog items for every item detected in the photo (or for one region, or the whole photo)."""
         box_param = parse_box_param(box) if box else None
+        check_category(category)
         params = SearchParams(k=_checked_k(settings, k), category=category or None, box=box_param)
         upload = await read_upload(request, search.limits, accept_pixels=False)
         body = await search.search(upload, params)
@@ -121,7 +123,8 @@ def _item_routes(router: APIRouter, settings: GatewaySettings, index: ServedInde
     ) -> Response:
         """Catalog items most like this catalog item."""
         params: dict[str, Any] = {"k": _checked_k(settings, k)}
-        if category:
+        check_item_id(item_id)
+        if check_category(category):
             params["category"] = category
         found = await index.similar(item_id, params)
         body = {
@@ -136,6 +139,7 @@ def _item_routes(router: APIRouter, settings: GatewaySettings, index: ServedInde
     @router.get("/items/{item_id}/image", response_class=Response)
     async def item_image(item_id: str) -> Response:
         """An item's thumbnail (at most 256 px, for result lists), from the served index; never the catalog's URL."""
+        check_item_id(item_id)
         data = await index.image(item_id)
         media_type = thumbnail_type(data)
         if media_type is None:  # what reaches a browser from here is an image or nothing

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from ann_index.serving.category_sets import CategorySpec, query_rows
 from ann_index.serving.fresh_view import FreshView
 from imgcore.errors import InvalidInput
+from imgcore.index_wire import check_category, check_item_id
 from imgcore.retrieval import check_k
 from services.common.admin import admin_guard
 from services.common.metrics import STAGE_SECONDS
@@ -68,6 +69,13 @@ def _vectors(req: QueryRequest, max_vectors: int) -> np.ndarray:
     return vectors
 
 
+def _categories(req: QueryRequest, rows: int) -> list[CategorySpec]:
+    categories: list[CategorySpec] = list(req.categories) if req.categories is not None else [req.category] * rows
+    if len(categories) != rows:
+        raise InvalidInput("categories must give one entry per vector", reason="bad_category")
+    return [check_category(spec) for spec in categories]
+
+
 def _query(reader: FreshView, vectors: np.ndarray, k: int, categories: list[CategorySpec]) -> list[list[Any]]:
     return [[h.to_dict() for h in hits] for hits in query_rows(reader, vectors, k, categories)]
 
@@ -81,11 +89,7 @@ def build_router(settings: IndexSettings, holder: IndexHolder) -> APIRouter:
         """Top-k catalog items per query vector, best first (cosine score), optionally within a category."""
         check_k(req.k, settings.max_k)
         vectors = _vectors(req, settings.max_vectors)
-        categories: list[CategorySpec] = (
-            list(req.categories) if req.categories is not None else [req.category] * len(vectors)
-        )
-        if len(categories) != len(vectors):
-            raise InvalidInput("categories must give one entry per vector", reason="bad_category")
+        categories = _categories(req, len(vectors))
         t0 = time.perf_counter()
 
         def run(reader: FreshView) -> tuple[str, int, list[list[Any]]]:
@@ -100,6 +104,7 @@ def build_router(settings: IndexSettings, holder: IndexHolder) -> APIRouter:
     @router.get("/items/{item_id}")
     async def item(item_id: str, version: str | None = PINNED_VERSION) -> Response:
         """One catalog item's metadata and stored vector."""
+        check_item_id(item_id)
 
         def run(reader: FreshView) -> dict[str, Any]:
             return {
@@ -118,6 +123,8 @@ def build_router(settings: IndexSettings, holder: IndexHolder) -> APIRouter:
     ) -> Response:
         """Catalog items most like this one (the item itself excluded)."""
         check_k(k, settings.max_k)
+        check_item_id(item_id)
+        check_category(category)
 
         def run(reader: FreshView) -> dict[str, Any]:
             found = reader.item(item_id)
@@ -135,6 +142,7 @@ def _item_image_route(router: APIRouter, holder: IndexHolder) -> None:
     @router.get("/items/{item_id}/image", response_class=Response)
     async def item_image(item_id: str, version: str | None = PINNED_VERSION) -> Response:
         """An item's thumbnail (at most 256 px), from the served index version's thumbs.bin."""
+        check_item_id(item_id)
         data, media_type = await run_in_threadpool(holder.use, lambda reader: reader.thumbnail(item_id), version)
         return Response(data, media_type=media_type, headers=IMAGE_HEADERS)
 

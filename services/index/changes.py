@@ -53,7 +53,7 @@ class ChangeFollower:
         return fresh
 
     def _new_fresh(self, reader: IndexReader) -> FreshIndex:
-        return FreshIndex(reader.dim, partition_filter(self.partition, reader.manifest))
+        return FreshIndex(reader.dim, partition_filter(self.partition, reader.manifest), reader.holds)
 
     def view(self, reader: IndexReader) -> FreshView:
         return FreshView(reader, self.fresh_of(reader))

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ann_index.serving.checks import built_at, prune_local, self_test
+from ann_index.serving.checks import built_at, drop_refused, prune_local, self_test
 from ann_index.serving.fresh_view import FreshView
 from ann_index.serving.partition_sync import sync_partition
 from ann_index.serving.reader import IndexReader
@@ -116,6 +116,7 @@ class IndexHolder:
             return self._open(version)
         except IndexMismatch as exc:
             self.refusal = Refusal(version, sha, exc.reason, f"{type(exc).__name__}: {exc}")
+            drop_refused(self.settings.local_dir, version, self.held_versions())
             raise
 
     def _open(self, version: str) -> IndexReader:
@@ -169,6 +170,10 @@ class IndexHolder:
                 await self.retire(old)
             await asyncio.to_thread(prune_local, self.settings.local_dir, self.settings.keep_versions, new.version)
             return {"version": new.version, "previous": old.version if old else None, "changed": True}
+
+    def held_versions(self) -> set[str]:
+        """Versions whose readers are open here (their local copies must stay)."""
+        return {self.reader.version} if self.reader is not None else set()
 
     def pick(self, version: str | None) -> IndexReader | None:
         """The reader that answers for `version` (None: the current one)."""

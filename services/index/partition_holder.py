@@ -40,6 +40,9 @@ class PartitionHolder(IndexHolder):
                 return held
         raise IndexVersionGone(f"index {version} is not held by partition {self.settings.partition}")
 
+    def held_versions(self) -> set[str]:
+        return {held.version for held in (self.reader, self.previous) if held is not None}
+
     async def retire(self, old: IndexReader) -> None:
         """Keep `old` answering pinned queries; a version older still is dropped now."""
         self.loaded_at = time.monotonic()

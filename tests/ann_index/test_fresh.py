@@ -122,3 +122,17 @@ def test_view_merges_fresh_items_by_score(reader: IndexReader, built: tuple[Path
     assert "new-far" not in [h.item_id for h in hits]
     scores = [h.score for h in hits]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_deletes_of_ids_held_nowhere_hide_nothing_and_keep_a_bounded_tombstone(
+    monkeypatch: pytest.MonkeyPatch, reader: IndexReader
+) -> None:
+    import ann_index.serving.fresh as fresh_module
+
+    monkeypatch.setattr(fresh_module, "MAX_TOMBSTONES", 3)
+    fresh = FreshIndex(DIM, in_base=reader.holds)
+    ghosts = [Delete(f"ghost-{i}") for i in range(5)]
+    fresh.apply(_batch(1, [*ghosts, Delete("item-0001")], at=20.0))
+    assert fresh.hidden == {"item-0001"} and (fresh.tombstones, fresh.ignored_deletes) == (3, 2)
+    fresh.apply(_batch(2, [_up("ghost-0", _unit(1)), _up("ghost-4", _unit(2))], at=10.0))  # older than the deletes
+    assert fresh.get("ghost-0") is None and fresh.get("ghost-4") is not None  # past the bound: a no-op delete

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from imgcore.errors import InvalidInput, NotFound, StoreError
+from imgcore.errors import InvalidInput, NotFound, ObjectTooLarge, StoreError
 from imgcore.storage import fetch_uri_bytes, open_store, resolve_uri
-from imgcore.storage_base import TMP_SUFFIX
+from imgcore.storage_base import TMP_SUFFIX, ObjectStore
 from imgcore.storage_s3 import S3Store
 from tests.conftest import LocalHttpServer, env_vars
 
@@ -281,3 +281,36 @@ def test_s3_unreachable_endpoint_is_a_store_error(s3_endpoint: str) -> None:
     store = S3Store("s3://bkt", endpoint_url=f"http://127.0.0.1:{free_port()}", timeout_s=1, max_attempts=1)
     with pytest.raises(StoreError, match=r"s3://bkt/k .*endpoint"):
         store.get_bytes("k")
+
+
+# --------------------------------------------------------------------------- bounded reads, single deletes
+
+
+def _bounded_reads_hold(store: ObjectStore, tmp_path: Path) -> None:
+    """`max_bytes` stops get_bytes and download (nothing left at dest); `delete` takes that key only."""
+    assert store.get_bytes("obj", max_bytes=1000) == b"x" * 1000
+    with pytest.raises(ObjectTooLarge):
+        store.get_bytes("obj", max_bytes=999)
+    store.download("obj", tmp_path / "ok.bin", max_bytes=1000)
+    with pytest.raises(ObjectTooLarge):
+        store.download("obj", tmp_path / "big.bin", max_bytes=10)
+    assert not (tmp_path / "big.bin").exists() and not _leftovers(tmp_path)
+
+
+def test_file_and_http_reads_stop_at_max_bytes(http_server: LocalHttpServer, tmp_path: Path) -> None:
+    (http_server.root / "obj").write_bytes(b"x" * 1000)
+    (http_server.root / "obj.retry").write_bytes(b"r")
+    with open_store(http_server.root.as_uri()) as files, open_store(http_server.url) as http:
+        for store in (files, http):
+            _bounded_reads_hold(store, tmp_path / type(store).__name__)
+        files.delete("obj")
+        assert files.list() == ["obj.retry"]
+
+
+def test_s3_reads_stop_at_max_bytes_and_delete_takes_one_key(s3_endpoint: str, s3_bucket: str, tmp_path: Path) -> None:
+    store = open_store(f"{s3_bucket}/bounded", s3_endpoint_url=s3_endpoint)
+    store.put_bytes("obj", b"x" * 1000)
+    store.put_bytes("obj.retry", b"r")
+    _bounded_reads_hold(store, tmp_path)
+    store.delete("obj")
+    assert store.list() == ["obj.retry"]
