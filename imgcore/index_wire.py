@@ -4,16 +4,38 @@
 - `partition_of`: which partition of a partitioned index holds an item (the gateway routes by it, the
   builder and the change applier place items by it).
 - `thumbnail_media_type`: the content type of an item thumbnail the index serves, from its magic number.
+- `product_key`: the product an item's image belongs to (issue 28): answers hold one hit per product, and a
+  product's images live in one partition.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from imgcore.png_header import SIGNATURE as PNG_SIGNATURE
 
 CategorySpec = str | Sequence[str] | None
+PRODUCT_ATTRS = ("product_id", "group_id")  # the attrs keys that name a row's product, first found wins
+GROUP_PRODUCT = "product"  # `group` of a query: one hit per product (the default)
+GROUP_NONE = "none"  # one hit per image, as before issue 28
+GROUPS = (GROUP_PRODUCT, GROUP_NONE)
+# Cosine at or above which two images of different products are near-duplicate listings (re-encoded, resized,
+# lightly cropped or tinted copies): `imgsearch index duplicates` and `dedupe=true`; bench/duplicates.py
+# measures precision and recall at it.
+DUPLICATE_SCORE = 0.995
+
+
+def product_key(item_id: str, attrs: Mapping[str, Any] | None) -> str:
+    """The product of a catalog row: `attrs.product_id` (or `group_id`), else the row is a product of its own."""
+    for key in PRODUCT_ATTRS:
+        value = (attrs or {}).get(key)
+        if isinstance(value, str) and value:
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+    return item_id
 
 
 def thumbnail_media_type(data: bytes) -> str:
@@ -28,7 +50,8 @@ def thumbnail_media_type(data: bytes) -> str:
 
 
 def partition_of(item_id: str, partitions: int) -> int:
-    """Partition index in [0, partitions) for `item_id`.
+    """Partition index in [0, partitions) for `item_id` (the builder and the change applier pass the row's
+    `product_key`, so a product's images share a partition).
 
     blake2b rather than Python's `hash()`: the builder, every index replica, the change applier and the gateway
     must agree across processes and releases, and `hash()` of a str is salted per process.
