@@ -22,7 +22,6 @@ from imgcore.index_wire import CategorySpec, partition_of
 from services.common.errors import BackendUnavailable
 from services.common.metrics import PARTIAL_ANSWERS
 from services.gateway.backends import BackendRejected, Backends
-from services.gateway.dedupe import Drop, asked_k, finish
 from services.gateway.served_index import ServedIndex, item_path, itself, least_changes, similar_options
 
 log = logging.getLogger("imgsearch.gateway")
@@ -83,30 +82,22 @@ class PartitionedIndex(ServedIndex):
         index["embedder"] = {"sha256": self.embedder_sha256}
         return ready, {"ready": ready, "index": index, "partitions": parts}
 
-    async def query(
-        self,
-        vectors: np.ndarray,
-        k: int,
-        categories: Sequence[CategorySpec],
-        options: dict[str, Any] | None = None,
-        drop: Drop | None = None,
+    async def _answer(
+        self, vectors: np.ndarray, k: int, categories: Sequence[CategorySpec], options: dict[str, Any] | None
     ) -> dict[str, Any]:
         """Top-k per row over all partitions, one version; `partial` names the partitions left out. A product's
-        images share a partition, so the merged top k are k distinct products; near-duplicates (in any
-        partitions) are collapsed after the merge."""
+        images share a partition, so the merged top k are k distinct products (near-duplicates in any
+        partitions are collapsed by `query`, after the merge)."""
         if self.version is None:
             await self.refresh()
         version = self.version
-        ask = asked_k(k + (drop is not None), options)
-        answers = await self._scatter(vectors, ask, categories, version, options)
+        answers = await self._scatter(vectors, k, categories, version, options)
         if any(_gone(a) for a in answers):  # a partition moved on: look again, answer on what all hold now
             await self.refresh()
             if self.version != version:
                 version = self.version
-                answers = await self._scatter(vectors, ask, categories, version, options)
-        merged = self._merge(answers, ask, len(vectors), version)
-        merged["results"] = finish(merged["results"], k, options, drop)
-        return merged
+                answers = await self._scatter(vectors, k, categories, version, options)
+        return self._merge(answers, k, len(vectors), version)
 
     async def _scatter(
         self,

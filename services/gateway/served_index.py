@@ -101,11 +101,15 @@ class ServedIndex:
     ) -> dict[str, Any]:
         """Top-k hits per vector from the index (a partitioned index merges its partitions'); `options` are the
         index query's filter, group and with_vectors (near-duplicates collapsed here, after `drop`)."""
-        found = await self.backends.query(
-            vectors, asked_k(k + (drop is not None), options), categories, options=options
-        )
+        found = await self._answer(vectors, asked_k(k + (drop is not None), options), categories, options)
         found["results"] = finish(found["results"], k, options, drop)
         return found
+
+    async def _answer(
+        self, vectors: np.ndarray, k: int, categories: Sequence[CategorySpec], options: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """The index's top-k per vector, as asked."""
+        return await self.backends.query(vectors, k, categories, options=options)
 
     async def similar(self, item_id: str, params: dict[str, Any]) -> dict[str, Any]:
         """The index's answer for a catalog item's similar items; with `dedupe`, the item's vector queried here
