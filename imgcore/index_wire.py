@@ -7,12 +7,14 @@
 - `wire_json`: the one serializer of every JSON answer, so what a catalog row may hold is checked with it.
 - `check_item_id`, `check_category`: the lengths a catalog allows an id and a category, so a route refuses a
   longer one (400) before it is looked up, logged or echoed in an error.
+- `product_key`: the product an item's image belongs to (issue 28): answers hold one hit per product, and a
+  product's images live in one partition.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -47,6 +49,27 @@ def check_category(spec: CategorySpec) -> CategorySpec:
     return spec
 
 
+PRODUCT_ATTRS = ("product_id", "group_id")  # the attrs keys that name a row's product, first found wins
+GROUP_PRODUCT = "product"  # `group` of a query: one hit per product (the default)
+GROUP_NONE = "none"  # one hit per image, as before issue 28
+GROUPS = (GROUP_PRODUCT, GROUP_NONE)
+# Cosine at or above which two images of different products are near-duplicate listings (re-encoded, resized,
+# lightly cropped or tinted copies): `imgsearch index duplicates` and `dedupe=true`; bench/duplicates.py
+# measures precision and recall at it.
+DUPLICATE_SCORE = 0.995
+
+
+def product_key(item_id: str, attrs: Mapping[str, Any] | None) -> str:
+    """The product of a catalog row: `attrs.product_id` (or `group_id`), else the row is a product of its own."""
+    for key in PRODUCT_ATTRS:
+        value = (attrs or {}).get(key)
+        if isinstance(value, str) and value:
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+    return item_id
+
+
 def thumbnail_media_type(data: bytes) -> str:
     """image/webp, image/jpeg or image/png from the magic number; ValueError for anything else."""
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
@@ -59,7 +82,8 @@ def thumbnail_media_type(data: bytes) -> str:
 
 
 def partition_of(item_id: str, partitions: int) -> int:
-    """Partition index in [0, partitions) for `item_id`.
+    """Partition index in [0, partitions) for `item_id` (the builder and the change applier pass the row's
+    `product_key`, so a product's images share a partition).
 
     blake2b rather than Python's `hash()`: the builder, every index replica, the change applier and the gateway
     must agree across processes and releases, and `hash()` of a str is salted per process.

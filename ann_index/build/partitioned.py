@@ -1,5 +1,6 @@
-"""Build one index version as N partitions (issue 16): items split by `partition_of(item_id, N)`, each part an
-ordinary version folder (`build_index`), gated together on the merged answer, one manifest over all parts.
+"""Build one index version as N partitions (issue 16): items split by `partition_of(product, N)` (a product's
+images stay together, issue 28), each part an ordinary version folder (`build_index`), gated together on the
+merged answer, one manifest over all parts.
 
 The version's name hashes every part's files, and every part manifest carries that name, so all partitions of
 one build report the same version and the gateway can tell when all of them serve it.
@@ -36,7 +37,7 @@ from ann_index.version.manifest import (
 from ann_index.version.partition_layout import part_dir
 from imgcore.card import sha256_file
 from imgcore.errors import InvalidInput
-from imgcore.index_wire import partition_of
+from imgcore.index_wire import partition_of, product_key
 
 
 @dataclass(frozen=True)
@@ -46,13 +47,14 @@ class PartitionedBuild:
     vecs: np.ndarray  # whole catalog, normalised, in global order (by category, then input order)
     categories: dict[str, Any]  # whole-catalog CategoryInfo per name, in that order
     order: np.ndarray  # order[global aid] = position of that item in the caller's input
+    filter_keys: list[str]  # every attrs key of the catalog: a filter names them in any partition (issue 28)
 
 
 def split_rows(items: Sequence[IndexItem], partitions: int) -> list[list[int]]:
     """Input positions of each partition's items, in input order; refused when a partition would be empty."""
     rows: list[list[int]] = [[] for _ in range(partitions)]
     for i, item in enumerate(items):
-        rows[partition_of(item.item_id, partitions)].append(i)
+        rows[partition_of(product_key(item.item_id, item.attrs), partitions)].append(i)
     empty = [p for p, r in enumerate(rows) if not r]
     if empty:
         raise InvalidInput(f"{len(items)} items leave partitions {empty[:10]} of {partitions} empty: use fewer")
@@ -85,7 +87,8 @@ def build_partitions(
         parts.append(built)
         gate_parts.append(GatePart(built.out_dir, built.categories, global_aid[np.asarray(rows)[built.order]]))
     categories = _category_ranges([items[i] for i in order])
-    return PartitionedBuild(parts, gate_parts, l2_normalise(vectors)[order], categories, order)
+    keys = sorted({key for item in items for key in item.attrs})
+    return PartitionedBuild(parts, gate_parts, l2_normalise(vectors)[order], categories, order, keys)
 
 
 def _files(build: PartitionedBuild) -> dict[str, str]:
@@ -112,7 +115,12 @@ def write_partitioned_manifests(
             "files": part.files,
             "sizes": file_sizes(out_dir / part_dir(p), part.files),
             # Every category of the version: one this part has no item of answers empty, not "unknown".
-            "partition": {"index": p, "of": n, "categories": sorted(build.categories)},
+            "partition": {
+                "index": p,
+                "of": n,
+                "categories": sorted(build.categories),
+                "filter_keys": build.filter_keys,
+            },
         }
         path = out_dir / part_dir(p) / MANIFEST_NAME
         write_manifest(path, manifest)

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ann_index.serving.hits import PLAIN, QueryOptions
 from imgcore.errors import InvalidInput
 from imgcore.index_wire import CategorySpec
 
@@ -24,7 +25,9 @@ class Searchable(Protocol):
 
     def resolve_category(self, category: str) -> str: ...
 
-    def query(self, vectors: np.ndarray, k: int, category: str | None = None) -> list[list[Any]]: ...
+    def query(
+        self, vectors: np.ndarray, k: int, category: str | None = None, options: QueryOptions = PLAIN
+    ) -> list[list[Any]]: ...
 
 
 def category_key(reader: Searchable, spec: CategorySpec) -> CategoryKey:
@@ -39,36 +42,44 @@ def category_key(reader: Searchable, spec: CategorySpec) -> CategoryKey:
     return tuple(sorted({reader.resolve_category(name) for name in names}))
 
 
-def merge_by_score(lists: Sequence[Sequence[Any]], k: int) -> list[Any]:
-    """The best k of several best-first hit lists (`Hit`s: item_id, score), one hit per item (its best score),
-    best first."""
+def merge_by_score(lists: Sequence[Sequence[Any]], k: int, group: bool = False) -> list[Any]:
+    """The best k of several best-first hit lists (`Hit`s: item_id, score), one hit per item (per product with
+    `group`: its best score), best first."""
     merged = sorted((hit for hits in lists for hit in hits), key=lambda hit: -hit.score)
     out: list[Any] = []
     seen: set[str] = set()
     for hit in merged:
-        if hit.item_id not in seen:
-            seen.add(hit.item_id)
+        if hit.key(group) not in seen:
+            seen.add(hit.key(group))
             out.append(hit)
             if len(out) == k:
                 break
     return out
 
 
-def query_set(reader: Searchable, vectors: np.ndarray, k: int, key: CategoryKey) -> list[list[Any]]:
+def query_set(
+    reader: Searchable, vectors: np.ndarray, k: int, key: CategoryKey, options: QueryOptions = PLAIN
+) -> list[list[Any]]:
     """Top-k per row within the categories of `key` (None: all)."""
     if key is None or len(key) == 1:
-        return reader.query(vectors, k, None if key is None else key[0])
-    per_category = [reader.query(vectors, k, name) for name in key]
-    return [merge_by_score([lists[row] for lists in per_category], k) for row in range(len(vectors))]
+        return reader.query(vectors, k, None if key is None else key[0], options)
+    per_category = [reader.query(vectors, k, name, options) for name in key]
+    return [merge_by_score([lists[row] for lists in per_category], k, options.group) for row in range(len(vectors))]
 
 
-def query_rows(reader: Searchable, vectors: np.ndarray, k: int, specs: Sequence[CategorySpec]) -> list[list[Any]]:
+def query_rows(
+    reader: Searchable,
+    vectors: np.ndarray,
+    k: int,
+    specs: Sequence[CategorySpec],
+    options: QueryOptions = PLAIN,
+) -> list[list[Any]]:
     """Top-k per row, each row within its own category spec; rows sharing a set are queried together."""
     rows_by_key: dict[CategoryKey, list[int]] = defaultdict(list)
     for row, spec in enumerate(specs):
         rows_by_key[category_key(reader, spec)].append(row)
     results: list[list[Any]] = [[] for _ in specs]
     for key, rows in rows_by_key.items():
-        for row, hits in zip(rows, query_set(reader, vectors[rows], k, key), strict=True):
+        for row, hits in zip(rows, query_set(reader, vectors[rows], k, key, options), strict=True):
             results[row] = hits
     return results

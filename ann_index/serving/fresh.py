@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ann_index.serving.reader import Hit
+from ann_index.serving.hits import PLAIN, Hit, QueryOptions
 from ann_index.version.changes import ChangeBatch, Delete, Upsert
+from imgcore.index_wire import product_key
 from imgcore.vectors import l2_normalise
 
 CategoryFilter = str | Iterable[str] | None
@@ -39,8 +40,8 @@ class _Snapshot:
 
 class FreshIndex:
     """In-memory exact index of upserted items plus the hidden ids; `accept` picks the upserts this replica
-    holds (a partition's own items); `in_base` says whether the built version holds an id (None: assume it
-    does), so only those are hidden."""
+    holds by their product key (a partition's own products); `in_base` says whether the built version holds an
+    id (None: assume it does), so only those are hidden."""
 
     def __init__(
         self, dim: int, accept: Callable[[str], bool] | None = None, in_base: Callable[[str], bool] | None = None
@@ -92,7 +93,9 @@ class FreshIndex:
                 if in_base:
                     hidden.add(row.item_id)
                 self._drop(row.item_id)
-                if isinstance(row, Upsert) and (self.accept is None or self.accept(row.item_id)):
+                if isinstance(row, Upsert) and (
+                    self.accept is None or self.accept(product_key(row.item_id, row.attrs))
+                ):
                     self._append(row)
             self._hidden = frozenset(hidden)  # swapped whole: readers never see a set mid-update
             if self._dead > _COMPACT_MIN and self._dead > len(self._items) // 2:
@@ -159,8 +162,17 @@ class FreshIndex:
                 counts[name] = counts.get(name, 0) + 1
             return counts
 
-    def query(self, vectors: np.ndarray, k: int, category: CategoryFilter = None) -> list[list[Hit]]:
-        """Exact top-k fresh items per (normalised) query row, best first, within `category` (a name or a set)."""
+    @property
+    def filter_keys(self) -> frozenset[str]:
+        """The attrs keys fresh items carry (a filter may name them)."""
+        with self._lock:
+            return frozenset(key for slot in self._slot.values() for key in self._items[slot].attrs)
+
+    def query(
+        self, vectors: np.ndarray, k: int, category: CategoryFilter = None, options: QueryOptions = PLAIN
+    ) -> list[list[Hit]]:
+        """Exact top-k fresh items per (normalised) query row, best first, within `category` (a name or a set),
+        passing `options.where`, one per product with `options.group`."""
         snap = self._snapshot()
         out: list[list[Hit]] = [[] for _ in range(len(vectors))]
         mask = snap.alive
@@ -168,6 +180,9 @@ class FreshIndex:
             names = [category] if isinstance(category, str) else list(category)
             wanted = [snap.cat_codes[name] for name in names if name in snap.cat_codes]
             mask = mask & np.isin(snap.codes, wanted)
+        if options.where is not None:
+            where = options.where
+            mask = mask & np.array([where.matches({**it.attrs, "category": it.category}) for it in snap.items], bool)
         live = int(mask.sum())
         if live == 0 or k < 1:
             return out
@@ -178,11 +193,27 @@ class FreshIndex:
         scores[:, ~mask] = -np.inf
         take = min(k, live)
         for q, row_scores in enumerate(scores):
-            top = np.argpartition(-row_scores, take - 1)[:take] if take < len(row_scores) else np.arange(take)
+            if options.group:  # a product may have several fresh images: rank them all, keep its best
+                top = np.flatnonzero(mask)
+            else:
+                top = np.argpartition(-row_scores, take - 1)[:take] if take < len(row_scores) else np.arange(take)
             top = top[np.argsort(-row_scores[top], kind="stable")]
-            out[q] = [_hit(snap.items[int(i)], float(row_scores[i])) for i in top]
+            out[q] = _distinct([_hit(snap.items[int(i)], float(row_scores[i])) for i in top], k, options.group)
         return out
 
 
+def _distinct(hits: list[Hit], k: int, group: bool) -> list[Hit]:
+    seen: set[str] = set()
+    out = []
+    for hit in hits:
+        if hit.key(group) not in seen:
+            seen.add(hit.key(group))
+            out.append(hit)
+    return out[:k]
+
+
 def _hit(item: Upsert, score: float) -> Hit:
-    return Hit(item.item_id, min(1.0, score), item.category, item.title, item.image, dict(item.attrs))
+    attrs = dict(item.attrs)
+    return Hit(
+        item.item_id, min(1.0, score), item.category, item.title, item.image, attrs, product_key(item.item_id, attrs)
+    )

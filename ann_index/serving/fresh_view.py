@@ -6,18 +6,19 @@ queries, similar-by-id, item look-up, item image), and fresh items join the answ
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 
 from ann_index.items import IndexItem
 from ann_index.serving.category_sets import merge_by_score
+from ann_index.serving.filters import Filter, bad_filter
 from ann_index.serving.fresh import CategoryFilter, FreshIndex
+from ann_index.serving.hits import PLAIN, QueryOptions
 from ann_index.serving.reader import IndexReader
 from imgcore.errors import NotFound
 from imgcore.vectors import l2_normalise
-
-MAX_FETCH = 4096  # most built-index hits asked for to fill k after hidden ones are dropped
 
 
 def _as_given(category: CategoryFilter) -> Any:
@@ -53,16 +54,26 @@ class FreshView:
     def resolve_category(self, category: str) -> str:
         return self.reader.resolve_category(category)
 
-    def query(self, vectors: np.ndarray, k: int, category: CategoryFilter = None) -> list[list[Any]]:
+    def check_filter(self, where: Filter | None) -> None:
+        """InvalidInput (400) when the filter names a key no item of this version (or a fresh one) has."""
+        if where is None:
+            return
+        unknown = sorted(where.keys - self.reader.filter_keys - self.fresh.filter_keys - {"category"})
+        if unknown:
+            raise bad_filter(f"unknown attribute {unknown[0]!r} (this index has no item with it)")
+
+    def query(
+        self, vectors: np.ndarray, k: int, category: CategoryFilter = None, options: QueryOptions = PLAIN
+    ) -> list[list[Any]]:
         """Top-k per query row over the built index (hidden items dropped) and the fresh items, by score."""
         hidden = self.fresh.hidden
         if not hidden and self.fresh.size == 0:
-            return self.reader.query(vectors, k, _as_given(category))
-        base = self._base_query(vectors, k, category, hidden)
+            return self.reader.query(vectors, k, _as_given(category), options)
+        base = self._base_query(vectors, k, category, dataclasses.replace(options, hidden=hidden))
         fresh_category = self._fresh_category(category)
         rows = l2_normalise(np.asarray(vectors, np.float32).reshape(len(base), -1))
-        fresh = self.fresh.query(rows, k, fresh_category)
-        return [merge_by_score([built, new], k) for built, new in zip(base, fresh, strict=True)]
+        fresh = self.fresh.query(rows, k, fresh_category, options)
+        return [merge_by_score([built, new], k, options.group) for built, new in zip(base, fresh, strict=True)]
 
     def _fresh_category(self, category: CategoryFilter) -> CategoryFilter:
         """A category as the built index names it (slugs resolved), so fresh items of it are found too."""
@@ -77,17 +88,10 @@ class FreshView:
                 out.append(name)  # a category only fresh items have
         return out
 
-    def _base_query(self, vectors: np.ndarray, k: int, category: CategoryFilter, hidden: frozenset[str]) -> list[Any]:
-        """The built index's top-k without hidden items: asks for more until k are left or none are."""
+    def _base_query(self, vectors: np.ndarray, k: int, category: CategoryFilter, options: QueryOptions) -> list[Any]:
+        """The built index's top-k without hidden items (the planner skips them and searches deeper)."""
         try:
-            fetch = k
-            while True:
-                hits = self.reader.query(vectors, fetch, _as_given(category))
-                kept = [[h for h in row if h.item_id not in hidden] for row in hits]
-                short = any(len(row) < k and len(full) == fetch for row, full in zip(kept, hits, strict=True))
-                if not short or fetch >= MAX_FETCH:
-                    return [row[:k] for row in kept]
-                fetch = min(MAX_FETCH, fetch * 4)
+            return self.reader.query(vectors, k, _as_given(category), options)
         except NotFound:
             if category is not None and self._fresh_knows(category):
                 return [[] for _ in range(len(np.atleast_2d(vectors)))]

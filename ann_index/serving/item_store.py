@@ -54,6 +54,11 @@ class ItemStore:
         with self._lock:
             return {r[0]: tuple(r[1:]) for r in self._db.execute(sql, aids)}
 
+    def filter_rows(self) -> list[tuple[str, str, str]]:
+        """(item_id, category, attrs JSON) of every row in annoy-id order: what `Columns` is built from."""
+        with self._lock:
+            return list(self._db.execute("SELECT item_id, category, attrs FROM items ORDER BY aid"))
+
     def find(self, item_id: str) -> tuple[int, Row]:
         """The first annoy id of an item and its row; NotFound for an item this version does not hold."""
         with self._lock:

@@ -14,7 +14,6 @@ import json
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +30,11 @@ from ann_index.files import (
     l2_normalise,
 )
 from ann_index.items import IndexItem
+from ann_index.serving import planner
 from ann_index.serving.annoy_file import check_annoy_file
 from ann_index.serving.category_sets import category_key, query_set
+from ann_index.serving.columns import Columns
+from ann_index.serving.hits import PLAIN, Hit, QueryOptions
 from ann_index.serving.item_store import ItemStore
 from ann_index.thumbs import THUMBS_NAME
 from ann_index.version.manifest import check_embedder, read_manifest, verify_files
@@ -40,20 +42,8 @@ from ann_index.version.partition_layout import in_other_partitions
 from imgcore.errors import IndexMismatch, InvalidInput, ModelNotReady, NotFound
 from imgcore.retrieval import check_k
 
-GATE_K = 10  # the k that the manifest's search_k was tuned for
-
-
-@dataclass(frozen=True)
-class Hit:
-    item_id: str
-    score: float  # cosine similarity, 1.0 = same direction
-    category: str
-    title: str
-    image: str
-    attrs: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+GATE_K = planner.GATE_K
+__all__ = ["Hit", "IndexReader", "QueryOptions"]
 
 
 class IndexReader:
@@ -81,6 +71,7 @@ class IndexReader:
         self._cats = {name: self._load(info["file"], prefault) for name, info in self._cat_info.items()}
         thumbs = path / THUMBS_NAME if THUMBS_NAME in manifest["files"] else None
         self._items = ItemStore(path / META_NAME, thumbs, self.count, self.version)
+        self.columns = Columns(self._items.filter_rows(), self.count)
         self._state = threading.Condition()
         self._active = 0
         self._closed = False
@@ -135,11 +126,24 @@ class IndexReader:
             return self._slugs[category]
         raise NotFound(f"unknown category {category!r}", reason="unknown_category")
 
-    def query(self, vectors: np.ndarray, k: int, category: str | Sequence[str] | None = None) -> list[list[Hit]]:
-        """Top-k items per query row, best first, one hit per item_id; `category` a name, a list of names (any of
-        them: `ann_index.serving.category_sets`, #15) or None (all)."""
+    @property
+    def filter_keys(self) -> frozenset[str]:
+        """The keys a filter may name: this version's (all partitions' when the build recorded them)."""
+        recorded = (self.manifest.get("partition") or {}).get("filter_keys")
+        return frozenset(recorded) if isinstance(recorded, list) else self.columns.keys
+
+    def query(
+        self,
+        vectors: np.ndarray,
+        k: int,
+        category: str | Sequence[str] | None = None,
+        options: QueryOptions = PLAIN,
+    ) -> list[list[Hit]]:
+        """Top-k items per query row, best first, one hit per item_id (per product with `options.group`);
+        `category` a name, a list of names (any of them: `ann_index.serving.category_sets`, #15) or None (all);
+        `options.where` a filter (`ann_index.serving.planner`, #28)."""
         if category is not None and not isinstance(category, str):
-            return query_set(self, vectors, k, category_key(self, category))
+            return query_set(self, vectors, k, category_key(self, category), options)
         arr = np.asarray(vectors, dtype=np.float32)
         if arr.ndim == 1:
             arr = arr[None, :]
@@ -157,6 +161,12 @@ class IndexReader:
                 self._cats[name],
                 int(self._cat_info[name]["count"]),
             )
+        if not options.plain:
+            scope = planner.Scope(
+                index, offset, size, self.search_k, self.n_trees, self._vectors, self.columns, self._items.rows
+            )
+            with self._reading():
+                return planner.search(scope, l2_normalise(arr), k, options)
         k = min(k, size)
         search_k = max(self.search_k, self.search_k * k // GATE_K, k * self.n_trees)
         with self._reading():
@@ -174,7 +184,10 @@ class IndexReader:
                 if row[0] in seen:  # several vectors of one item: keep the closest
                     continue
                 seen.add(row[0])
-                hits.append(Hit(row[0], angular_to_cosine(dist), row[1], row[2], row[3], json.loads(row[4])))
+                code = int(self.columns.product[aid + offset])
+                product, images = self.columns.product_names[code], int(self.columns.images[code])
+                attrs = json.loads(row[4])
+                hits.append(Hit(row[0], angular_to_cosine(dist), row[1], row[2], row[3], attrs, product, images))
             if len(hits) >= k or len(ids) < fetch:
                 return hits[:k]
             fetch *= 2

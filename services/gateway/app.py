@@ -6,13 +6,13 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from starlette.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from imgcore.index_wire import check_category, check_item_id
+from imgcore.index_wire import GROUP_PRODUCT, check_category, check_item_id
 from imgcore.index_wire import thumbnail_media_type as media_type
 from imgcore.retrieval import check_k
 from services.common.boxes import parse_box_param
@@ -84,6 +84,22 @@ class Readiness:
         return ready, details
 
 
+Group = Literal["product", "none"]
+FILTER_QUERY = Query(None, description='Only items passing it, e.g. `brand IN ("Mori") AND price < 10000`.')
+GROUP_QUERY = Query(GROUP_PRODUCT, description="`product`: one result per product (default); `none`: per image.")
+DEDUPE_QUERY = Query(False, description="Leave out results that are near-duplicates of a higher-ranked one.")
+
+
+def listing_params(
+    filter: str | None = FILTER_QUERY, group: Group = GROUP_QUERY, dedupe: bool = DEDUPE_QUERY
+) -> dict[str, Any]:
+    """How results are listed (issue 28): the filter, the grouping and near-duplicate collapsing."""
+    return {"filter": filter or None, "group": group, "dedupe": dedupe}
+
+
+LISTING = Depends(listing_params)
+
+
 def build_router(settings: GatewaySettings, backends: Backends, search: SearchService) -> APIRouter:
     """Public routes of the gateway."""
     router = APIRouter(prefix="/v1", tags=["search"])
@@ -103,11 +119,12 @@ def _search_route(router: APIRouter, settings: GatewaySettings, search: SearchSe
         k: int | None = Query(None, description="Results per item (default 10)."),
         category: str | None = Query(None, description="Search only this catalog category."),
         box: str | None = Query(None, description="x1,y1,x2,y2: search only this region of the photo."),
+        listing: dict[str, Any] = LISTING,
     ) -> Response:
         """Similar catalog items for every item detected in the photo (or for one region, or the whole photo)."""
         box_param = parse_box_param(box) if box else None
         check_category(category)
-        params = SearchParams(k=_checked_k(settings, k), category=category or None, box=box_param)
+        params = SearchParams(k=_checked_k(settings, k), category=category or None, box=box_param, **listing)
         upload = await read_upload(request, search.limits, accept_pixels=False)
         body = await search.search(upload, params)
         request.app.state.query_log.offer(upload.data or b"", params, body)  # queued at most; written later
@@ -120,12 +137,14 @@ def _item_routes(router: APIRouter, settings: GatewaySettings, index: ServedInde
         item_id: str,
         k: int | None = Query(None, description="Number of similar items (default 10)."),
         category: str | None = Query(None, description="Only items of this category."),
+        listing: dict[str, Any] = LISTING,
     ) -> Response:
-        """Catalog items most like this catalog item."""
-        params: dict[str, Any] = {"k": _checked_k(settings, k)}
+        """Catalog items most like this catalog item (other products by default)."""
+        params: dict[str, Any] = {"k": _checked_k(settings, k), "group": listing["group"]}
         check_item_id(item_id)
         if check_category(category):
             params["category"] = category
+        params.update({name: listing[name] for name in ("filter", "dedupe") if listing[name]})
         found = await index.similar(item_id, params)
         body = {
             "item": public_result({**found["item"], "score": 1.0}),

@@ -22,7 +22,7 @@ from imgcore.index_wire import CategorySpec, partition_of
 from services.common.errors import BackendUnavailable
 from services.common.metrics import PARTIAL_ANSWERS
 from services.gateway.backends import BackendRejected, Backends
-from services.gateway.served_index import ServedIndex, item_path, least_changes
+from services.gateway.served_index import ServedIndex, item_path, itself, least_changes, similar_options
 
 log = logging.getLogger("imgsearch.gateway")
 
@@ -82,23 +82,34 @@ class PartitionedIndex(ServedIndex):
         index["embedder"] = {"sha256": self.embedder_sha256}
         return ready, {"ready": ready, "index": index, "partitions": parts}
 
-    async def query(self, vectors: np.ndarray, k: int, categories: Sequence[CategorySpec]) -> dict[str, Any]:
-        """Top-k per row over all partitions, one version; `partial` names the partitions left out."""
+    async def _answer(
+        self, vectors: np.ndarray, k: int, categories: Sequence[CategorySpec], options: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """Top-k per row over all partitions, one version; `partial` names the partitions left out. A product's
+        images share a partition, so the merged top k are k distinct products (near-duplicates in any
+        partitions are collapsed by `query`, after the merge)."""
         if self.version is None:
             await self.refresh()
         version = self.version
-        answers = await self._scatter(vectors, k, categories, version)
+        answers = await self._scatter(vectors, k, categories, version, options)
         if any(_gone(a) for a in answers):  # a partition moved on: look again, answer on what all hold now
             await self.refresh()
             if self.version != version:
                 version = self.version
-                answers = await self._scatter(vectors, k, categories, version)
+                answers = await self._scatter(vectors, k, categories, version, options)
         return self._merge(answers, k, len(vectors), version)
 
     async def _scatter(
-        self, vectors: np.ndarray, k: int, categories: Sequence[CategorySpec], version: str | None
+        self,
+        vectors: np.ndarray,
+        k: int,
+        categories: Sequence[CategorySpec],
+        version: str | None,
+        options: dict[str, Any] | None,
     ) -> list[dict[str, Any] | BaseException]:
-        calls = (self.backends.query(vectors, k, categories, backend=n, version=version) for n in self.names)
+        calls = (
+            self.backends.query(vectors, k, categories, backend=n, version=version, options=options) for n in self.names
+        )
         return list(await asyncio.gather(*calls, return_exceptions=True))
 
     def _merge(
@@ -126,22 +137,24 @@ class PartitionedIndex(ServedIndex):
         return body
 
     def owner(self, item_id: str) -> str:
-        """The backend name of the partition that holds `item_id`."""
+        """The partition an item is first looked for in: its own id's (right for a row without a product id;
+        a product's images live in the partition of the product, issue 28, found by asking the others)."""
         return self.names[partition_of(item_id, len(self.names))]
 
     async def similar(self, item_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        """The item from its own partition, then its vector searched in every partition (itself left out); the
-        item and the results from one version (once more if a roll-out switched it in between)."""
+        """The item from its own partition, then its vector searched in every partition (itself, and with
+        grouping its product, left out); the item and the results from one version (once more if a roll-out
+        switched it in between)."""
         for attempt in (1, 2):
             version = await self._served()
             found = await self._owned(self.backends.get_json, item_id, "", version, attempt)
             if found is None:
                 continue
             vector = np.asarray(found["vector"], dtype=np.float32)[None, :]
-            merged = await self.query(vector, int(params["k"]) + 1, [params.get("category")])
+            k, options = int(params["k"]), similar_options(params)
+            merged = await self.query(vector, k, [params.get("category")], options, itself(found["item"], options))
             if merged["version"] == version or attempt == 2:
-                results = [h for h in merged.pop("results")[0] if h["item_id"] != item_id][: int(params["k"])]
-                return {**merged, "item": found["item"], "results": results}
+                return {**merged, "item": found["item"], "results": merged.pop("results")[0]}
         raise AssertionError("unreachable")
 
     async def image(self, item_id: str) -> bytes:
@@ -158,16 +171,32 @@ class PartitionedIndex(ServedIndex):
         return self.version
 
     async def _owned(self, get: Callable[..., Any], item_id: str, tail: str, version: str | None, attempt: int) -> Any:
-        """GET `/v1/items/{id}{tail}` from the item's partition pinned to `version`; None (after looking again at
-        the partitions) when it no longer holds that version and this was the first attempt."""
-        pin = f"?version={version}" if version else ""
+        """GET `/v1/items/{id}{tail}` from the partition holding the item, pinned to `version`; None (after looking
+        again at the partitions) when it no longer holds that version and this was the first attempt."""
+        path = f"/v1/items/{item_path(item_id)}{tail}" + (f"?version={version}" if version else "")
+        first = self.owner(item_id)
         try:
-            return await get(self.owner(item_id), f"/v1/items/{item_path(item_id)}{tail}{pin}")
+            try:
+                return await get(first, path)
+            except BackendRejected as exc:
+                if exc.status != 404 or len(self.names) == 1:
+                    raise
+                return await self._elsewhere(get, path, first, exc)
         except BackendRejected as exc:
             if not _gone(exc) or attempt > 1:
                 raise
             await self.refresh()
             return None
+
+    async def _elsewhere(self, get: Callable[..., Any], path: str, tried: str, missing: BackendRejected) -> Any:
+        """The other partitions asked at once; the one that holds the item answers (a product's partition)."""
+        others = [n for n in self.names if n != tried]
+        answers = await asyncio.gather(*(get(n, path) for n in others), return_exceptions=True)
+        for answer in answers:
+            if not isinstance(answer, BaseException):
+                return answer
+        errors = [a for a in answers if isinstance(a, BackendRejected) and a.status != 404]
+        raise errors[0] if errors else missing
 
 
 def _gone(answer: dict[str, Any] | BaseException) -> bool:

@@ -16,6 +16,8 @@ def public_result(hit: dict[str, Any]) -> dict[str, Any]:
         "title": hit["title"],
         "image_url": f"/v1/items/{quote(str(hit['item_id']), safe='')}/image",
         "attrs": hit.get("attrs", {}),
+        "product_id": hit.get("product_id") or hit["item_id"],
+        "images": int(hit.get("images") or 1),
     }
 
 

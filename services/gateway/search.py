@@ -137,7 +137,7 @@ class SearchService:
         version that answered, and when it did."""
         regions = embedded.regions
         categories = categories_for(regions, await self.index.known_categories(), params.category)
-        found = await self.index.query(embedded.vectors, params.k, categories)
+        found = await self.index.query(embedded.vectors, params.k, categories, params.index_options())
         t_searched = time.perf_counter()
         embedded.missing_partitions = found.get("missing_partitions")
         version: str | None = found.get("version")

@@ -11,10 +11,12 @@ from typing import Any
 import numpy as np
 
 from imgcore.image import Decoded
+from imgcore.index_wire import GROUP_PRODUCT
 from services.common.boxes import Box
 from services.common.uploads import Upload
 from services.common.web_json import dumps
 from services.common.wire import rgb_body
+from services.gateway.dedupe import query_options
 from services.gateway.regions import Region
 
 STAGES = ("decode", "detect", "embed", "search")
@@ -31,6 +33,13 @@ class SearchParams:
     k: int
     category: str | None = None
     box: Box | None = None
+    filter: str | None = None  # passed to the index as given: it parses it (400 naming the mistake)
+    group: str = GROUP_PRODUCT  # one hit per product, or "none": one per image (issue 28)
+    dedupe: bool = False  # a near-duplicate of a higher-ranked hit is left out
+
+    def index_options(self) -> dict[str, Any]:
+        """What the index's query takes besides vectors, k and categories."""
+        return query_options(self.filter, self.group, self.dedupe)
 
 
 @dataclass(frozen=True)

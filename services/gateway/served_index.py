@@ -10,9 +10,10 @@ from urllib.parse import quote
 
 import numpy as np
 
-from imgcore.index_wire import CategorySpec
+from imgcore.index_wire import GROUP_PRODUCT, CategorySpec, product_key
 from services.common.errors import IncompatibleModels
 from services.gateway.backends import Backends
+from services.gateway.dedupe import Drop, asked_k, finish, query_options
 
 
 def applied_changes(details: dict[str, Any]) -> int | None:
@@ -90,13 +91,36 @@ class ServedIndex:
             await self.refresh()
         return self.categories or frozenset()
 
-    async def query(self, vectors: np.ndarray, k: int, categories: Sequence[CategorySpec]) -> dict[str, Any]:
-        """Top-k hits per vector from the index (a partitioned index merges its partitions')."""
-        return await self.backends.query(vectors, k, categories)
+    async def query(
+        self,
+        vectors: np.ndarray,
+        k: int,
+        categories: Sequence[CategorySpec],
+        options: dict[str, Any] | None = None,
+        drop: Drop | None = None,
+    ) -> dict[str, Any]:
+        """Top-k hits per vector from the index (a partitioned index merges its partitions'); `options` are the
+        index query's filter, group and with_vectors (near-duplicates collapsed here, after `drop`)."""
+        found = await self._answer(vectors, asked_k(k + (drop is not None), options), categories, options)
+        found["results"] = finish(found["results"], k, options, drop)
+        return found
+
+    async def _answer(
+        self, vectors: np.ndarray, k: int, categories: Sequence[CategorySpec], options: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """The index's top-k per vector, as asked."""
+        return await self.backends.query(vectors, k, categories, options=options)
 
     async def similar(self, item_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        """The index's answer for a catalog item's similar items."""
-        return await self.backends.get_json("index", f"/v1/items/{item_path(item_id)}/similar", params)
+        """The index's answer for a catalog item's similar items; with `dedupe`, the item's vector queried here
+        so near-duplicates collapse as on search."""
+        if not params.get("dedupe"):
+            return await self.backends.get_json("index", f"/v1/items/{item_path(item_id)}/similar", params)
+        found = await self.backends.get_json("index", f"/v1/items/{item_path(item_id)}")
+        k, options = int(params["k"]), similar_options(params)
+        vector = np.asarray(found["vector"], dtype=np.float32)[None, :]
+        merged = await self.query(vector, k, [params.get("category")], options, drop=itself(found["item"], options))
+        return {**merged, "item": found["item"], "results": merged.pop("results")[0]}
 
     async def image(self, item_id: str) -> bytes:
         """A catalog item's thumbnail from the index."""
@@ -115,6 +139,18 @@ class ServedIndex:
             raise IncompatibleModels(
                 f"index {self.version} was built with embedder {bound[:12]}, but the embedder serves {serving[:12]}"
             )
+
+
+def similar_options(params: dict[str, Any]) -> dict[str, Any]:
+    """The index query options of a similar-items request's parameters."""
+    return query_options(params.get("filter"), params.get("group") or GROUP_PRODUCT, bool(params.get("dedupe")))
+
+
+def itself(item: dict[str, Any], options: dict[str, Any]) -> Drop:
+    """Similar items leave the item itself out and, grouped by product, its own product."""
+    own = product_key(str(item["item_id"]), item.get("attrs"))
+    grouped = options.get("group") == GROUP_PRODUCT
+    return lambda h: h["item_id"] == item["item_id"] or (grouped and h.get("product_id") == own)
 
 
 def item_path(item_id: str) -> str:

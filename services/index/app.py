@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Query
@@ -15,9 +15,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from ann_index.serving.category_sets import CategorySpec, query_rows
+from ann_index.serving.filters import parse_filter
 from ann_index.serving.fresh_view import FreshView
+from ann_index.serving.hits import QueryOptions
 from imgcore.errors import InvalidInput
-from imgcore.index_wire import check_category, check_item_id
+from imgcore.index_wire import GROUP_PRODUCT, check_category, check_item_id, product_key
 from imgcore.retrieval import check_k
 from services.common.admin import admin_guard
 from services.common.metrics import STAGE_SECONDS
@@ -35,6 +37,10 @@ IMAGE_HEADERS = {"cache-control": "public, max-age=3600", "x-content-type-option
 
 # A partitioned gateway pins every call of one answer to one version (issue 16): 409 when it is not held here.
 PINNED_VERSION = Query(None, description="Answer from this index version only (409 when it is not held).")
+FILTER_TEXT = 'Only items passing this filter, e.g. `brand IN ("Mori", "Kumo") AND price < 10000` (400 when malformed).'
+GROUP_TEXT = "`product`: one hit per product, its best image (default); `none`: one hit per image."
+Group = Literal["product", "none"]
+GROUP_QUERY = Query(GROUP_PRODUCT, description=GROUP_TEXT)
 
 
 class QueryRequest(BaseModel):
@@ -50,6 +56,9 @@ class QueryRequest(BaseModel):
     categories: list[str | list[str] | None] | None = Field(
         None, description="Per row: a category, a list of categories (any of them) or null (all)."
     )
+    filter: str | None = Field(None, description=FILTER_TEXT)
+    group: Group = Field("product", description=GROUP_TEXT)
+    with_vectors: bool = Field(False, description="Each hit carries its stored vector (the gateway's dedupe).")
 
 
 def _vectors(req: QueryRequest, max_vectors: int) -> np.ndarray:
@@ -76,8 +85,20 @@ def _categories(req: QueryRequest, rows: int) -> list[CategorySpec]:
     return [check_category(spec) for spec in categories]
 
 
-def _query(reader: FreshView, vectors: np.ndarray, k: int, categories: list[CategorySpec]) -> list[list[Any]]:
-    return [[h.to_dict() for h in hits] for hits in query_rows(reader, vectors, k, categories)]
+def _options(text: str | None, group: str) -> QueryOptions:
+    """The parsed filter (400 naming the mistake, before anything is searched) and the grouping."""
+    return QueryOptions(where=parse_filter(text), group=group == GROUP_PRODUCT)
+
+
+def _query(
+    reader: FreshView, vectors: np.ndarray, req: QueryRequest, categories: list[CategorySpec]
+) -> list[list[Any]]:
+    options = _options(req.filter, req.group)
+    reader.check_filter(options.where)
+    found = query_rows(reader, vectors, req.k, categories, options)
+    if req.with_vectors:
+        return [[{**h.to_dict(), "vector": reader.vector_of(h.item_id).tolist()} for h in hits] for hits in found]
+    return [[h.to_dict() for h in hits] for hits in found]
 
 
 def build_router(settings: IndexSettings, holder: IndexHolder) -> APIRouter:
@@ -90,10 +111,11 @@ def build_router(settings: IndexSettings, holder: IndexHolder) -> APIRouter:
         check_k(req.k, settings.max_k)
         vectors = _vectors(req, settings.max_vectors)
         categories = _categories(req, len(vectors))
+        _options(req.filter, req.group)  # a malformed filter is a 400 before any index is used
         t0 = time.perf_counter()
 
         def run(reader: FreshView) -> tuple[str, int, list[list[Any]]]:
-            return reader.version, reader.changes, _query(reader, vectors, req.k, categories)
+            return reader.version, reader.changes, _query(reader, vectors, req, categories)
 
         version, changes, results = await run_in_threadpool(holder.use, run, version)
         seconds = time.perf_counter() - t0
@@ -115,27 +137,35 @@ def build_router(settings: IndexSettings, holder: IndexHolder) -> APIRouter:
 
         return json_response(await run_in_threadpool(holder.use, run, version))
 
+    _similar_route(router, settings, holder)
+    _item_image_route(router, holder)
+    return router
+
+
+def _similar_route(router: APIRouter, settings: IndexSettings, holder: IndexHolder) -> None:
     @router.get("/items/{item_id}/similar")
     async def similar(
         item_id: str,
         k: int = Query(10, ge=1, description="Number of similar items."),
         category: str | None = Query(None, description="Only items of this category."),
+        filter: str | None = Query(None, description=FILTER_TEXT),
+        group: Group = GROUP_QUERY,
     ) -> Response:
-        """Catalog items most like this one (the item itself excluded)."""
+        """Catalog items most like this one (the item itself, and with grouping its product, excluded)."""
         check_k(k, settings.max_k)
         check_item_id(item_id)
         check_category(category)
+        options = _options(filter, group)
 
         def run(reader: FreshView) -> dict[str, Any]:
             found = reader.item(item_id)
-            hits = reader.query(reader.vector_of(item_id)[None, :], k + 1, category)[0]
-            results = [h.to_dict() for h in hits if h.item_id != item_id][:k]
+            reader.check_filter(options.where)
+            own = product_key(found.item_id, found.attrs) if options.group else item_id
+            hits = reader.query(reader.vector_of(item_id)[None, :], k + 1, category, options)[0]
+            results = [h.to_dict() for h in hits if h.item_id != item_id and h.key(options.group) != own][:k]
             return {"version": reader.version, "item": found.to_dict(), "results": results}
 
         return json_response(await run_in_threadpool(holder.use, run))
-
-    _item_image_route(router, holder)
-    return router
 
 
 def _item_image_route(router: APIRouter, holder: IndexHolder) -> None:

@@ -29,11 +29,12 @@ MAX_REFUSALS_SHOWN = 10
 
 
 def partition_filter(partition: int | None, manifest: dict[str, Any]) -> Callable[[str], bool] | None:
-    """Which upserts partition `partition` of a version split `manifest["partition"]["of"]` ways holds."""
+    """Which upserts (by product key, issue 28) partition `partition` of a version split
+    `manifest["partition"]["of"]` ways holds."""
     count = int((manifest.get("partition") or {}).get("of", 1))
     if partition is None or count <= 1:
         return None
-    return lambda item_id: partition_of(item_id, count) == partition
+    return lambda product: partition_of(product, count) == partition
 
 
 class ChangeFollower:

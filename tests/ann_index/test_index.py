@@ -48,6 +48,7 @@ def test_tiny_index_returns_exact_neighbour_order_with_cosine_scores(tiny: Path)
         assert back[0].to_dict() == {
             "item_id": "f", "score": pytest.approx(math.cos(math.radians(10)), abs=1e-5),
             "category": "Ankle boot", "title": "title f", "image": "file:///img/f.png", "attrs": {"k": "f"},
+            "product_id": "f", "images": 1,
         }  # fmt: skip
 
 
