@@ -90,25 +90,24 @@ def instrument(app: FastAPI) -> None:
 
 class ServerSpans:
     """OpenTelemetry's ASGI middleware, shown a scope without the query string (unless kept); the app behind
-    it gets the request's own scope."""
+    it gets the request's own scope. `app` is that middleware: FastAPI finds it there (walking `.app`) and
+    leaves its own server spans, which record the query string, off."""
 
     def __init__(self, app: ASGIApp, keep_query: bool) -> None:
         from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
-        self.app = app
+        self.behind = app
         self.keep_query = keep_query
-        self.spans = OpenTelemetryMiddleware(
-            self._inner, excluded_urls=_EXCLUDED_URLS, exclude_spans=["receive", "send"]
-        )
+        self.app = OpenTelemetryMiddleware(self._inner, excluded_urls=_EXCLUDED_URLS, exclude_spans=["receive", "send"])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.keep_query:
-            await self.spans(scope, receive, send)
+            await self.app(scope, receive, send)
             return
-        await self.spans({**scope, "query_string": b"", _ORIGINAL_SCOPE: scope}, receive, send)
+        await self.app({**scope, "query_string": b"", _ORIGINAL_SCOPE: scope}, receive, send)
 
     async def _inner(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.app(scope.get(_ORIGINAL_SCOPE, scope), receive, send)
+        await self.behind(scope.get(_ORIGINAL_SCOPE, scope), receive, send)
 
 
 _tracer = trace.get_tracer("imgsearch")

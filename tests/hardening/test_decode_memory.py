@@ -25,7 +25,9 @@ from imgcore.errors import ImageTooLarge
 from imgcore.image import plan_decode
 from services.common.decode_budget import DecodeBudget, DecodeBusy
 from services.common.settings import GatewaySettings
+from tests.helpers.http import metric_value
 from tests.helpers.stack import Stack, running_stack
+from tests.helpers.wait import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 GATEWAY_LIMIT_MIB = 512  # k8s/base/gateway/deployment.yaml
@@ -166,3 +168,30 @@ def test_four_concurrent_near_limit_uploads_keep_the_gateway_under_its_pod_limit
     metrics = httpx.get(stack.gateway_url + "/metrics", timeout=10, trust_env=False).text
     busy = got["statuses"].count(503)
     assert not busy or f'imgsearch_rejections_total{{reason="decode_busy"}} {busy}.0' in metrics
+
+
+@pytest.mark.stack
+def test_the_query_log_decodes_within_the_same_budget(stack: Stack, tmp_path: Path) -> None:
+    """Issue 33, finding 5: the query log re-encoded TIFF/GIF/BMP uploads at full size, outside the budget
+    (4 near-limit TIFFs: 608 MiB with the log on, 355 off)."""
+    bench = _bench()
+    data = bench.near_limit_image("tiff_deflate", 6300)
+    off = bench.measure_kind(stack, data, 4)
+    plain_args = list(stack.args["gateway"])
+    stack.args["gateway"] += ["--query-log-uri", tmp_path.as_uri(), "--query-log-sample-rate=1"]
+    stack.args["gateway"] += ["--query-log-batch=1", "--query-log-flush-s=0.2"]
+    try:
+        on = bench.measure_kind(stack, data, 4)
+        gateway = stack.services["gateway"]
+        written = on["statuses"].count(200)
+
+        def logged() -> float:
+            text = httpx.get(gateway.url + "/metrics", timeout=10, trust_env=False).text
+            return sum(metric_value(text, "imgsearch_query_log_records_total", result=r) for r in ("written", "error"))
+
+        wait_until(lambda: logged() == written, 120, service=gateway)
+        peak_on = bench.peak_rss_mib(gateway.proc.pid)
+    finally:
+        stack.args["gateway"] = plain_args
+    assert written >= 1 and len(list(tmp_path.glob("queries-*.jsonl"))) >= 1, on
+    assert peak_on < off["peak_mib"] + 48, f"peak {peak_on:.0f} MiB with the log on, {off['peak_mib']:.0f} off"
