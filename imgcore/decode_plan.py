@@ -90,3 +90,41 @@ def _tiff_block_bytes(img: Image.Image) -> int:
     else:
         block = w * min(h, int(tags.get(278, h)))
     return block * max(4, sample_bytes)
+
+
+# A JPEG's tables and markers before its first scan, or a PNG's chunks before its first IDAT, number a few
+# dozen; PIL reads each in Python (~5 us), so 60,000 empty ones cost 0.3 s before any pixel.
+SHORT_HEADER_PARTS = 64
+
+
+def short_header(data: bytes, max_parts: int = SHORT_HEADER_PARTS) -> bool:
+    """Whether PIL reaches the pixels of this JPEG or PNG within `max_parts` segments or chunks (a WebP's size
+    is read by hand: always). Other formats, or longer headers, are not known to be quick to read."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return True
+    if data[:2] == b"\xff\xd8":
+        return _jpeg_parts_before_scan(data, max_parts)
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        pos = 8
+        for _ in range(max_parts):
+            if data[pos + 4 : pos + 8] == b"IDAT":
+                return True
+            pos += 12 + int.from_bytes(data[pos : pos + 4], "big")
+            if pos + 8 > len(data):
+                return False
+    return False
+
+
+def _jpeg_parts_before_scan(data: bytes, max_parts: int) -> bool:
+    pos, end = 2, len(data)
+    for _ in range(max_parts):
+        if pos + 4 > end or data[pos] != 0xFF:
+            return False
+        marker = data[pos + 1]
+        if marker == 0xDA:
+            return True
+        if marker == 0xFF or marker == 0x01 or 0xD0 <= marker <= 0xD7:  # fill byte, TEM, RSTn: no length
+            pos += 1 if marker == 0xFF else 2
+            continue
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return False

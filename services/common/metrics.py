@@ -106,3 +106,9 @@ SHADOW_REQUESTS = Counter(
     "Sampled searches replayed on the candidate pair, by result (ok, error, timeout, dropped: queue full).",
     ["result"],
 )
+BACKGROUND_RESTARTS = Counter(
+    "imgsearch_background_restarts_total",
+    "Times a gateway background task (index or model watcher, shadow worker, query log writer) ended and was "
+    "started again.",
+    ["task"],
+)

@@ -68,7 +68,14 @@ def uvicorn_config(app: Any, settings: CommonSettings) -> Any:
         access_log=False,
         timeout_graceful_shutdown=int(server.graceful_shutdown_s) or None,
         server_header=False,
+        proxy_headers=False,  # the client is the connection's peer: X-Forwarded-For is anyone's to write
         http=guarded_protocol(
-            ClientLimits(server.header_timeout_s, server.body_timeout_s, server.max_client_connections)
+            ClientLimits(
+                server.header_timeout_s,
+                server.body_timeout_s,
+                server.max_client_connections,
+                server.max_header_bytes,
+                server.max_headers,
+            )
         ),
     )

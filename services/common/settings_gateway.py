@@ -66,6 +66,12 @@ class BackendGroup(SettingsGroup):
     )
     retry_backoff_s: float = Field(default=0.05, ge=0, description="Pause before the first retry; doubles after.")
     max_connections: int = Field(default=64, ge=1, description="Pooled keep-alive connections per backend.")
+    max_answer_mib: int = Field(
+        default=8,
+        ge=1,
+        description="Longest answer read from a backend (MiB); a longer one is that call's failure (503, a missing "
+        "partition). Real answers are under 2 MiB (k=100 for 8 items); the pod's 512 MiB limit holds a few at the cap.",
+    )
     index_check_seconds: float = Field(
         default=1.0,
         gt=0,

@@ -55,6 +55,14 @@ class ServerGroup(SettingsGroup):
         gt=0,
         description="A request's whole body must arrive within this of its headers, else 408 (20 MiB: 5.6 Mbit/s).",
     )
+    max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Most bytes of a request's URL and headers together; past it 431 and the connection is closed.",
+    )
+    max_headers: int = Field(
+        default=100, ge=8, description="Most header lines of one request; past it 431 and the connection is closed."
+    )
     max_client_connections: int = Field(
         default=512,
         ge=1,

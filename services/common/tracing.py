@@ -8,6 +8,11 @@ null context: the cost is the API import.
 
 A caller's W3C `traceparent` is honoured by the ASGI server span (`instrument`); the gateway injects the
 current context into its backend calls (`services.gateway.transport`), so one trace spans all four services.
+
+What a span records of a request: its path, not its query string (a search's parameters are the user's;
+`IMGSEARCH_TRACE_QUERY=true` opts in), and the connection's peer as the client, never an address taken from
+`X-Forwarded-For` (uvicorn's proxy headers are off: `services.common.server`). Request headers are recorded
+only as the OpenTelemetry HTTP conventions' opt-in says (`OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST`).
 """
 
 from __future__ import annotations
@@ -19,8 +24,11 @@ from collections.abc import Iterator
 
 from fastapi import FastAPI
 from opentelemetry import trace
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 EXPORTER_ENV = "OTEL_TRACES_EXPORTER"
+QUERY_ENV = "IMGSEARCH_TRACE_QUERY"
+_ORIGINAL_SCOPE = "imgsearch.original_scope"
 EXPORTERS = ("otlp", "console", "none")
 # Probes and scrapes every few seconds would drown the traces that matter.
 _EXCLUDED_URLS = "/livez,/readyz,/metrics"
@@ -76,9 +84,30 @@ def instrument(app: FastAPI) -> None:
     that the span is current in every other middleware (the access log line carries its trace id)."""
     if not tracing_enabled():
         return
-    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+    keep_query = os.environ.get(QUERY_ENV, "").strip().lower() in ("1", "true", "yes")
+    app.add_middleware(ServerSpans, keep_query=keep_query)
 
-    app.add_middleware(OpenTelemetryMiddleware, excluded_urls=_EXCLUDED_URLS, exclude_spans=["receive", "send"])
+
+class ServerSpans:
+    """OpenTelemetry's ASGI middleware, shown a scope without the query string (unless kept); the app behind
+    it gets the request's own scope. `app` is that middleware: FastAPI finds it there (walking `.app`) and
+    leaves its own server spans, which record the query string, off."""
+
+    def __init__(self, app: ASGIApp, keep_query: bool) -> None:
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+        self.behind = app
+        self.keep_query = keep_query
+        self.app = OpenTelemetryMiddleware(self._inner, excluded_urls=_EXCLUDED_URLS, exclude_spans=["receive", "send"])
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.keep_query:
+            await self.app(scope, receive, send)
+            return
+        await self.app({**scope, "query_string": b"", _ORIGINAL_SCOPE: scope}, receive, send)
+
+    async def _inner(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.behind(scope.get(_ORIGINAL_SCOPE, scope), receive, send)
 
 
 _tracer = trace.get_tracer("imgsearch")

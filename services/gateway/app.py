@@ -17,6 +17,7 @@ from imgcore.index_wire import thumbnail_media_type as media_type
 from imgcore.retrieval import check_k
 from services.common.boxes import parse_box_param
 from services.common.errors import BackendUnavailable
+from services.common.malloc import return_freed_memory
 from services.common.settings import GatewaySettings
 from services.common.uploads import MULTIPART_IMAGE_BODY, read_upload
 from services.common.web import create_service_app
@@ -27,6 +28,7 @@ from services.gateway.regions import public_result
 from services.gateway.search import SearchParams, SearchService
 from services.gateway.served_index import ServedIndex
 from services.gateway.served_models import ServedModels
+from services.gateway.supervise import supervised
 
 # The public search takes encoded images only: raw pixels are the gateway's own format to its backends.
 _PUBLIC_IMAGE_BODY: dict[str, Any] = {
@@ -74,7 +76,7 @@ class Readiness:
         if answers[2][0]:
             self.index.note(index_body)
         self.models.note(answers[0], answers[1])  # so a ready gateway knows what its cached answers are keyed by
-        bound = (index_body.get("index") or {}).get("embedder", {}).get("sha256")
+        bound = ((index_body.get("index") or {}).get("embedder") or {}).get("sha256")
         serving = (embedder_body.get("model") or {}).get("sha256")
         if bound and serving and bound != serving:
             ready = False
@@ -168,14 +170,16 @@ def _item_routes(router: APIRouter, settings: GatewaySettings, index: ServedInde
 
 def create_app(settings: GatewaySettings) -> FastAPI:
     """The gateway app."""
+    return_freed_memory()  # decode threads would otherwise each keep their last image (services/common/malloc.py)
     backends = Backends(settings.backends)
     search = SearchService(settings, backends)
-    query_log = QueryLog(settings)
+    query_log = QueryLog(settings, search.decode_budget)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        watcher = asyncio.create_task(search.index.watch(settings.backends.index_check_seconds))
-        models_watcher = asyncio.create_task(search.models.watch(settings.backends.index_check_seconds))
+        every_s = settings.backends.index_check_seconds
+        watcher = supervised("index_watch", lambda: search.index.watch(every_s))
+        models_watcher = supervised("models_watch", lambda: search.models.watch(every_s))
         writer = await query_log.start() if query_log.enabled else None
         search.shadow.start()
         yield

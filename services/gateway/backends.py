@@ -3,7 +3,8 @@ per-call budgets, bounded retries of connection failures (every backend call is 
 forwarded.
 
 Failures become domain errors: connection refused / not ready -> BackendUnavailable (503), past the
-budget -> BackendTimeout (504), a 4xx from a backend -> the same status and message for the caller.
+budget -> BackendTimeout (504), a 4xx from a backend -> the same status and message for the caller; an
+answer over `max_answer_mib` or of the wrong shape (`answers`) -> BackendUnavailable.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from services.common.settings_gateway import BackendGroup
 from services.common.web import current_request_id
 from services.common.web_json import dumps
 from services.common.wire import rgb_headers, vectors_from_b64, vectors_to_b64
-from services.gateway.transport import ConnectionFailed, ConnectTimeout, HttpPool, Reply
+from services.gateway.answers import json_object, query_answer, readiness_problem
+from services.gateway.transport import AnswerTooLarge, ConnectionFailed, ConnectTimeout, HttpPool, Reply
 
 log = logging.getLogger("imgsearch.gateway")
 
@@ -55,11 +57,6 @@ def _error_text(resp: Reply) -> str:
     return str(body.get("error", body)) if isinstance(body, dict) else str(body)[:200]
 
 
-def _json(resp: Reply) -> dict[str, Any]:
-    body: dict[str, Any] = orjson.loads(resp.content)
-    return body
-
-
 class Backends:
     """Typed calls to the three services."""
 
@@ -72,7 +69,7 @@ class Backends:
             "embedder": settings.embedder_url.rstrip("/"),
             **index_urls(settings.index_url),  # one per partition when several (issue 16)
         }
-        self.client = HttpPool(connect_timeout_s=settings.connect_timeout_s)
+        self.client = HttpPool(settings.connect_timeout_s, settings.max_answer_mib * 1024 * 1024)
         # At most max_connections calls in flight per backend; more wait (within their budget) for a turn.
         self._slots = {name: asyncio.Semaphore(settings.max_connections) for name in self.urls}
 
@@ -111,6 +108,10 @@ class Backends:
             except (ConnectTimeout, TimeoutError) as exc:
                 BACKEND_ERRORS.labels(backend=label, kind="timeout").inc()
                 raise BackendTimeout(f"{label} did not answer within {budget_s:g}s") from exc
+            except AnswerTooLarge as exc:
+                BACKEND_ERRORS.labels(backend=label, kind="too_large").inc()
+                log.warning("%s", exc)
+                raise BackendUnavailable(f"{label} answered more than {self.settings.max_answer_mib} MiB") from exc
             BACKEND_SECONDS.labels(backend=label).observe(time.perf_counter() - t0)
             return self._check(label, resp)
         raise AssertionError("unreachable")
@@ -157,7 +158,7 @@ class Backends:
         BackendRejected when it no longer has it."""
         params = {"format": "b64", "foreground": "false", "boxes": dumps(boxes).decode(), "image_id": image_id}
         resp = await self.call("embedder", "POST", "/v1/embed", budget_s=self.settings.embed_timeout_s, params=params)
-        body = _json(resp)
+        body = self._json("embedder", resp)
         return vectors_from_b64(body.pop("vectors_b64", ""), int(body["dim"])), body
 
     async def _post_pixels(
@@ -172,7 +173,7 @@ class Backends:
         resp = await self.call(
             backend, "POST", path, budget_s=budget_s, content=pixels, headers=rgb_headers(image), params=params
         )
-        return _json(resp)
+        return self._json(backend, resp)
 
     async def query(
         self,
@@ -203,11 +204,12 @@ class Backends:
             content=dumps(payload),
             headers={"content-type": "application/json"},
         )
-        return _json(resp)
+        return query_answer(self.label_prefix + backend, self._json(backend, resp), len(vectors))
 
     async def get_json(self, backend: str, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """GET a JSON document from a backend (index look-ups)."""
-        return _json(await self.call(backend, "GET", path, budget_s=self.settings.query_timeout_s, params=params))
+        resp = await self.call(backend, "GET", path, budget_s=self.settings.query_timeout_s, params=params)
+        return self._json(backend, resp)
 
     async def get_bytes(self, backend: str, path: str) -> bytes:
         """GET a body from a backend (item thumbnails from the index)."""
@@ -218,6 +220,11 @@ class Backends:
         try:
             resp = await asyncio.wait_for(self.client.request("GET", self.urls[backend] + "/readyz"), 1.0)
             body = orjson.loads(resp.content)
-        except (ConnectionFailed, TimeoutError, orjson.JSONDecodeError) as exc:
+        except (ConnectionFailed, TimeoutError, AnswerTooLarge, orjson.JSONDecodeError) as exc:
             return False, {"error": f"unreachable: {type(exc).__name__}"}
+        if (problem := readiness_problem(body)) is not None:  # learnt from only when it has the expected shape
+            return False, {"error": f"malformed readiness answer: {problem}"}
         return resp.status_code == 200 and bool(body.get("ready")), body
+
+    def _json(self, backend: str, resp: Reply) -> dict[str, Any]:
+        return json_object(self.label_prefix + backend, resp.content)

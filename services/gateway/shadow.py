@@ -26,6 +26,7 @@ from services.common.settings import GatewaySettings
 from services.gateway.backends import Backends
 from services.gateway.partitions import served_index
 from services.gateway.served_index import ServedIndex
+from services.gateway.supervise import supervised
 
 log = logging.getLogger("imgsearch.gateway.shadow")
 
@@ -118,7 +119,7 @@ class Shadow:
     def start(self) -> None:
         """Start the replaying task (in the app's lifespan, so it runs on the server's event loop)."""
         if self.enabled and self._worker is None:
-            self._worker = asyncio.create_task(self._drain())
+            self._worker = supervised("shadow", self._drain)
 
     async def stop(self) -> None:
         """Stop replaying (queued jobs are abandoned) and close the candidate's connections."""
@@ -136,6 +137,7 @@ class Shadow:
             try:
                 replay = asyncio.create_task(self._replay(job), context=context)
                 candidate = await asyncio.wait_for(replay, self.timeout_s)
+                observe(job.production, candidate)
             except TimeoutError:
                 SHADOW_REQUESTS.labels(result="timeout").inc()
                 continue
@@ -150,7 +152,6 @@ class Shadow:
                 continue
             SHADOW_SECONDS.observe(time.perf_counter() - t0)
             SHADOW_REQUESTS.labels(result="ok").inc()
-            observe(job.production, candidate)
 
     async def _replay(self, job: ShadowJob) -> list[list[str]]:
         """The candidate's item ids per region for the job's regions."""

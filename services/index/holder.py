@@ -10,10 +10,7 @@ its manifest changes or an operator forces a reload.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import logging
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,25 +23,13 @@ from ann_index.serving.reader import IndexReader
 from ann_index.version.publish import manifest_sha256, read_current
 from imgcore.errors import ChecksumMismatch, ImgSearchError, IndexMismatch, ModelNotReady
 from imgcore.storage import ObjectStore, open_store
+from services.common.malloc import return_freed_memory
 from services.common.metrics import INDEX_AGE_SECONDS, INDEX_INFO, INDEX_ITEMS, INDEX_RELOADS
 from services.common.settings import IndexSettings
 from services.index.changes import ChangeFollower
 
 log = logging.getLogger("imgsearch.index")
-_M_MMAP_THRESHOLD = -3  # mallopt parameter (malloc.h)
 T = TypeVar("T")
-
-
-def return_freed_memory() -> None:
-    """Make glibc hand large freed blocks back to the OS at once (fixed mmap threshold of 128 KiB).
-
-    Opening a version allocates large temporaries (file checks, self-test) in a worker thread; with
-    glibc's default sliding threshold they end up in that thread's heap and stay there, ~30 MiB per
-    worker at 1M items (bench/memory.py): private to every worker, unlike the memory-mapped index.
-    """
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
 
 
 @dataclass

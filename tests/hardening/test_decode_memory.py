@@ -18,6 +18,7 @@ from pathlib import Path
 from types import ModuleType
 
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -25,7 +26,9 @@ from imgcore.errors import ImageTooLarge
 from imgcore.image import plan_decode
 from services.common.decode_budget import DecodeBudget, DecodeBusy
 from services.common.settings import GatewaySettings
+from tests.helpers.http import metric_value
 from tests.helpers.stack import Stack, running_stack
+from tests.helpers.wait import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 GATEWAY_LIMIT_MIB = 512  # k8s/base/gateway/deployment.yaml
@@ -166,3 +169,66 @@ def test_four_concurrent_near_limit_uploads_keep_the_gateway_under_its_pod_limit
     metrics = httpx.get(stack.gateway_url + "/metrics", timeout=10, trust_env=False).text
     busy = got["statuses"].count(503)
     assert not busy or f'imgsearch_rejections_total{{reason="decode_busy"}} {busy}.0' in metrics
+
+
+@pytest.mark.stack
+def test_the_query_log_decodes_within_the_same_budget(stack: Stack, tmp_path: Path) -> None:
+    """Issue 33, finding 5: the query log re-encoded TIFF/GIF/BMP uploads at full size, outside the budget
+    (4 near-limit TIFFs: 608 MiB with the log on, 355 off)."""
+    bench = _bench()
+    data = bench.near_limit_image("tiff_deflate", 6300)
+    off = bench.measure_kind(stack, data, 4)
+    plain_args = list(stack.args["gateway"])
+    stack.args["gateway"] += ["--query-log-uri", tmp_path.as_uri(), "--query-log-sample-rate=1"]
+    stack.args["gateway"] += ["--query-log-batch=1", "--query-log-flush-s=0.2"]
+    try:
+        on = bench.measure_kind(stack, data, 4)
+        gateway = stack.services["gateway"]
+        written = on["statuses"].count(200)
+
+        def logged() -> float:
+            text = httpx.get(gateway.url + "/metrics", timeout=10, trust_env=False).text
+            return sum(metric_value(text, "imgsearch_query_log_records_total", result=r) for r in ("written", "error"))
+
+        wait_until(lambda: logged() == written, 120, service=gateway)
+        peak_on = bench.peak_rss_mib(gateway.proc.pid)
+    finally:
+        stack.args["gateway"] = plain_args
+    assert written >= 1 and len(list(tmp_path.glob("queries-*.jsonl"))) >= 1, on
+    assert peak_on < off["peak_mib"] + 48, f"peak {peak_on:.0f} MiB with the log on, {off['peak_mib']:.0f} off"
+
+
+def _mixed_images() -> list[bytes]:
+    """Accepted uploads of every decoder path and of several sizes (1.2 to 4 MP and more)."""
+    rng = np.random.default_rng(1)
+    out = []
+    for side, fmt in [(3000, "JPEG"), (1800, "PNG"), (2500, "TIFF"), (1200, "GIF"), (2200, "BMP"), (2600, "WEBP")]:
+        height = side * 3 // 4
+        coarse = Image.fromarray(rng.integers(0, 256, (height // 8, side // 8, 3), dtype=np.uint8))
+        buf = io.BytesIO()
+        coarse.resize((side, height)).save(buf, fmt, **({"compression": "tiff_deflate"} if fmt == "TIFF" else {}))
+        out.append(buf.getvalue())
+    return out
+
+
+def _anonymous_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no RssAnon")
+
+
+@pytest.mark.stack
+def test_a_sequence_of_accepted_images_does_not_leave_the_gateway_larger(stack: Stack) -> None:
+    """Issue 33, finding 5: each decode thread kept its last image in its malloc arena (idle 116 -> 466 MiB
+    anonymous across a mixed sequence); the gateway now fixes glibc's mmap threshold."""
+    stack.stop("gateway")
+    gateway = stack.start("gateway")
+    gateway.wait_ready(60)
+    images = _mixed_images()
+    before = _anonymous_mib(gateway.proc.pid)
+    for data in images:
+        resp = httpx.post(gateway.url + "/v1/search", files={"image": ("i", data)}, timeout=120, trust_env=False)
+        assert resp.status_code == 200, resp.text
+    grown = _anonymous_mib(gateway.proc.pid) - before
+    assert grown < 32, f"anonymous memory grew {grown:.0f} MiB from {before:.0f} (default malloc: +79)"

@@ -22,6 +22,7 @@ from tests.helpers.wait import wait_until
 SERVICES = ("detector", "embedder", "index", "gateway")
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+FORGED_CLIENT = "203.0.113.77"  # what a caller writes in X-Forwarded-For: never a span's client address
 TRACING = {
     "OTEL_TRACES_EXPORTER": "console,otlp",
     "OTEL_BSP_SCHEDULE_DELAY": "100",  # export within 0.1 s instead of 5 s
@@ -78,9 +79,9 @@ def _traced(stack: Stack, name: str) -> list[dict[str, Any]]:
 
 def _search(stack: Stack) -> httpx.Response:
     resp = httpx.post(
-        stack.gateway_url + "/v1/search?k=3",
+        stack.gateway_url + "/v1/search?k=3&category=",
         files={"image": ("dog.jpg", (PHOTOS / "dog.jpg").read_bytes())},
-        headers={"traceparent": TRACEPARENT},
+        headers={"traceparent": TRACEPARENT, "x-forwarded-for": FORGED_CLIENT},
         trust_env=False,
         timeout=60,
     )
@@ -136,6 +137,11 @@ def test_callers_trace_id_is_in_spans_of_all_four_services_and_on_log_lines() ->
             assert server["parent_id"] in gateway_ids, f"{name}'s server span is not a child of a gateway span"
         for name in SERVICES:
             assert re.search(rf"trace={TRACE_ID} ", _log(stack, name)), f"no log line of {name} has the trace id"
+        # Spans record paths, not query strings, and the connection's peer, not X-Forwarded-For (issue 33).
+        for span in by_service["gateway"]:
+            values = " ".join(str(v) for v in span["attributes"].values())
+            assert "k=3" not in values and FORGED_CLIENT not in values, span["attributes"]
+        assert any("/v1/search" in str(v) for s in by_service["gateway"] for v in s["attributes"].values())
 
 
 @pytest.mark.stack
