@@ -21,11 +21,11 @@ from typing import Any
 
 from ann_index.build.embedding import BatchEmbedder, RebuildOptions, embed_items
 from ann_index.build.rebuild import publish_rows
+from ann_index.build.self_match import probe
 from ann_index.catalog.load import RebuildRefused, check_budget, load_catalog
 from ann_index.shards.files import shard_is_done, write_shard
 from ann_index.shards.merge import merge_shards
 from ann_index.shards.spec import SHARD_DIR, ShardError, ShardSpec, run_id, select_rows, shard_key
-from ann_index.version.manifest import EmbedderInfo
 from imgcore.errors import StoreError
 from imgcore.storage import as_uri, open_store
 
@@ -90,7 +90,7 @@ def embed_shard(
 
 
 def merge_and_publish(
-    catalog_uri: str, out_uri: str, embedder: EmbedderInfo, count: int, opts: RebuildOptions | None = None
+    catalog_uri: str, out_uri: str, embedder: BatchEmbedder, count: int, opts: RebuildOptions | None = None
 ) -> dict[str, Any]:
     """Step 2: merge the `count` shards of this catalog's run, then build, gate and publish.
 
@@ -119,7 +119,11 @@ def merge_and_publish(
         ]
         extra = {"shards": {"run": run, "count": count}, "timings_s": {"merge": round(time.monotonic() - t0, 2)}}
         items = [by_id[x] for x in merged.ids]
-        manifest = publish_rows(store, loaded, items, merged.vectors, failed, embedder, opts, extra, merged.thumbs)
+        # The merge has the embedder too: the gate's self-match sample is embedded here, as a whole build does.
+        probes = probe(items, loaded.base_uri, embedder, opts)
+        manifest = publish_rows(
+            store, loaded, items, merged.vectors, failed, embedder, opts, extra, merged.thumbs, probes
+        )
         # Published: the shard files are spent (the vectors are in the version). A failure here costs space only.
         try:
             store.delete_prefix(f"{SHARD_DIR}/{run}/")

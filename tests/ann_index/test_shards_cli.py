@@ -34,7 +34,7 @@ from tests.helpers.cli import imgsearch_cmd
 N = 3
 ITEMS = 200
 FLAGS = ("--n-trees", "16", "--seed", "7", "--workers", "2", "--no-progress")
-# A shard merge has no embedder to self-match with: the single-process builds it equals skip it too.
+# Self-match off in the in-process builds: the fake embedder's vectors say nothing of it (the CLI test runs it).
 OPTS = RebuildOptions(progress=False, n_trees=16, seed=7, gate_queries=200, self_match_queries=0)
 HAVE_MODEL = (MODELS_DIR / "fmnist-lite0" / "model.onnx").is_file()
 
