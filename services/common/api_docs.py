@@ -25,33 +25,29 @@ def install_api_docs(app: FastAPI) -> None:
     `docs_url=None, redoc_url=None`)."""
     static = files("fastapi_offline") / "static"
     app.mount(ASSETS, StaticFiles(directory=str(static)), name="docs-assets")
-    openapi_url = app.openapi_url or "/openapi.json"
+    openapi_url, title = app.openapi_url or "/openapi.json", f"{app.title} - API"
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:
-        return _own_origin_only(
-            get_swagger_ui_html(
-                openapi_url=openapi_url,
-                title=f"{app.title} - API",
-                swagger_js_url=f"{ASSETS}/swagger-ui-bundle.js",
-                swagger_css_url=f"{ASSETS}/swagger-ui.css",
-                swagger_favicon_url=f"{ASSETS}/favicon.png",
-                # No call to the public validator service (its badge): nothing leaves the page's origin.
-                swagger_ui_parameters={"validatorUrl": None},
-            )
+        # No call to the public validator service (its badge) either: nothing leaves the page's origin.
+        swagger = get_swagger_ui_html(
+            openapi_url=openapi_url,
+            title=title,
+            swagger_js_url=f"{ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{ASSETS}/favicon.png",
+            swagger_ui_parameters={"validatorUrl": None},
         )
+        return _own_origin_only(swagger)
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc() -> HTMLResponse:
-        return _own_origin_only(
-            get_redoc_html(
-                openapi_url=openapi_url,
-                title=f"{app.title} - API",
-                redoc_js_url=f"{ASSETS}/redoc.standalone.js",
-                redoc_favicon_url=f"{ASSETS}/favicon.png",
-                with_google_fonts=False,
-            )
+        js, icon = f"{ASSETS}/redoc.standalone.js", f"{ASSETS}/favicon.png"
+        fonts = False  # Google Fonts: another origin
+        redoc = get_redoc_html(
+            openapi_url=openapi_url, title=title, redoc_js_url=js, redoc_favicon_url=icon, with_google_fonts=fonts
         )
+        return _own_origin_only(redoc)
 
 
 def _own_origin_only(page: HTMLResponse) -> HTMLResponse:
