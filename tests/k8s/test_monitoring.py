@@ -1,6 +1,7 @@
 """Monitoring (k8s/monitoring/): rules, dashboard and config use real metric names and valid PromQL.
 
-promtool is required (scripts/setup-test-env.sh unpacks it from the Debian package `prometheus`); without it these tests fail.
+promtool is required (scripts/setup-test-env.sh unpacks it from the Debian package `prometheus`); without it
+these tests fail.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
     path = shutil.which("promtool")
     if path is None:
         pytest.fail(
-            "promtool not found on PATH: run scripts/setup-test-env.sh (it unpacks promtool from Debian's `prometheus`); "
+            "promtool not found on PATH: run scripts/setup-test-env.sh (it unpacks it from Debian's `prometheus`); "
             "the rules, dashboard and Prometheus config checks need it",
             pytrace=False,
         )
