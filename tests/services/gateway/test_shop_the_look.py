@@ -20,7 +20,7 @@ GARMENTS = {"top", "bottom", "footwear"}
 
 
 def _search(name: str, **params: Any) -> dict[str, Any]:
-    resp = search(shared_stack().gateway_url, (PHOTOS / name).read_bytes(), k=8, **params)
+    resp = search(shared_stack().gateway_url, (PHOTOS / name).read_bytes(), **({"k": 8} | params))
     assert resp.status_code == 200, resp.text
     body: dict[str, Any] = resp.json()
     return body
@@ -68,8 +68,9 @@ def test_a_portrait_gives_only_a_top() -> None:
 
 
 def test_nothing_searchable_falls_back_to_the_whole_image_and_lists_what_was_seen() -> None:
-    body = _search("dog.jpg")  # a bicycle and a dog: neither is a catalog kind
+    body = _search("dog.jpg", k=7)  # a bicycle and a dog: neither is a catalog kind; k of its own: not cached
     assert body["fallback"] == "whole_image" and len(body["items"]) == 1
+    assert not body["cached"] and body["timings_ms"]["embed"] >= 1.0  # the whole-image call's own time
     assert {item["label"] for item in body["ignored"]} >= {"bicycle", "dog"}
 
 
