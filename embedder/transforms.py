@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from imgcore.foreground import foreground_box as foreground_box  # the whole photo's crop; detector shares it
+from imgcore.foreground import frame_pixels
 from imgcore.pixels import chw_batch as chw_batch  # the model's batch layout; the rebuild uses it too
 
 Box = tuple[float, float, float, float]
@@ -37,25 +39,9 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"expected HxW, HxWx1, HxWx3 or HxWx4, got shape {image.shape}")
 
 
-def border_width(height: int, width: int) -> int:
-    """A thin border: 2 % of the shorter side, at least 1 pixel."""
-    return max(1, int(round(0.02 * min(height, width))))
-
-
 def border_colour(image: np.ndarray) -> np.ndarray:
     """Per-channel median of a thin frame around the image: the background of a product photo."""
-    img = as_rgb(image)
-    h, w = img.shape[:2]
-    b = border_width(h, w)
-    frame = np.concatenate(
-        [
-            img[:b].reshape(-1, 3),
-            img[h - b :].reshape(-1, 3),
-            img[:, :b].reshape(-1, 3),
-            img[:, w - b :].reshape(-1, 3),
-        ]
-    )
-    return np.median(frame, axis=0).astype(np.uint8)
+    return np.median(frame_pixels(as_rgb(image)), axis=0).astype(np.uint8)
 
 
 def square_box(box: Box, margin: float = 0.0) -> tuple[int, int, int, int]:
@@ -119,38 +105,6 @@ def prepare_pixels(
 def prepare(image: np.ndarray, box: Box | None, size: int, margin: float, interpolation: str = "area") -> np.ndarray:
     """Full preprocessing of one item: crop/pad to square, resize, to [3,size,size] float32."""
     return to_chw(prepare_pixels(image, box, size, margin, interpolation))
-
-
-def foreground_box(
-    image: np.ndarray, threshold: float = 28.0, min_area: float = 0.0005, pad: float = 0.04
-) -> Box | None:
-    """Box around the item in a photo of one item on a plain background; None if nothing stands out.
-
-    Background level = median of a thin border; the blurred image is compared with it so sensor
-    noise and JPEG ringing do not count; tiny specks are dropped; the box is padded and squared,
-    then clipped to the image.
-    """
-    img = as_rgb(image)
-    h, w = img.shape[:2]
-    gray = img.astype(np.float32).mean(axis=2)
-    b = border_width(h, w)
-    frame = np.concatenate([gray[:b].ravel(), gray[h - b :].ravel(), gray[:, :b].ravel(), gray[:, w - b :].ravel()])
-    background = float(np.median(frame))
-    # A lit background varies a little across the frame: raise the bar by its spread.
-    spread = float(np.median(np.abs(frame - background)))
-    sigma = max(0.8, 0.008 * min(h, w))
-    blurred = cv2.GaussianBlur(gray, (0, 0), sigma)
-    mask = (np.abs(blurred - background) > threshold + 3.0 * spread).astype(np.uint8)
-    count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    keep = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= min_area * h * w]
-    if not keep:
-        return None
-    x1 = min(int(stats[i, cv2.CC_STAT_LEFT]) for i in keep)
-    y1 = min(int(stats[i, cv2.CC_STAT_TOP]) for i in keep)
-    x2 = max(int(stats[i, cv2.CC_STAT_LEFT] + stats[i, cv2.CC_STAT_WIDTH]) for i in keep)
-    y2 = max(int(stats[i, cv2.CC_STAT_TOP] + stats[i, cv2.CC_STAT_HEIGHT]) for i in keep)
-    sx1, sy1, sx2, sy2 = square_box((float(x1), float(y1), float(x2), float(y2)), pad)
-    return (float(max(sx1, 0)), float(max(sy1, 0)), float(min(sx2, w)), float(min(sy2, h)))
 
 
 def clip_boxes(boxes: Sequence[Box], width: int, height: int) -> list[Box]:

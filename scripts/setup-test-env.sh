@@ -6,13 +6,28 @@ export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
-# Fashion-MNIST (demo catalog), promtool (alert rules), Chromium (web page test).
-APT_PACKAGES=(dataset-fashion-mnist prometheus chromium)
+# Fashion-MNIST (demo catalog), Chromium (web page test).
+APT_PACKAGES=(dataset-fashion-mnist chromium)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update -q
   $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# Tools installed beside this Python (on PATH wherever its `pytest` is).
+BIN="$(python -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
+
+# promtool (alert rules) and the Prometheus that tests start themselves, on ports of their own: only the two
+# binaries, unpacked from Debian's package. Installing the package would add a system user, 330 MB of web
+# assets and fonts, and a service listening on :9090 on a systemd host: nothing a test needs.
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+  work="$(mktemp -d)"
+  apt-cache show prometheus >/dev/null 2>&1 || $SUDO apt-get update -q
+  (cd "$work" && apt-get download -q prometheus)
+  dpkg-deb -x "$work"/prometheus_*.deb "$work/root"
+  $SUDO install -m 0755 "$work/root/usr/bin/prometheus" "$work/root/usr/bin/promtool" "$BIN/"
+  rm -rf "$work"
 fi
 
 # Small steps: one resolver run over everything at once has been seen to stall for minutes. Runtime

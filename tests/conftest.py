@@ -9,6 +9,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -43,6 +44,32 @@ def env_vars(**values: str | None) -> Iterator[None]:
         yield
     finally:
         _set_env(saved)
+
+
+# --------------------------------------------------------------------------- private temp root
+
+# pytest's default root, /tmp/pytest-of-<user>, is shared by every run of that user, and each run prunes the
+# numbered folders of the others: two runs at once lost each other's folders (251 errors). Without
+# --basetemp, each run gets a folder of its own, removed when the run passes and kept (and named) when not.
+_PRIVATE_ROOT: dict[str, Path] = {}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    if config.option.basetemp is None and not hasattr(config, "workerinput"):
+        root = Path(tempfile.mkdtemp(prefix="imgsearch-pytest-"))
+        config.option.basetemp = str(root)
+        _PRIVATE_ROOT["path"] = root
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    root = _PRIVATE_ROOT.pop("path", None)
+    if root is None:
+        return
+    if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+        shutil.rmtree(root, ignore_errors=True)
+    else:
+        session.config.pluginmanager.get_plugin("terminalreporter").write_line(f"temporary files kept in {root}")
 
 
 # --------------------------------------------------------------------------- test lanes

@@ -158,4 +158,7 @@ def _epoch(parts: Parts, data: Views, recipe: Recipe, state: Progress, clock: _C
             save(parts, state, recipe.out)
             last_save = time.monotonic()
     state.epoch += 1
-    return clock.progress(state.step)
+    # The progress that ends the run is the one saved with it: read from a later clock, the run could end at
+    # 1.0 while the checkpoint said 44.999 of 45 s, and a `--resume` would take one more step.
+    state.seconds = time.monotonic() - clock.start
+    return max(state.step / clock.total_steps, state.seconds / clock.budget_s)

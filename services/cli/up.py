@@ -7,13 +7,15 @@ Fashion-MNIST train split into the data folder. Ctrl-C or SIGTERM stops every ch
 from __future__ import annotations
 
 import argparse
+import fcntl
 import logging
+import os
 import signal
 import socket
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import IO, Any
 
 from services import defaults
 from services.cli.up_catalog import add_catalog_flags, own_catalog
@@ -30,6 +32,29 @@ def _port_is_free(host: str, port: int) -> bool:
         except OSError:
             return False
         return True
+
+
+def lock_data_folder(data: Path) -> IO[str] | None:
+    """Hold the data folder for this process's life (`data/.up.lock`, flock: released when it exits, even
+    killed); None when another process holds it. Two stacks on one folder would write the same log files
+    and index copies."""
+    handle = open(data / ".up.lock", "a+")  # noqa: SIM115 - held open on purpose, for the process's life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    handle.truncate(0)
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def _holder(data: Path) -> str:
+    try:
+        return (data / ".up.lock").read_text().strip() or "?"
+    except OSError:
+        return "?"
 
 
 def _banner(url: str, logs: Path) -> str:
@@ -77,6 +102,12 @@ def run_up(args: argparse.Namespace) -> int:
 
     data = Path(args.data).resolve()
     data.mkdir(parents=True, exist_ok=True)
+    lock = lock_data_folder(data)
+    if lock is None:
+        log.error(
+            "%s is in use by another `imgsearch up` (pid %s): stop it, or give this one --data DIR", data, _holder(data)
+        )
+        return 2
     if not _port_is_free("127.0.0.1", args.port):
         log.error("port %d is in use; choose another with --port", args.port)
         return 2

@@ -18,6 +18,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.common.api_docs import install_api_docs
 from services.common.client_limits import ClientLimitsMiddleware
 from services.common.errors import error_response, install_error_handlers, internal_error_response
 from services.common.metrics import REQUEST_SECONDS, REQUESTS
@@ -178,7 +179,8 @@ def create_service_app(
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
     max_body_bytes: int | None = None,
 ) -> FastAPI:
-    """A FastAPI app with the shared middleware, error mapping and health routes (OpenAPI at /docs).
+    """A FastAPI app with the shared middleware, error mapping and health routes (OpenAPI at /docs and /redoc,
+    served without a CDN).
 
     `max_body_bytes`: refuse larger request bodies of every route (services whose routes take JSON).
     """
@@ -188,7 +190,10 @@ def create_service_app(
         version="0.1.0",
         lifespan=lifespan,
         default_response_class=ORJSONResponse,
+        docs_url=None,  # served from the package's assets instead of a CDN
+        redoc_url=None,
     )
+    install_api_docs(app)
     install_error_handlers(app)
     if max_body_bytes is not None:
         app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)  # inside the request context

@@ -1,6 +1,7 @@
 """Garments in the detector service: the pose model is loaded beside the detector, and every detected
-person's top, bottom and footwear are added to the detections (`"part_of"`: the person's index), so one
-call from the gateway still returns every item of the photo."""
+person's top, bottom and footwear are added to the detections (`"part_of"`: the person's index), then the
+separate items of a flat-lay (`"source": "foreground"`), so one call from the gateway still returns every
+item of the photo."""
 
 from __future__ import annotations
 
@@ -41,19 +42,23 @@ def pose_loader(settings: DetectorSettings) -> BackgroundLoader[PoseEstimator] |
 def find_items(
     detector: Detector, pose: PoseEstimator | None, image: np.ndarray, settings: DetectorSettings
 ) -> list[dict[str, Any]]:
-    """Detections, then the garments of the best-scored people (each after its person's index)."""
+    """Detections, then the garments of the best-scored people (each after its person's index), then the
+    items of a flat-lay that the detector did not find."""
+    from detector.flatlay import flat_lay_items
     from detector.garments import find_garments
 
     detections = detector.detect(image)
     items = [det.to_dict() for det in detections]
-    if pose is None:
-        return items
+    if pose is not None:
+        t0 = time.perf_counter()
+        garments = find_garments(
+            image, detections, pose, max_people=settings.pose.max_people, min_score=settings.pose.min_score
+        )
+        STAGE_SECONDS.labels(stage="pose").observe(time.perf_counter() - t0)
+        items.extend({**garment.to_dict(), "part_of": person} for person, garment in garments)
     t0 = time.perf_counter()
-    garments = find_garments(
-        image, detections, pose, max_people=settings.pose.max_people, min_score=settings.pose.min_score
-    )
-    STAGE_SECONDS.labels(stage="pose").observe(time.perf_counter() - t0)
-    items.extend({**garment.to_dict(), "part_of": person} for person, garment in garments)
+    items.extend(flat_lay_items(image, detections))
+    STAGE_SECONDS.labels(stage="foreground").observe(time.perf_counter() - t0)
     return items
 
 

@@ -15,25 +15,45 @@ from typing import Any
 from services.gateway.regions import Region
 
 CategorySpec = str | list[str] | None  # one category, any of several, or all (the index's wire format)
+FOREGROUND = "foreground"  # the `source` of a flat-lay's items in the detector's answer (detector/flatlay.py)
+
+
+def _kindless(region: Region) -> bool:
+    """The caller's own box or a flat-lay's item: no detector label to look up, searched among all categories
+    (or the caller's)."""
+    return region.label is None or region.source == FOREGROUND
+
+
+def _choose(region: Region, kinds: Mapping[str, Sequence[str]], known: frozenset[str], category: str | None) -> None:
+    """Sets the region's `searched_category` from its kind, or `ignored` with the reason. With the caller's
+    `category`, only items whose kind includes it are searched (in it alone)."""
+    allowed = [c for c in kinds.get(region.label or "", ()) if c in known]
+    if not allowed:
+        region.ignored = "not_a_catalog_kind"
+    elif category is None:
+        region.searched_category = allowed[0] if len(allowed) == 1 else allowed
+    elif category in allowed:
+        region.searched_category = category
+    else:
+        region.ignored = "other_category"
 
 
 def split_items(
     regions: Sequence[Region], kinds: Mapping[str, Sequence[str]] | None, known: frozenset[str], category: str | None
 ) -> tuple[list[Region], list[Region]]:
-    """(searched, ignored) regions; each searched one's `searched_category` set unless the caller's
-    `category` decides for all of them."""
+    """(searched, ignored) regions, each searched one's `searched_category` set where its kind decides it.
+
+    The caller's `category` applies to the items that can be of it: the caller's box, the whole photo, a
+    flat-lay's items and detected items whose kind includes it; the others are ignored (`other_category`).
+    Without a kinds mapping, every item is searched in it."""
     covered = {region.part_of for region in regions if region.part_of is not None}
     searched: list[Region] = []
     ignored: list[Region] = []
     for region in regions:
         if region.label == "person" and region.detection is not None and region.detection in covered:
             region.ignored = "garments_searched"
-        elif category is None and kinds is not None and region.label is not None:  # not the caller's own box
-            allowed = [c for c in kinds.get(region.label or "", ()) if c in known]
-            if allowed:
-                region.searched_category = allowed[0] if len(allowed) == 1 else allowed
-            else:
-                region.ignored = "not_a_catalog_kind"
+        elif kinds is not None and not _kindless(region):
+            _choose(region, kinds, known, category)
         (ignored if region.ignored else searched).append(region)
     return searched, ignored
 

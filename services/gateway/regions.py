@@ -29,7 +29,7 @@ class Region:
     label: str | None = None
     category: str | None = None
     score: float | None = None
-    source: str | None = None  # "user_box": the caller's own region
+    source: str | None = None  # "user_box": the caller's own region; "foreground": an item of a flat-lay
     fallback: str | None = None  # "whole_image": nothing detected, the whole photo searched
     searched_category: str | list[str] | None = None  # a list: any of these categories (#15)
     results: list[dict[str, Any]] = field(default_factory=list)

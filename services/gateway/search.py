@@ -93,6 +93,8 @@ class SearchService:
         with tracing.stage("query"):
             version, t_searched = await self._query(embedded, params)
         timings = stage_timings([t_start, t_decoded, t_decoded + embedded.detect_s, t_embedded, t_searched])
+        if embedded.embed_s is not None:  # the whole-image vector was made during detection: its own time
+            timings["embed"] = embedded.embed_s * 1e3
         for stage, ms in timings.items():
             STAGE_SECONDS.labels(stage=stage).observe(ms / 1e3)
         body: dict[str, Any] = {
@@ -154,12 +156,8 @@ class SearchService:
         are idle), so a photo with nothing detected costs no extra round trip.
         """
         t0 = time.perf_counter()
-        speculative, kept = None, new_image_id()  # kept: the embedder keeps the photo, the boxes follow alone
-        if params.box is None and self._inflight < self.settings.search.speculate_max_inflight:
-            speculative = asyncio.create_task(
-                self.backends.embed(photo.pixels, photo.forward, None, foreground=True, keep=kept)
-            )
-            speculative.add_done_callback(consume_outcome)
+        kept = new_image_id()  # the embedder keeps the photo, the boxes follow alone
+        speculative, took = self._speculate(photo, params, kept)
         self._inflight += 1
         try:
             with tracing.stage("detect"):
@@ -196,7 +194,25 @@ class SearchService:
             source,
             ignored=ignored,
             pose_model=pose_model,
+            embed_s=took[0] if took and regions[0].fallback else None,
         )
+
+    def _speculate(self, photo: Photo, params: SearchParams, kept: str) -> tuple[asyncio.Task[Any] | None, list[float]]:
+        """The whole-image embed started beside detection (none with a box or when busy), and a list that
+        receives its own duration once it has answered."""
+        took: list[float] = []
+        if params.box is not None or self._inflight >= self.settings.search.speculate_max_inflight:
+            return None, took
+
+        async def embed_whole() -> tuple[Any, dict[str, Any]]:
+            t0 = time.perf_counter()
+            answer = await self.backends.embed(photo.pixels, photo.forward, None, foreground=True, keep=kept)
+            took.append(time.perf_counter() - t0)
+            return answer
+
+        task = asyncio.create_task(embed_whole())
+        task.add_done_callback(consume_outcome)
+        return task, took
 
     async def _regions(
         self, photo: Photo, params: SearchParams
@@ -216,7 +232,8 @@ class SearchService:
             box = photo.to_original(det["box"])
             if box[2] - box[0] < self.settings.search.min_item_px or box[3] - box[1] < self.settings.search.min_item_px:
                 continue
-            region = Region(box=box, label=det["label"], category=det.get("category"), score=det["score"])
+            region = Region(box=box, label=det["label"], category=det.get("category"), score=det.get("score"))
+            region.source = det.get("source")
             region.detection, region.part_of = n, det.get("part_of")
             regions.append(region)
         regions.sort(key=lambda region: -float(region.score or 0.0))

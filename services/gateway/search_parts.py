@@ -91,6 +91,7 @@ class Embedded:
     missing_partitions: list[int] | None = None  # index partitions left out of the answer (issue 16)
     pose_model: dict[str, Any] | None = None  # the detector's pose model, part of its identity (#15)
     ignored: list[Region] = field(default_factory=list)  # detected, not searched (#15)
+    embed_s: float | None = None  # the speculative whole-image embed's own time, when its vector was used
 
 
 def photo_of(decoded: Decoded) -> Photo:

@@ -142,6 +142,7 @@ class IndexHolder:
                 self.failed_version, self.last_error = target, f"{type(exc).__name__}: {exc}"
                 log.error("index %s refused; still serving %s: %s", target, old and old.version, exc)
                 raise
+            self.keep_answering(old)  # before the swap: a query on another thread never finds neither
             self.reader, self.failed_version, self.last_error = new, None, None
             self.built_at = built_at(new.manifest)
             if old is not None:  # in multiprocess metrics (pre-forked workers) clear() leaves the old value
@@ -166,6 +167,9 @@ class IndexHolder:
         if version is not None and reader is not None and reader.version != version:
             raise IndexVersionGone(f"index {version} is not served here (serving {reader.version})")
         return reader
+
+    def keep_answering(self, old: IndexReader | None) -> None:
+        """Called just before `old` stops being the current reader (a partition keeps it answering)."""
 
     async def retire(self, old: IndexReader) -> None:
         """A swapped-out reader: closed at once (a partition keeps it until the gateways moved on)."""

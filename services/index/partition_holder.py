@@ -27,6 +27,7 @@ class PartitionHolder(IndexHolder):
     def __init__(self, settings: IndexSettings) -> None:
         super().__init__(settings)
         self.previous: IndexReader | None = None
+        self._older: IndexReader | None = None  # the previous one's predecessor, until `retire` closes it
         self.loaded_at = 0.0  # monotonic time the current version was swapped in
         self.last_use: dict[str, float] = {}
 
@@ -41,12 +42,18 @@ class PartitionHolder(IndexHolder):
         raise IndexVersionGone(f"index {version} is not held by partition {self.settings.partition}")
 
     def held_versions(self) -> set[str]:
-        return {held.version for held in (self.reader, self.previous) if held is not None}
+        return {held.version for held in (self.reader, self.previous, self._older) if held is not None}
+
+    def keep_answering(self, old: IndexReader | None) -> None:
+        """`old` becomes the previous version before the new one is current: queries pinned to it, answered on
+        request threads, found neither for an instant when this came after the swap (409 mid roll-out)."""
+        if old is not None:
+            self._older, self.previous = self.previous, old
 
     async def retire(self, old: IndexReader) -> None:
-        """Keep `old` answering pinned queries; a version older still is dropped now."""
+        """A version older still than `old` (kept answering pinned queries) is dropped now."""
         self.loaded_at = time.monotonic()
-        older, self.previous = self.previous, old
+        older, self._older = self._older, None
         if older is not None and older is not old:
             await asyncio.to_thread(older.close)
 

@@ -107,6 +107,9 @@ function notesFor(body, items) {
   } else if (fallback) {
     notes.push(`Fallback used: ${fallback}.`);
   }
+  if (items.some((it) => it.source === "foreground")) {
+    notes.push("The items lying apart on a plain background were searched one by one.");
+  }
   if (state.region) notes.push("Searching the region you drew. Choose \u201cWhole photo\u201d to go back.");
   if (!items.length) notes.push("Nothing to show for this photo.");
   return notes;

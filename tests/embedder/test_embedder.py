@@ -232,3 +232,24 @@ def test_foreground_box_is_none_on_a_plain_photo() -> None:
     rng = np.random.default_rng(1)
     img = np.clip(rng.normal(230, 4, (100, 100, 3)), 0, 255).astype(np.uint8)
     assert foreground_box(img) is None
+
+
+def test_a_full_frame_catalog_photo_searched_as_is_finds_itself_first(
+    embedder: Embedder, catalog: list[np.ndarray]
+) -> None:
+    # The rebuild embeds catalog images whole (crop=full); the gateway's whole-image search crops a photo to
+    # its foreground: on a photo whose subject fills the frame there is none, so both see the same pixels.
+    photos = [_rgb(path) for path in sorted((DATA / "photos").rglob("*.jpg"))]
+    gallery = np.concatenate([embedder.embed_batch(photos), embedder.embed_batch(catalog)])
+    for i, photo in enumerate(photos):
+        box = foreground_box(photo)
+        query = embedder.embed(photo, [box] if box is not None else None)[0]
+        sims = gallery @ query
+        assert int(sims.argmax()) == i and sims[i] > 0.99, (i, box, float(sims[i]), float(sims.max()))
+
+
+def _rgb(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))

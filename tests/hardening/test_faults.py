@@ -77,9 +77,15 @@ def test_frozen_backend_gives_504_within_budget_to_every_concurrent_request_then
 ) -> None:
     gw = stack.gateway_url
     gateway_pid = stack.services["gateway"].proc.pid
-    with ThreadPoolExecutor(8) as pool:  # the same burst with every backend healthy, for comparison
-        healthy = list(pool.map(lambda k: _search(gw, k=k), range(1, 9)))
-    assert {status for status, _, _ in healthy} == {200}
+
+    def healthy_burst() -> list[tuple[int, dict[str, object], float]] | None:
+        with ThreadPoolExecutor(8) as pool:  # the same burst with every backend healthy, for comparison
+            answers = list(pool.map(lambda k: _search(gw, k=k), range(1, 9)))
+        return answers if {status for status, _, _ in answers} == {200} else None
+
+    # On a busy machine a healthy search can pass the tight budget too (and rightly get 504): the comparison
+    # needs a burst that passed whole.
+    healthy = wait_until(healthy_burst, 120, interval_s=0.5, message="no healthy burst passed whole")
     healthy_s = max(elapsed for _, _, elapsed in healthy)
     with Frozen(stack, backend), ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda k: _search(gw, k=k), range(1, 9)))
@@ -93,7 +99,7 @@ def test_frozen_backend_gives_504_within_budget_to_every_concurrent_request_then
         assert elapsed < healthy_s + budget_s + 1.0, (elapsed, healthy_s)
     assert ready.status_code == 503 and ready.json()["backends"][backend]["ready"] is False
     assert readyz_s < 1.0 + SLACK_S  # the readiness probe is bounded too
-    wait_until(lambda: _search(gw)[0] == 200, 20)  # the same gateway process recovers by itself
+    wait_until(lambda: _search(gw)[0] == 200, 60)  # the same gateway process recovers by itself
     assert stack.services["gateway"].proc.pid == gateway_pid and stack.services["gateway"].alive()
     metrics = httpx.get(gw + "/metrics", trust_env=False).text
     assert f'imgsearch_backend_errors_total{{backend="{backend}",kind="timeout"}}' in metrics

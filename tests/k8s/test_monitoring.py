@@ -1,6 +1,7 @@
 """Monitoring (k8s/monitoring/): rules, dashboard and config use real metric names and valid PromQL.
 
-promtool is required (CI installs the Debian package `prometheus`); without it these tests fail.
+promtool is required (scripts/setup-test-env.sh unpacks it from the Debian package `prometheus`); without it
+these tests fail.
 """
 
 from __future__ import annotations
@@ -81,12 +82,12 @@ def test_required_alerts_exist() -> None:
 
 
 def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run `promtool check ...`. promtool is a test dependency (Debian package `prometheus`, installed by
-    CI): when it is missing the test fails, it is not skipped."""
+    """Run `promtool check ...`. promtool is a test dependency (unpacked from the Debian package `prometheus`
+    by scripts/setup-test-env.sh): when it is missing the test fails, it is not skipped."""
     path = shutil.which("promtool")
     if path is None:
         pytest.fail(
-            "promtool not found on PATH: install the Debian package `prometheus` (scripts/setup-test-env.sh); "
+            "promtool not found on PATH: run scripts/setup-test-env.sh (it unpacks it from Debian's `prometheus`); "
             "the rules, dashboard and Prometheus config checks need it",
             pytrace=False,
         )

@@ -183,6 +183,22 @@ def test_domain_and_validation_errors_map_to_json_bodies() -> None:
     assert client.get("/typed", params={"k": 1}, headers={"x-request-id": "abc"}).headers["x-request-id"] == "abc"
 
 
+def test_api_docs_pages_load_their_assets_from_the_service_itself() -> None:
+    import re
+
+    from services.common.api_docs import install_api_docs
+
+    app = FastAPI(title="t", docs_url=None, redoc_url=None)
+    install_api_docs(app)
+    client = TestClient(app)
+    for page in ("/docs", "/redoc"):
+        resp = client.get(page)
+        assert resp.status_code == 200 and "default-src 'self'" in resp.headers["content-security-policy"]
+        assert "http://" not in resp.text and "https://" not in resp.text, resp.text  # no CDN, no fonts
+        for asset in re.findall(r'(?:src|href)="(/docs-assets/[^"]+)"', resp.text):
+            assert client.get(asset).status_code == 200, asset
+
+
 def test_admin_guard_uses_the_token_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     def app_with(settings: IndexSettings) -> TestClient:
         app = FastAPI()

@@ -66,13 +66,15 @@ def test_up_builds_the_demo_index_serves_search_and_stops_cleanly(tmp_path: Path
         assert resp.status_code == 200, resp.text
         assert resp.json()["items"] and all(len(i["results"]) == 10 for i in resp.json()["items"])
 
-        cli = subprocess.run(
-            [sys.executable, "-m", "services.cli", "search", str(PHOTO), "--url", url, "--k", "3"],
-            capture_output=True,
-            timeout=60,
-        )
+        search_cli = [sys.executable, "-m", "services.cli", "search", str(PHOTO), "--url", url]
+        cli = subprocess.run([*search_cli, "--k", "3", "--json"], capture_output=True, timeout=60)
         assert cli.returncode == 0, cli.stderr
         assert all(len(i["results"]) == 3 for i in json.loads(cli.stdout)["items"])
+        table = subprocess.run(search_cli, capture_output=True, text=True, timeout=60)
+        assert table.returncode == 0, table.stderr
+        lines = table.stdout.splitlines()
+        assert 3 < len(lines) <= 40 and lines[0].startswith(f"{len(resp.json()['items'])} item(s), index "), lines
+        assert lines[2].split()[0] == "1" and lines[2].split()[2].startswith("fmnist-"), lines  # rank, score, id
 
         logged = "".join(errors.queue)
         ports = [int(p) for p in re.findall(r"ready on http://127\.0\.0\.1:(\d+)", logged)]

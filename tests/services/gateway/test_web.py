@@ -322,6 +322,20 @@ def test_web_page_phone_width(browser: Any, base_url: str, tmp_path: Path) -> No
     boxes = page.get_by_test_id("box")
     expect(boxes).to_have_count(1)
 
+    # the flat-lay sample: each item on the plain background is a box of its own, searched on its own
+    with page.expect_response(lambda r: "/v1/search" in r.url) as info:
+        page.get_by_role("button", name="Sample: flat lay of four items").tap()
+    flat = info.value.json()
+    assert [item.get("source") for item in flat["items"]] == ["foreground"] * 4, flat["items"]
+    expect(boxes).to_have_count(4)
+    expect(page.locator("#notice")).to_contain_text("searched one by one")
+    best = set()
+    for i in range(4):
+        boxes.nth(i).tap()
+        expect(boxes.nth(i)).to_have_attribute("aria-pressed", "true")
+        best.add(page.locator("[data-testid=result] .cat").first.inner_text())
+    assert {"Trouser", "Bag", "Sneaker"} <= best and best & {"T-shirt/top", "Shirt"}, best
+
     # a photo with several detected items
     page.get_by_role("button", name="Sample: person").tap()
     expect(page.locator("#notice")).to_be_hidden()
@@ -355,4 +369,37 @@ def test_web_page_phone_width(browser: Any, base_url: str, tmp_path: Path) -> No
     assert _no_horizontal_overflow(page), page.evaluate("() => document.documentElement.scrollWidth")
     page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
     assert not watch.problems, watch.problems
+    context.close()
+
+
+def test_api_docs_render_with_the_network_cut(browser: Any, base_url: str) -> None:
+    """/docs (Swagger UI) and /redoc work where no CDN can be reached: every request off the service's own
+    origin is aborted, as in an air-gapped cluster."""
+    from playwright.sync_api import expect
+
+    origin = _origin(base_url)
+    blocked: list[str] = []
+
+    def only_local(route: Any) -> None:
+        url = route.request.url
+        if url.startswith((origin, "data:", "blob:")):
+            route.continue_()
+        else:
+            blocked.append(url)
+            route.abort("internetdisconnected")
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.route("**/*", only_local)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    resp = page.goto(base_url + "docs")
+    assert resp is not None and resp.ok
+    expect(page.locator(".swagger-ui .opblock-summary-path", has_text="/v1/search").first).to_be_visible(
+        timeout=TIMEOUT_MS
+    )
+    resp = page.goto(base_url + "redoc")
+    assert resp is not None and resp.ok
+    expect(page.get_by_role("heading", name=re.compile("imgsearch gateway")).first).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.get_by_text("/v1/search").first).to_be_attached(timeout=TIMEOUT_MS)
+    assert blocked == [], blocked
     context.close()

@@ -1,0 +1,178 @@
+"""Where the items lie in a photo of items on a plain background: the foreground analysis.
+
+The embedder crops a whole photo to its foreground (`foreground_box`); the detector service finds the separate
+items of a flat-lay (`item_boxes`). Both read the same mask: pixels whose blurred colour differs from the
+background, the median colour of a thin frame around the photo. A frame that is no plain background (a
+full-frame photo: fur, grass, a street at the border) means there is no foreground to find, and callers use
+the whole photo. Images are HxWx3 uint8 RGB; boxes are (x1, y1, x2, y2) in pixels, x2/y2 exclusive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+Box = tuple[float, float, float, float]
+
+# The frame of a product photo or flat-lay varies by a few levels (noise, a lighting gradient: at most ~10 in
+# rendered shop photos); the frames of full-frame photos vary by 25 and more (tests/data/photos).
+MAX_BACKGROUND_SPREAD = 16.0
+# Items may touch the frame (a catalog's trousers run from top to bottom: up to ~30 % of the frame), but a
+# frame mostly unlike its own median is no background.
+MAX_FRAME_OFF = 0.5
+# Photos are analysed at most this large (longer side): the mask needs no finer grain, and the blur's cost grows
+# with the area (a 2048 px photo took ~0.8 s at full size).
+ANALYSIS_SIDE = 384
+
+
+def border_width(height: int, width: int) -> int:
+    """A thin border: 2 % of the shorter side, at least 1 pixel."""
+    return max(1, int(round(0.02 * min(height, width))))
+
+
+def frame_pixels(image: np.ndarray) -> np.ndarray:
+    """The pixels of a thin frame around the image, one row each (N x channels)."""
+    h, w = image.shape[:2]
+    b = border_width(h, w)
+    parts = [image[:b], image[h - b :], image[:, :b], image[:, w - b :]]
+    return np.concatenate([p.reshape(-1, image.shape[2] if image.ndim == 3 else 1) for p in parts])
+
+
+@dataclass(frozen=True)
+class Parts:
+    """The foreground of a photo: whether its frame is a plain background, and the boxes of its separate
+    parts (connected regions unlike the background, specks dropped), largest first, with their pixel areas."""
+
+    plain: bool
+    boxes: list[tuple[int, int, int, int]]
+    areas: list[int]
+
+
+def foreground_parts(
+    image: np.ndarray, threshold: float = 28.0, min_area: float = 0.0005, max_side: int = ANALYSIS_SIDE
+) -> Parts:
+    """The mask's connected parts, in the image's pixels; `plain` False (and no parts) when the frame is no
+    plain background. Photos larger than `max_side` are analysed shrunk to it."""
+    if image.ndim == 2:
+        image = image[:, :, None]
+    h, w = image.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    small = (
+        image
+        if scale == 1.0
+        else cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    )
+    if small.ndim == 2:  # cv2 drops a single channel's axis
+        small = small[:, :, None]
+    parts = _parts(small, threshold, min_area)
+    if scale == 1.0:
+        return parts
+    sx, sy = w / small.shape[1], h / small.shape[0]
+    boxes = [
+        (int(x1 * sx), int(y1 * sy), min(w, int(np.ceil(x2 * sx))), min(h, int(np.ceil(y2 * sy))))
+        for x1, y1, x2, y2 in parts.boxes
+    ]
+    return Parts(parts.plain, boxes, [int(a * sx * sy) for a in parts.areas])
+
+
+def _parts(image: np.ndarray, threshold: float, min_area: float) -> Parts:
+    h, w = image.shape[:2]
+    sigma = max(0.8, 0.008 * min(h, w))
+    # Blurred, so sensor noise and JPEG ringing do not count; per channel, so a light blue shirt on a white
+    # table stands out as much as a dark one.
+    blurred = cv2.GaussianBlur(image.astype(np.float32), (0, 0), sigma).reshape(h, w, -1)
+    frame = frame_pixels(blurred)
+    background = np.median(frame, axis=0)
+    frame_dev = np.abs(frame - background).max(axis=1)
+    spread = float(np.median(frame_dev))  # a lit background varies a little: the bar rises with it
+    bar = threshold + 3.0 * spread
+    if spread > MAX_BACKGROUND_SPREAD or float((frame_dev > bar).mean()) > MAX_FRAME_OFF:
+        return Parts(False, [], [])
+    mask = (np.abs(blurred - background).max(axis=2) > bar).astype(np.uint8)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    found = sorted(
+        (int(stats[i, cv2.CC_STAT_AREA]), i) for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= min_area * h * w
+    )
+    boxes, areas = [], []
+    for area, i in reversed(found):
+        x, y = int(stats[i, cv2.CC_STAT_LEFT]), int(stats[i, cv2.CC_STAT_TOP])
+        boxes.append((x, y, x + int(stats[i, cv2.CC_STAT_WIDTH]), y + int(stats[i, cv2.CC_STAT_HEIGHT])))
+        areas.append(area)
+    return Parts(True, boxes, areas)
+
+
+def _square(box: tuple[float, float, float, float], pad: float, min_side: float, w: int, h: int) -> Box:
+    """`box` padded by `pad` of its longer side, squared, at least `min_side` px, clipped to the image."""
+    x1, y1, x2, y2 = box
+    side = max(max(x2 - x1, y2 - y1) * (1.0 + 2.0 * pad), min_side)
+    cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+    sx1, sy1 = int(round(cx - side / 2.0)), int(round(cy - side / 2.0))
+    sx2, sy2 = sx1 + int(round(side)), sy1 + int(round(side))
+    return (float(max(sx1, 0)), float(max(sy1, 0)), float(min(sx2, w)), float(min(sy2, h)))
+
+
+def foreground_box(
+    image: np.ndarray, threshold: float = 28.0, min_area: float = 0.0005, pad: float = 0.04, min_side: float = 0.25
+) -> Box | None:
+    """Box around the item in a photo of one item on a plain background; None (search the whole photo) when
+    nothing stands out or the frame is no plain background.
+
+    The parts' union, padded and squared, never smaller than `min_side` of the shorter side (a speck is no
+    item), clipped to the image.
+    """
+    parts = foreground_parts(image, threshold, min_area)
+    if not parts.boxes:
+        return None
+    h, w = image.shape[:2]
+    union = (
+        min(b[0] for b in parts.boxes),
+        min(b[1] for b in parts.boxes),
+        max(b[2] for b in parts.boxes),
+        max(b[3] for b in parts.boxes),
+    )
+    return _square(union, pad, min_side * min(h, w), w, h)
+
+
+def _near(a: tuple[int, int, int, int], b: tuple[int, int, int, int], gap: float) -> bool:
+    return a[0] - gap < b[2] and b[0] - gap < a[2] and a[1] - gap < b[3] and b[1] - gap < a[3]
+
+
+def _merge_near(parts: Parts, gap: float) -> list[tuple[tuple[int, int, int, int], int]]:
+    """Parts closer than `gap` px merged (a bag and its handle, a logo inside a shirt): (box, area) each."""
+    merged = list(zip(parts.boxes, parts.areas, strict=True))[:64]  # largest first: specks beyond do not matter
+    changed = True
+    while changed:
+        changed = False
+        for i in range(len(merged)):
+            for j in range(i + 1, len(merged)):
+                (a, area_a), (b, area_b) = merged[i], merged[j]
+                if _near(a, b, gap):
+                    union = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+                    merged[i] = (union, area_a + area_b)
+                    del merged[j]
+                    changed = True
+                    break
+            if changed:
+                break
+    return sorted(merged, key=lambda m: -m[1])
+
+
+def item_boxes(image: np.ndarray, max_items: int = 8, min_share: float = 0.05, min_item: float = 0.002) -> list[Box]:
+    """Boxes of the separate items of a flat-lay (items apart on a plain background), largest first.
+
+    Parts within 3 % of the shorter side of each other are one item; an item must cover `min_item` of the
+    photo and `min_share` of the largest item's pixels. Fewer than two items: [] (one item on a plain
+    background is the whole photo's foreground, `foreground_box`).
+    """
+    parts = foreground_parts(image)
+    h, w = image.shape[:2]
+    merged = _merge_near(parts, 0.03 * min(h, w))
+    if not merged:
+        return []
+    largest = merged[0][1]
+    kept = [box for box, area in merged if area >= min_item * h * w and area >= min_share * largest]
+    if len(kept) < 2:
+        return []
+    return [(float(x1), float(y1), float(x2), float(y2)) for x1, y1, x2, y2 in kept[:max_items]]
