@@ -168,3 +168,11 @@ def test_services_do_not_import_the_command_line() -> None:
         for path in sorted((REPO / "services" / room).rglob("*.py"))
     }
     assert {path: names for path, names in offenders.items() if names} == {}
+
+
+def test_docs_are_references_of_bounded_length() -> None:
+    # A reference a reader can hold: no doc over 400 lines, today's numbers in at most 300 (history: CHANGELOG.md).
+    lengths = {path.name: len(path.read_text().splitlines()) for path in sorted((REPO / "docs").glob("*.md"))}
+    assert {name: n for name, n in lengths.items() if n > 400} == {}
+    assert lengths["benchmarks.md"] <= 300
+    assert lengths["architecture.md"] > 0 and "CONTRACTS.md" not in lengths
