@@ -56,9 +56,7 @@ def environment(container: dict[str, Any], overrides: dict[str, str]) -> dict[st
             env.update(config_map(source["configMapRef"]["name"]))
     for item in container.get("env", []):
         ref = item.get("valueFrom", {}).get("configMapKeyRef")
-        env[item["name"]] = (
-            {**config_map(ref["name"]), **overrides}[ref["key"]] if ref else str(item.get("value", ""))
-        )
+        env[item["name"]] = {**config_map(ref["name"]), **overrides}[ref["key"]] if ref else str(item.get("value", ""))
     return {k: overrides.get(k, v) for k, v in env.items()}
 
 
