@@ -54,7 +54,8 @@ RUN python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml
     && ANNOY_COMPILER_ARGS="${march}-O3,-std=c++14,-DANNOYLIB_MULTITHREADED_BUILD,-D_CRT_SECURE_NO_WARNINGS,-fpermissive" \
         pip install --no-cache-dir -c constraints.txt -r /tmp/requirements.txt
 
-# Then the application itself (no dependency resolution: they are all installed above).
+# Then the application itself (no dependency resolution: they are all installed above). setuptools and wheel
+# only build it: no service needs them (pip stays: Dockerfile.train installs torch into this venv).
 COPY README.md* ./
 COPY imgcore ./imgcore
 COPY detector ./detector
@@ -63,6 +64,7 @@ COPY ann_index ./ann_index
 COPY services ./services
 RUN touch README.md \
     && pip install --no-cache-dir --no-deps --no-build-isolation . \
+    && pip uninstall -q -y setuptools wheel \
     && python -m compileall -q /opt/venv/lib \
     && imgsearch --help > /dev/null
 

@@ -33,6 +33,7 @@ IMAGE=${IMAGE:-localhost/imgsearch:$RUN}
 ITEMS=${ITEMS:-600}
 PHOTO=tests/data/photos/person.jpg
 WORK=${WORK:-$(mktemp -d /tmp/imgsearch-smoke.XXXXXX)}
+mkdir -p "$WORK"
 CONTAINER=""
 # shellcheck source=scripts/smoke-common.sh
 . scripts/smoke-common.sh
@@ -56,7 +57,7 @@ check=$(podman run --rm --label "$LABEL" --entrypoint /bin/sh "$IMAGE" -c '
   # onnxruntime bundles three tiny sample graphs (onnxruntime/datasets): library files, not models.
   echo "onnx=$(find / -xdev \( -name "*.onnx" -o -name "*.ann" \) 2>/dev/null | grep -v -e ^/proc -e /site-packages/onnxruntime/datasets/ | wc -l)"
   echo "compilers=$(for c in gcc g++ cc c++ make; do command -v $c; done | wc -l)"
-  imgsearch --help >/dev/null && echo cli=ok')
+  imgsearch --help >/dev/null && echo cli=ok') || fail "the image's contents check (output above)"
 echo "$check"
 grep -qx 'uid=10001 gid=10001' <<<"$check" || fail "not UID 10001"
 grep -qx 'onnx=0' <<<"$check" || fail "model or index files in the image"

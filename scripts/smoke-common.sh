@@ -74,8 +74,11 @@ ensure_base() {
     | xargs -r podman rmi -f >/dev/null 2>&1 || true
   podman image exists "$BASE_IMAGE" && return
   log "no registry: making $BASE_IMAGE with mmdebstrap"
+  # The path filters are debian:bookworm-slim's (python:*-slim's base): no docs, man pages or translations.
   timeout 600 mmdebstrap --quiet --variant=minbase --include=python3,python3-venv,python-is-python3,ca-certificates \
-    --aptopt='Acquire::Retries "3"' bookworm "$WORK/rootfs.tar" >"$WORK/mmdebstrap.log" 2>&1 \
+    --aptopt='Acquire::Retries "3"' --dpkgopt='path-exclude=/usr/share/doc/*' \
+    --dpkgopt='path-include=/usr/share/doc/*/copyright' --dpkgopt='path-exclude=/usr/share/man/*' \
+    --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' bookworm "$WORK/rootfs.tar" >"$WORK/mmdebstrap.log" 2>&1 \
     || { tail -20 "$WORK/mmdebstrap.log"; fail "mmdebstrap"; }
   podman import -q "$WORK/rootfs.tar" "$BASE_IMAGE" >/dev/null
   rm -f "$WORK/rootfs.tar"

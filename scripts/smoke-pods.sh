@@ -18,13 +18,15 @@ run_pod() {
 
 pod_ip() { podman inspect -f "{{(index .NetworkSettings.Networks \"$NET\").IPAddress}}" "$RUN-$1"; }
 
-# wait_ready NAME PORT SECONDS: /readyz answers 200, or the container stopped, or time ran out.
+# wait_ready NAME PORT SECONDS: /readyz answers 200; fails when the container stops, logs an error or runs out of time.
 wait_ready() {
   local url deadline=$((SECONDS + $3))
   url="http://$(pod_ip "$1"):$2/readyz"
   while [ "$SECONDS" -lt "$deadline" ]; do
     curl -fsS -m 2 -o /dev/null "$url" 2>/dev/null && return 0
     [ "$(podman inspect -f '{{.State.Running}}' "$RUN-$1")" = true ] || break
+    # A healthy start logs no error: the first one fails the run now rather than at the deadline.
+    podman logs "$RUN-$1" 2>&1 | grep -qE ' (ERROR|CRITICAL) |^Traceback' && break
     sleep 0.5
   done
   podman logs --tail 30 "$RUN-$1" >&2 || true
