@@ -84,12 +84,13 @@ ensure_base() {
   rm -f "$WORK/rootfs.tar"
 }
 
-# build_image IMAGE: the Dockerfile, in docker format (the OCI format has no SHELL/HEALTHCHECK), pip through the
-# host's CA bundle. Prints the build's warnings; fails with the log's tail.
+# build_image IMAGE: the Dockerfile as docs/deploy.md builds it (podman's default OCI format: the Dockerfile
+# uses nothing that format drops, SHELL or HEALTHCHECK), pip through the host's CA bundle. Prints the build's
+# warnings; fails with the log's tail.
 build_image() {
   # The layer cache makes the next build fast; what is older than a day (yesterday's sources) goes.
   podman image prune -f --filter until=24h >/dev/null 2>&1 || true
-  podman build --format docker --network=host \
+  podman build --network=host \
     --build-arg "BASE_IMAGE=$BASE_IMAGE" \
     --build-arg PIP_CERT=/run/host-ca.crt \
     -v "$HOST_CA:/run/host-ca.crt:ro" \
