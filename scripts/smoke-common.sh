@@ -9,6 +9,8 @@ STORE_PID=""
 # What survives between runs on one machine: the Debian base image (made once a day at most).
 BASE_CACHE=${BASE_CACHE:-localhost/imgsearch-smoke-base:bookworm-$(date -u +%Y%m%d)}
 CLEANUPS=()
+PODMAN_COMPOSE_VERSION=1.6.0
+COMPOSE_VENV=${XDG_CACHE_HOME:-$HOME/.cache}/imgsearch-smoke/podman-compose-$PODMAN_COMPOSE_VERSION
 
 log() { printf '\n== %s  [%ss]\n' "$*" "$SECONDS"; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -26,7 +28,8 @@ trap cleanup EXIT
 trap 'exit 143' TERM INT HUP
 
 # The tools, installed when missing (CI machines start bare). crun cannot run containers on this cgroup
-# mode: runc is the runtime; netavark needs iptables. podman-compose comes from PyPI (Debian's 1.0.3 predates depends_on conditions).
+# mode: runc is the runtime; netavark needs iptables. podman-compose comes from PyPI (Debian's 1.0.3 is older
+# than the compose files it should read).
 ensure_tools() {
   local pkgs=(podman buildah mmdebstrap runc netavark aardvark-dns iptables uidmap) missing=() p sudo=""
   for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -37,8 +40,12 @@ ensure_tools() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends \
       -o DPkg::Lock::Timeout=300 "${missing[@]}" >/dev/null
   fi
-  if [ "${1:-}" = compose ] && ! command -v podman-compose >/dev/null; then
-    python -m pip install -q "podman-compose==${PODMAN_COMPOSE_VERSION:-1.6.0}"
+  # Its own virtual environment (kept as a cache): the tested Python environment stays as constraints.txt says.
+  if [ "${1:-}" = compose ] && [ ! -x "$COMPOSE_VENV/bin/podman-compose" ]; then
+    log "installing podman-compose $PODMAN_COMPOSE_VERSION into $COMPOSE_VENV"
+    rm -rf "$COMPOSE_VENV"
+    python -m venv "$COMPOSE_VENV"
+    "$COMPOSE_VENV/bin/pip" install -q --disable-pip-version-check "podman-compose==$PODMAN_COMPOSE_VERSION"
   fi
 }
 

@@ -6,7 +6,7 @@ compose_smoke() {
   port=$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   compose() {
     IMGSEARCH_IMAGE=$IMAGE IMGSEARCH_PORT=$port IMGSEARCH_DEMO_ITEMS=$ITEMS \
-      timeout 300 podman-compose -p "$project" -f compose.yaml "$@"
+      timeout 300 "$COMPOSE_VENV/bin/podman-compose" -p "$project" -f compose.yaml "$@"
   }
   on_exit "podman ps -aq --filter label=io.podman.compose.project=$project | xargs -r podman rm -f; podman volume ls -q | grep ^${project}_ | xargs -r podman volume rm -f; podman network rm -f ${project}_default"
   log "compose.yaml: up (project $project, gateway on 127.0.0.1:$port)"
