@@ -25,7 +25,7 @@ cleanup() {
   if [ "${KEEP:-0}" != 1 ]; then rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
-trap 'exit 143' TERM INT HUP
+trap 'echo "FAIL: stopped by a signal (the SMOKE_TIMEOUT_S limit, or Ctrl-C); cleaning up" >&2; exit 143' TERM INT HUP
 
 # The tools, installed when missing (CI machines start bare). crun cannot run containers on this cgroup
 # mode: runc is the runtime; netavark needs iptables. podman-compose comes from PyPI (Debian's 1.0.3 is older
