@@ -16,8 +16,6 @@ ARG BASE_IMAGE=python:3.11.13-slim-bookworm@sha256:86adf8dbadc3d6e82ee5dd2c74bec
 # ---------------------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS builder
 
-SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-
 # annoy ships no wheels: it is compiled here, and only here (the runtime stage has no compiler). Python
 # headers come with python:*-slim; a plain Debian python3 base (scripts/image-smoke.sh) needs python3-dev.
 # hadolint ignore=DL3008
@@ -28,9 +26,10 @@ RUN apt-get update \
        fi \
     && rm -rf /var/lib/apt/lists/*
 
-# Optional: a CA bundle path (mounted at build time) and index URL for pip; unset means pip's defaults.
+# Optional: a CA bundle path (mounted at build time) for pip; unset means pip's own bundle. The index URL
+# defaults to pip's own default, PyPI.
 ARG PIP_CERT
-ARG PIP_INDEX_URL
+ARG PIP_INDEX_URL=https://pypi.org/simple
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -55,7 +54,8 @@ RUN python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml
     && ANNOY_COMPILER_ARGS="${march}-O3,-std=c++14,-DANNOYLIB_MULTITHREADED_BUILD,-D_CRT_SECURE_NO_WARNINGS,-fpermissive" \
         pip install --no-cache-dir -c constraints.txt -r /tmp/requirements.txt
 
-# Then the application itself (no dependency resolution: they are all installed above).
+# Then the application itself (no dependency resolution: they are all installed above). setuptools and wheel
+# only build it: no service needs them (pip stays: Dockerfile.train installs torch into this venv).
 COPY README.md* ./
 COPY imgcore ./imgcore
 COPY detector ./detector
@@ -64,6 +64,7 @@ COPY ann_index ./ann_index
 COPY services ./services
 RUN touch README.md \
     && pip install --no-cache-dir --no-deps --no-build-isolation . \
+    && pip uninstall -q -y setuptools wheel \
     && python -m compileall -q /opt/venv/lib \
     && imgsearch --help > /dev/null
 
@@ -78,9 +79,10 @@ LABEL org.opencontainers.image.title="imgsearch" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="Apache-2.0"
 
-# A fixed, unprivileged UID/GID: Kubernetes runAsUser/fsGroup and volume ownership rely on it.
-RUN groupadd --system --gid "${GID}" imgsearch \
-    && useradd --system --uid "${UID}" --gid imgsearch --home-dir /var/lib/imgsearch --no-create-home \
+# A fixed, unprivileged UID/GID: Kubernetes runAsUser/fsGroup and volume ownership rely on it. Not a
+# --system account (those stop at UID 999); --no-log-init: no sparse lastlog sized by the UID.
+RUN groupadd --gid "${GID}" imgsearch \
+    && useradd --no-log-init --uid "${UID}" --gid imgsearch --home-dir /var/lib/imgsearch --no-create-home \
         --shell /usr/sbin/nologin imgsearch \
     && mkdir -p /var/lib/imgsearch /var/cache/imgsearch/models /var/lib/imgsearch/index \
     && chown -R "${UID}:${GID}" /var/lib/imgsearch /var/cache/imgsearch
@@ -93,6 +95,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/var/lib/imgsearch \
+    ORT_DISABLE_TELEMETRY=1 \
     IMGSEARCH_VAR_DIR=/var/lib/imgsearch \
     IMGSEARCH_DETECTOR_HOST=0.0.0.0 \
     IMGSEARCH_EMBEDDER_HOST=0.0.0.0 \

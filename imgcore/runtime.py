@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from types import ModuleType
 from typing import Protocol
 
 import numpy as np
-import onnxruntime as ort
 
 from imgcore.errors import StoreError
+
+
+def onnxruntime() -> ModuleType:
+    """onnxruntime, imported on first use: a process that runs no model (the gateway, the index, `--help`) never
+    loads it. Its telemetry is off unless the environment says otherwise: on Linux it would otherwise persist a
+    device id under $HOME/.cache, which is read-only in the pods, and warn at every start."""
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    import onnxruntime as ort
+
+    return ort
 
 
 class ModelSession(Protocol):
@@ -29,6 +40,7 @@ class OrtSession:
     def __init__(
         self, path: Path, intra_threads: int = 1, inter_threads: int = 1, *, allow_spinning: bool = True
     ) -> None:
+        ort = onnxruntime()
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = intra_threads
         opts.inter_op_num_threads = inter_threads

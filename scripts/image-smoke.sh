@@ -1,108 +1,134 @@
 #!/usr/bin/env bash
-# Image smoke test (not in CI: minutes of building). Builds the Dockerfile WITHOUT a Docker engine
-# (podman/buildah, chroot isolation), then runs the image the way Kubernetes will (non-root, read-only
-# root filesystem, writable volumes only for /tmp and the model cache) and checks that:
-#   1. the image holds no model file (*.onnx) and no compiler, and runs as UID 10001;
-#   2. `imgsearch serve embedder` PULLS its model from an http:// model store at start, verifies its
-#      sha256 pin, and answers /livez and /readyz (200) and /metrics (imgsearch_model_info).
+# Image smoke test, run by .ci/run: builds the Dockerfile without a Docker engine (podman, chroot isolation) and
+# runs the image as k8s/base runs its pods, then as compose.yaml does. It checks that:
+#   1. the image holds no model file, no compiler, runs as UID 10001 and its CLI works;
+#   2. the rebuild CronJob's container publishes an index (embedder pulled from a model store container);
+#   3. detector, embedder, index and gateway run exactly as their Deployments (env files, user, read-only root
+#      with only the pods' emptyDir mounts, no capabilities, no-new-privileges, memory limits, the int8
+#      embedder), pull their models at start, get ready, answer one real search through the gateway, and log
+#      no warning;
+#   4. a second rebuild publishes a new version and the index container swaps to it;
+#   5. SIGTERM stops every service with exit code 0;
+#   6. compose.yaml comes up (store, demo index build, four services), answers a search, goes down.
+# Everything it started is removed at exit, failed or not (containers, volumes, networks, the image unless
+# KEEP=1); the Debian base image it may make stays as a cache (one a day). Last line: JSON.
 #
-# Usage: scripts/image-smoke.sh            (root; needs: apt-get install podman buildah runc debootstrap)
-# Env:   BASE_IMAGE=...   use this base instead of python:3.11.x-slim-bookworm / a debootstrap rootfs
-#        KEEP=1           keep the image and the work folder afterwards
-#        PORT=18102       host port of the embedder (the container shares the host network)
-#
-# Without internet the python:*-slim base cannot be pulled: a Debian bookworm rootfs with python3 is
-# made with debootstrap and imported with `podman import` (Debian's python3 is 3.11 too). pip inside the
-# build reaches PyPI through the host's CA bundle (mounted, ARG PIP_CERT). This sandbox also needs
-# `--runtime runc` and explicit ulimits for `podman run`, and `--network=host`.
+# Usage: scripts/image-smoke.sh    (root or sudo; installs podman, buildah, mmdebstrap, runc, netavark,
+#                                   aardvark-dns, uidmap from apt and podman-compose from PyPI when missing;
+#                                   needs dataset-fashion-mnist, as the tests do)
+# Env:   BASE_IMAGE=...   build on this base (default: the Dockerfile's pinned python:*-slim when a registry
+#                         answers, else a bookworm rootfs made by mmdebstrap from the apt mirror)
+#        KEEP=1           keep the image and the work folder; SMOKE_TIMEOUT_S=1500 bounds the whole run
+#        COMPOSE=0        skip the compose part
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ -z "${SMOKE_TIMED:-}" ]; then
+  export SMOKE_TIMED=1
+  exec timeout -k 60 "${SMOKE_TIMEOUT_S:-1500}" "$0" "$@"
+fi
 
-IMAGE=${IMAGE:-localhost/imgsearch:smoke}
-PORT=${PORT:-18102}
-STORE_PORT=${STORE_PORT:-18180}
+RUN=imgsearch-smoke-$$
+NET=$RUN
+IMAGE=${IMAGE:-localhost/imgsearch:$RUN}
+ITEMS=${ITEMS:-600}
+PHOTO=tests/data/photos/person.jpg
 WORK=${WORK:-$(mktemp -d /tmp/imgsearch-smoke.XXXXXX)}
 mkdir -p "$WORK"
-CONTAINER=imgsearch-smoke-$$
+CONTAINER=""
 # shellcheck source=scripts/smoke-common.sh
 . scripts/smoke-common.sh
+# shellcheck source=scripts/smoke-pods.sh
+. scripts/smoke-pods.sh
+on_exit remove_run
+[ "${KEEP:-0}" = 1 ] || on_exit "podman rmi -f $IMAGE"
 
-# --- 1. base image -----------------------------------------------------------------------------------
-DEFAULT_BASE=$(sed -n 's/^ARG BASE_IMAGE=//p' Dockerfile)
-if [ -z "${BASE_IMAGE:-}" ]; then
-  if podman image exists "$DEFAULT_BASE" || timeout 60 podman pull -q "docker.io/library/$DEFAULT_BASE" >/dev/null 2>&1; then
-    BASE_IMAGE=$DEFAULT_BASE
-  else
-    BASE_IMAGE=localhost/imgsearch-base:bookworm
-    if ! podman image exists "$BASE_IMAGE"; then
-      command -v debootstrap >/dev/null || { echo "no registry and no debootstrap" >&2; exit 2; }
-      log "no registry image: building a bookworm rootfs with debootstrap (a few minutes)"
-      MIRROR=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)
-      debootstrap --variant=minbase --include=python3,python3-venv,python-is-python3,ca-certificates \
-        bookworm "$WORK/rootfs" "${MIRROR:-http://deb.debian.org/debian}" >"$WORK/debootstrap.log" 2>&1 \
-        || { tail -20 "$WORK/debootstrap.log"; exit 1; }
-      rm -rf "$WORK/rootfs/var/cache/apt/archives/"*.deb
-      tar -C "$WORK/rootfs" -c . | podman import - "$BASE_IMAGE" >/dev/null
-      rm -rf "$WORK/rootfs"
-    fi
-  fi
-fi
-log "base image: $BASE_IMAGE"
+ensure_tools compose
+private_podman_conf
+ensure_base
+log "base image: $BASE_IMAGE; building $IMAGE"
+start=$SECONDS
+build_image "$IMAGE"
+IMAGE_MIB=$(( $(podman image inspect "$IMAGE" --format '{{.Size}}') / 1048576 ))
+echo "built in $((SECONDS - start)) s, $IMAGE_MIB MiB"
 
-# --- 2. build ----------------------------------------------------------------------------------------
-log "building $IMAGE (BUILDAH_ISOLATION=chroot)"
-start=$(date +%s)
-podman build --network=host \
-  --build-arg "BASE_IMAGE=$BASE_IMAGE" \
-  --build-arg PIP_CERT=/run/host-ca.crt \
-  -v "$HOST_CA:/run/host-ca.crt:ro" \
-  -t "$IMAGE" . 2>&1 | tee "$WORK/build.log" | grep -E '^(STEP|COMMIT|Successfully|Error)' || true
-podman image exists "$IMAGE" || { tail -40 "$WORK/build.log"; echo "build failed" >&2; exit 1; }
-echo "built in $(( $(date +%s) - start ))s; size $(podman image inspect "$IMAGE" --format '{{.Size}}' | numfmt --to=iec)"
-
-# --- 3. static checks of the image --------------------------------------------------------------------
 log "image contents"
-check=$(podman run --rm "${RUN_OPTS[@]}" --entrypoint /bin/sh "$IMAGE" -c '
+check=$(podman run --rm --label "$LABEL" --entrypoint /bin/sh "$IMAGE" -c '
   echo "uid=$(id -u) gid=$(id -g)"
   # onnxruntime bundles three tiny sample graphs (onnxruntime/datasets): library files, not models.
   echo "onnx=$(find / -xdev \( -name "*.onnx" -o -name "*.ann" \) 2>/dev/null | grep -v -e ^/proc -e /site-packages/onnxruntime/datasets/ | wc -l)"
   echo "compilers=$(for c in gcc g++ cc c++ make; do command -v $c; done | wc -l)"
-  imgsearch --help >/dev/null && echo cli=ok')
+  imgsearch --help >/dev/null && echo cli=ok') || fail "the image's contents check (output above)"
 echo "$check"
-grep -qx 'uid=10001 gid=10001' <<<"$check" || { echo "FAIL: not UID 10001" >&2; exit 1; }
-grep -qx 'onnx=0' <<<"$check" || { echo "FAIL: model or index files in the image" >&2; exit 1; }
-grep -qx 'compilers=0' <<<"$check" || { echo "FAIL: a compiler in the final image" >&2; exit 1; }
-grep -qx 'cli=ok' <<<"$check" || { echo "FAIL: imgsearch CLI" >&2; exit 1; }
+grep -qx 'uid=10001 gid=10001' <<<"$check" || fail "not UID 10001"
+grep -qx 'onnx=0' <<<"$check" || fail "model or index files in the image"
+grep -qx 'compilers=0' <<<"$check" || fail "a compiler in the final image"
+grep -qx 'cli=ok' <<<"$check" || fail "imgsearch CLI"
 
-# --- 4. a model store over http:// -------------------------------------------------------------------
-log "model store: publish models/ to file://$WORK/store, serve it on http://127.0.0.1:$STORE_PORT"
-start_store "$STORE_PORT"
-SHA=$(python -c 'import json,sys; print(json.load(open(sys.argv[1]))["sha256"])' "$WORK/store/fmnist-lite0/card.json")
+log "inputs: models/ published to a store folder, a $ITEMS-item Fashion-MNIST catalog"
+python -m services.cli models publish --to "file://$WORK/store" >/dev/null
+python -m services.cli catalog fashion-mnist --out "$WORK/catalog" --limit "$ITEMS" >/dev/null
+chmod -R a+rX "$WORK"
+podman network create --label "$LABEL" "$NET" >/dev/null
 
-# --- 5. run the embedder like the Deployment does ----------------------------------------------------
-# The model cache volume: an empty folder owned by the image's UID (Kubernetes: emptyDir + fsGroup).
-mkdir -p "$WORK/cache" && rm -rf "${WORK:?}/cache/"* && chown 10001:10001 "$WORK/cache"
-log "run: serve embedder, read-only root, model pulled from http://127.0.0.1:$STORE_PORT/fmnist-lite0"
-podman run -d --name "$CONTAINER" "${RUN_OPTS[@]}" \
-  --read-only --tmpfs /tmp:rw,size=64m \
-  -v "$WORK/cache:/var/cache/imgsearch/models:rw" \
-  -e IMGSEARCH_EMBEDDER_PORT="$PORT" \
-  -e IMGSEARCH_EMBEDDER_MODEL_URI="http://127.0.0.1:$STORE_PORT/fmnist-lite0" \
-  -e IMGSEARCH_EMBEDDER_MODEL_SHA256="$SHA" \
-  "$IMAGE" serve embedder >/dev/null
+# The model store: the image itself serving the published folder over http:// (read-only, UID 10001).
+STORE=http://imgsearch-model-store:9000
+podman run -d --name "$RUN-imgsearch-model-store" --label "$LABEL" --network "$NET" \
+  --network-alias imgsearch-model-store --user 10001:10001 --read-only --cap-drop=ALL \
+  -v "$WORK/store:/srv/store:ro" --entrypoint python "$IMAGE" -m http.server 9000 --directory /srv/store >/dev/null
+# What an overlay changes: the stores' URIs (s3:// in k8s/base), and a short poll so the swap shows quickly.
+OVERRIDES=(
+  "IMGSEARCH_DETECTOR_MODEL_URI=$STORE/nanodet-m" "IMGSEARCH_DETECTOR_POSE_MODEL_URI=$STORE/movenet-lightning"
+  "IMGSEARCH_EMBEDDER_MODEL_URI=$STORE/fmnist-lite0-int8" "IMGSEARCH_INDEX_INDEX_URI=file:///var/lib/imgsearch/store/index"
+  "CATALOG_URI=/srv/catalog/catalog.jsonl" IMGSEARCH_INDEX_POLL_SECONDS=2
+)
+store_volume index-store
+rebuild() {
+  run_job "rebuild-$1" rebuild -v "$RUN-index-store:/var/lib/imgsearch/store" -v "$WORK/catalog:/srv/catalog:ro" \
+    -- "${OVERRIDES[@]}"
+  cat "$(podman volume inspect -f '{{.Mountpoint}}' "$RUN-index-store")/index/CURRENT"
+}
+log "rebuild job container: first index"
+start=$SECONDS
+V1=$(rebuild 1)
+echo "published $V1 in $((SECONDS - start)) s"
 
-ok=""
-for _ in $(seq 1 120); do
-  if curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; then ok=1; break; fi
-  if [ "$(podman inspect -f '{{.State.Running}}' "$CONTAINER")" != true ]; then break; fi
+log "the four services, as their Deployments"
+start=$SECONDS
+run_pod imgsearch-detector detector -- "${OVERRIDES[@]}"
+run_pod imgsearch-embedder embedder -- "${OVERRIDES[@]}"
+run_pod imgsearch-index index -v "$RUN-index-store:/var/lib/imgsearch/store:ro" -- "${OVERRIDES[@]}"
+run_pod imgsearch-gateway gateway -- "${OVERRIDES[@]}"
+for svc in detector:8101 embedder:8102 index:8103 gateway:8000; do wait_ready "imgsearch-${svc%:*}" "${svc#*:}" 300; done
+READY_S=$((SECONDS - start))
+GATEWAY="http://$(pod_ip imgsearch-gateway):8000"
+read -r ITEMS_FOUND VERSION < <(search "$GATEWAY" "$PHOTO")
+echo "ready in $READY_S s; search: $ITEMS_FOUND items with results, index $VERSION"
+[ "$ITEMS_FOUND" -ge 1 ] && [ "$VERSION" = "$V1" ] || fail "search answered $ITEMS_FOUND items on $VERSION"
+
+log "rebuild job container: a new version, and the index swaps to it"
+V2=$(rebuild 2)
+[ "$V2" != "$V1" ] || fail "the second rebuild published no new version"
+deadline=$((SECONDS + 60))
+until [ "$VERSION" = "$V2" ] || [ "$SECONDS" -ge "$deadline" ]; do
   sleep 1
+  read -r _ VERSION < <(search "$GATEWAY" "$PHOTO")
 done
-podman logs "$CONTAINER" 2>&1 | tail -15
-[ -n "$ok" ] || { echo "FAIL: /readyz never answered 200" >&2; exit 1; }
-for path in /livez /readyz; do
-  printf '%-8s %s\n' "$path" "$(curl -fsS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT$path")"
-done
-curl -fsS "http://127.0.0.1:$PORT/metrics" | grep -E '^imgsearch_model_(info|load_seconds)' || {
-  echo "FAIL: no model metrics" >&2; exit 1; }
-grep -q 'GET /fmnist-lite0/model.onnx' "$WORK/store.log" || { echo "FAIL: the model was not pulled over http" >&2; exit 1; }
-log "PASS: image built without a Docker engine; embedder pulled its model over http, verified sha256 ${SHA:0:12}, ready"
+[ "$VERSION" = "$V2" ] || fail "the index still serves $VERSION, not $V2"
+echo "swapped to $V2"
+
+log "SIGTERM stops, then start-up-to-shutdown logs"
+for svc in gateway detector embedder index; do stop_pod "imgsearch-$svc"; done
+for svc in gateway detector embedder index; do quiet_logs "imgsearch-$svc"; done
+echo "four services exited 0; no warning in their logs"
+remove_run
+
+COMPOSED=false
+if [ "${COMPOSE:-1}" = 1 ]; then
+  # shellcheck source=scripts/smoke-compose.sh
+  . scripts/smoke-compose.sh
+  compose_smoke && COMPOSED=true
+fi
+
+log "PASS"
+printf '{"image_mib": %s, "services_ready_s": %s, "search_items": %s, "rebuild_swap": true, "compose": %s}\n' \
+  "$IMAGE_MIB" "$READY_S" "$ITEMS_FOUND" "$COMPOSED"

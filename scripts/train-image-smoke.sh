@@ -32,12 +32,14 @@ mkdir -p "$WORK"
 CONTAINER=imgsearch-train-smoke-$$
 # shellcheck source=scripts/smoke-common.sh
 . scripts/smoke-common.sh
+ensure_tools
+private_podman_conf
 size() { podman image inspect "$1" --format '{{.Size}}'; }
 
 # --- 1. the serving image ----------------------------------------------------------------------------
 if ! podman image exists "$IMAGE"; then
   log "no $IMAGE yet: building and checking it with scripts/image-smoke.sh"
-  IMAGE=$IMAGE scripts/image-smoke.sh
+  KEEP=1 COMPOSE=0 IMAGE=$IMAGE scripts/image-smoke.sh
 fi
 
 # --- 2. package sources --------------------------------------------------------------------------------

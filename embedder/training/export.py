@@ -42,8 +42,9 @@ def export_onnx(model: EmbedNet, path: Path) -> None:
 
 
 def _session(path: Path, threads: int) -> Any:
-    import onnxruntime as ort
+    from imgcore.runtime import onnxruntime
 
+    ort = onnxruntime()
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
