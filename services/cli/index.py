@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from services.cli.flags import add_s3_endpoint_url
+from services.cli.flags import add_embedding_cache, add_s3_endpoint_url
 from services.cli.index_flags import add_embedding_flags, add_publish_flags, add_shard_flags
 from services.defaults import DEFAULT_CACHE_DIR
 
@@ -141,13 +140,10 @@ def register(sub: Any) -> None:
         help="catalog images may be absolute URIs or /paths (default: only paths inside the catalog's folder; "
         "other rows are skipped and count against the failure budget)",
     )
-    build.add_argument(
-        "--embedding-cache",
-        type=lambda s: Path(s) if s else None,
-        default=None,
-        metavar="FILE",
-        help="SQLite file of vectors keyed by image sha256 (per embedder and crop): a rebuild re-embeds only "
-        "new and changed images. Keep it on a persistent volume; an unreadable one is moved aside",
+    add_embedding_cache(
+        build,
+        "a rebuild re-embeds only new and changed images. Keep it on a persistent volume; an unreadable one is "
+        "moved aside",
     )
     add_shard_flags(build)
     add_publish_flags(build)
