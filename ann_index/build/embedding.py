@@ -77,6 +77,9 @@ class RebuildOptions:
     allow_absolute_images: bool = False  # catalog images may be absolute URIs; else only inside its folder
     partitions: int = 1  # index partitions of the published version (issue 16); 1: today's layout
     changes_since: float | None = None  # epoch of the catalog snapshot; None: when the rebuild read it (#17)
+    duplicates: bool = (
+        False  # write the near-duplicate listings report beside the version (ann_index.version.duplicates)
+    )
 
     def gate_options(self) -> dict[str, Any]:
         """The quality gate's keyword arguments (`gate.run_gate`), the same for a whole and a partitioned build."""

@@ -32,8 +32,10 @@ from ann_index.catalog.rows import CatalogItem
 from ann_index.files import MANIFEST_NAME, VECTORS_NAME
 from ann_index.items import IndexItem
 from ann_index.thumbs import ThumbPack
+from ann_index.version.duplicates import REPORT_NAME, find_duplicates, print_matrix, report_bytes
 from ann_index.version.manifest import EmbedderInfo, file_sizes, make_version, merge_sections, write_manifest
-from ann_index.version.publish import publish_version
+from ann_index.version.publish import publish_version, version_key
+from imgcore.fingerprint import DUPLICATE_PRINT_SCORE
 from imgcore.storage import ObjectStore, as_uri, open_store, resolve_uri
 
 __all__ = ["RebuildOptions", "RebuildRefused", "build_version", "load_catalog", "publish_rows", "rebuild"]
@@ -75,9 +77,12 @@ def publish_rows(
         )
         for it in items
     ]
+    report = _duplicates(thumbs, index_items, extra) if opts.duplicates else None
     work = Path(tempfile.mkdtemp(prefix="imgsearch-index-", dir=opts.work_dir))
     try:
         manifest = build_version(vectors, index_items, work, embedder, opts, extra, thumbs, probes)
+        if report is not None:  # before CURRENT moves, so a served version never lacks the report it names
+            store.put_bytes(version_key(manifest["version"], REPORT_NAME), report)
         since = opts.changes_since if opts.changes_since is not None else loaded.read_at
         carry = CarryOver(store, manifest["version"], embedder, since, opts)  # changes newer than the snapshot
         carry.copy()
@@ -86,6 +91,22 @@ def publish_rows(
         return manifest
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _duplicates(thumbs: ThumbPack | None, items: list[IndexItem], extra: dict[str, Any]) -> bytes | None:
+    """The near-duplicate listings report of the rows being published (fingerprints of their thumbnails); its
+    summary goes into the manifest. None without thumbnails."""
+    if thumbs is None or len(thumbs) != len(items):
+        log.warning("no near-duplicate report: the rows have no thumbnails to fingerprint")
+        return None
+    t0 = time.monotonic()
+    pairs = find_duplicates(print_matrix([thumbs[i] for i in range(len(thumbs))]), items)
+    seconds = round(time.monotonic() - t0, 2)
+    extra["duplicates"] = {"pairs": len(pairs), "threshold": DUPLICATE_PRINT_SCORE, "report": REPORT_NAME, "s": seconds}
+    log.info(
+        "%d near-duplicate pair(s) of different products among %d images (%.1f s)", len(pairs), len(items), seconds
+    )
+    return report_bytes(pairs)
 
 
 def build_version(

@@ -1,5 +1,10 @@
 """`imgsearch items apply`: validate a changes file, embed its upserts, write it as one change object.
 
+An attribute-only change (price, stock: the same image bytes) runs no model when the applier is given the
+rebuild's embedding cache (`RebuildOptions.embedding_cache`, vectors keyed by the image's sha256 per embedder
+and crop): the upsert takes the vector the rebuild stored for those bytes. Vectors it does compute go into the
+cache too, so an item added between rebuilds is free to change later as well.
+
 All or nothing: an invalid row, an unreadable image or an embedder the served version was not built with
 refuses the whole batch before anything is written. Once `apply_changes` returns, the batch is durable in
 the store. If a rebuild switched CURRENT while the batch was being written, the batch is also written to
@@ -48,6 +53,7 @@ class Applied:
     upserts: int
     deletes: int
     written_at: float
+    reused: int = 0  # upserts whose vector came from the embedding cache: no model run for them
     also: list[tuple[str, int]] = field(default_factory=list)  # (version, seq) it was carried forward to
 
     def to_dict(self) -> dict[str, Any]:
@@ -57,6 +63,7 @@ class Applied:
             "seq": self.seq,
             "upserts": self.upserts,
             "deletes": self.deletes,
+            "reused_vectors": self.reused,
             "carried_to": carried,
         }
 
@@ -82,8 +89,11 @@ def served_binding(store: ObjectStore, embedder: BatchEmbedder) -> str:
     return version
 
 
-def embed_changes(changes: ChangeFile, base_uri: str, embedder: BatchEmbedder, opts: RebuildOptions) -> list[Change]:
-    """The batch's rows (deletes first, then upserts in file order), every upsert embedded, or refused."""
+def embed_changes(
+    changes: ChangeFile, base_uri: str, embedder: BatchEmbedder, opts: RebuildOptions
+) -> tuple[list[Change], int]:
+    """The batch's rows (deletes first, then upserts in file order), every upsert embedded, or refused; and how
+    many upserts took their vector from the embedding cache."""
     embedded = embed_items(changes.upserts, base_uri, embedder, opts)
     if embedded.skipped:
         raise ChangesRefused(
@@ -99,7 +109,8 @@ def embed_changes(changes: ChangeFile, base_uri: str, embedder: BatchEmbedder, o
         thumb = embedded.thumbs[pos] if pos < len(embedded.thumbs) else None
         kind = media_type(thumb) if thumb is not None else "image/jpeg"
         rows.append(Upsert(item.item_id, item.category, item.title, image, item.attrs, vectors[pos], thumb, kind))
-    return rows
+    hits = (embedded.cache_stats or {}).get("hits", 0)
+    return rows, hits if isinstance(hits, int) else 0
 
 
 def _read_changes(uri: str, opts: RebuildOptions) -> str:
@@ -123,15 +134,18 @@ def apply_changes(
     _refuse_problems(changes, "are invalid")
     with open_store(as_uri(index_uri), s3_endpoint_url=opts.s3_endpoint_url) as store:
         version = served_binding(store, embedder)
-        rows = embed_changes(changes, uri.rsplit("/", 1)[0] + "/", embedder, opts)
+        rows, reused = embed_changes(changes, uri.rsplit("/", 1)[0] + "/", embedder, opts)
         sha, dim = embedder.sha256, int(embedder.dim)
         now = time.time()
         try:
             seq = write_batch(store, version, rows, embedder_sha256=sha, dim=dim, written_at=now)
         except ChangeLogFull as exc:
             raise ChangesRefused(exc.message) from exc
-        applied = Applied(version, seq, len(changes.upserts), len(changes.deletes), now)
-        log.info("applied %d upserts and %d deletes as change %s/%d", applied.upserts, applied.deletes, version, seq)
+        applied = Applied(version, seq, len(changes.upserts), len(changes.deletes), now, reused)
+        log.info(
+            "applied %d upserts (%d vectors from the embedding cache) and %d deletes as change %s/%d",
+            *(applied.upserts, reused, applied.deletes, version, seq),
+        )
         _follow_current(store, applied, rows, sha, dim)
         return applied
 

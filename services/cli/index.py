@@ -1,15 +1,15 @@
-"""`imgsearch index build|show`: run the rebuild job (whole, or sharded), or describe a published index."""
+"""`imgsearch index build|show|duplicates`: run the rebuild job (whole, or sharded), describe a published index,
+or list its near-duplicate listings."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from services.cli.flags import add_s3_endpoint_url
-from services.cli.index_flags import add_embedding_flags, add_publish_flags, add_shard_flags
+from services.cli.flags import add_embedding_cache, add_s3_endpoint_url
+from services.cli.index_flags import add_duplicates_flags, add_embedding_flags, add_publish_flags, add_shard_flags
 from services.defaults import DEFAULT_CACHE_DIR
 
 if TYPE_CHECKING:
@@ -106,6 +106,33 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _duplicates(args: argparse.Namespace) -> int:
+    import tempfile
+    from pathlib import Path
+
+    from ann_index.version.duplicates import find_duplicates, report_bytes, version_rows
+    from ann_index.version.publish import read_current
+    from imgcore.fingerprint import DUPLICATE_PRINT_SCORE
+    from imgcore.storage import as_uri, open_store
+
+    with open_store(as_uri(args.index_uri), s3_endpoint_url=args.s3_endpoint_url) as store:
+        version = args.version or read_current(store)
+        if version is None:
+            print(f"imgsearch index duplicates: error: nothing published at {args.index_uri}", file=sys.stderr)
+            return 2
+        with tempfile.TemporaryDirectory(prefix="imgsearch-duplicates-") as work:
+            prints, items = version_rows(store, version, Path(work))
+    pairs = find_duplicates(prints, items, args.threshold or DUPLICATE_PRINT_SCORE)
+    report = report_bytes(pairs)
+    if args.out:
+        Path(args.out).write_bytes(report)
+    else:
+        sys.stdout.buffer.write(report)
+    where = f" to {args.out}" if args.out else ""
+    print(f"{len(pairs)} near-duplicate pair(s) of {len(items)} images in {version}{where}", file=sys.stderr)
+    return 0
+
+
 def register(sub: Any) -> None:
     parser = sub.add_parser("index", help="build (rebuild job) or show a published annoy index")
     cmds = parser.add_subparsers(dest="index_command", required=True)
@@ -141,13 +168,10 @@ def register(sub: Any) -> None:
         help="catalog images may be absolute URIs or /paths (default: only paths inside the catalog's folder; "
         "other rows are skipped and count against the failure budget)",
     )
-    build.add_argument(
-        "--embedding-cache",
-        type=lambda s: Path(s) if s else None,
-        default=None,
-        metavar="FILE",
-        help="SQLite file of vectors keyed by image sha256 (per embedder and crop): a rebuild re-embeds only "
-        "new and changed images. Keep it on a persistent volume; an unreadable one is moved aside",
+    add_embedding_cache(
+        build,
+        "a rebuild re-embeds only new and changed images. Keep it on a persistent volume; an unreadable one is "
+        "moved aside",
     )
     add_shard_flags(build)
     add_publish_flags(build)
@@ -159,3 +183,12 @@ def register(sub: Any) -> None:
     show.add_argument("--json", action="store_true", help="print the whole manifest as JSON")
     add_s3_endpoint_url(show, "index store")
     show.set_defaults(func=_show)
+
+    dups = cmds.add_parser(
+        "duplicates",
+        help="near-identical images of different products in a published index (re-uploaded listings), as JSON "
+        'Lines {"a": item_id, "b": item_id, "score": cosine}, best first',
+    )
+    add_duplicates_flags(dups)
+    add_s3_endpoint_url(dups, "index store")
+    dups.set_defaults(func=_duplicates)

@@ -77,7 +77,7 @@ def add_shard_flags(build: argparse.ArgumentParser) -> None:
 
 
 def add_publish_flags(build: Any) -> None:
-    """How the version is laid out (partitions) and which changes it carries over (issue 17)."""
+    """How the version is laid out (partitions), which changes it carries over (issue 17), what it reports."""
     build.add_argument(
         "--partitions",
         type=_partition_count,
@@ -94,6 +94,12 @@ def add_publish_flags(build: Any) -> None:
         help="when the catalog snapshot was taken (ISO 8601 or epoch seconds): `items apply` changes written "
         "later are carried over to the new version, older ones are in the snapshot (default: when the rebuild "
         "reads the catalog)",
+    )
+    build.add_argument(
+        "--duplicates",
+        action="store_true",
+        help="also write versions/<v>/duplicates.jsonl: near-identical images of different products, as "
+        "`imgsearch index duplicates` lists them (an exact pass over all vectors; the manifest says how long)",
     )
 
 
@@ -124,3 +130,29 @@ def add_embedding_flags(build: Any) -> None:
         help="embedder: a model of this repository (fmnist-lite0, general-lite0), a folder (the --out of "
         "imgsearch train) or a model folder URI (default: the demo's fmnist-lite0-int8)",
     )
+
+
+def _threshold(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"threshold must be a cosine in (0, 1], got {text!r}")
+    return value
+
+
+def add_duplicates_flags(dups: argparse.ArgumentParser) -> None:
+    """`index duplicates`: which index, how near, where the report goes."""
+    dups.add_argument("--index-uri", required=True, metavar="URI", help="index store root: path, file:// or s3://")
+    dups.add_argument("--version", default=None, help="this version instead of CURRENT")
+    dups.add_argument(
+        "--threshold",
+        type=_threshold,
+        default=None,
+        metavar="T",
+        help="fingerprint cosine at or above which two pictures are near-identical (default: "
+        "imgcore.fingerprint.DUPLICATE_PRINT_SCORE, calibrated on re-encoded, resized, cropped and tinted copies "
+        "by bench/duplicates.py)",
+    )
+    dups.add_argument("--out", default=None, metavar="FILE", help="write the report here (default: stdout)")

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from services.cli.flags import add_s3_endpoint_url
+from services.cli.flags import add_embedding_cache, add_s3_endpoint_url
 from services.defaults import DEFAULT_CACHE_DIR, DEFAULT_EMBEDDER_URI
 
 if TYPE_CHECKING:
@@ -31,7 +31,8 @@ def _apply(args: argparse.Namespace) -> int:
     else:
         carried = "".join(f"; also written to {v} as change {s}" for v, s in applied.also)
         print(
-            f"applied {applied.upserts} upserts and {applied.deletes} deletes to {args.index_uri}: "
+            f"applied {applied.upserts} upserts ({applied.reused} vectors from the embedding cache) and "
+            f"{applied.deletes} deletes to {args.index_uri}: "
             f"index {applied.version} change {applied.seq}{carried}"
         )
     return 0
@@ -53,6 +54,7 @@ def _opts(args: argparse.Namespace) -> RebuildOptions:
         s3_endpoint_url=args.s3_endpoint_url,
         progress=False,
         allow_absolute_images=args.allow_absolute_images,
+        embedding_cache=args.embedding_cache,
     )
 
 
@@ -84,6 +86,11 @@ def _common_flags(parser: argparse.ArgumentParser) -> None:
     )
     add_s3_endpoint_url(parser)
     parser.add_argument("--allow-absolute-images", action="store_true", help="images may be absolute URIs or /paths")
+    add_embedding_cache(
+        parser,
+        "the rebuild's (index build --embedding-cache). An upsert whose image bytes it holds (an attribute-only "
+        "change: price, stock) takes that vector and runs no model; vectors computed here are added",
+    )
 
 
 def register(sub: Any) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -160,3 +162,34 @@ def test_a_store_without_listing_finds_the_log_by_sequence_number(store: Path, h
     assert changes_after(served, version, 3) == []
     batch = read_batch(served, version, 2, embedder_sha256=SHA, dim=64)
     assert [row.item_id for row in batch.rows] == ["fmnist-train-00001"]
+
+
+class NoModel(FakeEmbedder):
+    """The served version's embedder, but any model run fails the test: what an attribute-only change must not do."""
+
+    def whole_image_pixels(self, image: np.ndarray, foreground: bool) -> tuple[np.ndarray, Any]:
+        raise AssertionError("an attribute-only change preprocessed an image for the model")
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        raise AssertionError("an attribute-only change ran the embedder")
+
+
+def test_an_attribute_only_change_runs_no_model_with_the_rebuilds_cache(shop: Path, tmp_path: Path) -> None:
+    cache, store = tmp_path / "vectors.sqlite", tmp_path / "store"
+    cached = RebuildOptions(**{**OPTS.__dict__, "embedding_cache": cache})
+    rebuild(str(shop / "snapshot.jsonl"), store.as_uri(), FakeEmbedder(), cached)
+    row = json.loads((shop / "snapshot.jsonl").read_text().splitlines()[10])
+    price = {"op": "upsert", **row, "attrs": {**row.get("attrs", {}), "price": 4200, "in_stock": False}}
+    applied = apply_changes(str(_changes(shop, "price.jsonl", [price])), store.as_uri(), NoModel(), cached)
+    assert (applied.upserts, applied.reused, applied.to_dict()["reused_vectors"]) == (1, 1, 1)
+    files = open_store(store.as_uri())
+    version = str(read_current(files))
+    (upsert,) = read_batch(files, version, applied.seq, embedder_sha256=SHA, dim=64).rows
+    assert isinstance(upsert, Upsert) and upsert.attrs["price"] == 4200 and upsert.attrs["in_stock"] is False
+    with sqlite3.connect(store / "versions" / version / "meta.sqlite") as meta:
+        (aid,) = meta.execute("SELECT aid FROM items WHERE item_id = ?", (row["item_id"],)).fetchone()
+    served = np.load(store / "versions" / version / "vectors.npy")[aid]  # annoy-id order
+    assert np.allclose(upsert.vector, served, atol=1e-6) and upsert.thumb
+    other = {**price, "image": json.loads((shop / "extra.jsonl").read_text().splitlines()[0])["image"]}
+    with pytest.raises(AssertionError, match="an attribute-only change"):  # a new image is embedded, so NoModel fails
+        apply_changes(str(_changes(shop, "image.jsonl", [other])), store.as_uri(), NoModel(), cached)

@@ -15,6 +15,7 @@ S3_COMMANDS = {
     "models pull": ["s3://b/models/m"],
     "index build": ["--catalog", "c.jsonl", "--out", "s3://b/index"],
     "index show": ["s3://b/index"],
+    "index duplicates": ["--index-uri", "s3://b/index"],
     "eval": ["--queries", "q.jsonl"],
     "replay": ["--log", "s3://b/log"],
     "rollout check": [],
