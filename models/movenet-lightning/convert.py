@@ -23,7 +23,6 @@ if not hasattr(np, "product"):
 
 from tf2onnx import convert  # noqa: E402  (must import after the alias)
 
-
 # Attributes TensorFlow's op definitions gained after the export, with their defaults.
 ADDED_DEFAULTS = {"TopKV2": {"Tk": {"type": "DT_INT32"}, "index_type": {"type": "DT_INT32"}}}
 
