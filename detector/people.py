@@ -3,7 +3,7 @@
 The detector misses people the pose model finds (a person half turned away, a crouching one, one behind
 another) and the pose model misses small people the detector finds, so both lists are kept: each posed
 person is matched to the detected person it overlaps most (greedy, best IoU first); one that matches none
-becomes a person of its own, after the detections. No person is listed twice, none is lost.
+becomes a person of its own (`source` "pose"), after the detections. No person is listed twice, none is lost.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from detector.nms import box_iou
 from detector.types import Detection
 
 PERSON = "person"
+POSE_SOURCE = "pose"  # the `source` of a person only the multi-pose model found
 
 
 def fuse_people(
@@ -46,7 +47,7 @@ def fuse_people(
     for n, person in enumerate(posed):
         if n not in matched:
             keypoints[len(fused)] = person.points
-            fused.append(Detection(PERSON, category, person.score, person.box))
+            fused.append(Detection(PERSON, category, person.score, person.box, POSE_SOURCE))
     return fused, keypoints
 
 
