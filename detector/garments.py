@@ -39,6 +39,8 @@ def _top(points: np.ndarray, person: Box, min_score: float) -> tuple[Box, float]
     if len(shoulders) < 2:
         return None
     arms = _seen(points, ARMS, min_score)
+    # A raised arm (elbow or wrist above the shoulders) is outside the top: it would stretch the box upwards.
+    arms = arms[arms[:, 1] >= shoulders[:, 1].min()]
     width = abs(shoulders[0, 0] - shoulders[1, 0])
     # An upper-body photo cuts the hips off: the top then runs to the bottom of the person's box.
     lower = hips[:, 1].max() if len(hips) else person[3]
