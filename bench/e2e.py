@@ -65,7 +65,7 @@ class InProcess:
         det, emb = DetectorSettings(), EmbedderSettings()
         self.gw = GatewaySettings()
         self.detector = Detector(
-            defaults.MODELS_DIR / "nanodet-m",
+            defaults.DEFAULT_DETECTOR_DIR,
             intra_threads=threads,
             inter_threads=1,
             score_threshold=det.score_threshold,
@@ -225,6 +225,9 @@ def main() -> int:
     ap.add_argument(
         "--models", default="", help="also compare model sets side by side, e.g. fp32,int8 (bench/e2e_models.py)"
     )
+    ap.add_argument(
+        "--no-detectors", action="store_true", help="skip the real photos through nanodet-fp32 vs the default"
+    )
     args = ap.parse_args()
     items = args.items or (5000 if args.quick else 10000)
     n_fmnist = args.fmnist if args.fmnist is not None else (33 if args.quick else 93)
@@ -355,6 +358,13 @@ def main() -> int:
         sets = e2e_models.parse_sets(args.models)
         load = functools.partial(run_clients, client=args.client)
         result["models"] = e2e_models.compare(sets, items, bodies, levels, rounds, extra, load)
+        result["wall_s"] = round(time.monotonic() - t_start, 1)
+    if not args.no_detectors:  # issue 31: the real photos at 8 clients, NanoDet-m fp32 vs the default detector
+        load = functools.partial(run_clients, client=args.client)
+        real = [body for body in bodies if is_real(body[0])]
+        got = e2e_models.compare(["nanodet-fp32", "default"], items, real, [8], rounds, extra, load)
+        result["detectors"] = got
+        result["real_rps_ratio_vs_nanodet_fp32"] = got["rps_vs_first"]["8"]["default"]
         result["wall_s"] = round(time.monotonic() - t_start, 1)
     print()
     emit(result)

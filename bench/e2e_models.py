@@ -20,6 +20,9 @@ SETS: dict[str, tuple[str, str]] = {
     "fp32": ("nanodet-m", "fmnist-lite0"),
     "int8": ("nanodet-m-int8", "fmnist-lite0-int8"),
     "int8-embedder": ("nanodet-m", "fmnist-lite0-int8"),
+    # Issue 31: the detectors alone, each with the default embedder.
+    "nanodet-fp32": ("nanodet-m", "fmnist-lite0-int8"),
+    "default": ("nanodet-m-int8", "fmnist-lite0-int8"),
 }
 
 

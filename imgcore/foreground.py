@@ -90,7 +90,11 @@ def _parts(image: np.ndarray, threshold: float, min_area: float) -> Parts:
     bar = threshold + 3.0 * spread
     if spread > MAX_BACKGROUND_SPREAD or float((frame_dev > bar).mean()) > MAX_FRAME_OFF:
         return Parts(False, [], [])
-    mask = (np.abs(blurred - background).max(axis=2) > bar).astype(np.uint8)
+    # Foreground: |pixel - background| > bar in some channel, i.e. not within [bg - bar, bg + bar] in all of
+    # them. One cv2.inRange pass; numpy's per-pixel channel maximum of the float difference took ~6 of the
+    # ~9 ms of a 700 px shop photo.
+    bounds = [(background - bar).astype(np.float64), (background + bar).astype(np.float64)]
+    mask = (cv2.inRange(blurred, *bounds) == 0).astype(np.uint8)
     count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     found = sorted(
         (int(stats[i, cv2.CC_STAT_AREA]), i) for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= min_area * h * w

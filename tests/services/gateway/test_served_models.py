@@ -1,7 +1,7 @@
 """The gateway's result cache is keyed by the detector's and embedder's identity (services/gateway/served_models.py).
 
 Unit tests of the identity and of `ServedModels` (a fake of the one class it calls, `Backends`); then a real
-gateway whose own detector process is rolled from nanodet-m to nanodet-m-int8 under it: the old model's
+gateway whose own detector process is rolled from the default nanodet-m-int8 to nanodet-m under it: the old model's
 cached answer must not be served once the new detector reports itself, while a search of the caller's box
 (the detector is not asked) stays cached.
 """
@@ -76,7 +76,7 @@ class RolledGateway:
 
 @pytest.fixture
 def rolled(tmp_path: Path) -> Iterator[RolledGateway]:
-    """A gateway on the shared stack's embedder and index and on a detector of its own (nanodet-m)."""
+    """A gateway on the shared stack's embedder and index and on a detector of its own (the default, nanodet-m-int8)."""
     stack = shared_stack()
     detector = start_service("detector", free_port(), args=stack.args["detector"], log_path=tmp_path / "det.log")
     flags = [f"--detector-url={detector.url}", "--detect-timeout-s=60"]  # a slow detector must not go uncached
@@ -103,14 +103,14 @@ def test_a_cached_answer_is_not_served_after_a_detector_roll_out(rolled: RolledG
     photo = (PHOTOS / "dog.jpg").read_bytes()
     box = "10,10,300,300"
     first = _search(rolled.gateway.url, photo)
-    assert first["cached"] is False and first["models"]["detector"]["sha256"] == _sha(FP32)
+    assert first["cached"] is False and first["models"]["detector"]["sha256"] == _sha(INT8)
     assert _search(rolled.gateway.url, photo)["cached"] is True
     assert _search(rolled.gateway.url, photo, box=box)["cached"] is False
-    # The roll-out: the same detector Service (port) now runs the int8 model.
+    # The roll-out: the same detector Service (port) now runs the fp32 model.
     port = rolled.detector.port
     rolled.detector.stop()
-    args = [*shared_stack().args["detector"], "--model-uri", INT8.as_uri()]  # the last --model-uri wins
-    rolled.detector = start_service("detector", port, args=args, log_path=rolled.logs / "det-int8.log")
+    args = [*shared_stack().args["detector"], "--model-uri", FP32.as_uri()]  # the last --model-uri wins
+    rolled.detector = start_service("detector", port, args=args, log_path=rolled.logs / "det-fp32.log")
     assert rolled.detector.wait_ready(120), rolled.detector.log_tail()
     # Within the gateway's poll (1 s) the new identity keys the lookups: the old answer is never hit again.
     wait_until(
@@ -120,7 +120,7 @@ def test_a_cached_answer_is_not_served_after_a_detector_roll_out(rolled: RolledG
         message="the old detector's cached answer is still served",
     )
     fresh = _search(rolled.gateway.url, photo)
-    assert fresh["cached"] is True and fresh["models"]["detector"]["sha256"] == _sha(INT8)
+    assert fresh["cached"] is True and fresh["models"]["detector"]["sha256"] == _sha(FP32)
     assert _sha(INT8) != _sha(FP32)
     # A search of the caller's box never asked the detector: its cached answer is still good and still served.
     assert _search(rolled.gateway.url, photo, box=box)["cached"] is True
