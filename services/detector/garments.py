@@ -6,6 +6,7 @@ footwear are added to the detections (`"part_of"`: the person's index), then the
 from __future__ import annotations
 
 import time
+from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
 from services.common.loading import BackgroundLoader, fetch_model, warm_up
@@ -69,21 +70,28 @@ def find_items(
     people: MultiPoseEstimator | None,
     image: np.ndarray,
     settings: DetectorSettings,
+    side: Executor | None = None,
 ) -> list[dict[str, Any]]:
     """Detections, then the people only the multi-pose model found, then the garments of the best-scored
-    people (each after its person's index), then the items of a flat-lay that the detector did not find."""
+    people (each after its person's index), then the items of a flat-lay that the detector did not find.
+    `side` runs the multi-pose pass beside the detector and the people's crops side by side."""
     from detector.flatlay import flat_lay_items
     from detector.garments import find_garments
     from detector.people import find_people
 
     # The multi-pose keypoints are not used for garments: single-person MoveNet on each person's crop gives
     # better ones (bench/people.py, `multi` against `fused`).
-    detections, _ = find_people(detector, people, image, evidence_score=settings.people.evidence_score)
+    detections, _ = find_people(detector, people, image, evidence_score=settings.people.evidence_score, executor=side)
     items = [det.to_dict() for det in detections]
     if pose is not None:
         t0 = time.perf_counter()
         garments = find_garments(
-            image, detections, pose, max_people=settings.pose.max_people, min_score=settings.pose.min_score
+            image,
+            detections,
+            pose,
+            max_people=settings.pose.max_people,
+            min_score=settings.pose.min_score,
+            executor=side,
         )
         STAGE_SECONDS.labels(stage="pose").observe(time.perf_counter() - t0)
         items.extend({**garment.to_dict(), "part_of": person} for person, garment in garments)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from detector.people import find_people, fuse_people
 from detector.pose import KEYPOINTS
 from imgcore.card import load_card, sha256_file
 from imgcore.image import decode_image
+from imgcore.runtime import RunCancel
 from tests.helpers.paths import DATA, REPO
 
 MODEL = REPO / "models" / "movenet-multipose"
@@ -87,3 +90,42 @@ def test_a_photo_with_no_person_evidence_skips_the_pose_pass(
     image, _ = labelled("park-f060.jpg")  # NanoDet finds neither person here; its candidates say "person"
     find_people(detector, multipose, image, evidence_score=0.07)
     assert calls == [1]
+
+
+@pytest.fixture
+def side() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        yield pool
+
+
+def test_beside_the_detector_the_pose_pass_finds_the_same_people(
+    detector: Detector, multipose: MultiPoseEstimator, side: ThreadPoolExecutor
+) -> None:
+    image, _ = labelled("park-f060.jpg")
+    alone, alone_points = find_people(detector, multipose, image, evidence_score=0.07)
+    beside, beside_points = find_people(detector, multipose, image, evidence_score=0.07, executor=side)
+    assert [(d.label, d.box, d.source) for d in beside] == [(d.label, d.box, d.source) for d in alone]
+    assert sum(d.source == "pose" for d in beside) == 2  # the two people only the pose model finds
+    assert beside_points.keys() == alone_points.keys()
+    for i, points in beside_points.items():
+        np.testing.assert_allclose(points, alone_points[i], atol=1e-4)
+
+
+def test_beside_the_detector_the_pose_pass_is_cancelled_without_person_evidence(
+    detector: Detector, multipose: MultiPoseEstimator, side: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stops: list[RunCancel] = []
+    real = multipose.people
+
+    def people(image: np.ndarray, cancel: RunCancel | None = None) -> list[PosedPerson]:
+        assert cancel is not None
+        stops.append(cancel)
+        return real(image, cancel)
+
+    monkeypatch.setattr(multipose, "people", people)
+    horses = decode_image((DATA / "photos" / "horses.jpg").read_bytes())
+    detections, keypoints = find_people(detector, multipose, horses, evidence_score=0.07, executor=side)
+    assert keypoints == {} and [d.label for d in detections] == [d.label for d in detector.detect(horses)]
+    side.shutdown(wait=True)
+    # Either the pass never started (its future was cancelled) or onnxruntime was told to stop it.
+    assert all(stop.options.terminate for stop in stops)
