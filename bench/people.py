@@ -2,25 +2,29 @@
 recall, garment recall and precision (IoU >= 0.5) per photo and overall, and the cost of detection per
 photo, for today's pipeline and the new one, side by side in one run.
 
-    python bench/people.py [--repeats 5] [--long-side 384] [--evidence 0.07] [--own-score 0.3]
+    python bench/people.py [--repeats 5] [--long-side 384] [--evidence 0.07] [--alone 0.5] [--own-score 0.3]
 
 Pipelines: `before` = NanoDet's people, single-person MoveNet on each (what shipped before issue 29);
 `fused` = NanoDet's people fused with MoveNet MultiPose's, single-person MoveNet on every person, one step
 after the other; `parallel` = the same work with MultiPose beside NanoDet and the crops two at a time (a
-2-thread pool, as the detector service runs it; cancelled without person evidence); `own` = `parallel`,
-but MultiPose's own keypoints for a person whose shoulders, hips, knees and ankles it all sees with at least
-`--own-score` (no crop for that person). A detection inside an `ignore` box counts neither way. Cost:
-medians of the whole detection (model, pose, garments) per photo, wall clock and CPU seconds of the process,
-the pipelines interleaved; photos without people (dog.jpg, horses.jpg) show what the person-evidence gate
-saves. Prints tables, then as the LAST line one JSON object.
+2-thread pool, as the detector service runs it; cancelled when unused); `own` = `parallel`, but
+MultiPose's own keypoints for a person whose shoulders, hips, knees and ankles it all sees with at least
+`--own-score` (no crop for that person). `--alone S`: a photo NanoDet finds nothing in keeps MultiPose's
+people scored S or more (the service's `people_alone_score`, off by default). A detection inside an
+`ignore` box counts neither way. Cost per photo and pipeline, the pipelines interleaved: the median wall
+clock of the whole detection (model, pose, garments) and its median critical-path CPU time (bench/critical.py:
+the latency with a free core per thread, which a busy shared machine's wall clock cannot show). Photos
+without people (dog.jpg, horses.jpg, a flat-lay, a product shot NanoDet finds nothing in) show what the
+person-evidence gate saves. Prints tables, then as the LAST line one JSON object.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
@@ -39,22 +43,23 @@ from detector.nms import box_iou  # noqa: E402
 from detector.people import find_people  # noqa: E402
 from detector.pose import PoseEstimator  # noqa: E402
 from imgcore.image import decode_image  # noqa: E402
+from services.detector.garments import side_pool  # noqa: E402
 
 LABELS = REPO / "tests/data/people/labels.json"
-NO_PEOPLE = [REPO / "tests/data/photos" / name for name in ("dog.jpg", "horses.jpg")]
+NO_PEOPLE = [REPO / "tests/data/photos" / name for name in ("dog.jpg", "horses.jpg")] + [
+    REPO / "services/static/samples" / name for name in ("flat-lay.jpg", "shop-ankle-boot.jpg")
+]
 MODELS = REPO / "models"
 PIPELINES = ("before", "fused", "parallel", "own")
 BODY = (5, 6, 11, 12, 13, 14, 15, 16)  # shoulders, hips, knees, ankles: every garment's points
 Found = tuple[list[Detection], list[tuple[int, Detection]]]  # people (all detections), garments
 
 
-def pipelines(
-    evidence: float, long_side: int, own_score: float, trace: CpuTrace
-) -> dict[str, Callable[[np.ndarray], Found]]:
+def pipelines(args: argparse.Namespace, trace: CpuTrace) -> dict[str, Callable[[np.ndarray], Found]]:
     detector = Detector(MODELS / "nanodet-m", intra_threads=1)
     single = PoseEstimator(MODELS / "movenet-lightning", intra_threads=1)
-    multi = MultiPoseEstimator(MODELS / "movenet-multipose", intra_threads=1, long_side=long_side)
-    side = ThreadPoolExecutor(max_workers=2, thread_name_prefix="people")
+    multi = MultiPoseEstimator(MODELS / "movenet-multipose", intra_threads=1, long_side=args.long_side)
+    side = side_pool(2)  # as the detector service runs it: a lower priority than the caller's thread
     for model, method, stage in (
         (detector, "run", "detect"),
         (multi, "people", "multipose"),
@@ -63,7 +68,9 @@ def pipelines(
         trace.wrap(model, method, stage)
 
     def run(image: np.ndarray, pose: MultiPoseEstimator | None, pool: Executor | None, own: float | None) -> Found:
-        people, posed = find_people(detector, pose, image, evidence_score=evidence, executor=pool)
+        people, posed = find_people(
+            detector, pose, image, evidence_score=args.evidence, alone_score=args.alone, executor=pool
+        )
         confident = {i: p for i, p in posed.items() if own is not None and p[list(BODY), 2].min() >= own}
         garments = find_garments(image, people, single, max_people=6, min_score=0.3, posed=confident, executor=pool)
         return people, garments
@@ -72,7 +79,7 @@ def pipelines(
         "before": lambda image: run(image, None, None, None),
         "fused": lambda image: run(image, multi, None, None),
         "parallel": lambda image: run(image, multi, side, None),
-        "own": lambda image: run(image, multi, side, own_score),
+        "own": lambda image: run(image, multi, side, args.own_score),
     }
 
 
@@ -185,15 +192,16 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--long-side", type=int, default=384)
     ap.add_argument("--evidence", type=float, default=0.07)
+    ap.add_argument("--alone", type=float, default=None)
     ap.add_argument("--own-score", type=float, default=0.3)
     args = ap.parse_args()
     labels = json.loads(LABELS.read_text())
     photos = [(p, decode_image((LABELS.parent / p["file"]).read_bytes())) for p in labels["photos"]]
     trace = CpuTrace()
-    runs = pipelines(args.evidence, args.long_side, args.own_score, trace)
+    runs = pipelines(args, trace)
     result: dict[str, Any] = {
         "machine": machine(),
-        **{k: vars(args)[k] for k in ("long_side", "evidence", "own_score")},
+        **{k: vars(args)[k] for k in ("long_side", "evidence", "alone", "own_score")},
     }
     result.update(quality(runs, photos))
     result["cost_ms"] = cost(runs, {p["file"]: image for p, image in photos}, args.repeats, trace)

@@ -75,14 +75,17 @@ def find_people(
     image: np.ndarray,
     *,
     evidence_score: float,
+    alone_score: float | None = None,
     executor: Executor | None = None,
 ) -> tuple[list[Detection], dict[int, np.ndarray]]:
     """The detector's detections fused with the multi-pose model's people (see fuse_people).
 
-    The pose pass is used only on person evidence: a person among the detector's candidates scored at least
-    `evidence_score` (below its own threshold; the same model outputs, decoded a second time), so a photo
-    the detector sees no person in at all pays nothing for the pose model. With an `executor` the pass starts
-    at once beside the detector and is cancelled when the evidence is missing; without one it runs after it.
+    The pose pass is used on person evidence: a person among the detector's candidates scored at least
+    `evidence_score` (below its own threshold; the same model outputs, decoded a second time). Without it, a
+    photo in which the detector finds something pays nothing for the pose model; one in which it finds nothing
+    at all (people it cannot see, lit from behind or in an empty room) keeps the posed people scored at least
+    `alone_score` (None: none). With an `executor` the pass starts at once beside the detector and is
+    cancelled when it is not used; without one it runs after it.
     """
     pending = PendingPeople(multipose, image, executor) if multipose is not None and executor is not None else None
     try:
@@ -96,8 +99,12 @@ def find_people(
         raise
     if multipose is None:
         return detections, {}
-    if not any(det.label == PERSON for det in candidates):
+    evidence = any(det.label == PERSON for det in candidates)
+    if not evidence and (detections or alone_score is None):
         if pending is not None:
             pending.cancel()
         return detections, {}
-    return fuse_people(detections, pending.result() if pending is not None else multipose.people(image))
+    posed = pending.result() if pending is not None else multipose.people(image)
+    if not evidence:
+        posed = [person for person in posed if person.score >= (alone_score or 0.0)]
+    return fuse_people(detections, posed)

@@ -18,7 +18,7 @@ from services.common.settings import DetectorSettings
 from services.common.uploads import MULTIPART_IMAGE_BODY, decode_budget, decode_upload, read_upload
 from services.common.web import create_service_app
 from services.common.web_json import json_response
-from services.detector.garments import find_items, people_loader, pose_loader, readiness
+from services.detector.garments import find_items, people_loader, pose_loader, readiness, side_pool
 
 if TYPE_CHECKING:
     from detector import Detector
@@ -89,7 +89,7 @@ def create_app(settings: DetectorSettings) -> FastAPI:
     pool = ThreadPoolExecutor(max_workers=settings.runtime.inference_threads, thread_name_prefix="detect")
     # The multi-pose pass beside each photo's detector run, and its people's crops two at a time: its own
     # pool, since a detect worker waits on these and would deadlock a shared one.
-    side = ThreadPoolExecutor(max_workers=2 * settings.runtime.inference_threads, thread_name_prefix="people")
+    side = side_pool(2 * settings.runtime.inference_threads)
     pose = pose_loader(settings)
     people = people_loader(settings)
 

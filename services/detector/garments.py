@@ -5,8 +5,10 @@ footwear are added to the detections (`"part_of"`: the person's index), then the
 
 from __future__ import annotations
 
+import os
+import threading
 import time
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from services.common.loading import BackgroundLoader, fetch_model, warm_up
@@ -19,6 +21,24 @@ if TYPE_CHECKING:
     from detector import Detector
     from detector.multipose import MultiPoseEstimator
     from detector.pose import PoseEstimator
+
+
+SPARE_NICE = 10  # how much lower the side threads run than the detector's own
+
+
+def _spare_cores_only() -> None:
+    """A side thread runs at a lower priority than the photos' own detector runs: where cores are short, the
+    detector keeps its core (a photo without people is not slowed by a pose pass it will cancel) and the pass
+    runs in what is left; where a core is free, it runs there at once."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SPARE_NICE)
+    except (AttributeError, OSError):  # not Linux, or not allowed: full priority, still correct
+        pass
+
+
+def side_pool(workers: int) -> ThreadPoolExecutor:
+    """The pool for the multi-pose pass beside the detector and the people's crops (see _spare_cores_only)."""
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="people", initializer=_spare_cores_only)
 
 
 def load_pose(settings: DetectorSettings) -> PoseEstimator:
@@ -81,7 +101,14 @@ def find_items(
 
     # The multi-pose keypoints are not used for garments: single-person MoveNet on each person's crop gives
     # better ones (bench/people.py, `multi` against `fused`).
-    detections, _ = find_people(detector, people, image, evidence_score=settings.people.evidence_score, executor=side)
+    detections, _ = find_people(
+        detector,
+        people,
+        image,
+        evidence_score=settings.people.evidence_score,
+        alone_score=settings.people.alone_score if settings.people.alone_score < 1 else None,
+        executor=side,
+    )
     items = [det.to_dict() for det in detections]
     if pose is not None:
         t0 = time.perf_counter()

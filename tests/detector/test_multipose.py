@@ -63,6 +63,14 @@ def test_every_labelled_person_of_a_three_person_photo_is_found(multipose: Multi
     assert top.shape == (17, 3) and top[5, 1] < top[15, 1]  # shoulder above ankle, in photo pixels
 
 
+def test_the_small_backlit_man_of_the_park_is_found(multipose: MultiPoseEstimator) -> None:
+    image, entry = labelled("park-f100.jpg")  # on the utility box, against the light: NanoDet misses him
+    man = np.array(entry["people"][0]["box"], dtype=np.float64)
+    assert man[3] - man[1] < 0.45 * image.shape[0]  # the small one of the two
+    found = multipose.people(image)
+    assert box_iou(man, np.array([p.box for p in found], dtype=np.float64)).max() >= 0.5
+
+
 def fake(box: tuple[float, float, float, float], score: float = 0.5) -> PosedPerson:
     return PosedPerson(box, np.zeros((17, 3), dtype=np.float32), score)
 
@@ -129,3 +137,18 @@ def test_beside_the_detector_the_pose_pass_is_cancelled_without_person_evidence(
     side.shutdown(wait=True)
     # Either the pass never started (its future was cancelled) or onnxruntime was told to stop it.
     assert all(stop.options.terminate for stop in stops)
+
+
+def test_a_photo_the_detector_finds_nothing_in_keeps_the_confidently_posed_people(
+    detector: Detector, multipose: MultiPoseEstimator, side: ThreadPoolExecutor
+) -> None:
+    image, entry = labelled("lab-c4-f066.jpg")  # two people in an empty room: NanoDet finds nothing at all
+    assert detector.detect(image) == []
+    assert find_people(detector, multipose, image, evidence_score=0.07) == ([], {})  # off: the pass is not used
+    people, keypoints = find_people(detector, multipose, image, evidence_score=0.07, alone_score=0.5, executor=side)
+    assert [d.source for d in people] == ["pose", "pose"] and sorted(keypoints) == [0, 1]
+    boxes = np.array([d.box for d in people], dtype=np.float64)
+    for person in entry["people"]:
+        assert box_iou(np.array(person["box"], dtype=np.float64), boxes).max() >= 0.5, person["box"]
+    horses = decode_image((DATA / "photos" / "horses.jpg").read_bytes())  # the detector finds horses: not used
+    assert find_people(detector, multipose, horses, evidence_score=0.07, alone_score=0.5)[1] == {}
