@@ -87,7 +87,9 @@ def find_people(
     `alone_score` (None: none). With an `executor` the pass starts at once beside the detector and is
     cancelled when it is not used; without one it runs after it.
     """
-    pending = PendingPeople(multipose, image, executor) if multipose is not None and executor is not None else None
+    if multipose is None:
+        return detector.detect(image), {}
+    pending = PendingPeople(multipose, image, executor) if executor is not None else None
     try:
         tensor, geometry = detector.preprocess(image)
         outputs = detector.run(tensor)
@@ -97,8 +99,6 @@ def find_people(
         if pending is not None:
             pending.cancel()
         raise
-    if multipose is None:
-        return detections, {}
     evidence = any(det.label == PERSON for det in candidates)
     if not evidence and (detections or alone_score is None):
         if pending is not None:
