@@ -57,7 +57,7 @@ def main() -> int:
     from services import defaults
     from services.common.settings import DetectorSettings
     from services.common.wire import HEIGHT_HEADER, RGB_CONTENT_TYPE, WIDTH_HEADER
-    from services.detector.garments import find_items
+    from services.detector.garments import find_items, side_pool
 
     info = machine()
     photos = [(name, decode_image(raw)) for name, raw in query_photos(args.fmnist)]
@@ -72,6 +72,7 @@ def main() -> int:
     )
     pose = PoseEstimator(defaults.MODELS_DIR / "movenet-lightning", intra_threads=1, inter_threads=1)
     people = MultiPoseEstimator(defaults.MODELS_DIR / "movenet-multipose", intra_threads=1, inter_threads=1)
+    side = side_pool(2 * settings.runtime.inference_threads)  # as the service: the pose pass beside the detector
     times: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     with detector_service() as base, httpx.Client(trust_env=False, timeout=60) as client:
         url = base + "/v1/detect"
@@ -84,13 +85,13 @@ def main() -> int:
             return float(resp.json()["timings_ms"]["detect"])
 
         for _, image in photos:  # warm both sides
-            find_items(detector, pose, people, image, settings)
+            find_items(detector, pose, people, image, settings, side)
             remote(image)
         for _ in range(args.rounds):
             for name, image in photos:
                 kind = "real" if is_real(name) else "fmnist"
                 t0 = time.perf_counter()
-                find_items(detector, pose, people, image, settings)
+                find_items(detector, pose, people, image, settings, side)
                 times[kind]["in-process"].append((time.perf_counter() - t0) * 1e3)
                 t0 = time.perf_counter()
                 inside = remote(image)

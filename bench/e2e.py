@@ -61,6 +61,7 @@ class InProcess:
         from embedder import Embedder
         from services import defaults
         from services.common.settings import DetectorSettings, EmbedderSettings, GatewaySettings
+        from services.detector.garments import side_pool
 
         det, emb = DetectorSettings(), EmbedderSettings()
         self.gw = GatewaySettings()
@@ -83,6 +84,7 @@ class InProcess:
         self.people = MultiPoseEstimator(
             defaults.MODELS_DIR / "movenet-multipose", intra_threads=threads, inter_threads=1
         )
+        self.side = side_pool(2)  # as the detector service: the pose pass beside the detector, crops two at a time
         self.kinds = json.loads((version_dir / "manifest.json").read_text()).get("kinds") or None
 
     def search(self, data: bytes, k: int = 10) -> dict[str, float]:
@@ -101,7 +103,8 @@ class InProcess:
         t1 = time.perf_counter()
         h, w = forward.shape[:2]
         regions = []
-        for n, det in enumerate(find_items(self.detector, self.pose, self.people, forward, self.det_settings)):
+        items = find_items(self.detector, self.pose, self.people, forward, self.det_settings, self.side)
+        for n, det in enumerate(items):
             box = det["box"]
             if box[2] - box[0] < self.gw.search.min_item_px or box[3] - box[1] < self.gw.search.min_item_px:
                 continue

@@ -2,21 +2,29 @@
 recall, garment recall and precision (IoU >= 0.5) per photo and overall, and the cost of detection per
 photo, for today's pipeline and the new one, side by side in one run.
 
-    python bench/people.py [--repeats 5] [--long-side 384] [--evidence 0.15]
+    python bench/people.py [--repeats 5] [--long-side 384] [--evidence 0.07] [--alone 0.5] [--own-score 0.3]
 
 Pipelines: `before` = NanoDet's people, single-person MoveNet on each (what shipped before issue 29);
-`fused` = NanoDet's people fused with MoveNet MultiPose's, single-person MoveNet on every person;
-`multi` = the same people, MultiPose's own keypoints for the people it found (single-person MoveNet only for
-the others). A detection inside an `ignore` box counts neither way. Cost: medians of the whole detection
-(model, pose, garments) per photo, the pipelines interleaved; photos without people (dog.jpg, horses.jpg)
-show what the person-evidence gate saves. Prints tables, then as the LAST line one JSON object.
+`fused` = NanoDet's people fused with MoveNet MultiPose's, single-person MoveNet on every person, one step
+after the other; `parallel` = the same work with MultiPose beside NanoDet and the crops two at a time (a
+2-thread pool, as the detector service runs it; cancelled when unused); `own` = `parallel`, but
+MultiPose's own keypoints for a person whose shoulders, hips, knees and ankles it all sees with at least
+`--own-score` (no crop for that person). `--alone S`: a photo NanoDet finds nothing in keeps MultiPose's
+people scored S or more (the service's `people_alone_score`, off by default). A detection inside an
+`ignore` box counts neither way. Cost per photo and pipeline, the pipelines interleaved: the median wall
+clock of the whole detection (model, pose, garments) and its median critical-path CPU time (bench/critical.py:
+the latency with a free core per thread, which a busy shared machine's wall clock cannot show). Photos
+without people (dog.jpg, horses.jpg, a flat-lay, a product shot NanoDet finds nothing in) show what the
+person-evidence gate saves. Prints tables, then as the LAST line one JSON object.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections.abc import Callable
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.common import arg_parser, emit, machine, table  # noqa: E402
+from bench.critical import CpuTrace  # noqa: E402
 from bench.pose import medians_ms  # noqa: E402
 from detector import Detection, Detector  # noqa: E402
 from detector.garments import GARMENT_KINDS, find_garments  # noqa: E402
@@ -34,30 +43,43 @@ from detector.nms import box_iou  # noqa: E402
 from detector.people import find_people  # noqa: E402
 from detector.pose import PoseEstimator  # noqa: E402
 from imgcore.image import decode_image  # noqa: E402
+from services.detector.garments import side_pool  # noqa: E402
 
 LABELS = REPO / "tests/data/people/labels.json"
-NO_PEOPLE = [REPO / "tests/data/photos" / name for name in ("dog.jpg", "horses.jpg")]
+NO_PEOPLE = [REPO / "tests/data/photos" / name for name in ("dog.jpg", "horses.jpg")] + [
+    REPO / "services/static/samples" / name for name in ("flat-lay.jpg", "shop-ankle-boot.jpg")
+]
 MODELS = REPO / "models"
-PIPELINES = ("before", "fused", "multi")
+PIPELINES = ("before", "fused", "parallel", "own")
+BODY = (5, 6, 11, 12, 13, 14, 15, 16)  # shoulders, hips, knees, ankles: every garment's points
 Found = tuple[list[Detection], list[tuple[int, Detection]]]  # people (all detections), garments
 
 
-def pipelines(evidence: float, long_side: int) -> dict[str, Callable[[np.ndarray], Found]]:
+def pipelines(args: argparse.Namespace, trace: CpuTrace) -> dict[str, Callable[[np.ndarray], Found]]:
     detector = Detector(MODELS / "nanodet-m", intra_threads=1)
     single = PoseEstimator(MODELS / "movenet-lightning", intra_threads=1)
-    multi = MultiPoseEstimator(MODELS / "movenet-multipose", intra_threads=1, long_side=long_side)
+    multi = MultiPoseEstimator(MODELS / "movenet-multipose", intra_threads=1, long_side=args.long_side)
+    side = side_pool(2)  # as the detector service runs it: a lower priority than the caller's thread
+    for model, method, stage in (
+        (detector, "run", "detect"),
+        (multi, "people", "multipose"),
+        (single, "keypoints", "crop"),
+    ):
+        trace.wrap(model, method, stage)
 
-    def run(image: np.ndarray, pose: MultiPoseEstimator | None, own_points: bool) -> Found:
-        people, posed = find_people(detector, pose, image, evidence_score=evidence)
-        garments = find_garments(
-            image, people, single, max_people=6, min_score=0.3, posed=posed if own_points else None
+    def run(image: np.ndarray, pose: MultiPoseEstimator | None, pool: Executor | None, own: float | None) -> Found:
+        people, posed = find_people(
+            detector, pose, image, evidence_score=args.evidence, alone_score=args.alone, executor=pool
         )
+        confident = {i: p for i, p in posed.items() if own is not None and p[list(BODY), 2].min() >= own}
+        garments = find_garments(image, people, single, max_people=6, min_score=0.3, posed=confident, executor=pool)
         return people, garments
 
     return {
-        "before": lambda image: run(image, None, False),
-        "fused": lambda image: run(image, multi, False),
-        "multi": lambda image: run(image, multi, True),
+        "before": lambda image: run(image, None, None, None),
+        "fused": lambda image: run(image, multi, None, None),
+        "parallel": lambda image: run(image, multi, side, None),
+        "own": lambda image: run(image, multi, side, args.own_score),
     }
 
 
@@ -121,32 +143,47 @@ def quality(runs: dict[str, Callable[[np.ndarray], Found]], photos: list[tuple[d
     return {"per_photo": per_photo, "overall": {name: {**totals[name], **rates(totals[name])} for name in runs}}
 
 
-def cost(runs: dict[str, Callable[[np.ndarray], Found]], images: dict[str, np.ndarray], repeats: int) -> dict:
-    out = {}
+def cost(
+    runs: dict[str, Callable[[np.ndarray], Found]], images: dict[str, np.ndarray], repeats: int, trace: CpuTrace
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Per photo and pipeline: median wall ms (`wall`) and median critical-path CPU ms (`critical`)."""
+    critical: dict[tuple[str, str], list[float]] = {}
+
+    def timed(name: str, run: str, image: np.ndarray) -> None:
+        critical.setdefault((name, run), []).append(trace.critical_ms(lambda: runs[run](image)))
+
+    out: dict[str, dict[str, dict[str, float]]] = {"wall": {}, "critical": {}}
     for name, image in images.items():
-        ms = medians_ms({run: (lambda run=run, image=image: runs[run](image)) for run in runs}, repeats, warmup=1)
-        out[name] = {run: round(value, 1) for run, value in ms.items()}
+        fns = {run: (lambda run=run, image=image, name=name: timed(name, run, image)) for run in runs}
+        out["wall"][name] = {run: round(value, 1) for run, value in medians_ms(fns, repeats, warmup=1).items()}
+        out["critical"][name] = {run: round(float(np.median(critical[name, run])), 1) for run in runs}
     return out
 
 
-def _ratio(cost_ms: dict[str, dict[str, float]], names: list[str], run: str) -> float:
-    return round(float(np.median([cost_ms[n][run] / cost_ms[n]["before"] for n in names])), 2)
+def _ratio(cost_ms: dict[str, dict[str, float]], run: str) -> float:
+    return round(float(np.median([by_run[run] / by_run["before"] for by_run in cost_ms.values()])), 2)
 
 
 def report(result: dict[str, Any]) -> None:
     headers = ["photo", *(f"{run} P/G/✓/pred" for run in PIPELINES), *(f"{run} ms" for run in PIPELINES)]
+    headers += [f"{run} crit" for run in PIPELINES]
     rows = []
     for name, by_run in result["per_photo"].items():
         cells = [
             f"{c['people_found']}/{c['people']} {c['matched']}/{c['garments']}/{c['predicted']}"
             for c in by_run.values()
         ]
-        rows.append([name.split("/")[-1], *cells, *result["cost_ms"][name].values()])
-    for name in result["no_people_ms"]:
-        rows.append([name, "-", "-", "-", *result["no_people_ms"][name].values()])
+        times = [*result["cost_ms"]["wall"][name].values(), *result["cost_ms"]["critical"][name].values()]
+        rows.append([name.split("/")[-1], *cells, *times])
+    for name in result["no_people_ms"]["wall"]:
+        times = [*result["no_people_ms"]["wall"][name].values(), *result["no_people_ms"]["critical"][name].values()]
+        rows.append([name, *("-" for _ in PIPELINES), *times])
     print(table(headers, rows))
-    print(table(["pipeline", "person recall", "garment recall", "garment precision"],
-                [[run, o["person_recall"], o["garment_recall"], o["garment_precision"]]
+    ratios, nobody = result["cost_over_before"], result["no_people_over_before"]
+    print(table(["pipeline", "person recall", "garment recall", "garment precision", "wall / before",
+                 "critical / before", "no people: wall", "critical"],
+                [[run, o["person_recall"], o["garment_recall"], o["garment_precision"], ratios["wall"][run],
+                  ratios["critical"][run], nobody["wall"][run], nobody["critical"][run]]
                  for run, o in result["overall"].items()]))  # fmt: skip
 
 
@@ -154,19 +191,23 @@ def main() -> None:
     ap = arg_parser(__doc__)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--long-side", type=int, default=384)
-    ap.add_argument("--evidence", type=float, default=0.15)
+    ap.add_argument("--evidence", type=float, default=0.07)
+    ap.add_argument("--alone", type=float, default=None)
+    ap.add_argument("--own-score", type=float, default=0.3)
     args = ap.parse_args()
     labels = json.loads(LABELS.read_text())
     photos = [(p, decode_image((LABELS.parent / p["file"]).read_bytes())) for p in labels["photos"]]
-    runs = pipelines(args.evidence, args.long_side)
-    result: dict[str, Any] = {"machine": machine(), "long_side": args.long_side, "evidence": args.evidence}
+    trace = CpuTrace()
+    runs = pipelines(args, trace)
+    result: dict[str, Any] = {
+        "machine": machine(),
+        **{k: vars(args)[k] for k in ("long_side", "evidence", "alone", "own_score")},
+    }
     result.update(quality(runs, photos))
-    result["cost_ms"] = cost(runs, {p["file"]: image for p, image in photos}, args.repeats)
-    result["no_people_ms"] = cost(runs, {p.name: decode_image(p.read_bytes()) for p in NO_PEOPLE}, args.repeats)
-    names = list(result["cost_ms"])
-    result["cost_over_before"] = {run: _ratio(result["cost_ms"], names, run) for run in PIPELINES}
-    nobody = list(result["no_people_ms"])
-    result["no_people_over_before"] = {run: _ratio(result["no_people_ms"], nobody, run) for run in PIPELINES}
+    result["cost_ms"] = cost(runs, {p["file"]: image for p, image in photos}, args.repeats, trace)
+    result["no_people_ms"] = cost(runs, {p.name: decode_image(p.read_bytes()) for p in NO_PEOPLE}, args.repeats, trace)
+    for key, costs in (("cost_over_before", result["cost_ms"]), ("no_people_over_before", result["no_people_ms"])):
+        result[key] = {metric: {run: _ratio(costs[metric], run) for run in PIPELINES} for metric in costs}
     report(result)
     emit(result)
 

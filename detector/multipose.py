@@ -18,7 +18,7 @@ from detector.pose import KEYPOINTS
 from detector.types import Box
 from imgcore.errors import StoreError
 from imgcore.onnx_model import OnnxModel
-from imgcore.runtime import ModelSession
+from imgcore.runtime import ModelSession, RunCancel
 
 STRIDE = 32
 # Per person row: 17 x (y, x, score), then the box (ymin, xmin, ymax, xmax) and the person's score.
@@ -76,10 +76,13 @@ class MultiPoseEstimator(OnnxModel):
         self.people(np.zeros((self.long_side, self.long_side, 3), dtype=np.uint8))
         return 1
 
-    def people(self, image: np.ndarray) -> list[PosedPerson]:
-        """The people in an HxWx3 uint8 RGB photo, best first, boxes and keypoints in its pixels."""
+    def people(self, image: np.ndarray, cancel: RunCancel | None = None) -> list[PosedPerson]:
+        """The people in an HxWx3 uint8 RGB photo, best first, boxes and keypoints in its pixels. A run stopped
+        through `cancel` (from another thread) raises imgcore.runtime.CancelledRun."""
         tensor, scale = padded_input(image, self.long_side)
-        rows = self._session.run({self.input_name: tensor})[0].reshape(-1, SCORE_AT + 1)
+        feeds = {self.input_name: tensor}
+        outputs = self._session.run(feeds) if cancel is None else self._session.run(feeds, cancel)
+        rows = outputs[0].reshape(-1, SCORE_AT + 1)
         # Outputs are fractions of the padded tensor: back to tensor pixels, then to the photo's.
         height, width = tensor.shape[1] / scale, tensor.shape[2] / scale
         found = []

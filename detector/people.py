@@ -9,6 +9,7 @@ becomes a person of its own (`source` "pose"), after the detections. No person i
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Executor
 
 import numpy as np
 
@@ -16,6 +17,7 @@ from detector.detector import Detector
 from detector.multipose import MultiPoseEstimator, PosedPerson
 from detector.nms import box_iou
 from detector.types import Detection
+from imgcore.runtime import RunCancel
 
 PERSON = "person"
 POSE_SOURCE = "pose"  # the `source` of a person only the multi-pose model found
@@ -51,21 +53,58 @@ def fuse_people(
     return fused, keypoints
 
 
+class PendingPeople:
+    """The multi-pose pass of one photo, running on an executor while the detector runs on the caller's thread:
+    the photo's latency is the longer of the two, not their sum. `cancel` stops it (its core is given back)."""
+
+    def __init__(self, multipose: MultiPoseEstimator, image: np.ndarray, executor: Executor) -> None:
+        self._stop = RunCancel()
+        self._future = executor.submit(multipose.people, image, self._stop)
+
+    def result(self) -> list[PosedPerson]:
+        return self._future.result()
+
+    def cancel(self) -> None:
+        if not self._future.cancel():  # already running: stop it inside onnxruntime
+            self._stop.cancel()
+
+
 def find_people(
-    detector: Detector, multipose: MultiPoseEstimator | None, image: np.ndarray, *, evidence_score: float
+    detector: Detector,
+    multipose: MultiPoseEstimator | None,
+    image: np.ndarray,
+    *,
+    evidence_score: float,
+    alone_score: float | None = None,
+    executor: Executor | None = None,
 ) -> tuple[list[Detection], dict[int, np.ndarray]]:
     """The detector's detections fused with the multi-pose model's people (see fuse_people).
 
-    The pose pass runs only on person evidence: a person among the detector's candidates scored at least
-    `evidence_score` (below its own threshold; the same model outputs, decoded a second time), so a photo
-    the detector sees no person in at all pays nothing for the pose model.
+    The pose pass is used on person evidence: a person among the detector's candidates scored at least
+    `evidence_score` (below its own threshold; the same model outputs, decoded a second time). Without it, a
+    photo in which the detector finds something pays nothing for the pose model; one in which it finds nothing
+    at all (people it cannot see, lit from behind or in an empty room) keeps the posed people scored at least
+    `alone_score` (None: none). With an `executor` the pass starts at once beside the detector and is
+    cancelled when it is not used; without one it runs after it.
     """
-    tensor, geometry = detector.preprocess(image)
-    outputs = detector.run(tensor)
-    detections = detector.postprocess(outputs, geometry)
     if multipose is None:
+        return detector.detect(image), {}
+    pending = PendingPeople(multipose, image, executor) if executor is not None else None
+    try:
+        tensor, geometry = detector.preprocess(image)
+        outputs = detector.run(tensor)
+        detections = detector.postprocess(outputs, geometry)
+        candidates = detector.postprocess(outputs, geometry, min(evidence_score, detector.score_threshold))
+    except BaseException:
+        if pending is not None:
+            pending.cancel()
+        raise
+    evidence = any(det.label == PERSON for det in candidates)
+    if not evidence and (detections or alone_score is None):
+        if pending is not None:
+            pending.cancel()
         return detections, {}
-    candidates = detector.postprocess(outputs, geometry, min(evidence_score, detector.score_threshold))
-    if not any(det.label == PERSON for det in candidates):
-        return detections, {}
-    return fuse_people(detections, multipose.people(image))
+    posed = pending.result() if pending is not None else multipose.people(image)
+    if not evidence:
+        posed = [person for person in posed if person.score >= (alone_score or 0.0)]
+    return fuse_people(detections, posed)

@@ -113,3 +113,10 @@ class PeopleGroup(SettingsGroup):
         description="The pose pass runs only when the detector's outputs hold a person candidate scored at least this "
         "(a photo without people pays nothing for it).",
     )
+    alone_score: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="When the detector finds nothing at all, keep the pose model's people scored at least this (people "
+        "the detector cannot see; such photos then wait for the pose pass). 1: off.",
+    )

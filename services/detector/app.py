@@ -18,7 +18,7 @@ from services.common.settings import DetectorSettings
 from services.common.uploads import MULTIPART_IMAGE_BODY, decode_budget, decode_upload, read_upload
 from services.common.web import create_service_app
 from services.common.web_json import json_response
-from services.detector.garments import find_items, people_loader, pose_loader, readiness
+from services.detector.garments import find_items, people_loader, pose_loader, readiness, side_pool
 
 if TYPE_CHECKING:
     from detector import Detector
@@ -45,6 +45,7 @@ def build_router(
     pool: ThreadPoolExecutor,
     pose: BackgroundLoader[PoseEstimator] | None = None,
     people: BackgroundLoader[MultiPoseEstimator] | None = None,
+    side: ThreadPoolExecutor | None = None,
 ) -> APIRouter:
     """Routes of the detector service."""
     router = APIRouter(prefix="/v1", tags=["detector"])
@@ -64,7 +65,7 @@ def build_router(
         image = (await decode_upload(upload, limits, budget)).pixels
         t1 = time.perf_counter()
         detections = await asyncio.get_running_loop().run_in_executor(
-            pool, find_items, detector, pose_model, people_model, image, settings
+            pool, find_items, detector, pose_model, people_model, image, settings, side
         )
         t2 = time.perf_counter()
         STAGE_SECONDS.labels(stage="decode").observe(t1 - t0)
@@ -86,6 +87,9 @@ def create_app(settings: DetectorSettings) -> FastAPI:
     """The detector service app."""
     loader: BackgroundLoader[Detector] = BackgroundLoader("detector", lambda: load_detector(settings))
     pool = ThreadPoolExecutor(max_workers=settings.runtime.inference_threads, thread_name_prefix="detect")
+    # The multi-pose pass beside each photo's detector run, and its people's crops two at a time: its own
+    # pool, since a detect worker waits on these and would deadlock a shared one.
+    side = side_pool(2 * settings.runtime.inference_threads)
     pose = pose_loader(settings)
     people = people_loader(settings)
 
@@ -96,6 +100,7 @@ def create_app(settings: DetectorSettings) -> FastAPI:
         for task in tasks:
             task.cancel()
         pool.shutdown(wait=False, cancel_futures=True)
+        side.shutdown(wait=False, cancel_futures=True)
 
     app = create_service_app(
         title="imgsearch detector",
@@ -103,5 +108,5 @@ def create_app(settings: DetectorSettings) -> FastAPI:
         readiness=lambda: readiness(loader, pose, people),
         lifespan=lifespan,
     )
-    app.include_router(build_router(settings, loader, pool, pose, people))
+    app.include_router(build_router(settings, loader, pool, pose, people, side))
     return app

@@ -5,7 +5,10 @@ footwear are added to the detections (`"part_of"`: the person's index), then the
 
 from __future__ import annotations
 
+import os
+import threading
 import time
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from services.common.loading import BackgroundLoader, fetch_model, warm_up
@@ -18,6 +21,24 @@ if TYPE_CHECKING:
     from detector import Detector
     from detector.multipose import MultiPoseEstimator
     from detector.pose import PoseEstimator
+
+
+SPARE_NICE = 10  # how much lower the side threads run than the detector's own
+
+
+def _spare_cores_only() -> None:
+    """A side thread runs at a lower priority than the photos' own detector runs: where cores are short, the
+    detector keeps its core (a photo without people is not slowed by a pose pass it will cancel) and the pass
+    runs in what is left; where a core is free, it runs there at once."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SPARE_NICE)
+    except (AttributeError, OSError):  # not Linux, or not allowed: full priority, still correct
+        pass
+
+
+def side_pool(workers: int) -> ThreadPoolExecutor:
+    """The pool for the multi-pose pass beside the detector and the people's crops (see _spare_cores_only)."""
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="people", initializer=_spare_cores_only)
 
 
 def load_pose(settings: DetectorSettings) -> PoseEstimator:
@@ -69,21 +90,35 @@ def find_items(
     people: MultiPoseEstimator | None,
     image: np.ndarray,
     settings: DetectorSettings,
+    side: Executor | None = None,
 ) -> list[dict[str, Any]]:
     """Detections, then the people only the multi-pose model found, then the garments of the best-scored
-    people (each after its person's index), then the items of a flat-lay that the detector did not find."""
+    people (each after its person's index), then the items of a flat-lay that the detector did not find.
+    `side` runs the multi-pose pass beside the detector and the people's crops side by side."""
     from detector.flatlay import flat_lay_items
     from detector.garments import find_garments
     from detector.people import find_people
 
     # The multi-pose keypoints are not used for garments: single-person MoveNet on each person's crop gives
     # better ones (bench/people.py, `multi` against `fused`).
-    detections, _ = find_people(detector, people, image, evidence_score=settings.people.evidence_score)
+    detections, _ = find_people(
+        detector,
+        people,
+        image,
+        evidence_score=settings.people.evidence_score,
+        alone_score=settings.people.alone_score if settings.people.alone_score < 1 else None,
+        executor=side,
+    )
     items = [det.to_dict() for det in detections]
     if pose is not None:
         t0 = time.perf_counter()
         garments = find_garments(
-            image, detections, pose, max_people=settings.pose.max_people, min_score=settings.pose.min_score
+            image,
+            detections,
+            pose,
+            max_people=settings.pose.max_people,
+            min_score=settings.pose.min_score,
+            executor=side,
         )
         STAGE_SECONDS.labels(stage="pose").observe(time.perf_counter() - t0)
         items.extend({**garment.to_dict(), "part_of": person} for person, garment in garments)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from detector.people import find_people, fuse_people
 from detector.pose import KEYPOINTS
 from imgcore.card import load_card, sha256_file
 from imgcore.image import decode_image
+from imgcore.runtime import RunCancel
 from tests.helpers.paths import DATA, REPO
 
 MODEL = REPO / "models" / "movenet-multipose"
@@ -60,6 +63,14 @@ def test_every_labelled_person_of_a_three_person_photo_is_found(multipose: Multi
     assert top.shape == (17, 3) and top[5, 1] < top[15, 1]  # shoulder above ankle, in photo pixels
 
 
+def test_the_small_backlit_man_of_the_park_is_found(multipose: MultiPoseEstimator) -> None:
+    image, entry = labelled("park-f100.jpg")  # on the utility box, against the light: NanoDet misses him
+    man = np.array(entry["people"][0]["box"], dtype=np.float64)
+    assert man[3] - man[1] < 0.45 * image.shape[0]  # the small one of the two
+    found = multipose.people(image)
+    assert box_iou(man, np.array([p.box for p in found], dtype=np.float64)).max() >= 0.5
+
+
 def fake(box: tuple[float, float, float, float], score: float = 0.5) -> PosedPerson:
     return PosedPerson(box, np.zeros((17, 3), dtype=np.float32), score)
 
@@ -87,3 +98,57 @@ def test_a_photo_with_no_person_evidence_skips_the_pose_pass(
     image, _ = labelled("park-f060.jpg")  # NanoDet finds neither person here; its candidates say "person"
     find_people(detector, multipose, image, evidence_score=0.07)
     assert calls == [1]
+
+
+@pytest.fixture
+def side() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        yield pool
+
+
+def test_beside_the_detector_the_pose_pass_finds_the_same_people(
+    detector: Detector, multipose: MultiPoseEstimator, side: ThreadPoolExecutor
+) -> None:
+    image, _ = labelled("park-f060.jpg")
+    alone, alone_points = find_people(detector, multipose, image, evidence_score=0.07)
+    beside, beside_points = find_people(detector, multipose, image, evidence_score=0.07, executor=side)
+    assert [(d.label, d.box, d.source) for d in beside] == [(d.label, d.box, d.source) for d in alone]
+    assert sum(d.source == "pose" for d in beside) == 2  # the two people only the pose model finds
+    assert beside_points.keys() == alone_points.keys()
+    for i, points in beside_points.items():
+        np.testing.assert_allclose(points, alone_points[i], atol=1e-4)
+
+
+def test_beside_the_detector_the_pose_pass_is_cancelled_without_person_evidence(
+    detector: Detector, multipose: MultiPoseEstimator, side: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stops: list[RunCancel] = []
+    real = multipose.people
+
+    def people(image: np.ndarray, cancel: RunCancel | None = None) -> list[PosedPerson]:
+        assert cancel is not None
+        stops.append(cancel)
+        return real(image, cancel)
+
+    monkeypatch.setattr(multipose, "people", people)
+    horses = decode_image((DATA / "photos" / "horses.jpg").read_bytes())
+    detections, keypoints = find_people(detector, multipose, horses, evidence_score=0.07, executor=side)
+    assert keypoints == {} and [d.label for d in detections] == [d.label for d in detector.detect(horses)]
+    side.shutdown(wait=True)
+    # Either the pass never started (its future was cancelled) or onnxruntime was told to stop it.
+    assert all(stop.options.terminate for stop in stops)
+
+
+def test_a_photo_the_detector_finds_nothing_in_keeps_the_confidently_posed_people(
+    detector: Detector, multipose: MultiPoseEstimator, side: ThreadPoolExecutor
+) -> None:
+    image, entry = labelled("lab-c4-f066.jpg")  # two people in an empty room: NanoDet finds nothing at all
+    assert detector.detect(image) == []
+    assert find_people(detector, multipose, image, evidence_score=0.07) == ([], {})  # off: the pass is not used
+    people, keypoints = find_people(detector, multipose, image, evidence_score=0.07, alone_score=0.5, executor=side)
+    assert [d.source for d in people] == ["pose", "pose"] and sorted(keypoints) == [0, 1]
+    boxes = np.array([d.box for d in people], dtype=np.float64)
+    for person in entry["people"]:
+        assert box_iou(np.array(person["box"], dtype=np.float64), boxes).max() >= 0.5, person["box"]
+    horses = decode_image((DATA / "photos" / "horses.jpg").read_bytes())  # the detector finds horses: not used
+    assert find_people(detector, multipose, horses, evidence_score=0.07, alone_score=0.5)[1] == {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -111,3 +113,14 @@ def test_raised_arms_do_not_stretch_the_top_upwards() -> None:
     up = garment_regions(_points({**torso, 9: (20, 5), 10: (100, 5)}), (0.0, 0.0, 120.0, 300.0), (120, 300))
     assert up[0].label == down[0].label == "top"
     assert up[0].box[1] == down[0].box[1] > 40  # starts just above the shoulders either way
+
+
+def test_crops_side_by_side_give_the_same_garments(pose: PoseEstimator, detector: Detector) -> None:
+    image = photo("people/park.jpg")
+    detections = detector.detect(image)
+    alone = find_garments(image, detections, pose, max_people=4, min_score=0.3)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        beside = find_garments(image, detections, pose, max_people=4, min_score=0.3, executor=pool)
+    assert len(alone) >= 6  # two people, three garments each
+    assert [(i, g.label) for i, g in beside] == [(i, g.label) for i, g in alone]
+    np.testing.assert_allclose([g.box for _, g in beside], [g.box for _, g in alone], atol=1e-3)

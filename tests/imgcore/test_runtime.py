@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from tests.helpers.paths import REPO
 
 
@@ -45,3 +48,16 @@ def test_a_session_writes_nothing_under_home_and_warns_nothing(tmp_path: Path) -
     assert "input" in out.stdout
     assert out.stderr == "", out.stderr  # onnxruntime's telemetry would warn "Failed to persist telemetry device ID"
     assert list(home.rglob("*")) == []  # nor write a device id under $HOME/.cache
+
+
+def test_a_cancelled_run_raises_and_an_uncancelled_one_answers() -> None:
+    from imgcore.runtime import CancelledRun, OrtSession, RunCancel
+
+    session = OrtSession(REPO / "models" / "movenet-multipose" / "model.onnx")
+    feeds = {session.input_names[0]: np.zeros((1, 64, 64, 3), dtype=np.int32)}
+    assert session.run(feeds, RunCancel())[0].shape[-1] == 56  # 6 people x (17 x 3 + box + score)
+    stop = RunCancel()
+    stop.cancel()
+    with pytest.raises(CancelledRun):
+        session.run(feeds, stop)
+    assert session.run(feeds)[0].shape[-1] == 56  # the session itself stays usable

@@ -1,0 +1,53 @@
+"""Critical-path CPU time of one photo's detection: the latency it has when each of its threads has a core.
+
+On a machine whose cores are busy with other work, a pipeline that runs two models side by side is no faster
+by the wall clock than one that runs them in turn, though on a core of its own each would finish sooner. The
+CPU seconds each thread spends (waiting costs none) say what the latency is with free cores:
+the caller's own CPU, plus what the side threads add beyond it: the multi-pose pass's excess over the detector
+run it overlaps, and the busiest side thread's crops (the caller waits for them).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+class CpuTrace:
+    """Thread CPU seconds of the wrapped model calls, each with its stage and thread."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, float]] = []
+        self._lock = threading.Lock()
+
+    def wrap(self, obj: Any, method: str, stage: str) -> None:
+        original = getattr(obj, method)
+
+        def traced(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.thread_time()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                with self._lock:
+                    self.calls.append((stage, threading.get_ident(), time.thread_time() - t0))
+
+        setattr(obj, method, traced)
+
+    def critical_ms(self, fn: Callable[[], object]) -> float:
+        """Run fn once; its critical-path CPU milliseconds (see the module's docstring)."""
+        with self._lock:
+            self.calls.clear()
+        caller, t0 = threading.get_ident(), time.thread_time()
+        fn()
+        own = time.thread_time() - t0
+        with self._lock:
+            calls = list(self.calls)
+        detect = sum(cpu for stage, thread, cpu in calls if stage == "detect" and thread == caller)
+        pose = sum(cpu for stage, thread, cpu in calls if stage == "multipose" and thread != caller)
+        crops: dict[int, float] = {}
+        for stage, thread, cpu in calls:
+            if stage == "crop" and thread != caller:
+                crops[thread] = crops.get(thread, 0.0) + cpu
+        return 1e3 * (own + max(0.0, pose - detect) + max(crops.values(), default=0.0))
