@@ -53,6 +53,13 @@ def build_card(
 ) -> dict[str, Any]:
     recipe, stages = history["recipe"], history["stages"]
     size, dim = recipe["image_size"], recipe["dim"]
+    # train.py imprints the class weights only when every item is its own class (--identity, 1.3.0 on)
+    identity = recipe["class_init"] == "imprint"
+    loss = (
+        "CosFace (s=30, m=0.35) on every item (identity) and on the 10 categories"
+        if identity
+        else ("CosFace (s=30, m=0.35) on the 10 categories")
+    )
     arch = f"EfficientNet-Lite0 (image_size={size}) -> global average pool {FEATURES} -> linear {dim} -> L2"
     return base_card("fmnist-lite0", version, sha, size, dim, arch) | {
         "training": {
@@ -60,8 +67,8 @@ def build_card(
             "loop": "embedder/training (the loop of imgsearch train)",
             "data": f"Fashion-MNIST train split ({recipe['images']}), rendered dark-on-white at {size} px (catalog) "
             "and as shop photos (item 35-90 % of frame on tinted noisy background, foreground-cropped or "
-            "whole, JPEG, flips)",
-            "loss": "CosFace (s=30, m=0.35) on the 10 categories",
+            f"whole, JPEG{'' if identity else ', flips'})",
+            "loss": loss,
             "optimizer": f"AdamW (weight decay 1e-4), warmup + cosine per stage, batch {recipe['batch']}, "
             f"stem + first {recipe['freeze_blocks']} blocks frozen",
             "recipe": recipe,

@@ -40,18 +40,19 @@ def test_a_smoke_run_of_train_then_export_gives_a_model_folder_that_serves(tmp_p
     recipe = history["recipe"]
     assert (recipe["head"], recipe["class_init"], recipe["batchnorm"], recipe["warmup_steps"]) == (
         "linear",
-        "random",
+        "imprint",  # every item its own class, its weight imprinted (1.3.0 on; --no-identity: random)
         "batch",
         150,
     )
-    assert recipe["image_size"] == 112 and recipe["freeze_blocks"] == 5 and recipe["images"] == 32
+    assert recipe["image_size"] == 56 and recipe["freeze_blocks"] == 5 and recipe["images"] == 32
     assert [s["epochs"] for s in history["stages"]] == [1.0]
 
     _script("export.py", "--run", str(run), "--out", str(model), "--skip-eval", "--version", "0.0.1")
     card = json.loads((model / "card.json").read_text())
     assert card["sha256"] == sha256_file(model / "model.onnx") and card["training"]["stages"] == history["stages"]
+    assert card["input"]["size"] == [56, 56] and "every item" in card["training"]["loss"]
     sess = ort.InferenceSession(str(model / "model.onnx"), providers=["CPUExecutionProvider"])
-    out = sess.run(None, {"image": np.random.default_rng(0).uniform(0, 255, (3, 3, 112, 112)).astype(np.float32)})[0]
+    out = sess.run(None, {"image": np.random.default_rng(0).uniform(0, 255, (3, 3, 56, 56)).astype(np.float32)})[0]
     assert out.shape == (3, 128) and np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
     images, _ = load_fmnist("test")
     vec = Embedder(model, intra_threads=1).embed(render_catalog(images[0]))

@@ -35,7 +35,7 @@ def test_embedder_warms_every_batch_size_up_to_its_batch_size() -> None:
     session = Shapes(MODELS / "fmnist-lite0")
     embedder = Embedder(MODELS / "fmnist-lite0", batch_size=5, session=session)
     assert embedder.warm_up() == 5
-    assert session.seen == [(n, 3, 112, 112) for n in range(1, 6)]
+    assert session.seen == [(n, 3, 56, 56) for n in range(1, 6)]
 
 
 def test_detector_warms_its_one_input_shape() -> None:
