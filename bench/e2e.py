@@ -56,6 +56,7 @@ class InProcess:
     def __init__(self, version_dir: Path, threads: int = 1) -> None:
         from ann_index.serving.reader import IndexReader
         from detector import Detector
+        from detector.multipose import MultiPoseEstimator
         from detector.pose import PoseEstimator
         from embedder import Embedder
         from services import defaults
@@ -79,6 +80,9 @@ class InProcess:
         # detections of a catalog kind searched (the gateway's split by the index's `kinds`).
         self.det_settings = det
         self.pose = PoseEstimator(defaults.MODELS_DIR / "movenet-lightning", intra_threads=threads, inter_threads=1)
+        self.people = MultiPoseEstimator(
+            defaults.MODELS_DIR / "movenet-multipose", intra_threads=threads, inter_threads=1
+        )
         self.kinds = json.loads((version_dir / "manifest.json").read_text()).get("kinds") or None
 
     def search(self, data: bytes, k: int = 10) -> dict[str, float]:
@@ -97,7 +101,7 @@ class InProcess:
         t1 = time.perf_counter()
         h, w = forward.shape[:2]
         regions = []
-        for n, det in enumerate(find_items(self.detector, self.pose, forward, self.det_settings)):
+        for n, det in enumerate(find_items(self.detector, self.pose, self.people, forward, self.det_settings)):
             box = det["box"]
             if box[2] - box[0] < self.gw.search.min_item_px or box[3] - box[1] < self.gw.search.min_item_px:
                 continue

@@ -8,7 +8,7 @@ the boxes scale with the person, not with the photo.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -39,6 +39,8 @@ def _top(points: np.ndarray, person: Box, min_score: float) -> tuple[Box, float]
     if len(shoulders) < 2:
         return None
     arms = _seen(points, ARMS, min_score)
+    # A raised arm (elbow or wrist above the shoulders) is outside the top: it would stretch the box upwards.
+    arms = arms[arms[:, 1] >= shoulders[:, 1].min()]
     width = abs(shoulders[0, 0] - shoulders[1, 0])
     # An upper-body photo cuts the hips off: the top then runs to the bottom of the person's box.
     lower = hips[:, 1].max() if len(hips) else person[3]
@@ -119,8 +121,10 @@ def find_garments(
     max_people: int,
     min_score: float,
     dedupe_iou: float = 0.5,
+    posed: Mapping[int, np.ndarray] | None = None,
 ) -> list[tuple[int, Detection]]:
-    """(index of the person in `detections`, garment) for the `max_people` best-scored people.
+    """(index of the person in `detections`, garment) for the `max_people` best-scored people; a person in
+    `posed` (index -> keypoints a multi-pose model gave) is not cropped again for the single-person model.
 
     Two person boxes on one body (the detector's NMS keeps boxes overlapping up to its IoU threshold) give
     the same garments twice: of same-kind garments overlapping by more than `dedupe_iou`, the best stays.
@@ -129,7 +133,8 @@ def find_garments(
     size = (int(image.shape[1]), int(image.shape[0]))
     found: list[tuple[int, Detection]] = []
     for i in people:
-        points = inside_person(pose.keypoints(image, detections[i].box), detections[i].box)
+        raw = posed[i] if posed is not None and i in posed else pose.keypoints(image, detections[i].box)
+        points = inside_person(raw, detections[i].box)
         found.extend((i, garment) for garment in garment_regions(points, detections[i].box, size, min_score=min_score))
     if len(found) < 2:
         return found

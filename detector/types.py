@@ -20,12 +20,16 @@ class Detection:
     category: str | None
     score: float
     box: Box
+    source: str | None = None  # set when another model than the detector found it ("pose": detector/people.py)
 
     def to_dict(self) -> dict[str, Any]:
         # Rounded for JSON: sub-pixel and 5th-decimal digits are noise, not information.
-        return {
+        out: dict[str, Any] = {
             "label": self.label,
             "category": self.category,
             "score": round(self.score, 4),
             "box": [round(v, 1) for v in self.box],
         }
+        if self.source is not None:
+            out["source"] = self.source
+        return out

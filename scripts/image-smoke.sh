@@ -78,6 +78,7 @@ podman run -d --name "$RUN-imgsearch-model-store" --label "$LABEL" --network "$N
 # What an overlay changes: the stores' URIs (s3:// in k8s/base), and a short poll so the swap shows quickly.
 OVERRIDES=(
   "IMGSEARCH_DETECTOR_MODEL_URI=$STORE/nanodet-m" "IMGSEARCH_DETECTOR_POSE_MODEL_URI=$STORE/movenet-lightning"
+  "IMGSEARCH_DETECTOR_PEOPLE_MODEL_URI=$STORE/movenet-multipose"
   "IMGSEARCH_EMBEDDER_MODEL_URI=$STORE/fmnist-lite0-int8" "IMGSEARCH_INDEX_INDEX_URI=file:///var/lib/imgsearch/store/index"
   "CATALOG_URI=/srv/catalog/catalog.jsonl" IMGSEARCH_INDEX_POLL_SECONDS=2
 )

@@ -13,6 +13,7 @@ DEFAULT_DETECTOR_URI = (MODELS_DIR / "nanodet-m").as_uri()
 DEFAULT_EMBEDDER_DIR = MODELS_DIR / "fmnist-lite0-int8"
 DEFAULT_EMBEDDER_URI = DEFAULT_EMBEDDER_DIR.as_uri()
 DEFAULT_POSE_URI = (MODELS_DIR / "movenet-lightning").as_uri()
+DEFAULT_PEOPLE_URI = (MODELS_DIR / "movenet-multipose").as_uri()
 DEFAULT_VAR_DIR = Path(os.environ.get("IMGSEARCH_VAR_DIR", str(Path.cwd() / "var")))
 DEFAULT_CACHE_DIR = DEFAULT_VAR_DIR / "cache" / "models"
 

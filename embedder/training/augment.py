@@ -99,6 +99,8 @@ class Look:
     # Whole shop photos rendered at S, skipping the serving resize (cheaper); by default they are rendered at
     # S..2S like the cropped ones and resized as the gateway resizes a whole photo.
     whole_at_size: bool = False
+    # Mirrored views; off when items are identities, for an item's mirror image can be another item.
+    flip: bool = True
 
 
 CATALOG_LOOK = Look()
@@ -134,7 +136,7 @@ def train_view(
             out = served_crop(photo, size)
         else:
             out = prepare(photo, None, size, 0.0).transpose(1, 2, 0).astype(np.uint8)
-    return np.ascontiguousarray(out[:, ::-1]) if rng.random() < 0.5 else out
+    return np.ascontiguousarray(out[:, ::-1]) if look.flip and rng.random() < 0.5 else out
 
 
 def query_photo(img: np.ndarray, seed: int, index: int) -> np.ndarray:

@@ -18,6 +18,7 @@ item itself, not only among its category (README.md: the command, its cost and w
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -77,6 +78,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     ap.add_argument("--init", type=Path, default=None, help="start from this run folder's weights, fresh schedule")
     ap.add_argument("--identity", action="store_true", help="every item its own class too (CosFace on items)")
+    ap.add_argument("--image-size", type=int, default=IMAGE_SIZE, help="model input side (28 x 28 originals)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     return ap.parse_args(argv)
 
@@ -98,7 +100,7 @@ def recipe_of(args: argparse.Namespace) -> Recipe:
         seed=args.seed,
         resume=args.resume,
         progress=not args.no_progress,
-        **(FIXED | ({"class_init": "imprint"} if args.identity else {})),
+        **(FIXED | {"image_size": args.image_size} | ({"class_init": "imprint"} if args.identity else {})),
     )
 
 
@@ -115,7 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     items = np.arange(len(labels)) if args.identity else np.full(len(labels), -1, dtype=np.int64)
     parts = build(recipe, len(CLASS_NAMES), products=len(labels) if args.identity else 0)
     state = resume(parts, recipe.out) if recipe.resume and (recipe.out / CHECKPOINT).is_file() else Progress()
-    views = Views(images, labels, items, recipe.p_catalog, recipe.p_crop, recipe.seed, FMNIST_LOOK, IMAGE_SIZE)
+    look = dataclasses.replace(FMNIST_LOOK, flip=False) if args.identity else FMNIST_LOOK
+    views = Views(images, labels, items, recipe.p_catalog, recipe.p_crop, recipe.seed, look, recipe.image_size)
     state = train(parts, views, recipe, state)
     write_history(recipe, state, len(images), args.init)
     print(json.dumps({"finished": True, "steps": state.step, "seconds": round(state.seconds, 1)}), flush=True)

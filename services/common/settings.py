@@ -26,6 +26,7 @@ from services.common.settings_models import (
     DetectorRuntime,
     EmbedderModel,
     ModelGroup,
+    PeopleGroup,
     PoseGroup,
     RuntimeGroup,
 )
@@ -108,6 +109,7 @@ class DetectorSettings(ModelServiceSettings):
     iou_threshold: float = Field(default=0.5, gt=0, le=1, description="Non-maximum suppression IoU threshold.")
     max_detections: int = Field(default=20, ge=1, description="Most detections returned per image.")
     pose: PoseGroup = Field(default_factory=PoseGroup)
+    people: PeopleGroup = Field(default_factory=PeopleGroup)
 
 
 class EmbedderServer(ServerGroup):

@@ -91,7 +91,25 @@ class PoseGroup(SettingsGroup):
         default=defaults.DEFAULT_POSE_URI, description="Pose model folder URI; empty: no garment regions."
     )
     model_sha256: str | None = Field(default=None, description="Pin: refuse a pose model whose sha256 differs.")
-    max_people: int = Field(default=4, ge=1, description="Most people (best scored) whose garments are found.")
+    max_people: int = Field(default=6, ge=1, description="Most people (best scored) whose garments are found.")
     min_score: float = Field(
         default=0.3, ge=0, le=1, description="Keypoint confidence a garment's body points need to be used."
+    )
+
+
+class PeopleGroup(SettingsGroup):
+    """Every person in the photo (#29): the people a multi-person pose model finds beside the detector's ('' off)."""
+
+    model_config = flat_prefix("people_")
+
+    model_uri: str = Field(
+        default=defaults.DEFAULT_PEOPLE_URI, description="Multi-pose model folder URI; empty: detector's people only."
+    )
+    model_sha256: str | None = Field(default=None, description="Pin: refuse a multi-pose model whose sha256 differs.")
+    evidence_score: float = Field(
+        default=0.07,
+        ge=0,
+        le=1,
+        description="The pose pass runs only when the detector's outputs hold a person candidate scored at least this "
+        "(a photo without people pays nothing for it).",
     )

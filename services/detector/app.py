@@ -18,10 +18,11 @@ from services.common.settings import DetectorSettings
 from services.common.uploads import MULTIPART_IMAGE_BODY, decode_budget, decode_upload, read_upload
 from services.common.web import create_service_app
 from services.common.web_json import json_response
-from services.detector.garments import find_items, pose_loader, readiness
+from services.detector.garments import find_items, people_loader, pose_loader, readiness
 
 if TYPE_CHECKING:
     from detector import Detector
+    from detector.multipose import MultiPoseEstimator
     from detector.pose import PoseEstimator
 
 
@@ -43,6 +44,7 @@ def build_router(
     loader: BackgroundLoader[Detector],
     pool: ThreadPoolExecutor,
     pose: BackgroundLoader[PoseEstimator] | None = None,
+    people: BackgroundLoader[MultiPoseEstimator] | None = None,
 ) -> APIRouter:
     """Routes of the detector service."""
     router = APIRouter(prefix="/v1", tags=["detector"])
@@ -52,15 +54,17 @@ def build_router(
     @router.post("/detect", openapi_extra=MULTIPART_IMAGE_BODY)
     async def detect(request: Request) -> Response:
         """Detections (label, catalog category, score, box in original pixels), best first; then each person's
-        garments (top, bottom, footwear) with `part_of`, the person's index."""
+        garments (top, bottom, footwear) with `part_of`, the person's index; people only the multi-pose model
+        found have `"source": "pose"`."""
         detector = loader.require()
         pose_model = pose.require() if pose is not None else None
+        people_model = people.require() if people is not None else None
         upload = await read_upload(request, limits)
         t0 = time.perf_counter()
         image = (await decode_upload(upload, limits, budget)).pixels
         t1 = time.perf_counter()
         detections = await asyncio.get_running_loop().run_in_executor(
-            pool, find_items, detector, pose_model, image, settings
+            pool, find_items, detector, pose_model, people_model, image, settings
         )
         t2 = time.perf_counter()
         STAGE_SECONDS.labels(stage="decode").observe(t1 - t0)
@@ -70,6 +74,7 @@ def build_router(
             "image": {"width": int(image.shape[1]), "height": int(image.shape[0])},
             "model": detector.info(),
             "pose_model": pose_model.info() if pose_model is not None else None,
+            "people_model": people_model.info() if people_model is not None else None,
             "timings_ms": {"decode": (t1 - t0) * 1e3, "detect": (t2 - t1) * 1e3},
         }
         return json_response(body)
@@ -82,10 +87,11 @@ def create_app(settings: DetectorSettings) -> FastAPI:
     loader: BackgroundLoader[Detector] = BackgroundLoader("detector", lambda: load_detector(settings))
     pool = ThreadPoolExecutor(max_workers=settings.runtime.inference_threads, thread_name_prefix="detect")
     pose = pose_loader(settings)
+    people = people_loader(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(one.run()) for one in (loader, pose) if one is not None]
+        tasks = [asyncio.create_task(one.run()) for one in (loader, pose, people) if one is not None]
         yield
         for task in tasks:
             task.cancel()
@@ -94,8 +100,8 @@ def create_app(settings: DetectorSettings) -> FastAPI:
     app = create_service_app(
         title="imgsearch detector",
         description="Finds fashion items in a photo (ONNX model pulled from the model store at startup).",
-        readiness=lambda: readiness(loader, pose),
+        readiness=lambda: readiness(loader, pose, people),
         lifespan=lifespan,
     )
-    app.include_router(build_router(settings, loader, pool, pose))
+    app.include_router(build_router(settings, loader, pool, pose, people))
     return app

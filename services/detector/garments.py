@@ -1,14 +1,14 @@
-"""Garments in the detector service: the pose model is loaded beside the detector, and every detected
-person's top, bottom and footwear are added to the detections (`"part_of"`: the person's index), then the
-separate items of a flat-lay (`"source": "foreground"`), so one call from the gateway still returns every
-item of the photo."""
+"""Garments in the detector service: the pose models are loaded beside the detector; the multi-pose model's
+people are fused with the detector's (those only it found: `"source": "pose"`), every person's top, bottom and
+footwear are added to the detections (`"part_of"`: the person's index), then the separate items of a flat-lay
+(`"source": "foreground"`), so one call from the gateway still returns every item of the photo."""
 
 from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING, Any
 
-from services.common.loading import BackgroundLoader, fetch_model
+from services.common.loading import BackgroundLoader, fetch_model, warm_up
 from services.common.metrics import STAGE_SECONDS
 from services.common.settings import DetectorSettings
 
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from detector import Detector
+    from detector.multipose import MultiPoseEstimator
     from detector.pose import PoseEstimator
 
 
@@ -32,6 +33,22 @@ def load_pose(settings: DetectorSettings) -> PoseEstimator:
     )
 
 
+def load_people(settings: DetectorSettings) -> MultiPoseEstimator:
+    """Fetch (verify) the multi-pose model, open it, warm it up (its first run is on a search otherwise)."""
+    from detector.multipose import MultiPoseEstimator
+
+    folder = fetch_model(settings, settings.people.model_uri, settings.people.model_sha256)
+    model = MultiPoseEstimator(
+        folder,
+        intra_threads=settings.runtime.ort_intra_threads,
+        inter_threads=settings.runtime.ort_inter_threads,
+        verify_sha256=False,
+    )
+    if settings.runtime.warm_up:
+        warm_up(model)
+    return model
+
+
 def pose_loader(settings: DetectorSettings) -> BackgroundLoader[PoseEstimator] | None:
     """The pose model's loader; None when garments are off (`pose_model_uri` empty)."""
     if not settings.pose.model_uri:
@@ -39,15 +56,29 @@ def pose_loader(settings: DetectorSettings) -> BackgroundLoader[PoseEstimator] |
     return BackgroundLoader("pose", lambda: load_pose(settings))
 
 
+def people_loader(settings: DetectorSettings) -> BackgroundLoader[MultiPoseEstimator] | None:
+    """The multi-pose model's loader; None when it is off (`people_model_uri` or `pose_model_uri` empty)."""
+    if not settings.people.model_uri or not settings.pose.model_uri:
+        return None
+    return BackgroundLoader("people", lambda: load_people(settings))
+
+
 def find_items(
-    detector: Detector, pose: PoseEstimator | None, image: np.ndarray, settings: DetectorSettings
+    detector: Detector,
+    pose: PoseEstimator | None,
+    people: MultiPoseEstimator | None,
+    image: np.ndarray,
+    settings: DetectorSettings,
 ) -> list[dict[str, Any]]:
-    """Detections, then the garments of the best-scored people (each after its person's index), then the
-    items of a flat-lay that the detector did not find."""
+    """Detections, then the people only the multi-pose model found, then the garments of the best-scored
+    people (each after its person's index), then the items of a flat-lay that the detector did not find."""
     from detector.flatlay import flat_lay_items
     from detector.garments import find_garments
+    from detector.people import find_people
 
-    detections = detector.detect(image)
+    # The multi-pose keypoints are not used for garments: single-person MoveNet on each person's crop gives
+    # better ones (bench/people.py, `multi` against `fused`).
+    detections, _ = find_people(detector, people, image, evidence_score=settings.people.evidence_score)
     items = [det.to_dict() for det in detections]
     if pose is not None:
         t0 = time.perf_counter()
@@ -63,11 +94,14 @@ def find_items(
 
 
 def readiness(
-    detector: BackgroundLoader[Detector], pose: BackgroundLoader[PoseEstimator] | None
+    detector: BackgroundLoader[Detector],
+    pose: BackgroundLoader[PoseEstimator] | None,
+    people: BackgroundLoader[MultiPoseEstimator] | None = None,
 ) -> tuple[bool, dict[str, Any]]:
-    """Ready when the detector and (when on) the pose model are loaded."""
+    """Ready when the detector and (when on) the pose models are loaded."""
     ready, details = detector.readiness()
-    if pose is None:
-        return ready, details
-    pose_ready, pose_details = pose.readiness()
-    return ready and pose_ready, {**details, "pose": pose_details}
+    for name, loader in (("pose", pose), ("people", people)):
+        if loader is not None:
+            one_ready, one_details = loader.readiness()
+            ready, details = ready and one_ready, {**details, name: one_details}
+    return ready, details

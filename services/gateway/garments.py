@@ -45,11 +45,16 @@ def split_items(
 
     The caller's `category` applies to the items that can be of it: the caller's box, the whole photo, a
     flat-lay's items and detected items whose kind includes it; the others are ignored (`other_category`).
-    Without a kinds mapping, every item is searched in it."""
+    Without a kinds mapping, every item is searched in it. The people whose garments were found are numbered
+    1, 2, ... in the detector's order (its own people best first, then those only the pose model found); each
+    garment and its person carry that number (`person`)."""
     covered = {region.part_of for region in regions if region.part_of is not None}
+    number = {detection: n for n, detection in enumerate(sorted(covered), start=1)}
     searched: list[Region] = []
     ignored: list[Region] = []
     for region in regions:
+        owner = region.part_of if region.part_of is not None else region.detection
+        region.person = number.get(owner) if owner is not None else None
         if region.label == "person" and region.detection is not None and region.detection in covered:
             region.ignored = "garments_searched"
         elif kinds is not None and not _kindless(region):
@@ -72,5 +77,9 @@ def categories_for(regions: Sequence[Region], known: frozenset[str], category: s
 
 
 def ignored_json(region: Region) -> dict[str, Any]:
-    """An ignored item as the response lists it: what it was, where, and why it was not searched."""
-    return {"label": region.label, "score": region.score, "box": region.box, "why": region.ignored}
+    """An ignored item as the response lists it: what it was, where, why it was not searched, and for a person
+    whose garments were searched, their number (`person`, as on the garments)."""
+    out = {"label": region.label, "score": region.score, "box": region.box, "why": region.ignored}
+    if region.person is not None:
+        out["person"] = region.person
+    return out

@@ -35,6 +35,7 @@ class Region:
     results: list[dict[str, Any]] = field(default_factory=list)
     detection: int | None = None  # its index in the detector's answer
     part_of: int | None = None  # a garment: the detector's index of the person wearing it
+    person: int | None = None  # a garment and its person: "Person 1", "Person 2", ... of the photo (#29)
     ignored: str | None = None  # why it was not searched (services/gateway/garments.py)
 
     def to_json(self) -> dict[str, Any]:
@@ -44,6 +45,8 @@ class Region:
             out["source"] = self.source
         if self.fallback is not None:
             out["fallback"] = self.fallback
+        if self.person is not None:
+            out["person"] = self.person
         out["searched_category"] = self.searched_category
         out["results"] = self.results
         return out

@@ -5,6 +5,7 @@ import { searchPhoto, similarItems, similarResults } from "./api.js";
 import { clear, el } from "./dom.js";
 import { drawBoxes, enableRegionDrawing, markSelected } from "./draw.js";
 import { listingParams, selectedCategory, wireFilters } from "./filters.js";
+import { showPeople } from "./people.js";
 import { watchPhotoSources } from "./photos.js";
 import {
   clearError, hideResults, itemLabel, messageOf, renderMeta, renderResults, setBusy, setStatus, showError,
@@ -123,6 +124,7 @@ function showSearch(body) {
   showBoxes();
   renderMeta(body);
   showNotice(notesFor(body, items));
+  showPeople(items, (i) => selectItem(i, true));
   el.clearRegion.hidden = !state.region;
   setStatus(`${items.length} ${items.length === 1 ? "item" : "items"} found.`);
   if (items.length) selectItem(0, false);

@@ -102,3 +102,12 @@ def test_keypoints_outside_the_person_are_not_used() -> None:
     points = _points({5: (30, 60), 6: (400, 60)})
     kept = inside_person(points, (0.0, 0.0, 100.0, 300.0))
     assert kept[5, 2] == pytest.approx(0.9) and kept[6, 2] == 0.0
+
+
+def test_raised_arms_do_not_stretch_the_top_upwards() -> None:
+    """Arms up (park-f020.jpg's man on the utility box): the top is the torso, not torso and hands."""
+    torso = {5: (40, 60), 6: (80, 60), 11: (45, 150), 12: (75, 150)}
+    down = garment_regions(_points({**torso, 7: (30, 100), 8: (90, 100)}), (0.0, 0.0, 120.0, 300.0), (120, 300))
+    up = garment_regions(_points({**torso, 9: (20, 5), 10: (100, 5)}), (0.0, 0.0, 120.0, 300.0), (120, 300))
+    assert up[0].label == down[0].label == "top"
+    assert up[0].box[1] == down[0].box[1] > 40  # starts just above the shoulders either way

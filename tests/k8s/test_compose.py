@@ -16,7 +16,12 @@ from tests.helpers.paths import REPO
 from tests.k8s.helpers import SERVICES
 
 COMPOSE: dict[str, Any] = yaml.safe_load((REPO / "compose.yaml").read_text())["services"]
-MODEL_KEYS = ("IMGSEARCH_DETECTOR_MODEL_URI", "IMGSEARCH_DETECTOR_POSE_MODEL_URI", "IMGSEARCH_EMBEDDER_MODEL_URI")
+MODEL_KEYS = (
+    "IMGSEARCH_DETECTOR_MODEL_URI",
+    "IMGSEARCH_DETECTOR_POSE_MODEL_URI",
+    "IMGSEARCH_DETECTOR_PEOPLE_MODEL_URI",
+    "IMGSEARCH_EMBEDDER_MODEL_URI",
+)
 
 
 def _pod_flags() -> ModuleType:

@@ -132,9 +132,9 @@ def test_model_pins_match_the_repository_cards(target: str, tmp_root: Path) -> N
     """Stable tracks pin the models of this checkout (models/<name>/card.json); the canary pins a candidate."""
     cms = settings_configmaps(render(target, tmp_root))
     checked = 0
-    for service in ("detector", "embedder"):
+    for service, model in (("detector", ""), ("detector", "POSE_"), ("detector", "PEOPLE_"), ("embedder", "")):
         data = cms[f"imgsearch-{service}"][1]
-        prefix = f"IMGSEARCH_{service.upper()}_"
+        prefix = f"IMGSEARCH_{service.upper()}_{model}"
         name = data[prefix + "MODEL_URI"].rstrip("/").rsplit("/", 1)[-1]
         card_path = REPO / "models" / name / "card.json"
         if not card_path.is_file():

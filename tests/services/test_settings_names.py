@@ -19,8 +19,9 @@ from services.common.settings_groups import FlatField, GroupedSettings, Settings
 # A candidate pair, so that a shadow sample rate above 0 validates whatever single variable a case sets.
 SHADOW_PAIR = {"IMGSEARCH_GATEWAY_SHADOW_EMBEDDER_URL": "http://e", "IMGSEARCH_GATEWAY_SHADOW_INDEX_URL": "http://i"}
 # Fields per service before the grouping (all flat), and after it: the flat names must stay exactly these,
-# plus those added since (issue 33: max_header_bytes and max_headers everywhere, the gateway's max_answer_mib).
-FLAT_COUNTS = {"detector": 32 + 2, "embedder": 29 + 2, "index": 28 + 2, "gateway": 46 + 3}
+# plus those added since (issue 33: max_header_bytes and max_headers everywhere, the gateway's max_answer_mib;
+# issue 29: the detector's people_model_uri, people_model_sha256, people_evidence_score).
+FLAT_COUNTS = {"detector": 32 + 2 + 3, "embedder": 29 + 2, "index": 28 + 2, "gateway": 46 + 3}
 MAX_TOP_LEVEL_FIELDS = 25
 
 
