@@ -1,8 +1,10 @@
 """A demo catalog from Fashion-MNIST: PNG product shots (dark item on white) plus catalog.jsonl.
 
-Each Fashion-MNIST image is a product (`attrs.product_id`) with a brand, a price and a stock flag; with
-`shop_photos=True` about one product in ten also gets a shopper-style second image (a JPEG of the same item on
-a tinted, noisy background), so grouping by product and the web page's filters have something to show.
+Each Fashion-MNIST image is a product with a brand, a price and a stock flag. With `shop_photos=True` (the demo of
+`imgsearch up`) every row names its product (`attrs.product_id`) and about one product in ten also gets a
+shopper-style second image (a JPEG of the same item on a tinted, noisy background), so grouping by product and the
+web page's filters have something to show. Without, rows carry no product id: each is a product of its own, and
+training on such a catalog holds out the same items as before product ids existed.
 """
 
 from __future__ import annotations
@@ -48,11 +50,12 @@ def _hash(split: str, index: int) -> int:
     return int.from_bytes(hashlib.sha256(f"{split}:{index}".encode()).digest()[:8], "big")
 
 
-def fake_attrs(split: str, index: int, label: int) -> dict[str, Any]:
-    """Deterministic, plausible shop attributes: the same item always gets the same price, brand and stock."""
+def fake_attrs(split: str, index: int, label: int, product: bool = False) -> dict[str, Any]:
+    """Deterministic, plausible shop attributes: the same item always gets the same price, brand and stock;
+    `product`: its product id too."""
     h = _hash(split, index)
     return {
-        "product_id": item_id(split, index),
+        **({"product_id": item_id(split, index)} if product else {}),
         "brand": BRANDS[h % len(BRANDS)],
         "price": 990 + 100 * ((h >> 8) % 290),  # 990 .. 29,890
         "currency": "JPY",
@@ -83,9 +86,9 @@ def _write_shop_jpeg(path: Path, img28: np.ndarray, split: str, index: int) -> N
     path.write_bytes(buf.tobytes())
 
 
-def _rows(split: str, index: int, label: int, shop: bool) -> list[dict[str, Any]]:
+def _rows(split: str, index: int, label: int, shop: bool, products: bool) -> list[dict[str, Any]]:
     """The catalog rows of one product: its catalog image, then its shopper's photo when it has one."""
-    name, attrs = CLASS_NAMES[label], fake_attrs(split, index, label)
+    name, attrs = CLASS_NAMES[label], fake_attrs(split, index, label, product=products)
     own = item_id(split, index)
     rows = [{"item_id": own, "image": f"images/{own}.png", "category": name, "title": f"{name} #{index:05d}",
              "attrs": attrs}]  # fmt: skip
@@ -122,9 +125,8 @@ def write_fmnist_catalog(
     with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) * 2)) as pool:
         for _ in pool.map(write, range(count), chunksize=256):
             pass
-    lines = [
-        json.dumps(row, ensure_ascii=False) for i in range(count) for row in _rows(split, i, int(labels[i]), shop[i])
-    ]
+    rows = (row for i in range(count) for row in _rows(split, i, int(labels[i]), shop[i], shop_photos))
+    lines = [json.dumps(row, ensure_ascii=False) for row in rows]
     write_kinds(out_dir)
     catalog = out_dir / CATALOG_NAME
     tmp = out_dir / f".{CATALOG_NAME}.tmp"

@@ -27,7 +27,8 @@ def register(sub: Any) -> None:
     fm.add_argument(
         "--shop-photos",
         action="store_true",
-        help="one product in ten also gets a shopper's photo (JPEG) as its second image, as in `imgsearch up`",
+        help="rows name their product, and one product in ten also gets a shopper's photo (JPEG) as its second "
+        "image, as in `imgsearch up`",
     )
     fm.add_argument(
         "--split",

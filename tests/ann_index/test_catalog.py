@@ -54,8 +54,9 @@ def test_fashion_mnist_catalog_is_white_background_png_with_stable_ids(tmp_path:
     assert len(rows) == 25 and rows[3]["item_id"] == "fmnist-test-00003"
     assert {r["category"] for r in rows} <= set(CLASS_NAMES)
     assert rows[3]["title"] == f"{rows[3]['category']} #00003"
-    assert set(rows[3]["attrs"]) == {"product_id", "brand", "price", "currency", "in_stock", "label"}
-    assert rows[3]["attrs"]["product_id"] == "fmnist-test-00003" and isinstance(rows[3]["attrs"]["in_stock"], bool)
+    # No product ids without shop photos: each row is a product of its own, as before products existed.
+    assert set(rows[3]["attrs"]) == {"brand", "price", "currency", "in_stock", "label"}
+    assert isinstance(rows[3]["attrs"]["in_stock"], bool)
     image = decode_image((tmp_path / "cat" / rows[3]["image"]).read_bytes())
     assert image.shape == (112, 112, 3)
     border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
@@ -71,7 +72,7 @@ def test_demo_products_have_a_shoppers_photo_as_second_image(tmp_path: Path) -> 
     by_product: dict[str, list[dict]] = {}
     for row in rows:
         by_product.setdefault(row["attrs"]["product_id"], []).append(row)
-    assert len(by_product) == 200
+    assert len(by_product) == 200 and all(r["attrs"]["product_id"] == r["item_id"][:18] for r in rows)
     pairs = [images for images in by_product.values() if len(images) == 2]
     assert 8 <= len(pairs) <= 35 and all(len(images) <= 2 for images in by_product.values())  # about one in ten
     for first, second in pairs:
