@@ -1,7 +1,8 @@
 """Shared helpers of bench/e2e.py, bench/rebuild.py and bench/memory.py.
 
 - `demo_data(items)`: a Fashion-MNIST demo catalog + published index, built once (the same code path as
-  `imgsearch up`) and cached under /tmp/imgsearch-bench, keyed by item count and embedder sha256.
+  `imgsearch up`) and cached under /tmp/imgsearch-bench, keyed by item count, embedder sha256 and the demo's
+  rows (`DEMO_FORMAT`).
 - `query_photos(n)`: the benchmark's photo set, as encoded bytes: every real photo in tests/data/photos and
   services/static/samples, plus `n` Fashion-MNIST test-split items rendered as shopper photos (JPEG).
 - `start_stack`: the four services as separate processes on 127.0.0.1 (services.stack.LocalStack, the
@@ -59,11 +60,12 @@ def demo_data(items: int, embedder: Path | None = None) -> Path:
 
     Built with the repository's default embedder, or with the model folder `embedder` when given.
     """
+    from ann_index.catalog.demo import DEMO_FORMAT
     from imgcore.card import load_card
     from services.demo_index import build_demo_index, has_index
 
     sha = embedder_sha256() if embedder is None else str(load_card(embedder)["sha256"])
-    data = CACHE / f"demo-{items}-{str(sha)[:12]}"
+    data = CACHE / f"demo-{items}-{str(sha)[:12]}-{DEMO_FORMAT}"
     with _locked(data.name):
         if not has_index(data):
             t0 = time.monotonic()

@@ -13,6 +13,8 @@ best cosine of one's full fingerprint against any of the other's (bench/duplicat
 
 from __future__ import annotations
 
+import base64
+
 import cv2
 import numpy as np
 
@@ -50,3 +52,28 @@ def encoded_fingerprints(data: bytes) -> np.ndarray | None:
     """The fingerprints of an encoded picture (a thumbnail: JPEG, PNG or WebP); None when it does not decode."""
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
     return None if image is None or min(image.shape[:2]) < 4 else fingerprints(image)
+
+
+def print_score(a: np.ndarray, b: np.ndarray) -> float:
+    """Two pictures' score as the duplicates finder scores a pair: the best of their whole fingerprints' cosine
+    and either one's crops against the other whole (either may be the cropped copy)."""
+    return float(max(a[0] @ b[0], np.max(a[1:] @ b[0]), np.max(b[1:] @ a[0])))
+
+
+def prints_to_b64(prints: np.ndarray) -> str:
+    """A picture's fingerprints on the wire: base64 of little-endian float16 (1.5 KiB; 1e-3 of a score)."""
+    return base64.b64encode(np.asarray(prints, "<f2").tobytes()).decode("ascii")
+
+
+def prints_from_b64(text: object) -> np.ndarray | None:
+    """`prints_to_b64` read back as [len(CROPS), DIM] float32; None for anything else."""
+    if not isinstance(text, str):
+        return None
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except ValueError:
+        return None
+    if len(raw) != 2 * len(CROPS) * DIM:
+        return None
+    prints = np.frombuffer(raw, "<f2").astype(np.float32).reshape(len(CROPS), DIM)
+    return prints if np.isfinite(prints).all() else None

@@ -53,10 +53,6 @@ PRODUCT_ATTRS = ("product_id", "group_id")  # the attrs keys that name a row's p
 GROUP_PRODUCT = "product"  # `group` of a query: one hit per product (the default)
 GROUP_NONE = "none"  # one hit per image, as before issue 28
 GROUPS = (GROUP_PRODUCT, GROUP_NONE)
-# Cosine at or above which two images of different products are near-duplicate listings (re-encoded, resized,
-# lightly cropped or tinted copies): `imgsearch index duplicates` and `dedupe=true`; bench/duplicates.py
-# measures precision and recall at it.
-DUPLICATE_SCORE = 0.995
 
 
 def product_key(item_id: str, attrs: Mapping[str, Any] | None) -> str:

@@ -37,6 +37,13 @@ def has_index(data_dir: Path, embedder_sha256: str | None = None) -> bool:
     return embedder_sha256 is None or manifest["embedder"].get("sha256") == embedder_sha256
 
 
+def has_demo_index(data_dir: Path, embedder_sha256: str | None = None) -> bool:
+    """`has_index`, and of today's demo catalog: one written before products (#28) is written and indexed again."""
+    from ann_index.catalog.demo import CATALOG_NAME, is_current_demo
+
+    return is_current_demo(Path(data_dir) / "catalog" / CATALOG_NAME) and has_index(data_dir, embedder_sha256)
+
+
 def build_demo_index(
     data_dir: Path,
     *,
@@ -47,16 +54,16 @@ def build_demo_index(
 ) -> str:
     """Write the Fashion-MNIST catalog (once) and run the rebuild job into `data_dir/index`; return its URI."""
     from ann_index.build.rebuild import RebuildOptions, rebuild
-    from ann_index.catalog.demo import CATALOG_NAME, write_fmnist_catalog, write_kinds
+    from ann_index.catalog.demo import CATALOG_NAME, is_current_demo, write_fmnist_catalog, write_kinds
     from services.common.loading import model_store, rebuild_embedder
 
     data_dir = Path(data_dir).resolve()
     catalog_dir = data_dir / "catalog"
     catalog = catalog_dir / CATALOG_NAME
     t0 = time.monotonic()
-    if not catalog.is_file():
+    if not is_current_demo(catalog):
         log.info("writing the Fashion-MNIST %s catalog into %s", split, catalog_dir)
-        write_fmnist_catalog(catalog_dir, split=split, limit=limit)  # type: ignore[arg-type]
+        write_fmnist_catalog(catalog_dir, split=split, limit=limit, shop_photos=True)  # type: ignore[arg-type]
     write_kinds(catalog_dir)  # a catalog written before kinds.json existed gets it too
     model_dir = model_store(data_dir / "cache" / "models").fetch(embedder_uri)
     embedder = rebuild_embedder(model_dir)

@@ -31,7 +31,7 @@ from imgcore.image import decode_image
 from imgcore.storage import resolve_uri
 from imgcore.uri_fetcher import UriFetcher
 
-DEMO_ID = re.compile(r"^fmnist-(train|test)-(\d{5})$")
+DEMO_ID = re.compile(r"^fmnist-(train|test)-(\d{5})(?:-shop)?$")  # "-shop": a product's second image
 PHOTO_SIDE = 224
 JPEG_QUALITY = 85
 

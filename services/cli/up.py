@@ -98,7 +98,7 @@ def _serve(stack: LocalStack, stop: threading.Event) -> int:
 
 def run_up(args: argparse.Namespace) -> int:
     """Build the demo index if needed, start the services, wait for Ctrl-C/SIGTERM, stop them."""
-    from services.demo_index import build_demo_index, has_index
+    from services.demo_index import build_demo_index, has_demo_index
 
     data = Path(args.data).resolve()
     data.mkdir(parents=True, exist_ok=True)
@@ -116,7 +116,7 @@ def run_up(args: argparse.Namespace) -> int:
         code, flags = own_catalog(data, args.catalog, args.embedder)
         if code:
             return code
-    elif not has_index(data, embedder_sha256()):  # none yet, or built with another embedder
+    elif not has_demo_index(data, embedder_sha256()):  # none yet, of an older demo, or another embedder
         try:
             build_demo_index(data, limit=args.demo_limit)
         except KeyboardInterrupt:

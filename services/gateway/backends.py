@@ -187,7 +187,7 @@ class Backends:
     ) -> dict[str, Any]:
         """Top-k hits per vector, each within its category, any of a list of them, or (None) all; from one
         partition of a partitioned index when `backend` names it, answered by index `version` only when given;
-        `options`: filter, group, with_vectors (issue 28)."""
+        `options`: filter, group, with_prints (issue 28)."""
         payload = {
             "vectors_b64": vectors_to_b64(vectors),
             "dim": int(vectors.shape[1]),

@@ -100,7 +100,7 @@ class ServedIndex:
         drop: Drop | None = None,
     ) -> dict[str, Any]:
         """Top-k hits per vector from the index (a partitioned index merges its partitions'); `options` are the
-        index query's filter, group and with_vectors (near-duplicates collapsed here, after `drop`)."""
+        index query's filter, group and with_prints (near-duplicates collapsed here, after `drop`)."""
         found = await self._answer(vectors, asked_k(k + (drop is not None), options), categories, options)
         found["results"] = finish(found["results"], k, options, drop)
         return found

@@ -17,8 +17,10 @@ from starlette.responses import Response
 from ann_index.serving.category_sets import CategorySpec, query_rows
 from ann_index.serving.filters import parse_filter
 from ann_index.serving.fresh_view import FreshView
-from ann_index.serving.hits import QueryOptions
-from imgcore.errors import InvalidInput
+from ann_index.serving.hits import Hit, QueryOptions
+from ann_index.serving.prints import PrintCache
+from imgcore.errors import InvalidInput, NotFound
+from imgcore.fingerprint import prints_to_b64
 from imgcore.index_wire import GROUP_PRODUCT, check_category, check_item_id, product_key
 from imgcore.retrieval import check_k
 from services.common.admin import admin_guard
@@ -58,7 +60,10 @@ class QueryRequest(BaseModel):
     )
     filter: str | None = Field(None, description=FILTER_TEXT)
     group: Group = Field("product", description=GROUP_TEXT)
-    with_vectors: bool = Field(False, description="Each hit carries its stored vector (the gateway's dedupe).")
+    with_vectors: bool = Field(False, description="Each hit carries its stored vector.")
+    with_prints: bool = Field(
+        False, description="Each hit carries its picture's fingerprint, `print` (the gateway's dedupe)."
+    )
 
 
 def _vectors(req: QueryRequest, max_vectors: int) -> np.ndarray:
@@ -91,19 +96,32 @@ def _options(text: str | None, group: str) -> QueryOptions:
 
 
 def _query(
-    reader: FreshView, vectors: np.ndarray, req: QueryRequest, categories: list[CategorySpec]
+    reader: FreshView, vectors: np.ndarray, req: QueryRequest, categories: list[CategorySpec], prints: PrintCache
 ) -> list[list[Any]]:
     options = _options(req.filter, req.group)
     reader.check_filter(options.where)
     found = query_rows(reader, vectors, req.k, categories, options)
+    return [[_hit(reader, h, req, prints) for h in hits] for hits in found]
+
+
+def _hit(reader: FreshView, hit: Hit, req: QueryRequest, prints: PrintCache) -> dict[str, Any]:
+    out = hit.to_dict()
     if req.with_vectors:
-        return [[{**h.to_dict(), "vector": reader.vector_of(h.item_id).tolist()} for h in hits] for hits in found]
-    return [[h.to_dict() for h in hits] for hits in found]
+        out["vector"] = reader.vector_of(hit.item_id).tolist()
+    if req.with_prints:
+        try:
+            found = prints.of(reader.thumbnail(hit.item_id)[0])
+        except NotFound:  # a version or fresh item without thumbnails: nothing to compare, never collapsed
+            found = None
+        if found is not None:
+            out["print"] = prints_to_b64(found)
+    return out
 
 
 def build_router(settings: IndexSettings, holder: IndexHolder) -> APIRouter:
     """Public routes of the index service."""
     router = APIRouter(prefix="/v1", tags=["index"])
+    prints = PrintCache()
 
     @router.post("/query")
     async def query(req: QueryRequest, version: str | None = PINNED_VERSION) -> Response:
@@ -115,7 +133,7 @@ def build_router(settings: IndexSettings, holder: IndexHolder) -> APIRouter:
         t0 = time.perf_counter()
 
         def run(reader: FreshView) -> tuple[str, int, list[list[Any]]]:
-            return reader.version, reader.changes, _query(reader, vectors, req, categories)
+            return reader.version, reader.changes, _query(reader, vectors, req, categories, prints)
 
         version, changes, results = await run_in_threadpool(holder.use, run, version)
         seconds = time.perf_counter() - t0

@@ -8,7 +8,7 @@
  * A catalog item in a list of results.
  * @typedef {{item_id: string | number, score?: number, title?: string, category?: string,
  *   image_url?: string, price?: number, currency?: string, brand?: string,
- *   attrs?: Record<string, any>}} Result
+ *   attrs?: Record<string, any>, product_id?: string, images?: number}} Result
  */
 /**
  * An item found in the photo, with the catalog items like it.
@@ -106,7 +106,7 @@ async function fetchJson(url, options = {}) {
 /**
  * POST /v1/search: the items in a photo (or in one region of it) and the catalog items like each.
  * @param {Blob & {name?: string}} file
- * @param {Params} params k, category, box
+ * @param {Params} params k, category, box, filter
  */
 export function searchPhoto(file, params) {
   const form = new FormData();
@@ -117,7 +117,7 @@ export function searchPhoto(file, params) {
 /**
  * GET /v1/items/{id}/similar: catalog items like a catalog item.
  * @param {string | number} itemId
- * @param {Params} params k, category
+ * @param {Params} params k, category, filter
  */
 export function similarItems(itemId, params) {
   return fetchJson(`v1/items/${encodeURIComponent(itemId)}/similar${query(params)}`);

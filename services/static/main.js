@@ -4,6 +4,7 @@
 import { searchPhoto, similarItems, similarResults } from "./api.js";
 import { clear, el } from "./dom.js";
 import { drawBoxes, enableRegionDrawing, markSelected } from "./draw.js";
+import { listingParams, selectedCategory, wireFilters } from "./filters.js";
 import { showPeople } from "./people.js";
 import { watchPhotoSources } from "./photos.js";
 import {
@@ -82,7 +83,7 @@ async function searchCurrentPhoto() {
   clearError();
   state.view = "photo";
   state.similarOf = null;
-  const params = { k: K, category: el.category.value, box: state.region ? state.region.join(",") : null };
+  const params = { k: K, ...listingParams(), box: state.region ? state.region.join(",") : null };
   setBusy(true, state.region ? "Searching the region…" : "Finding items in your photo…");
   try {
     const body = await searchPhoto(state.file, params);
@@ -144,7 +145,7 @@ function selectItem(i, scroll) {
   markSelected(selectedBox());
   const label = itemLabel(item);
   let title = `Similar to ${label}${item.category && item.category !== label ? ` (${item.category})` : ""}`;
-  const searched = el.category.value || item.searched_category;
+  const searched = selectedCategory() || item.searched_category;
   // A garment is searched among its kind's categories (#15): a list, shown as one.
   if (searched) title += ` in ${Array.isArray(searched) ? searched.join(", ") : searched}`;
   renderResults(title, Array.isArray(item.results) ? item.results : [], moreLikeThis);
@@ -176,10 +177,10 @@ async function moreLikeThis(r) {
   state.similarOf = r;
   markSelected(selectedBox());
   const name = r.title || `item ${r.item_id}`;
-  const category = el.category.value;
+  const { category, filter } = listingParams();
   setBusy(true, `Finding items like ${name}…`);
   try {
-    const body = await similarItems(r.item_id, { k: K, category });
+    const body = await similarItems(r.item_id, { k: K, category, filter });
     if (!body) return;
     setBusy(false, "");
     renderResults(`More like ${name}${category ? ` in ${category}` : ""}`, similarResults(body), moreLikeThis);
@@ -207,7 +208,7 @@ function wireSearchControls() {
     state.region = null;
     searchCurrentPhoto();
   });
-  el.category.addEventListener("change", () => {
+  wireFilters(() => {
     if (state.view === "similar" && state.similarOf) moreLikeThis(state.similarOf);
     else if (state.file) searchCurrentPhoto();
   });

@@ -2,6 +2,8 @@
 
 import { itemImageUrl } from "./api.js";
 import { clear, el, make } from "./dom.js";
+import { learnBrands, listingParams } from "./filters.js";
+import { productNotes } from "./products.js";
 
 /** @typedef {import("./api.js").Result} Result */
 /** @typedef {import("./api.js").Item} Item */
@@ -132,6 +134,7 @@ function resultCard(r, onMore) {
   body.appendChild(make("p", "card-title", resultName(r)));
   const info = make("p", "card-info");
   info.appendChild(make("span", "cat", r.category || ""));
+  info.appendChild(productNotes(r));
   info.appendChild(make("span", "score", `score ${fmtScore(r.score)}`));
   body.appendChild(info);
   const price = priceLine(r);
@@ -156,9 +159,11 @@ export function renderResults(title, results, onMore) {
   el.resultsTitle.textContent = title;
   clear(el.results);
   if (!results.length) {
-    const where = el.category.value ? " in this category." : ".";
+    const { category, filter } = listingParams();
+    const where = category || filter ? " with these filters." : ".";
     el.results.appendChild(make("li", "empty", `No similar items found${where}`));
   }
+  learnBrands(results);
   for (const r of results) el.results.appendChild(resultCard(r, onMore));
   el.resultsPanel.hidden = false;
 }

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ann_index.catalog.demo import write_fmnist_catalog
+from ann_index.catalog.demo import SHOP_SIZE, is_current_demo, write_fmnist_catalog
 from ann_index.catalog.rows import parse_catalog
 from imgcore.fmnist import CLASS_NAMES
 from imgcore.image import decode_image
@@ -54,7 +54,9 @@ def test_fashion_mnist_catalog_is_white_background_png_with_stable_ids(tmp_path:
     assert len(rows) == 25 and rows[3]["item_id"] == "fmnist-test-00003"
     assert {r["category"] for r in rows} <= set(CLASS_NAMES)
     assert rows[3]["title"] == f"{rows[3]['category']} #00003"
-    assert set(rows[3]["attrs"]) == {"brand", "price", "currency", "label"}
+    # No product ids without shop photos: each row is a product of its own, as before products existed.
+    assert set(rows[3]["attrs"]) == {"brand", "price", "currency", "in_stock", "label"}
+    assert isinstance(rows[3]["attrs"]["in_stock"], bool)
     image = decode_image((tmp_path / "cat" / rows[3]["image"]).read_bytes())
     assert image.shape == (112, 112, 3)
     border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
@@ -62,3 +64,29 @@ def test_fashion_mnist_catalog_is_white_background_png_with_stable_ids(tmp_path:
     again = write_fmnist_catalog(tmp_path / "again", split="test", limit=25)
     assert again.read_text() == path.read_text()  # ids, titles, prices and brands are deterministic
     assert not parse_catalog(path.read_text()).errors
+
+
+def test_demo_products_have_a_shoppers_photo_as_second_image(tmp_path: Path) -> None:
+    path = write_fmnist_catalog(tmp_path / "cat", limit=200, shop_photos=True)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    by_product: dict[str, list[dict]] = {}
+    for row in rows:
+        by_product.setdefault(row["attrs"]["product_id"], []).append(row)
+    assert len(by_product) == 200 and all(r["attrs"]["product_id"] == r["item_id"][:18] for r in rows)
+    pairs = [images for images in by_product.values() if len(images) == 2]
+    assert 8 <= len(pairs) <= 35 and all(len(images) <= 2 for images in by_product.values())  # about one in ten
+    for first, second in pairs:
+        assert second["item_id"] == first["item_id"] + "-shop" and second["category"] == first["category"]
+        assert second["attrs"] == first["attrs"]  # price, brand and stock belong to the product
+        photo = decode_image((tmp_path / "cat" / second["image"]).read_bytes())
+        assert photo.shape == (SHOP_SIZE, SHOP_SIZE, 3) and np.median(photo[0]) < 255  # a tinted, noisy frame
+    in_stock = [r["attrs"]["in_stock"] for r in rows]
+    assert 0.7 < sum(in_stock) / len(in_stock) < 0.97
+    assert not parse_catalog(path.read_text()).errors
+    # A --limit catalog is the full one's first products: the same products get a second image.
+    prefix = write_fmnist_catalog(tmp_path / "prefix", limit=50, shop_photos=True).read_text().splitlines()
+    assert prefix == [json.dumps(r, ensure_ascii=False) for r in rows if int(r["item_id"][13:18]) < 50]
+    assert is_current_demo(path)
+    old = tmp_path / "old.jsonl"  # a demo catalog written before products and stock
+    old.write_text(_row("fmnist-train-00000", attrs={"brand": "Mori", "price": 990}) + "\n")
+    assert not is_current_demo(old) and not is_current_demo(tmp_path / "missing.jsonl")

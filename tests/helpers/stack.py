@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ann_index.catalog.demo import DEMO_FORMAT
 from ann_index.version.manifest import LAYOUT
 from services.demo_index import build_demo_index, has_index, index_root
 from services.stack import LocalStack, embedder_sha256
@@ -44,8 +45,8 @@ def demo_data_dir() -> Path:
     # The layout is part of the key: a cached index of an older layout is rebuilt, not reused or destroyed.
     # "-kinds": indexes built before the catalog's kinds.json (#15) stay for the branches that use them;
     # "-pngthumbs": before, the catalog's PNGs were re-encoded as JPEG thumbnails (ann_index.build.thumb_reuse);
-    # "-fg": before, catalog images were embedded whole, unlike a searched photo (#27).
-    data = root / f"demo-{DEMO_ITEMS}-{str(embedder_sha256())[:12]}-l{LAYOUT}-kinds-pngthumbs-fg"
+    # "-fg": before, catalog images were embedded whole, unlike a searched photo (#27); DEMO_FORMAT: the rows.
+    data = root / f"demo-{DEMO_ITEMS}-{str(embedder_sha256())[:12]}-l{LAYOUT}-kinds-pngthumbs-fg-{DEMO_FORMAT}"
     if not has_index(data):
         shutil.rmtree(data, ignore_errors=True)
         build_demo_index(data, limit=DEMO_ITEMS, progress=False)

@@ -12,6 +12,7 @@ import pytest
 
 from ann_index.items import IndexItem
 from ann_index.thumbs import ThumbPack
+from imgcore.fingerprint import DUPLICATE_PRINT_SCORE, encoded_fingerprints, print_score
 from services.stack import ServiceProcess, stop_all
 from tests.helpers.partitions import Rows, demo_rows, publish_partitioned, start_partitions
 from tests.helpers.stack import Stack, running_stack
@@ -152,4 +153,22 @@ def test_dedupe_collapses_a_near_duplicate_listing_through_the_partitioned_gatew
     deduped = answer.json()["results"]
     ids = [h["item_id"] for h in deduped]
     assert len(ids) == 10 and (original in ids) != (copy in ids)
-    assert "vector" not in deduped[0]
+    assert "vector" not in deduped[0] and "print" not in deduped[0]
+    # Near-identical by picture, not by vector: look-alike products as close in the embedding as the copy stay
+    # (a cosine rule dropped them), and the answer is the plain one with exactly the pictures' duplicates out.
+    wider = [h["item_id"] for h in _similar(catalog, neighbour, k=30).json()["results"]]
+    assert ids == _collapsed_by_pictures(catalog, wider)[:10]
+    at_ids = [_index(catalog, i) for i in ids]
+    close = [(a, b) for n, a in enumerate(at_ids) for b in at_ids[n + 1 :] if float(vecs[a] @ vecs[b]) >= 0.995]
+    assert close, "no look-alike pair in the answer"
+
+
+def _collapsed_by_pictures(catalog: Catalog, ids: list[str]) -> list[str]:
+    """`ids` without any whose thumbnail's fingerprint matches an earlier kept one's (imgsearch index duplicates)."""
+    kept: list[tuple[str, np.ndarray]] = []
+    for item_id in ids:
+        prints = encoded_fingerprints(catalog.rows.thumbs[_index(catalog, item_id)])
+        assert prints is not None
+        if not any(print_score(prints, other) >= DUPLICATE_PRINT_SCORE for _, other in kept):
+            kept.append((item_id, prints))
+    return [item_id for item_id, _ in kept]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -131,6 +131,59 @@ def _cards_ok(page: Any) -> int:
     return n
 
 
+def _images_text(n: int) -> str:
+    return f"{n} image" if n == 1 else f"{n} images"
+
+
+def _enter(page: Any, test_id: str, text: str) -> None:
+    """Types `text` into a field and commits it with Enter (its change event)."""
+    page.get_by_test_id(test_id).fill(text)
+    page.get_by_test_id(test_id).press("Enter")
+
+
+def _filtered_search(page: Any, act: Callable[[], None]) -> dict[str, Any]:
+    """The answer of the search that `act` starts, once the page shows it."""
+    from playwright.sync_api import expect
+
+    with page.expect_response(lambda r: "/v1/search" in r.url) as info:
+        act()
+    expect(page.locator("body")).not_to_have_class("busy")
+    body: dict[str, Any] = info.value.json()
+    return body
+
+
+def _listing_filters(page: Any, base_url: str) -> None:
+    """Brand, highest price and stock (issue 28) become the search's filter, every card passes it, each card
+    shows how many images its product has, and the URL keeps the filters across a reload."""
+    from playwright.sync_api import expect
+
+    _filtered_search(page, lambda: _enter(page, "brand", "Mori"))
+    priced = _filtered_search(page, lambda: _enter(page, "max-price", "15000"))["items"][0]["results"]
+    expect(page.get_by_test_id("result")).to_have_count(len(priced))
+    assert page.get_by_test_id("sold-out").count() == sum(h["attrs"]["in_stock"] is False for h in priced)
+    body = _filtered_search(page, lambda: page.get_by_test_id("in-stock").check())
+    sent = parse_qs(urlsplit(page.url).query)
+    assert sent == {"brand": ["Mori"], "max_price": ["15000"], "in_stock": ["1"]}, sent
+    results = body["items"][0]["results"]
+    assert results, body["items"][0]
+    for hit in results:
+        assert hit["attrs"]["brand"] == "Mori" and hit["attrs"]["price"] <= 15000 and hit["attrs"]["in_stock"] is True
+    expect(page.get_by_test_id("result")).to_have_count(len(results))
+    assert page.get_by_test_id("images").all_inner_texts() == [_images_text(h["images"]) for h in results]
+    assert {h["images"] for h in results} <= {1, 2}  # the demo: some products have a shopper's photo too
+    expect(page.get_by_test_id("sold-out")).to_have_count(0)  # in stock only
+
+    page.reload()
+    expect(page.get_by_test_id("brand")).to_have_value("Mori")
+    expect(page.get_by_test_id("max-price")).to_have_value("15000")
+    expect(page.get_by_test_id("in-stock")).to_be_checked()
+    with page.expect_request(lambda r: "/v1/search" in r.url) as again:
+        page.set_input_files('[data-testid="upload"]', str(PHOTO))
+    query = parse_qs(urlsplit(again.value.url).query)
+    assert query["filter"] == ['brand = "Mori" AND price <= 15000 AND in_stock = true'], query
+    expect(page.get_by_test_id("result").first).to_be_visible()
+
+
 def test_web_page(browser: Any, base_url: str, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
@@ -209,17 +262,20 @@ def test_web_page(browser: Any, base_url: str, tmp_path: Path) -> None:
     expect(results.first).to_be_visible()
     assert _cards_ok(page) >= 1
 
-    # --- the category filter re-runs the search with the category
+    # --- a category chip re-runs the search with the category, and the page's URL keeps it
     boxes.first.click()
     with page.expect_request(lambda r: "/v1/search" in r.url and "category=Bag" in r.url):
-        page.get_by_test_id("category").select_option("Bag")
+        page.get_by_role("button", name="Bag", exact=True).click()
+    expect(page.get_by_role("button", name="Bag", exact=True)).to_have_attribute("aria-pressed", "true")
+    assert parse_qs(urlsplit(page.url).query)["category"] == ["Bag"]
     expect(page.locator("body")).not_to_have_class("busy")
     expect(boxes.first).to_be_visible()
     for cat in page.locator("[data-testid=result] .cat").all_inner_texts():
         assert cat == "Bag", cat
     with page.expect_request(lambda r: "/v1/search" in r.url and "category" not in r.url):
-        page.get_by_test_id("category").select_option("")
+        page.get_by_role("button", name="All", exact=True).click()
     expect(page.locator("body")).not_to_have_class("busy")
+    assert "category" not in parse_qs(urlsplit(page.url).query)
 
     # --- drawing a box with the mouse searches that region, in original pixel coordinates
     photo = page.locator("#photo")
@@ -247,6 +303,8 @@ def test_web_page(browser: Any, base_url: str, tmp_path: Path) -> None:
     expect(boxes).to_have_count(len(region.json()["items"]))
     expect(results.first).to_be_visible()
     assert _cards_ok(page) >= 1
+
+    _listing_filters(page, base_url)
 
     # --- a corrupt file gives a readable error, not a blank page
     alert = page.get_by_role("alert")
