@@ -29,11 +29,6 @@ def multipose() -> MultiPoseEstimator:
     return MultiPoseEstimator(MODEL)
 
 
-@pytest.fixture(scope="module")
-def detector() -> Detector:
-    return Detector(REPO / "models" / "nanodet-m")
-
-
 def labelled(name: str) -> tuple[np.ndarray, dict]:
     entry = next(p for p in LABELS["photos"] if p["file"] == name)
     return decode_image((PEOPLE / name).read_bytes()), entry

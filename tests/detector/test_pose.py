@@ -23,11 +23,6 @@ def pose() -> PoseEstimator:
     return PoseEstimator(MODEL)
 
 
-@pytest.fixture(scope="module")
-def detector() -> Detector:
-    return Detector(REPO / "models" / "nanodet-m")
-
-
 def photo(name: str) -> np.ndarray:
     return decode_image((PHOTOS / name).read_bytes())
 
