@@ -7,6 +7,7 @@ here the real services are frozen or killed, many requests are in flight, and no
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import threading
@@ -16,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from PIL import Image
 
 from services.stack import free_port, start_service
 from tests.helpers import Stack, running_stack
@@ -193,13 +195,19 @@ def test_sigterm_to_the_embedder_lets_in_flight_embeddings_finish(stack: Stack) 
     )
     try:
         embedder.wait_ready(60)
-        boxes = "[" + ",".join(f"[{i},{i},{i + 200},{i + 150}]" for i in range(0, 256, 4)) + "]"  # 64 crops
+        # Large crops of a large photo: each request's crops take a while to prepare, so requests are still in
+        # flight half a second in (the 56 px embedder embeds 64 small crops in ~25 ms: they were all done).
+        big = Image.open(io.BytesIO(PHOTO)).convert("RGB").resize((1600, 1200))
+        buf = io.BytesIO()
+        big.save(buf, "JPEG", quality=85)
+        photo = buf.getvalue()
+        boxes = "[" + ",".join(f"[{i},{i},{i + 1200},{i + 900}]" for i in range(0, 256, 4)) + "]"  # 64 crops
 
         def embed() -> int:
             resp = httpx.post(
                 embedder.url + "/v1/embed",
                 params={"boxes": boxes},
-                files={"image": ("p.jpg", PHOTO)},
+                files={"image": ("p.jpg", photo)},
                 trust_env=False,
                 timeout=60,
             )

@@ -159,8 +159,11 @@ def test_dedupe_collapses_a_near_duplicate_listing_through_the_partitioned_gatew
     wider = [h["item_id"] for h in _similar(catalog, neighbour, k=30).json()["results"]]
     assert ids == _collapsed_by_pictures(catalog, wider)[:10]
     at_ids = [_index(catalog, i) for i in ids]
-    close = [(a, b) for n, a in enumerate(at_ids) for b in at_ids[n + 1 :] if float(vecs[a] @ vecs[b]) >= 0.995]
-    assert close, "no look-alike pair in the answer"
+    # What stays is distinct pictures: the item-level embedder (fmnist-lite0 1.3.0) puts the copy nearer its
+    # original than any two items kept in the answer (the 1.2.0 embedder put look-alikes at the copy's cosine).
+    bar = float(vecs[at] @ vecs[_index(catalog, copy)])
+    kept = [float(vecs[a] @ vecs[b]) for n, a in enumerate(at_ids) for b in at_ids[n + 1 :]]
+    assert max(kept) < bar, (max(kept), bar)
 
 
 def _collapsed_by_pictures(catalog: Catalog, ids: list[str]) -> list[str]:
