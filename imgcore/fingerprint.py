@@ -1,9 +1,10 @@
 """A picture's fingerprint for near-duplicate listings (issue 28): what stays the same when a shop re-uploads a
 photo re-encoded, resized, tinted or lightly cropped.
 
-The embedder places every item of a category close together (it is trained to find the category and the
-product, not the exact picture: on the demo catalog the median item has another within cosine 0.9965), so it
-cannot tell a copy from a look-alike. The fingerprint is the picture itself, small: grey, cut to its
+An embedder is trained to find the product and its kind, not the exact picture, and how close it puts
+look-alikes depends on the model (fmnist-lite0 1.2.0, category-trained: the median demo item had another within
+cosine 0.9965), so no embedding threshold tells a copy from a look-alike for every model. The fingerprint is
+the picture itself, small: grey, cut to its
 foreground box (`imgcore.foreground`), `SIDE` x `SIDE` by area averaging, mean removed, unit length, so
 brightness, contrast and colour casts drop out and JPEG noise averages away. A light crop moves the frame, so
 each picture also gets the fingerprints of its centre cut by each of `CROPS` per side; two pictures score the

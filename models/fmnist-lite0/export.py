@@ -55,11 +55,7 @@ def build_card(
     size, dim = recipe["image_size"], recipe["dim"]
     # train.py imprints the class weights only when every item is its own class (--identity, 1.3.0 on)
     identity = recipe["class_init"] == "imprint"
-    loss = (
-        "CosFace (s=30, m=0.35) on every item (identity) and on the 10 categories"
-        if identity
-        else ("CosFace (s=30, m=0.35) on the 10 categories")
-    )
+    loss = "CosFace (s=30, m=0.35) on " + ("every item (identity) and " if identity else "") + "the 10 categories"
     arch = f"EfficientNet-Lite0 (image_size={size}) -> global average pool {FEATURES} -> linear {dim} -> L2"
     return base_card("fmnist-lite0", version, sha, size, dim, arch) | {
         "training": {

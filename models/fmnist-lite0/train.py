@@ -52,10 +52,8 @@ FMNIST_LOOK = Look(render_catalog, render_shop_photo, Jitter(4.0, (0.88, 1.04), 
 # The recipe's choices that are this model's and no flag's; they differ from `imgsearch train`'s defaults, which
 # suit minutes of CPU rather than this model's hour (embedder/training/recipe.py).
 FIXED: dict[str, Any] = {
-    "image_size": IMAGE_SIZE,
     "dim": DIM,
     "head": "linear",
-    "class_init": "random",
     "batchnorm": "batch",
     "warmup_steps": 150,
 }
@@ -105,7 +103,10 @@ def recipe_of(args: argparse.Namespace) -> Recipe:
         seed=args.seed,
         resume=args.resume,
         progress=not args.no_progress,
-        **(FIXED | {"image_size": args.image_size} | ({"class_init": "imprint"} if args.identity else {})),
+        image_size=args.image_size,
+        # items as classes start from their catalog images' embeddings; 10 category weights need no imprint
+        class_init="imprint" if args.identity else "random",
+        **FIXED,
     )
 
 

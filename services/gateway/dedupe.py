@@ -4,7 +4,7 @@ of a higher-ranked one (a re-uploaded copy of a listing under another product).
 The index sends each hit's picture fingerprint when asked (`with_prints`, `imgcore.fingerprint`); the gateway
 collapses after merging, so duplicates in different partitions collapse too. The score and threshold are those
 of `imgsearch index duplicates` (`DUPLICATE_PRINT_SCORE`, calibrated by bench/duplicates.py), not the
-embedding's cosine: the embedder puts distinct look-alike products that close together. A hit without a
+embedding's cosine: how close an embedder puts distinct look-alike products depends on the model. A hit without a
 fingerprint (no thumbnail) is never collapsed. Extra hits are asked for so that k remain.
 """
 
