@@ -2,15 +2,19 @@
 recall, garment recall and precision (IoU >= 0.5) per photo and overall, and the cost of detection per
 photo, for today's pipeline and the new one, side by side in one run.
 
-    python bench/people.py [--repeats 5] [--long-side 384] [--evidence 0.07] [--alone 0.5] [--own-score 0.3]
+    python bench/people.py [--repeats 5] [--detector nanodet-m-int8] [--long-side 384] [--evidence 0.07]
+                           [--alone 0.4] [--own-score 0.3]
 
-Pipelines: `before` = NanoDet's people, single-person MoveNet on each (what shipped before issue 29);
+Pipelines (all on `--detector`, the service's default detector unless named): `before` = the detector's people,
+single-person MoveNet on each, garments from keypoints only (what shipped before issue 29);
 `fused` = NanoDet's people fused with MoveNet MultiPose's, single-person MoveNet on every person, one step
 after the other; `parallel` = the same work with MultiPose beside NanoDet and the crops two at a time (a
 2-thread pool, as the detector service runs it; cancelled when unused); `own` = `parallel`, but
 MultiPose's own keypoints for a person whose shoulders, hips, knees and ankles it all sees with at least
-`--own-score` (no crop for that person). `--alone S`: a photo NanoDet finds nothing in keeps MultiPose's
-people scored S or more (the service's `people_alone_score`, off by default). A detection inside an
+`--own-score` (no crop for that person). Every pipeline but `before` refines the garments with the photo's
+colours (detector.garment_evidence: shorts end at their hem, a bare torso has no top). `--alone S`: a scene
+NanoDet finds nothing in keeps MultiPose's people scored S or more (the service's `people_alone_score`, 0.4;
+1 turns it off). A detection inside an
 `ignore` box counts neither way. Cost per photo and pipeline, the pipelines interleaved: the median wall
 clock of the whole detection (model, pose, garments) and its median critical-path CPU time (bench/critical.py:
 the latency with a free core per thread, which a busy shared machine's wall clock cannot show). Photos
@@ -56,7 +60,7 @@ Found = tuple[list[Detection], list[tuple[int, Detection]]]  # people (all detec
 
 
 def pipelines(args: argparse.Namespace, trace: CpuTrace) -> dict[str, Callable[[np.ndarray], Found]]:
-    detector = Detector(MODELS / "nanodet-m", intra_threads=1)
+    detector = Detector(MODELS / args.detector, intra_threads=1)
     single = PoseEstimator(MODELS / "movenet-lightning", intra_threads=1)
     multi = MultiPoseEstimator(MODELS / "movenet-multipose", intra_threads=1, long_side=args.long_side)
     side = side_pool(2)  # as the detector service runs it: a lower priority than the caller's thread
@@ -67,12 +71,16 @@ def pipelines(args: argparse.Namespace, trace: CpuTrace) -> dict[str, Callable[[
     ):
         trace.wrap(model, method, stage)
 
+    alone = args.alone if args.alone < 1 else None
+
     def run(image: np.ndarray, pose: MultiPoseEstimator | None, pool: Executor | None, own: float | None) -> Found:
         people, posed = find_people(
-            detector, pose, image, evidence_score=args.evidence, alone_score=args.alone, executor=pool
+            detector, pose, image, evidence_score=args.evidence, alone_score=alone, executor=pool
         )
         confident = {i: p for i, p in posed.items() if own is not None and p[list(BODY), 2].min() >= own}
-        garments = find_garments(image, people, single, max_people=6, min_score=0.3, posed=confident, executor=pool)
+        garments = find_garments(
+            image, people, single, max_people=6, min_score=0.3, posed=confident, executor=pool, refine=pose is not None
+        )
         return people, garments
 
     return {
@@ -192,7 +200,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--long-side", type=int, default=384)
     ap.add_argument("--evidence", type=float, default=0.07)
-    ap.add_argument("--alone", type=float, default=None)
+    ap.add_argument("--alone", type=float, default=0.4)
+    ap.add_argument("--detector", default="nanodet-m-int8", help="a detector folder in models/")
     ap.add_argument("--own-score", type=float, default=0.3)
     args = ap.parse_args()
     labels = json.loads(LABELS.read_text())
@@ -201,7 +210,7 @@ def main() -> None:
     runs = pipelines(args, trace)
     result: dict[str, Any] = {
         "machine": machine(),
-        **{k: vars(args)[k] for k in ("long_side", "evidence", "alone", "own_score")},
+        **{k: vars(args)[k] for k in ("detector", "long_side", "evidence", "alone", "own_score")},
     }
     result.update(quality(runs, photos))
     result["cost_ms"] = cost(runs, {p["file"]: image for p, image in photos}, args.repeats, trace)

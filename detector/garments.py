@@ -14,11 +14,14 @@ from typing import Protocol
 
 import numpy as np
 
+from detector.garment_evidence import bare_torso, bottom_end
 from detector.nms import batched_nms
 from detector.types import Box, Detection
 
 SHOULDERS, ARMS, HIPS, KNEES, ANKLES = (5, 6), (7, 8, 9, 10), (11, 12), (13, 14), (15, 16)
 GARMENT_KINDS = ("top", "bottom", "footwear")
+HIP_FLOOR = 0.5
+FOOTWEAR_MARGINS = (0.35, 0.2, 0.4)  # of the shin: sideways, above and below the ankles
 
 
 class KeypointModel(Protocol):
@@ -35,7 +38,7 @@ def _box(xs: np.ndarray, ys: np.ndarray, pad_x: float, top: float, bottom: float
     return float(xs.min() - pad_x), float(ys.min() - top), float(xs.max() + pad_x), float(ys.max() + bottom)
 
 
-def _top(points: np.ndarray, person: Box, min_score: float) -> tuple[Box, float] | None:
+def _top(points: np.ndarray, person: Box, min_score: float, image: np.ndarray | None) -> tuple[Box, float] | None:
     shoulders, hips = _seen(points, SHOULDERS, min_score), _seen(points, HIPS, min_score)
     if len(shoulders) < 2:
         return None
@@ -45,6 +48,8 @@ def _top(points: np.ndarray, person: Box, min_score: float) -> tuple[Box, float]
     width = abs(shoulders[0, 0] - shoulders[1, 0])
     # An upper-body photo cuts the hips off: the top then runs to the bottom of the person's box.
     lower = hips[:, 1].max() if len(hips) else person[3]
+    if image is not None and bare_torso(image, shoulders, lower):
+        return None
     torso = max(lower - shoulders[:, 1].mean(), width)
     used = np.concatenate([shoulders, arms, hips])
     xs, ys = used[:, 0], np.append(used[:, 1], lower)
@@ -52,15 +57,20 @@ def _top(points: np.ndarray, person: Box, min_score: float) -> tuple[Box, float]
     return box, float(np.concatenate([shoulders, hips])[:, 2].mean())
 
 
-def _bottom(points: np.ndarray, min_score: float) -> tuple[Box, float] | None:
+def _bottom(points: np.ndarray, min_score: float, image: np.ndarray | None) -> tuple[Box, float] | None:
     hips, knees, ankles = (_seen(points, ids, min_score) for ids in (HIPS, KNEES, ANKLES))
     if not len(hips) or not len(knees):
         return None
     thigh = max(knees[:, 1].max() - hips[:, 1].min(), 1.0)
-    width = abs(hips[0, 0] - hips[1, 0]) if len(hips) == 2 else 0.5 * thigh
+    width = max(abs(hips[0, 0] - hips[1, 0]), HIP_FLOOR * thigh) if len(hips) == 2 else 0.5 * thigh
     used = np.concatenate([hips, knees, ankles])
     # Without ankles, trousers still reach below the knee: extend by half a thigh.
     below = 0.05 * thigh if len(ankles) else 0.5 * thigh
+    ends = bottom_end(image, points, min_score) if image is not None else None
+    if ends:  # shorts or a skirt: the legs below where it ends are not the garment
+        end = max(y for _, y in ends)
+        used = np.concatenate([used[used[:, 1] <= end], [[x, y, 1.0] for x, y in ends]])
+        below = 0.0
     box = _box(used[:, 0], used[:, 1], 0.4 * width, 0.1 * thigh, below)
     return box, float(np.concatenate([hips, knees])[:, 2].mean())
 
@@ -71,7 +81,8 @@ def _footwear(points: np.ndarray, person: Box, min_score: float) -> tuple[Box, f
         return None
     shin = knees[:, 1].mean() - ankles[:, 1].mean() if len(knees) else 0.0
     shin = abs(shin) if shin else 0.25 * (person[3] - person[1])
-    box = _box(ankles[:, 0], ankles[:, 1], 0.35 * shin, 0.2 * shin, 0.4 * shin)
+    pad, above, below = FOOTWEAR_MARGINS
+    box = _box(ankles[:, 0], ankles[:, 1], pad * shin, above * shin, below * shin)
     return box, float(ankles[:, 2].mean())
 
 
@@ -94,13 +105,21 @@ def inside_person(points: np.ndarray, person: Box, margin: float = 0.15) -> np.n
 
 
 def garment_regions(
-    points: np.ndarray, person: Box, image_size: tuple[int, int], *, min_score: float = 0.3, min_px: float = 8.0
+    points: np.ndarray,
+    person: Box,
+    image_size: tuple[int, int],
+    *,
+    min_score: float = 0.3,
+    min_px: float = 8.0,
+    image: np.ndarray | None = None,
 ) -> list[Detection]:
-    """Top, bottom and footwear of one person whose keypoints are `points` ([17, 3]: x, y, score)."""
+    """Top, bottom and footwear of one person whose keypoints are `points` ([17, 3]: x, y, score). With the
+    `image` (HxWx3 RGB), its colours refine them (detector.garment_evidence): a bare torso has no top, a
+    bottom ends where the legs' colour leaves it."""
     width, height = image_size
     found = {
-        "top": _top(points, person, min_score),
-        "bottom": _bottom(points, min_score),
+        "top": _top(points, person, min_score, image),
+        "bottom": _bottom(points, min_score, image),
         "footwear": _footwear(points, person, min_score),
     }
     out = []
@@ -124,10 +143,12 @@ def find_garments(
     dedupe_iou: float = 0.5,
     posed: Mapping[int, np.ndarray] | None = None,
     executor: Executor | None = None,
+    refine: bool = True,
 ) -> list[tuple[int, Detection]]:
     """(index of the person in `detections`, garment) for the `max_people` best-scored people; a person in
     `posed` (index -> keypoints a multi-pose model gave) is not cropped again for the single-person model.
     With an `executor` the people's crops run on it side by side (each crop is one single-threaded run).
+    `refine`: the photo's colours refine the regions (see garment_regions); False: keypoints only.
 
     Two person boxes on one body (the detector's NMS keeps boxes overlapping up to its IoU threshold) give
     the same garments twice: of same-kind garments overlapping by more than `dedupe_iou`, the best stays.
@@ -145,7 +166,12 @@ def find_garments(
     found: list[tuple[int, Detection]] = []
     for i in people:
         points = inside_person(given[i] if i in given else cropped[i], detections[i].box)
-        found.extend((i, garment) for garment in garment_regions(points, detections[i].box, size, min_score=min_score))
+        found.extend(
+            (i, garment)
+            for garment in garment_regions(
+                points, detections[i].box, size, min_score=min_score, image=image if refine else None
+            )
+        )
     if len(found) < 2:
         return found
     boxes = np.array([garment.box for _, garment in found], dtype=np.float64)

@@ -17,6 +17,7 @@ from detector.detector import Detector
 from detector.multipose import MultiPoseEstimator, PosedPerson
 from detector.nms import box_iou
 from detector.types import Detection
+from imgcore.foreground import plain_frame
 from imgcore.runtime import RunCancel
 
 PERSON = "person"
@@ -82,9 +83,10 @@ def find_people(
 
     The pose pass is used on person evidence: a person among the detector's candidates scored at least
     `evidence_score` (below its own threshold; the same model outputs, decoded a second time). Without it, a
-    photo in which the detector finds something pays nothing for the pose model; one in which it finds nothing
-    at all (people it cannot see, lit from behind or in an empty room) keeps the posed people scored at least
-    `alone_score` (None: none). With an `executor` the pass starts at once beside the detector and is
+    photo in which the detector finds something pays nothing for the pose model, nor does a product shot or
+    flat-lay (a plain background: imgcore.foreground.plain_frame); a scene in which it finds nothing at all
+    (people it cannot see: lit from behind, half-dressed in a cluttered room) keeps the posed people scored at
+    least `alone_score` (None: none). With an `executor` the pass starts at once beside the detector and is
     cancelled when it is not used; without one it runs after it.
     """
     if multipose is None:
@@ -100,7 +102,7 @@ def find_people(
             pending.cancel()
         raise
     evidence = any(det.label == PERSON for det in candidates)
-    if not evidence and (detections or alone_score is None):
+    if not evidence and (detections or alone_score is None or plain_frame(image)):
         if pending is not None:
             pending.cancel()
         return detections, {}

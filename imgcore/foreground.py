@@ -50,11 +50,8 @@ class Parts:
     areas: list[int]
 
 
-def foreground_parts(
-    image: np.ndarray, threshold: float = 28.0, min_area: float = 0.0005, max_side: int = ANALYSIS_SIDE
-) -> Parts:
-    """The mask's connected parts, in the image's pixels; `plain` False (and no parts) when the frame is no
-    plain background. Photos larger than `max_side` are analysed shrunk to it."""
+def _shrunk(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """(HxWxC image with its longer side at most `max_side`, the scale applied)."""
     if image.ndim == 2:
         image = image[:, :, None]
     h, w = image.shape[:2]
@@ -64,8 +61,22 @@ def foreground_parts(
         if scale == 1.0
         else cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
     )
-    if small.ndim == 2:  # cv2 drops a single channel's axis
-        small = small[:, :, None]
+    return (small[:, :, None] if small.ndim == 2 else small), scale  # cv2 drops a single channel's axis
+
+
+def plain_frame(image: np.ndarray, threshold: float = 28.0, max_side: int = ANALYSIS_SIDE) -> bool:
+    """Whether the photo's frame is a plain background (a product shot or flat-lay, not a scene)."""
+    small, _ = _shrunk(image, max_side)
+    return _background(_blurred(small)[1], threshold) is not None
+
+
+def foreground_parts(
+    image: np.ndarray, threshold: float = 28.0, min_area: float = 0.0005, max_side: int = ANALYSIS_SIDE
+) -> Parts:
+    """The mask's connected parts, in the image's pixels; `plain` False (and no parts) when the frame is no
+    plain background. Photos larger than `max_side` are analysed shrunk to it."""
+    h, w = image.shape[:2]
+    small, scale = _shrunk(image, max_side)
     parts = _parts(small, threshold, min_area)
     if scale == 1.0:
         return parts
@@ -77,19 +88,33 @@ def foreground_parts(
     return Parts(parts.plain, boxes, [int(a * sx * sy) for a in parts.areas])
 
 
-def _parts(image: np.ndarray, threshold: float, min_area: float) -> Parts:
+def _blurred(image: np.ndarray) -> tuple[tuple[int, int], np.ndarray]:
+    """((h, w), the image blurred as float32): sensor noise and JPEG ringing do not count."""
     h, w = image.shape[:2]
     sigma = max(0.8, 0.008 * min(h, w))
-    # Blurred, so sensor noise and JPEG ringing do not count; per channel, so a light blue shirt on a white
-    # table stands out as much as a dark one.
-    blurred = cv2.GaussianBlur(image.astype(np.float32), (0, 0), sigma).reshape(h, w, -1)
+    return (h, w), cv2.GaussianBlur(image.astype(np.float32), (0, 0), sigma).reshape(h, w, -1)
+
+
+def _background(blurred: np.ndarray, threshold: float) -> tuple[np.ndarray, float] | None:
+    """(background colour, the bar a pixel must differ from it by), or None when the frame is no plain
+    background."""
     frame = frame_pixels(blurred)
     background = np.median(frame, axis=0)
     frame_dev = np.abs(frame - background).max(axis=1)
     spread = float(np.median(frame_dev))  # a lit background varies a little: the bar rises with it
     bar = threshold + 3.0 * spread
     if spread > MAX_BACKGROUND_SPREAD or float((frame_dev > bar).mean()) > MAX_FRAME_OFF:
+        return None
+    return background, bar
+
+
+def _parts(image: np.ndarray, threshold: float, min_area: float) -> Parts:
+    # Per channel, so a light blue shirt on a white table stands out as much as a dark one.
+    (h, w), blurred = _blurred(image)
+    found_background = _background(blurred, threshold)
+    if found_background is None:
         return Parts(False, [], [])
+    background, bar = found_background
     # Foreground: |pixel - background| > bar in some channel, i.e. not within [bg - bar, bg + bar] in all of
     # them. One cv2.inRange pass; numpy's per-pixel channel maximum of the float difference took ~6 of the
     # ~9 ms of a 700 px shop photo.

@@ -114,9 +114,10 @@ class PeopleGroup(SettingsGroup):
         "(a photo without people pays nothing for it).",
     )
     alone_score: float = Field(
-        default=1.0,
+        default=0.4,
         ge=0,
         le=1,
-        description="When the detector finds nothing at all, keep the pose model's people scored at least this (people "
-        "the detector cannot see; such photos then wait for the pose pass). 1: off.",
+        description="When the detector finds nothing at all in a scene (not a plain background), keep the pose "
+        "model's people scored at least this (people the detector cannot see; such photos wait for the pose pass). "
+        "1: off.",
     )

@@ -147,3 +147,24 @@ def test_a_photo_the_detector_finds_nothing_in_keeps_the_confidently_posed_peopl
         assert box_iou(np.array(person["box"], dtype=np.float64), boxes).max() >= 0.5, person["box"]
     horses = decode_image((DATA / "photos" / "horses.jpg").read_bytes())  # the detector finds horses: not used
     assert find_people(detector, multipose, horses, evidence_score=0.07, alone_score=0.5)[1] == {}
+
+
+def test_a_product_shot_the_detector_finds_nothing_in_does_not_wait_for_the_pose_pass(
+    detector: Detector, multipose: MultiPoseEstimator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    boot = decode_image((REPO / "services" / "static" / "samples" / "shop-ankle-boot.jpg").read_bytes())
+    assert detector.detect(boot) == []
+    calls: list[int] = []
+    real = multipose.people
+
+    def people(image: np.ndarray, cancel: RunCancel | None = None) -> list[PosedPerson]:
+        calls.append(1)
+        return real(image, cancel)
+
+    monkeypatch.setattr(multipose, "people", people)
+    # A plain background: a product shot, not a scene whose people the detector cannot see.
+    assert find_people(detector, multipose, boot, evidence_score=0.07, alone_score=0.4) == ([], {})
+    assert calls == []
+    image, _ = labelled("lab-c4-f066.jpg")  # a scene with nothing detected: the pass runs
+    assert len(find_people(detector, multipose, image, evidence_score=0.07, alone_score=0.4)[0]) == 2
+    assert calls == [1]
