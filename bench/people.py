@@ -5,8 +5,8 @@ photo, for today's pipeline and the new one, side by side in one run.
     python bench/people.py [--repeats 5] [--detector nanodet-m-int8] [--long-side 384] [--evidence 0.07]
                            [--alone 0.4] [--own-score 0.3]
 
-Pipelines (all on `--detector`, the service's default detector unless named): `before` = the detector's people,
-single-person MoveNet on each, garments from keypoints only (what shipped before issue 29);
+Pipelines: `before` = what shipped before issue 29: `--before-detector`'s people (NanoDet-m fp32), single-person
+MoveNet on each, garments from keypoints only; the others run `--detector` (the service's default, NanoDet-m int8):
 `fused` = NanoDet's people fused with MoveNet MultiPose's, single-person MoveNet on every person, one step
 after the other; `parallel` = the same work with MultiPose beside NanoDet and the crops two at a time (a
 2-thread pool, as the detector service runs it; cancelled when unused); `own` = `parallel`, but
@@ -61,11 +61,13 @@ Found = tuple[list[Detection], list[tuple[int, Detection]]]  # people (all detec
 
 def pipelines(args: argparse.Namespace, trace: CpuTrace) -> dict[str, Callable[[np.ndarray], Found]]:
     detector = Detector(MODELS / args.detector, intra_threads=1)
+    earlier = Detector(MODELS / args.before_detector, intra_threads=1)
     single = PoseEstimator(MODELS / "movenet-lightning", intra_threads=1)
     multi = MultiPoseEstimator(MODELS / "movenet-multipose", intra_threads=1, long_side=args.long_side)
     side = side_pool(2)  # as the detector service runs it: a lower priority than the caller's thread
     for model, method, stage in (
         (detector, "run", "detect"),
+        (earlier, "run", "detect"),
         (multi, "people", "multipose"),
         (single, "keypoints", "crop"),
     ):
@@ -75,7 +77,12 @@ def pipelines(args: argparse.Namespace, trace: CpuTrace) -> dict[str, Callable[[
 
     def run(image: np.ndarray, pose: MultiPoseEstimator | None, pool: Executor | None, own: float | None) -> Found:
         people, posed = find_people(
-            detector, pose, image, evidence_score=args.evidence, alone_score=alone, executor=pool
+            detector if pose is not None else earlier,
+            pose,
+            image,
+            evidence_score=args.evidence,
+            alone_score=alone,
+            executor=pool,
         )
         confident = {i: p for i, p in posed.items() if own is not None and p[list(BODY), 2].min() >= own}
         garments = find_garments(
@@ -202,6 +209,7 @@ def main() -> None:
     ap.add_argument("--evidence", type=float, default=0.07)
     ap.add_argument("--alone", type=float, default=0.4)
     ap.add_argument("--detector", default="nanodet-m-int8", help="a detector folder in models/")
+    ap.add_argument("--before-detector", default="nanodet-m", help="the detector of `before`")
     ap.add_argument("--own-score", type=float, default=0.3)
     args = ap.parse_args()
     labels = json.loads(LABELS.read_text())
@@ -210,7 +218,7 @@ def main() -> None:
     runs = pipelines(args, trace)
     result: dict[str, Any] = {
         "machine": machine(),
-        **{k: vars(args)[k] for k in ("detector", "long_side", "evidence", "alone", "own_score")},
+        **{k: vars(args)[k] for k in ("detector", "before_detector", "long_side", "evidence", "alone", "own_score")},
     }
     result.update(quality(runs, photos))
     result["cost_ms"] = cost(runs, {p["file"]: image for p, image in photos}, args.repeats, trace)

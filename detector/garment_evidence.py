@@ -30,15 +30,16 @@ FIRST = 2  # samples skipped below the hip (belt, the hip's shadow)
 BARE_TORSO = 0.96
 
 
-def _lab_patch_means(lab: np.ndarray, points: np.ndarray, radius: int) -> np.ndarray:
-    """The mean Lab colour of a (2r+1)^2 square around each point (clipped to the image), N x 3."""
-    h, w = lab.shape[:2]
-    out = np.zeros((len(points), 3), dtype=np.float32)
+def _lab_patch_means(image: np.ndarray, points: np.ndarray, radius: int) -> np.ndarray:
+    """The Lab colour (OpenCV's 8-bit scale) of the mean RGB of a (2r+1)^2 square around each point (clipped to
+    the image), N x 3: only the sampled pixels are read, not a whole photo converted per person."""
+    h, w = image.shape[:2]
+    means = np.zeros((1, len(points), 3), dtype=np.float32)
     for n, (x, y) in enumerate(points):
         xi, yi = int(round(min(max(x, 0), w - 1))), int(round(min(max(y, 0), h - 1)))
-        patch = lab[max(0, yi - radius) : yi + radius + 1, max(0, xi - radius) : xi + radius + 1]
-        out[n] = patch.reshape(-1, 3).mean(axis=0)
-    return out
+        patch = image[max(0, yi - radius) : yi + radius + 1, max(0, xi - radius) : xi + radius + 1]
+        means[0, n] = patch.reshape(-1, 3).mean(axis=0)
+    return cv2.cvtColor(np.round(means).astype(np.uint8), cv2.COLOR_RGB2LAB)[0].astype(np.float32)
 
 
 def _leg_samples(points: np.ndarray, leg: tuple[int, int, int], min_score: float) -> np.ndarray | None:
@@ -73,17 +74,14 @@ def bottom_end(image: np.ndarray, points: np.ndarray, min_score: float) -> list[
     or a patch of grass beside a thin leg changes one leg, not both). Where both legs split level with each
     other between mid-thigh and just below the knee, where hems are, a smaller change will do."""
     splits: list[tuple[int, float, float, float]] = []
-    lab: np.ndarray | None = None
     for leg in LEGS:
         path = _leg_samples(points, leg, min_score)
         if path is None:
             continue
-        if lab is None:
-            lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
         thigh = float(np.hypot(*(points[leg[1], :2] - points[leg[0], :2])))
         # From below the belt and the hip's shadow down to mid-shin.
         path = path[FIRST : SAMPLES_PER_SEGMENT + SAMPLES_PER_SEGMENT // 2]
-        k, contrast = _change_point(_lab_patch_means(lab, path, max(1, round(0.06 * thigh))))
+        k, contrast = _change_point(_lab_patch_means(image, path, max(1, round(0.06 * thigh))))
         x, y = 0.5 * (path[k - 1] + path[k])
         splits.append((k + FIRST, float(x), float(y), contrast))
     if not splits:
