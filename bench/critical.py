@@ -3,8 +3,10 @@
 On a machine whose cores are busy with other work, a pipeline that runs two models side by side is no faster
 by the wall clock than one that runs them in turn, though on a core of its own each would finish sooner. The
 CPU seconds each thread spends (waiting costs none) say what the latency is with free cores:
-the caller's own CPU, plus what the side threads add beyond it: the multi-pose pass's excess over the detector
-run it overlaps, and the busiest side thread's crops (the caller waits for them).
+the caller's own CPU, plus what the side threads add beyond it: the longer of the multi-pose pass's excess over
+the detector run it overlaps and the busiest side thread's early crops (the detector's people, started while the
+pass still runs: detector.crops.EarlyCrops), then the busiest side thread's later crops (the caller waits for
+them). A crop is early when it starts before the pass has ended.
 """
 
 from __future__ import annotations
@@ -19,19 +21,21 @@ class CpuTrace:
     """Thread CPU seconds of the wrapped model calls, each with its stage and thread."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, int, float]] = []
+        self.calls: list[tuple[str, int, float, float, float]] = []  # stage, thread, CPU s, wall start, wall end
         self._lock = threading.Lock()
 
     def wrap(self, obj: Any, method: str, stage: str) -> None:
         original = getattr(obj, method)
 
         def traced(*args: Any, **kwargs: Any) -> Any:
-            t0 = time.thread_time()
+            t0, w0 = time.thread_time(), time.perf_counter()
             try:
                 return original(*args, **kwargs)
             finally:
                 with self._lock:
-                    self.calls.append((stage, threading.get_ident(), time.thread_time() - t0))
+                    self.calls.append(
+                        (stage, threading.get_ident(), time.thread_time() - t0, w0, time.perf_counter())
+                    )
 
         setattr(obj, method, traced)
 
@@ -44,10 +48,15 @@ class CpuTrace:
         own = time.thread_time() - t0
         with self._lock:
             calls = list(self.calls)
-        detect = sum(cpu for stage, thread, cpu in calls if stage == "detect" and thread == caller)
-        pose = sum(cpu for stage, thread, cpu in calls if stage == "multipose" and thread != caller)
-        crops: dict[int, float] = {}
-        for stage, thread, cpu in calls:
+        detect = sum(cpu for stage, thread, cpu, *_ in calls if stage == "detect" and thread == caller)
+        passes = [(cpu, end) for stage, thread, cpu, _, end in calls if stage == "multipose" and thread != caller]
+        pose = sum(cpu for cpu, _ in passes)
+        pass_end = max((end for _, end in passes), default=0.0)
+        early: dict[int, float] = {}
+        late: dict[int, float] = {}
+        for stage, thread, cpu, start, _ in calls:
             if stage == "crop" and thread != caller:
-                crops[thread] = crops.get(thread, 0.0) + cpu
-        return 1e3 * (own + max(0.0, pose - detect) + max(crops.values(), default=0.0))
+                side = early if start < pass_end else late
+                side[thread] = side.get(thread, 0.0) + cpu
+        busiest_early, busiest_late = max(early.values(), default=0.0), max(late.values(), default=0.0)
+        return 1e3 * (own + max(0.0, pose - detect, busiest_early) + busiest_late)

@@ -8,14 +8,14 @@ photo, for today's pipeline and the new one, side by side in one run.
 Pipelines: `before` = what shipped before issue 29: `--before-detector`'s people (NanoDet-m fp32), single-person
 MoveNet on each, garments from keypoints only; the others run `--detector` (the service's default, NanoDet-m int8):
 `fused` = NanoDet's people fused with MoveNet MultiPose's, single-person MoveNet on every person, one step
-after the other; `parallel` = the same work with MultiPose beside NanoDet and the crops two at a time (a
-2-thread pool, as the detector service runs it; cancelled when unused); `own` = `parallel`, but
+after the other; `parallel` = the same work as the detector service runs it: MultiPose beside NanoDet on a
+2-thread pool (cancelled when unused), the crops of NanoDet's people started on it as soon as NanoDet has answered
+(detector.crops.EarlyCrops), the people only MultiPose found cropped after it, two at a time; `own` = `parallel`, but
 MultiPose's own keypoints for a person whose shoulders, hips, knees and ankles it all sees with at least
 `--own-score` (no crop for that person). Every pipeline but `before` refines the garments with the photo's
 colours (detector.garment_evidence: shorts end at their hem, a bare torso has no top). `--alone S`: a scene
 NanoDet finds nothing in keeps MultiPose's people scored S or more (the service's `people_alone_score`, 0.4;
-1 turns it off). A detection inside an
-`ignore` box counts neither way. Cost per photo and pipeline, the pipelines interleaved: the median wall
+1 turns it off). A detection inside an `ignore` box counts neither way. Cost per photo and pipeline, the pipelines interleaved: the median wall
 clock of the whole detection (model, pose, garments) and its median critical-path CPU time (bench/critical.py:
 the latency with a free core per thread, which a busy shared machine's wall clock cannot show). Photos
 without people (dog.jpg, horses.jpg, a flat-lay, a product shot NanoDet finds nothing in) show what the
@@ -41,6 +41,7 @@ from bench.common import arg_parser, emit, machine, table  # noqa: E402
 from bench.critical import CpuTrace  # noqa: E402
 from bench.pose import medians_ms  # noqa: E402
 from detector import Detection, Detector  # noqa: E402
+from detector.crops import EarlyCrops  # noqa: E402
 from detector.garments import GARMENT_KINDS, find_garments  # noqa: E402
 from detector.multipose import MultiPoseEstimator  # noqa: E402
 from detector.nms import box_iou  # noqa: E402
@@ -76,6 +77,7 @@ def pipelines(args: argparse.Namespace, trace: CpuTrace) -> dict[str, Callable[[
     alone = args.alone if args.alone < 1 else None
 
     def run(image: np.ndarray, pose: MultiPoseEstimator | None, pool: Executor | None, own: float | None) -> Found:
+        early = EarlyCrops(single, image, 6, pool) if pool is not None and own is None else None
         people, posed = find_people(
             detector if pose is not None else earlier,
             pose,
@@ -83,8 +85,11 @@ def pipelines(args: argparse.Namespace, trace: CpuTrace) -> dict[str, Callable[[
             evidence_score=args.evidence,
             alone_score=alone,
             executor=pool,
+            on_detections=early.start if early is not None else None,
         )
         confident = {i: p for i, p in posed.items() if own is not None and p[list(BODY), 2].min() >= own}
+        if early is not None:
+            confident = early.keypoints()
         garments = find_garments(
             image, people, single, max_people=6, min_score=0.3, posed=confident, executor=pool, refine=pose is not None
         )

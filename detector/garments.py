@@ -146,7 +146,8 @@ def find_garments(
     refine: bool = True,
 ) -> list[tuple[int, Detection]]:
     """(index of the person in `detections`, garment) for the `max_people` best-scored people; a person in
-    `posed` (index -> keypoints a multi-pose model gave) is not cropped again for the single-person model.
+    `posed` (index -> keypoints already found: a multi-pose model's, or detector.crops.EarlyCrops') is not
+    cropped again for the single-person model.
     With an `executor` the people's crops run on it side by side (each crop is one single-threaded run).
     `refine`: the photo's colours refine the regions (see garment_regions); False: keypoints only.
 

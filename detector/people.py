@@ -8,7 +8,7 @@ becomes a person of its own (`source` "pose"), after the detections. No person i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 
 import numpy as np
@@ -78,6 +78,7 @@ def find_people(
     evidence_score: float,
     alone_score: float | None = None,
     executor: Executor | None = None,
+    on_detections: Callable[[list[Detection]], None] | None = None,
 ) -> tuple[list[Detection], dict[int, np.ndarray]]:
     """The detector's detections fused with the multi-pose model's people (see fuse_people).
 
@@ -87,7 +88,8 @@ def find_people(
     flat-lay (a plain background: imgcore.foreground.plain_frame); a scene in which it finds nothing at all
     (people it cannot see: lit from behind, half-dressed in a cluttered room) keeps the posed people scored at
     least `alone_score` (None: none). With an `executor` the pass starts at once beside the detector and is
-    cancelled when it is not used; without one it runs after it.
+    cancelled when it is not used; without one it runs after it. `on_detections` is called with the detector's
+    detections as soon as they are known, before any wait for the pass (detector.crops.EarlyCrops starts there).
     """
     if multipose is None:
         return detector.detect(image), {}
@@ -96,6 +98,8 @@ def find_people(
         tensor, geometry = detector.preprocess(image)
         outputs = detector.run(tensor)
         detections = detector.postprocess(outputs, geometry)
+        if on_detections is not None:
+            on_detections(detections)
         candidates = detector.postprocess(outputs, geometry, min(evidence_score, detector.score_threshold))
     except BaseException:
         if pending is not None:

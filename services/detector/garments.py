@@ -95,20 +95,29 @@ def find_items(
     """Detections, then the people only the multi-pose model found, then the garments of the best-scored
     people (each after its person's index), then the items of a flat-lay that the detector did not find.
     `side` runs the multi-pose pass beside the detector and the people's crops side by side."""
+    from detector.crops import EarlyCrops
     from detector.flatlay import flat_lay_items
     from detector.garments import find_garments
     from detector.people import find_people
 
     # The multi-pose keypoints are not used for garments: single-person MoveNet on each person's crop gives
-    # better ones (bench/people.py, `multi` against `fused`).
-    detections, _ = find_people(
-        detector,
-        people,
-        image,
-        evidence_score=settings.people.evidence_score,
-        alone_score=settings.people.alone_score if settings.people.alone_score < 1 else None,
-        executor=side,
-    )
+    # better ones (bench/people.py, `own` against `parallel`). The detector's people are cropped while the
+    # multi-pose pass still runs.
+    early = EarlyCrops(pose, image, settings.pose.max_people, side) if pose is not None and side is not None else None
+    try:
+        detections, _ = find_people(
+            detector,
+            people,
+            image,
+            evidence_score=settings.people.evidence_score,
+            alone_score=settings.people.alone_score if settings.people.alone_score < 1 else None,
+            executor=side,
+            on_detections=early.start if early is not None and people is not None else None,
+        )
+    except BaseException:
+        if early is not None:
+            early.cancel()
+        raise
     items = [det.to_dict() for det in detections]
     if pose is not None:
         t0 = time.perf_counter()
@@ -118,6 +127,7 @@ def find_items(
             pose,
             max_people=settings.pose.max_people,
             min_score=settings.pose.min_score,
+            posed=early.keypoints() if early is not None else None,
             executor=side,
         )
         STAGE_SECONDS.labels(stage="pose").observe(time.perf_counter() - t0)

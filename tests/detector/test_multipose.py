@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 
 from detector import Detection, Detector
+from detector.crops import EarlyCrops
+from detector.garments import find_garments
 from detector.multipose import MultiPoseEstimator, PosedPerson, padded_input
 from detector.nms import box_iou
 from detector.people import find_people, fuse_people
-from detector.pose import KEYPOINTS
+from detector.pose import KEYPOINTS, PoseEstimator
 from imgcore.card import load_card, sha256_file
 from imgcore.image import decode_image
 from imgcore.runtime import RunCancel
@@ -168,3 +170,26 @@ def test_a_product_shot_the_detector_finds_nothing_in_does_not_wait_for_the_pose
     image, _ = labelled("lab-c4-f066.jpg")  # a scene with nothing detected: the pass runs
     assert len(find_people(detector, multipose, image, evidence_score=0.07, alone_score=0.4)[0]) == 2
     assert calls == [1]
+
+
+def test_the_detectors_people_are_cropped_while_the_pose_pass_runs(
+    detector: Detector, multipose: MultiPoseEstimator, side: ThreadPoolExecutor
+) -> None:
+    pose = PoseEstimator(REPO / "models" / "movenet-lightning")
+    image = decode_image((DATA / "photos" / "people" / "park.jpg").read_bytes())
+    early = EarlyCrops(pose, image, 6, side)
+    seen: list[list[Detection]] = []
+
+    def started(detections: list[Detection]) -> None:
+        seen.append(list(detections))
+        early.start(detections)
+
+    people, _ = find_people(detector, multipose, image, evidence_score=0.07, executor=side, on_detections=started)
+    assert len(seen) == 1 and people[: len(seen[0])] == seen[0]  # the detector's own, before the fused extras
+    given = early.keypoints()
+    persons = [i for i, d in enumerate(seen[0]) if d.label == "person"]
+    assert sorted(given) == persons and len(persons) == 2
+    for i in persons:  # the same keypoints as a crop after the pass
+        assert np.allclose(given[i], pose.keypoints(image, people[i].box))
+    with_early = find_garments(image, people, pose, max_people=6, min_score=0.3, posed=given)
+    assert with_early == find_garments(image, people, pose, max_people=6, min_score=0.3)

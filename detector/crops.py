@@ -1,0 +1,39 @@
+"""The detector's people's single-person keypoints, started as soon as the detector has answered.
+
+The multi-pose pass runs beside the detector and takes longer; waiting for it before cropping the people the
+detector already found puts their crops after it on the photo's critical path. Started at once on the side
+pool, they run while the pass is still going; only the people the pass alone found are cropped after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import Executor, Future
+
+import numpy as np
+
+from detector.garments import KeypointModel
+from detector.types import Detection
+
+PERSON = "person"
+
+
+class EarlyCrops:
+    """`start(detections)` submits a crop per detected person (the `max_people` first, as find_garments
+    takes them); `keypoints()` waits for them: {index in detections: [17, 3] keypoints}."""
+
+    def __init__(self, pose: KeypointModel, image: np.ndarray, max_people: int, executor: Executor) -> None:
+        self._pose, self._image, self._max, self._executor = pose, image, max_people, executor
+        self._futures: dict[int, Future[np.ndarray]] = {}
+
+    def start(self, detections: Sequence[Detection]) -> None:
+        people = [i for i, det in enumerate(detections) if det.label == PERSON][: self._max]
+        for i in people:
+            self._futures[i] = self._executor.submit(self._pose.keypoints, self._image, detections[i].box)
+
+    def keypoints(self) -> dict[int, np.ndarray]:
+        return {i: future.result() for i, future in self._futures.items()}
+
+    def cancel(self) -> None:
+        for future in self._futures.values():
+            future.cancel()
