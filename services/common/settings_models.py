@@ -121,3 +121,10 @@ class PeopleGroup(SettingsGroup):
         "model's people scored at least this (people the detector cannot see; such photos wait for the pose pass). "
         "1: off.",
     )
+    beside_max_inflight: int = Field(
+        default=1,
+        ge=0,
+        description="While fewer photos than this are in the detector, the pose pass starts beside the detector and "
+        "people are cropped side by side (idle cores: lower latency); beyond it, one step after the other and the pass "
+        "only on person evidence (under load a pass that is then cancelled takes a core from other photos). 0: never.",
+    )

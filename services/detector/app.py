@@ -51,6 +51,7 @@ def build_router(
     router = APIRouter(prefix="/v1", tags=["detector"])
     limits = settings.uploads.decode_limits()
     budget = decode_budget(settings.decode)
+    inflight = [0]  # photos in find_items now (the event loop's thread only)
 
     @router.post("/detect", openapi_extra=MULTIPART_IMAGE_BODY)
     async def detect(request: Request) -> Response:
@@ -64,9 +65,14 @@ def build_router(
         t0 = time.perf_counter()
         image = (await decode_upload(upload, limits, budget)).pixels
         t1 = time.perf_counter()
-        detections = await asyncio.get_running_loop().run_in_executor(
-            pool, find_items, detector, pose_model, people_model, image, settings, side
-        )
+        beside = side if inflight[0] < settings.people.beside_max_inflight else None
+        inflight[0] += 1
+        try:
+            detections = await asyncio.get_running_loop().run_in_executor(
+                pool, find_items, detector, pose_model, people_model, image, settings, beside
+            )
+        finally:
+            inflight[0] -= 1
         t2 = time.perf_counter()
         STAGE_SECONDS.labels(stage="decode").observe(t1 - t0)
         STAGE_SECONDS.labels(stage="detect").observe(t2 - t1)
