@@ -97,3 +97,19 @@ def test_products_and_image_counts() -> None:
     names = [columns.product_names[code] for code in columns.product]
     assert names == ["P", "P", "7"]
     assert [int(columns.images[code]) for code in columns.product] == [2, 2, 1]
+
+
+def test_a_string_table_gives_back_every_name_by_number() -> None:
+    from ann_index.serving.columns import StringTable
+
+    names = ["p-1", "", "pärka ☂", "x" * 300, "p-1"]
+    table = StringTable(names)
+    assert len(table) == 5 and [table[n] for n in range(5)] == names
+    assert table[-1] == "p-1" and table[-5] == "p-1"
+    for bad in (5, -6):
+        try:
+            table[bad]
+        except IndexError:
+            continue
+        raise AssertionError(f"index {bad} did not raise")
+    assert len(StringTable([])) == 0
