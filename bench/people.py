@@ -15,9 +15,10 @@ MultiPose's own keypoints for a person whose shoulders, hips, knees and ankles i
 `--own-score` (no crop for that person). Every pipeline but `before` refines the garments with the photo's
 colours (detector.garment_evidence: shorts end at their hem, a bare torso has no top). `--alone S`: a scene
 NanoDet finds nothing in keeps MultiPose's people scored S or more (the service's `people_alone_score`, 0.4;
-1 turns it off). A detection inside an `ignore` box counts neither way. Cost per photo and pipeline, the pipelines interleaved: the median wall
-clock of the whole detection (model, pose, garments) and its median critical-path CPU time (bench/critical.py:
-the latency with a free core per thread, which a busy shared machine's wall clock cannot show). Photos
+1 turns it off). A detection inside an `ignore` box counts neither way. Cost per photo and pipeline, the
+pipelines interleaved: the median wall clock of the whole detection (model, pose, garments) and its median
+critical-path CPU time (bench/critical.py: the latency with a free core per thread, which a busy shared
+machine's wall clock cannot show). Photos
 without people (dog.jpg, horses.jpg, a flat-lay, a product shot NanoDet finds nothing in) show what the
 person-evidence gate saves. Prints tables, then as the LAST line one JSON object.
 """
