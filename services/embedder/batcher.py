@@ -19,9 +19,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from imgcore.errors import ModelNotReady
 from services.common.metrics import BATCH_SIZE, STAGE_SECONDS
 
 log = logging.getLogger("imgsearch.batcher")
+
+
+SHUTTING_DOWN = "embedder is shutting down"
 
 
 @dataclass
@@ -44,6 +48,7 @@ class MicroBatcher:
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch")
         self._task: asyncio.Task[None] | None = None
+        self._stopped = False
 
     def start(self) -> None:
         """Start the batching loop on the running event loop."""
@@ -51,16 +56,15 @@ class MicroBatcher:
             self._task = asyncio.create_task(self._loop(), name="micro-batcher")
 
     async def stop(self) -> None:
-        """Stop the loop; queued callers get an error."""
+        """Stop the loop; queued callers, and any that come later, get a 503 (ModelNotReady), not a 500."""
+        self._stopped = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
         while self._pending:
-            job = self._pending.popleft()
-            if not job.future.done():
-                job.future.set_exception(RuntimeError("embedder is shutting down"))
+            _refuse(self._pending.popleft())
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     def announce(self) -> None:
@@ -74,6 +78,8 @@ class MicroBatcher:
 
     async def submit(self, rows: np.ndarray, *, announced: bool = False) -> np.ndarray:
         """Queue `rows` ([n, ...]); return the model outputs for them ([n, ...])."""
+        if self._stopped:
+            raise ModelNotReady(SHUTTING_DOWN)
         if self._task is None:
             raise RuntimeError("batcher is not started")
         if announced:
@@ -125,6 +131,10 @@ class MicroBatcher:
             batch = jobs[0].rows if len(jobs) == 1 else np.concatenate([j.rows for j in jobs])
             try:
                 out = await loop.run_in_executor(self._executor, self._run_chunked, batch)
+            except asyncio.CancelledError:  # stopped while this batch ran: its callers must not wait forever
+                for job in jobs:
+                    _refuse(job)
+                raise
             except Exception as exc:  # hand the model's error to every caller of this batch
                 log.error("batch of %d rows failed: %s", len(batch), exc)
                 for job in jobs:
@@ -138,3 +148,8 @@ class MicroBatcher:
                 if not job.future.done():
                     job.future.set_result(out[offset : offset + n])
                 offset += n
+
+
+def _refuse(job: _Job) -> None:
+    if not job.future.done():
+        job.future.set_exception(ModelNotReady(SHUTTING_DOWN))

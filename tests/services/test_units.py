@@ -11,7 +11,7 @@ import pytest
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
-from imgcore.errors import ImageTooLarge, InvalidInput, NotFound
+from imgcore.errors import ImageTooLarge, InvalidInput, ModelNotReady, NotFound
 from imgcore.image import DecodeLimits
 from services.cli import build_parser
 from services.cli.serve import settings_from_args
@@ -155,6 +155,36 @@ def test_batcher_respects_max_batch_size_and_reports_errors() -> None:
 
     asyncio.run(main())
     assert max(seen) <= 4
+
+
+def test_batcher_stopping_answers_every_caller_with_a_503_not_a_500() -> None:
+    started = threading.Event()
+    release = threading.Event()
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        started.set()
+        release.wait(5)  # a batch still in the model when the service stops
+        return batch
+
+    async def main() -> list[BaseException]:
+        batcher = MicroBatcher(run, max_batch_size=1, max_wait_s=0.0)
+        batcher.start()
+        running = asyncio.create_task(batcher.submit(np.zeros((1, 1), np.float32)))
+        await asyncio.get_running_loop().run_in_executor(None, started.wait, 5)
+        queued = asyncio.create_task(batcher.submit(np.zeros((1, 1), np.float32)))
+        await asyncio.sleep(0.01)
+        await batcher.stop()
+        release.set()
+        outcomes = await asyncio.wait_for(asyncio.gather(running, queued, return_exceptions=True), 5)
+        try:
+            await batcher.submit(np.zeros((1, 1), np.float32))  # after the stop
+        except ModelNotReady as exc:
+            outcomes.append(exc)
+        return [o for o in outcomes if isinstance(o, BaseException)]
+
+    errors = asyncio.run(main())
+    assert len(errors) == 3  # the running batch's caller, the queued one, the late one: none hangs
+    assert all(isinstance(e, ModelNotReady) and e.status == 503 for e in errors), errors
 
 
 def _app() -> FastAPI:
