@@ -2,9 +2,9 @@
 legs (shorts end above the knee, trousers at the ankle) and whether a torso is bare.
 
 Keypoints say where the body is, not what it wears: a bottom spanned from hips to ankles is right for trousers
-and twice too long for shorts. Along each leg, the colour of the upper thigh is the garment's; walking down
-the leg, the garment ends where the colour leaves it for good (skin, a sock, the other trouser leg's shadow is
-not enough: two samples in a row must differ). A torso whose middle is almost all skin-coloured wears no top.
+and twice too long for shorts. Down each leg, from below the hip to mid-shin, the colours split where they
+change most; a split strong enough on both legs (see bottom_end) is the hem. A torso whose middle is almost
+all skin-coloured wears no top.
 """
 
 from __future__ import annotations
