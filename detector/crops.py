@@ -12,23 +12,20 @@ from concurrent.futures import Executor, Future
 
 import numpy as np
 
-from detector.garments import KeypointModel
+from detector.garments import KeypointModel, garment_people
 from detector.types import Detection
-
-PERSON = "person"
 
 
 class EarlyCrops:
-    """`start(detections)` submits a crop per detected person (the `max_people` first, as find_garments
-    takes them); `keypoints()` waits for them: {index in detections: [17, 3] keypoints}."""
+    """`start(detections)` submits a crop per person find_garments will take (garment_people);
+    `keypoints()` waits for them: {index in detections: [17, 3] keypoints}."""
 
     def __init__(self, pose: KeypointModel, image: np.ndarray, max_people: int, executor: Executor) -> None:
         self._pose, self._image, self._max, self._executor = pose, image, max_people, executor
         self._futures: dict[int, Future[np.ndarray]] = {}
 
     def start(self, detections: Sequence[Detection]) -> None:
-        people = [i for i, det in enumerate(detections) if det.label == PERSON][: self._max]
-        for i in people:
+        for i in garment_people(detections, self._max):
             self._futures[i] = self._executor.submit(self._pose.keypoints, self._image, detections[i].box)
 
     def keypoints(self) -> dict[int, np.ndarray]:

@@ -133,6 +133,11 @@ def garment_regions(
     return out
 
 
+def garment_people(detections: Sequence[Detection], max_people: int) -> list[int]:
+    """Indexes of the people whose garments are found: the first `max_people` persons in `detections`."""
+    return [i for i, det in enumerate(detections) if det.label == "person"][:max_people]
+
+
 def find_garments(
     image: np.ndarray,
     detections: Sequence[Detection],
@@ -154,7 +159,7 @@ def find_garments(
     Two person boxes on one body (the detector's NMS keeps boxes overlapping up to its IoU threshold) give
     the same garments twice: of same-kind garments overlapping by more than `dedupe_iou`, the best stays.
     """
-    people = [i for i, det in enumerate(detections) if det.label == "person"][:max_people]
+    people = garment_people(detections, max_people)
     size = (int(image.shape[1]), int(image.shape[0]))
     given = posed if posed is not None else {}
     crops = [i for i in people if i not in given]
