@@ -16,16 +16,19 @@ import numpy as np
 
 from detector.nms import box_iou
 from detector.types import Detection
-from imgcore.foreground import item_boxes
+from imgcore.foreground import Parts, item_boxes
 
 FLAT_LAY_LABEL = "item"
 FLAT_LAY_SOURCE = "foreground"
 
 
-def flat_lay_items(image: np.ndarray, detections: Sequence[Detection], match_iou: float = 0.5) -> list[dict[str, Any]]:
+def flat_lay_items(
+    image: np.ndarray, detections: Sequence[Detection], match_iou: float = 0.5, parts: Parts | None = None
+) -> list[dict[str, Any]]:
     """The flat-lay's items the detector did not find as catalog items or people, in the detector's answer
-    format (`score` None: no model scored them; `source` "foreground"). [] on any other photo."""
-    found = item_boxes(image)
+    format (`score` None: no model scored them; `source` "foreground"). [] on any other photo. `parts`: the
+    photo's imgcore.foreground.foreground_parts when the caller has them already."""
+    found = item_boxes(image, parts=parts)
     if not found:
         return []
     boxes = np.array([d.box for d in detections], dtype=np.float32).reshape(-1, 4)

@@ -79,6 +79,7 @@ def find_people(
     alone_score: float | None = None,
     executor: Executor | None = None,
     on_detections: Callable[[list[Detection]], None] | None = None,
+    plain: Callable[[], bool] | None = None,
 ) -> tuple[list[Detection], dict[int, np.ndarray]]:
     """The detector's detections fused with the multi-pose model's people (see fuse_people).
 
@@ -90,6 +91,8 @@ def find_people(
     least `alone_score` (None: none). With an `executor` the pass starts at once beside the detector and is
     cancelled when it is not used; without one it runs after it. `on_detections` is called with the detector's
     detections as soon as they are known, before any wait for the pass (detector.crops.EarlyCrops starts there).
+    `plain` says whether the photo's frame is a plain background, for a caller that analyses the foreground
+    anyway (default: plain_frame of the image).
     """
     if multipose is None:
         return detector.detect(image), {}
@@ -106,7 +109,8 @@ def find_people(
             pending.cancel()
         raise
     evidence = any(det.label == PERSON for det in candidates)
-    if not evidence and (detections or alone_score is None or plain_frame(image)):
+    is_plain = plain if plain is not None else (lambda: plain_frame(image))
+    if not evidence and (detections or alone_score is None or is_plain()):
         if pending is not None:
             pending.cancel()
         return detections, {}

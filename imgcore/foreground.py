@@ -188,14 +188,21 @@ def _merge_near(parts: Parts, gap: float) -> list[tuple[tuple[int, int, int, int
     return sorted(merged, key=lambda m: -m[1])
 
 
-def item_boxes(image: np.ndarray, max_items: int = 8, min_share: float = 0.05, min_item: float = 0.002) -> list[Box]:
+def item_boxes(
+    image: np.ndarray,
+    max_items: int = 8,
+    min_share: float = 0.05,
+    min_item: float = 0.002,
+    parts: Parts | None = None,
+) -> list[Box]:
     """Boxes of the separate items of a flat-lay (items apart on a plain background), largest first.
 
     Parts within 3 % of the shorter side of each other are one item; an item must cover `min_item` of the
     photo and `min_share` of the largest item's pixels. Fewer than two items: [] (one item on a plain
-    background is the whole photo's foreground, `foreground_box`).
+    background is the whole photo's foreground, `foreground_box`). `parts`: the photo's foreground_parts when
+    the caller has them already.
     """
-    parts = foreground_parts(image)
+    parts = foreground_parts(image) if parts is None else parts
     h, w = image.shape[:2]
     merged = _merge_near(parts, 0.03 * min(h, w))
     if not merged:

@@ -5,6 +5,7 @@ footwear are added to the detections (`"part_of"`: the person's index), then the
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -99,6 +100,11 @@ def find_items(
     from detector.flatlay import flat_lay_items
     from detector.garments import find_garments
     from detector.people import find_people
+    from imgcore.foreground import foreground_parts
+
+    # One foreground analysis per photo: whether a photo with nothing detected is a plain-background shot (no
+    # wait for the pose pass) and the flat-lay's items both read it.
+    foreground = functools.cache(lambda: foreground_parts(image))
 
     # The multi-pose keypoints are not used for garments: single-person MoveNet on each person's crop gives
     # better ones (bench/people.py, `own` against `parallel`). The detector's people are cropped while the
@@ -112,7 +118,8 @@ def find_items(
             evidence_score=settings.people.evidence_score,
             alone_score=settings.people.alone_score if settings.people.alone_score < 1 else None,
             executor=side,
-            on_detections=early.start if early is not None and people is not None else None,
+            on_detections=early.start if early is not None else None,
+            plain=lambda: foreground().plain,
         )
     except BaseException:
         if early is not None:
@@ -133,7 +140,7 @@ def find_items(
         STAGE_SECONDS.labels(stage="pose").observe(time.perf_counter() - t0)
         items.extend({**garment.to_dict(), "part_of": person} for person, garment in garments)
     t0 = time.perf_counter()
-    items.extend(flat_lay_items(image, detections))
+    items.extend(flat_lay_items(image, detections, parts=foreground()))
     STAGE_SECONDS.labels(stage="foreground").observe(time.perf_counter() - t0)
     return items
 
