@@ -18,9 +18,8 @@ NanoDet finds nothing in keeps MultiPose's people scored S or more (the service'
 1 turns it off). A detection inside an `ignore` box counts neither way. Cost per photo and pipeline, the
 pipelines interleaved: the median wall clock of the whole detection (model, pose, garments) and its median
 critical-path CPU time (bench/critical.py: the latency with a free core per thread, which a busy shared
-machine's wall clock cannot show). Photos
-without people (dog.jpg, horses.jpg, a flat-lay, a product shot NanoDet finds nothing in) show what the
-person-evidence gate saves. Prints tables, then as the LAST line one JSON object.
+machine's wall clock cannot show). Photos without people (dog.jpg, horses.jpg, a flat-lay, a product shot
+NanoDet finds nothing in) show what the person-evidence gate saves. Prints tables, then as the LAST line one JSON object.
 """
 
 from __future__ import annotations
@@ -42,10 +41,10 @@ from bench.common import arg_parser, emit, machine, table  # noqa: E402
 from bench.critical import CpuTrace  # noqa: E402
 from bench.pose import medians_ms  # noqa: E402
 from detector import Detection, Detector  # noqa: E402
+from detector.compare import correct, in_ignored  # noqa: E402
 from detector.crops import EarlyCrops  # noqa: E402
 from detector.garments import GARMENT_KINDS, find_garments  # noqa: E402
 from detector.multipose import MultiPoseEstimator  # noqa: E402
-from detector.nms import box_iou  # noqa: E402
 from detector.people import find_people  # noqa: E402
 from detector.pose import PoseEstimator  # noqa: E402
 from imgcore.image import decode_image  # noqa: E402
@@ -104,42 +103,19 @@ def pipelines(args: argparse.Namespace, trace: CpuTrace) -> dict[str, Callable[[
     }
 
 
-def _ignored(box: tuple[float, ...], ignore: list[list[float]]) -> bool:
-    """Mostly (half or more of its area) inside an ignore box."""
-    for x1, y1, x2, y2 in ignore:
-        w, h = min(box[2], x2) - max(box[0], x1), min(box[3], y2) - max(box[1], y1)
-        if w > 0 and h > 0 and w * h >= 0.5 * (box[2] - box[0]) * (box[3] - box[1]):
-            return True
-    return False
-
-
-def _matches(truth: list[list[float]], found: list[tuple[float, ...]]) -> int:
-    """Greedy one-to-one matches at IoU >= 0.5, best overlaps first."""
-    if not truth or not found:
-        return 0
-    overlaps = np.array([box_iou(np.array(t, dtype=np.float64), np.array(found, dtype=np.float64)) for t in truth])
-    pairs = sorted(((overlaps[i, j], i, j) for i in range(len(truth)) for j in range(len(found))), reverse=True)
-    used_t, used_f = set(), set()
-    for value, i, j in pairs:
-        if value >= 0.5 and i not in used_t and j not in used_f:
-            used_t.add(i)
-            used_f.add(j)
-    return len(used_t)
-
-
 def score_photo(photo: dict[str, Any], found: Found) -> dict[str, int]:
     """Counts: people labelled/found, garments labelled/predicted/matched (per kind, summed)."""
     people, garments = found
     ignore = photo["ignore"]
-    boxes = [d.box for d in people if d.label == "person" and not _ignored(d.box, ignore)]
-    counts = {"people": len(photo["people"]), "people_found": _matches([p["box"] for p in photo["people"]], boxes)}
+    labelled = [("person", p["box"]) for p in photo["people"]]
+    counts = {"people": len(labelled), "people_found": len(correct(people, labelled, ignore))}
     counts.update(garments=0, predicted=0, matched=0)
     for kind in GARMENT_KINDS:
-        truth = [p["garments"][kind] for p in photo["people"] if kind in p["garments"]]
-        pred = [g.box for _, g in garments if g.label == kind and not _ignored(g.box, ignore)]
+        truth = [(kind, p["garments"][kind]) for p in photo["people"] if kind in p["garments"]]
+        pred = [g for _, g in garments if g.label == kind and not in_ignored(g.box, ignore)]
         counts["garments"] += len(truth)
         counts["predicted"] += len(pred)
-        counts["matched"] += _matches(truth, pred)
+        counts["matched"] += len(correct(pred, truth))
     return counts
 
 

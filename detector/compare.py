@@ -51,7 +51,7 @@ def agreement(reference: Sequence[Detection], candidate: Sequence[Detection], mi
     return Agreement(pairs, alone, free)
 
 
-def _inside(box: tuple[float, ...], ignore: Sequence[Sequence[float]]) -> bool:
+def in_ignored(box: Sequence[float], ignore: Sequence[Sequence[float]]) -> bool:
     """Half or more of `box` lies in one ignore box: it counts neither way."""
     area = (box[2] - box[0]) * (box[3] - box[1])
     for x1, y1, x2, y2 in ignore:
@@ -70,7 +70,7 @@ def correct(
     for i, det in enumerate(found):
         for j, (label, box) in enumerate(truth):
             iou = float(box_iou(np.asarray(box, dtype=np.float64), np.asarray([det.box]))[0])
-            if label == det.label and iou >= MATCH_IOU and not _inside(det.box, ignore):
+            if label == det.label and iou >= MATCH_IOU and not in_ignored(det.box, ignore):
                 pairs.append((iou, i, j))
     used_d: set[int] = set()
     used_t: set[int] = set()
