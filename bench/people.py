@@ -19,7 +19,8 @@ NanoDet finds nothing in keeps MultiPose's people scored S or more (the service'
 pipelines interleaved: the median wall clock of the whole detection (model, pose, garments) and its median
 critical-path CPU time (bench/critical.py: the latency with a free core per thread, which a busy shared
 machine's wall clock cannot show). Photos without people (dog.jpg, horses.jpg, a flat-lay, a product shot
-NanoDet finds nothing in) show what the person-evidence gate saves. Prints tables, then as the LAST line one JSON object.
+NanoDet finds nothing in) show what the person-evidence gate saves. Prints tables, then as the LAST line one
+JSON object.
 """
 
 from __future__ import annotations
