@@ -1,12 +1,12 @@
 """Critical-path CPU time of one photo's detection: the latency it has when each of its threads has a core.
 
-On a machine whose cores are busy with other work, a pipeline that runs two models side by side is no faster
-by the wall clock than one that runs them in turn, though on a core of its own each would finish sooner. The
-CPU seconds each thread spends (waiting costs none) say what the latency is with free cores:
-the caller's own CPU, plus what the side threads add beyond it: the longer of the multi-pose pass's excess over
-the detector run it overlaps and the busiest side thread's early crops (the detector's people, started while the
-pass still runs: detector.crops.EarlyCrops), then the busiest side thread's later crops (the caller waits for
-them). A crop is early when it starts before the pass has ended.
+On a machine whose cores are busy with other work, a pipeline that runs two models side by side is no faster by the
+wall clock than one that runs them in turn, though on a core of its own each would finish sooner. The CPU seconds
+each thread spends (waiting costs none) say what the latency is with free cores: the caller's own CPU, plus what
+the side threads add beyond it: the longer of the multi-pose pass's excess (with any work traced under its stage,
+such as the plain-frame check before it) over the detector run it overlaps and the busiest side thread's early
+crops (the detector's people, started while the pass still runs: detector.crops.EarlyCrops), then the busiest side
+thread's later crops (the caller waits for them). A crop is early when it starts before the pass has ended.
 """
 
 from __future__ import annotations
@@ -25,7 +25,10 @@ class CpuTrace:
         self._lock = threading.Lock()
 
     def wrap(self, obj: Any, method: str, stage: str) -> None:
-        original = getattr(obj, method)
+        setattr(obj, method, self.traced(getattr(obj, method), stage))
+
+    def traced(self, original: Callable[..., Any], stage: str) -> Callable[..., Any]:
+        """`original`, its calls recorded under `stage`."""
 
         def traced(*args: Any, **kwargs: Any) -> Any:
             t0, w0 = time.thread_time(), time.perf_counter()
@@ -33,11 +36,9 @@ class CpuTrace:
                 return original(*args, **kwargs)
             finally:
                 with self._lock:
-                    self.calls.append(
-                        (stage, threading.get_ident(), time.thread_time() - t0, w0, time.perf_counter())
-                    )
+                    self.calls.append((stage, threading.get_ident(), time.thread_time() - t0, w0, time.perf_counter()))
 
-        setattr(obj, method, traced)
+        return traced
 
     def critical_ms(self, fn: Callable[[], object]) -> float:
         """Run fn once; its critical-path CPU milliseconds (see the module's docstring)."""

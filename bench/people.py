@@ -7,20 +7,21 @@ photo, for today's pipeline and the new one, side by side in one run.
 
 Pipelines: `before` = what shipped before issue 29: `--before-detector`'s people (NanoDet-m fp32), single-person
 MoveNet on each, garments from keypoints only; the others run `--detector` (the service's default, NanoDet-m int8):
-`fused` = NanoDet's people fused with MoveNet MultiPose's, single-person MoveNet on every person, one step
-after the other; `parallel` = the same work as the detector service runs it: MultiPose beside NanoDet on a
-2-thread pool (cancelled when unused), the crops of NanoDet's people started on it as soon as NanoDet has answered
-(detector.crops.EarlyCrops), the people only MultiPose found cropped after it, two at a time; `own` = `parallel`, but
-MultiPose's own keypoints for a person whose shoulders, hips, knees and ankles it all sees with at least
-`--own-score` (no crop for that person). Every pipeline but `before` refines the garments with the photo's
-colours (detector.garment_evidence: shorts end at their hem, a bare torso has no top). `--alone S`: a scene
-NanoDet finds nothing in keeps MultiPose's people scored S or more (the service's `people_alone_score`, 0.4;
-1 turns it off). A detection inside an `ignore` box counts neither way. Cost per photo and pipeline, the
-pipelines interleaved: the median wall clock of the whole detection (model, pose, garments) and its median
-critical-path CPU time (bench/critical.py: the latency with a free core per thread, which a busy shared
-machine's wall clock cannot show). Photos without people (dog.jpg, horses.jpg, a flat-lay, a product shot
-NanoDet finds nothing in) show what the person-evidence gate saves. Prints tables, then as the LAST line one
-JSON object.
+`fused` = NanoDet's people fused with MoveNet MultiPose's, single-person MoveNet on every person, one step after
+the other; `parallel` = the same work as the detector service runs it: MultiPose beside NanoDet on a 2-thread pool
+(cancelled when unused), the crops of NanoDet's people started on it as soon as NanoDet has answered
+(detector.crops.EarlyCrops), the people only MultiPose found cropped after it, two at a time; `own` = `parallel`,
+but MultiPose's own keypoints for a person whose shoulders, hips, knees and ankles it all sees with at least
+`--own-score` (no crop for that person). Every pipeline but `before` refines the garments with the photo's colours
+(detector.garment_evidence: shorts end at their hem, a bare torso has no top). `--alone S`: a scene NanoDet finds
+nothing in keeps MultiPose's people scored S or more (the service's `people_alone_score`, 0.4; 1 turns it off). A
+detection inside an `ignore` box counts neither way. Cost per photo and pipeline, the pipelines interleaved: the
+median wall clock of the whole detection (model, pose, garments) and its median critical-path CPU time
+(bench/critical.py: the latency with a free core per thread, which a busy shared machine's wall clock cannot show);
+each includes the photo's one foreground analysis, which the detector service runs for every photo (flat-lay items;
+on the pose pass's side thread first, for its plain-frame check). Photos without people (dog.jpg, horses.jpg, a
+flat-lay, a product shot NanoDet finds nothing in) show what the person-evidence gate saves. Prints tables, then as
+the LAST line one JSON object.
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ from detector.garments import GARMENT_KINDS, find_garments  # noqa: E402
 from detector.multipose import MultiPoseEstimator  # noqa: E402
 from detector.people import find_people  # noqa: E402
 from detector.pose import PoseEstimator  # noqa: E402
+from imgcore.foreground import foreground_parts  # noqa: E402
 from imgcore.image import decode_image  # noqa: E402
-from services.detector.garments import side_pool  # noqa: E402
+from services.detector.garments import once, side_pool  # noqa: E402
 
 LABELS = REPO / "tests/data/people/labels.json"
 NO_PEOPLE = [REPO / "tests/data/photos" / name for name in ("dog.jpg", "horses.jpg")] + [
@@ -79,6 +81,9 @@ def pipelines(args: argparse.Namespace, trace: CpuTrace) -> dict[str, Callable[[
 
     def run(image: np.ndarray, pose: MultiPoseEstimator | None, pool: Executor | None, own: float | None) -> Found:
         early = EarlyCrops(single, image, 6, pool) if pool is not None and own is None else None
+        # The detector service analyses every photo's foreground once (the flat-lay's items; whether the frame
+        # is plain, which the pose pass's side thread asks first): every pipeline pays it, as the service does.
+        foreground = once(trace.traced(lambda: foreground_parts(image), "multipose"))
         people, posed = find_people(
             detector if pose is not None else earlier,
             pose,
@@ -87,7 +92,9 @@ def pipelines(args: argparse.Namespace, trace: CpuTrace) -> dict[str, Callable[[
             alone_score=alone,
             executor=pool,
             on_detections=early.start if early is not None else None,
+            plain=lambda: foreground().plain,
         )
+        foreground()
         confident = {i: p for i, p in posed.items() if own is not None and p[list(BODY), 2].min() >= own}
         if early is not None:
             confident = early.keypoints()

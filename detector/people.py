@@ -9,7 +9,7 @@ becomes a person of its own (`source` "pose"), after the detections. No person i
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 
 import numpy as np
 
@@ -56,11 +56,31 @@ def fuse_people(
 
 class PendingPeople:
     """The multi-pose pass of one photo, running on an executor while the detector runs on the caller's thread:
-    the photo's latency is the longer of the two, not their sum. `cancel` stops it (its core is given back)."""
+    the photo's latency is the longer of the two, not their sum. The side thread first asks `plain()` (a
+    product shot or flat-lay gets no pass), so the check costs the caller nothing. `cancel` stops the pass
+    (its core is given back)."""
 
-    def __init__(self, multipose: MultiPoseEstimator, image: np.ndarray, executor: Executor) -> None:
+    def __init__(
+        self, multipose: MultiPoseEstimator, image: np.ndarray, executor: Executor, plain: Callable[[], bool]
+    ) -> None:
         self._stop = RunCancel()
-        self._future = executor.submit(multipose.people, image, self._stop)
+        self._plain: Future[bool] = Future()
+        self._future = executor.submit(self._run, multipose, image, plain)
+
+    def _run(self, multipose: MultiPoseEstimator, image: np.ndarray, plain: Callable[[], bool]) -> list[PosedPerson]:
+        try:
+            is_plain = plain()
+        except BaseException as exc:
+            self._plain.set_exception(exc)
+            raise
+        self._plain.set_result(is_plain)
+        if is_plain or self._stop.options.terminate:  # cancelled while the check ran: no run to stop
+            return []
+        return multipose.people(image, self._stop)
+
+    def plain(self) -> bool:
+        """Whether the photo's frame is a plain background (waits for the side thread's check)."""
+        return self._plain.result()
 
     def result(self) -> list[PosedPerson]:
         return self._future.result()
@@ -83,20 +103,23 @@ def find_people(
 ) -> tuple[list[Detection], dict[int, np.ndarray]]:
     """The detector's detections fused with the multi-pose model's people (see fuse_people).
 
-    The pose pass is used on person evidence: a person among the detector's candidates scored at least
-    `evidence_score` (below its own threshold; the same model outputs, decoded a second time). Without it, a
-    photo in which the detector finds something pays nothing for the pose model, nor does a product shot or
-    flat-lay (a plain background: imgcore.foreground.plain_frame); a scene in which it finds nothing at all
-    (people it cannot see: lit from behind, half-dressed in a cluttered room) keeps the posed people scored at
-    least `alone_score` (None: none). With an `executor` the pass starts at once beside the detector and is
-    cancelled when it is not used; without one it runs after it. `on_detections` is called with the detector's
-    detections as soon as they are known, before any wait for the pass (detector.crops.EarlyCrops starts there).
-    `plain` says whether the photo's frame is a plain background, for a caller that analyses the foreground
-    anyway (default: plain_frame of the image).
+    A product shot or flat-lay (the photo's frame is a plain background: imgcore.foreground.plain_frame) never
+    runs the pose pass: people on a studio backdrop are the detector's to find (nothing around them hides
+    them), and a pass beside the detector would take the core the photo's other work needs. Elsewhere the pass
+    is used on person evidence: a person among the detector's candidates scored at least `evidence_score`
+    (below its own threshold; the same model outputs, decoded a second time). Without it, a photo in which the
+    detector finds something pays nothing for the pose model; a scene in which it finds nothing at all (people
+    it cannot see: lit from behind, half-dressed in a cluttered room) keeps the posed people scored at least
+    `alone_score` (None: none). With an `executor` the plain-frame check and then the pass start at once
+    beside the detector, and the pass is cancelled when it is not used; without one they run after it.
+    `on_detections` is called with the detector's detections as soon as they are known, before any wait for
+    the pass (detector.crops.EarlyCrops starts there). `plain` says whether the photo's frame is a plain
+    background, for a caller that analyses the foreground anyway (default: plain_frame of the image).
     """
     if multipose is None:
         return detector.detect(image), {}
-    pending = PendingPeople(multipose, image, executor) if executor is not None else None
+    is_plain = plain if plain is not None else (lambda: plain_frame(image))
+    pending = PendingPeople(multipose, image, executor, is_plain) if executor is not None else None
     try:
         tensor, geometry = detector.preprocess(image)
         outputs = detector.run(tensor)
@@ -109,8 +132,8 @@ def find_people(
             pending.cancel()
         raise
     evidence = any(det.label == PERSON for det in candidates)
-    is_plain = plain if plain is not None else (lambda: plain_frame(image))
-    if not evidence and (detections or alone_score is None or is_plain()):
+    wanted = evidence or (not detections and alone_score is not None)
+    if not wanted or (pending.plain() if pending is not None else is_plain()):
         if pending is not None:
             pending.cancel()
         return detections, {}

@@ -5,12 +5,12 @@ footwear are added to the detections (`"part_of"`: the person's index), then the
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from services.common.loading import BackgroundLoader, fetch_model, warm_up
 from services.common.metrics import STAGE_SECONDS
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from detector.pose import PoseEstimator
 
 
+T = TypeVar("T")
 SPARE_NICE = 10  # how much lower the side threads run than the detector's own
 
 
@@ -85,6 +86,21 @@ def people_loader(settings: DetectorSettings) -> BackgroundLoader[MultiPoseEstim
     return BackgroundLoader("people", lambda: load_people(settings))
 
 
+def once(compute: Callable[[], T]) -> Callable[[], T]:
+    """compute() on the first call, its value on every later one, from any thread: the pose pass's side thread
+    and the flat-lay step may both ask, and the analysis must run once."""
+    lock = threading.Lock()
+    value: list[T] = []
+
+    def get() -> T:
+        with lock:
+            if not value:
+                value.append(compute())
+            return value[0]
+
+    return get
+
+
 def find_items(
     detector: Detector,
     pose: PoseEstimator | None,
@@ -102,9 +118,9 @@ def find_items(
     from detector.people import find_people
     from imgcore.foreground import foreground_parts
 
-    # One foreground analysis per photo: whether a photo with nothing detected is a plain-background shot (no
-    # wait for the pose pass) and the flat-lay's items both read it.
-    foreground = functools.cache(lambda: foreground_parts(image))
+    # One foreground analysis per photo: whether the photo is a plain-background shot (no pose pass) and the
+    # flat-lay's items both read it.
+    foreground = once(lambda: foreground_parts(image))
 
     # The multi-pose keypoints are not used for garments: single-person MoveNet on each person's crop gives
     # better ones (bench/people.py, `own` against `parallel`). The detector's people are cropped while the

@@ -151,11 +151,8 @@ def test_a_photo_the_detector_finds_nothing_in_keeps_the_confidently_posed_peopl
     assert find_people(detector, multipose, horses, evidence_score=0.07, alone_score=0.5)[1] == {}
 
 
-def test_a_product_shot_the_detector_finds_nothing_in_does_not_wait_for_the_pose_pass(
-    detector: Detector, multipose: MultiPoseEstimator, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    boot = decode_image((REPO / "services" / "static" / "samples" / "shop-ankle-boot.jpg").read_bytes())
-    assert detector.detect(boot) == []
+def count_passes(multipose: MultiPoseEstimator, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that gets an entry for every pose pass run on `multipose` from now on."""
     calls: list[int] = []
     real = multipose.people
 
@@ -164,11 +161,40 @@ def test_a_product_shot_the_detector_finds_nothing_in_does_not_wait_for_the_pose
         return real(image, cancel)
 
     monkeypatch.setattr(multipose, "people", people)
+    return calls
+
+
+def test_a_product_shot_the_detector_finds_nothing_in_does_not_wait_for_the_pose_pass(
+    detector: Detector, multipose: MultiPoseEstimator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    boot = decode_image((REPO / "services" / "static" / "samples" / "shop-ankle-boot.jpg").read_bytes())
+    assert detector.detect(boot) == []
+    calls = count_passes(multipose, monkeypatch)
     # A plain background: a product shot, not a scene whose people the detector cannot see.
     assert find_people(detector, multipose, boot, evidence_score=0.07, alone_score=0.4) == ([], {})
     assert calls == []
     image, _ = labelled("lab-c4-f066.jpg")  # a scene with nothing detected: the pass runs
     assert len(find_people(detector, multipose, image, evidence_score=0.07, alone_score=0.4)[0]) == 2
+    assert calls == [1]
+
+
+def test_a_flat_lay_with_a_person_candidate_never_starts_the_pose_pass(
+    detector: Detector, multipose: MultiPoseEstimator, side: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flat_lay = decode_image((REPO / "services" / "static" / "samples" / "flat-lay.jpg").read_bytes())
+    tensor, geometry = detector.preprocess(flat_lay)
+    candidates = detector.postprocess(detector.run(tensor), geometry, 0.07)
+    assert any(d.label == "person" for d in candidates)  # person evidence, on a plain background
+    calls = count_passes(multipose, monkeypatch)
+    seen: list[list[Detection]] = []
+    found, posed = find_people(
+        detector, multipose, flat_lay, evidence_score=0.07, alone_score=0.4, executor=side, on_detections=seen.append
+    )
+    assert (found, posed) == (detector.detect(flat_lay), {}) and seen == [found]
+    side.submit(lambda: None).result()  # anything submitted before it has started
+    assert calls == []
+    image = decode_image((DATA / "photos" / "dog.jpg").read_bytes())  # a scene with a weak person candidate
+    find_people(detector, multipose, image, evidence_score=0.07, alone_score=0.4, executor=side)
     assert calls == [1]
 
 
