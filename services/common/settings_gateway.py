@@ -44,8 +44,8 @@ class SearchGroup(SettingsGroup):
     speculate_max_inflight: int = Field(
         default=1,
         ge=0,
-        description="Embed the whole image alongside detection while fewer searches than this are in flight "
-        "(cores idle; it is the answer when nothing is detected); 0: never.",
+        description="Embed and search the whole image alongside detection while fewer searches than this are in "
+        "flight (cores idle; it is the answer when nothing is detected); 0: never.",
     )
 
 

@@ -7,7 +7,6 @@ instead and the response says `"fallback": "whole_image"`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import replace
@@ -33,13 +32,13 @@ from services.gateway.search_parts import (
     Embedded,
     Photo,
     SearchParams,
-    consume_outcome,
     photo_of,
     response_body,
     stage_timings,
 )
 from services.gateway.served_models import ServedModels, detector_identity, model_identity, models_state
 from services.gateway.shadow import Shadow, ShadowJob
+from services.gateway.speculation import Speculation
 
 __all__ = ["CacheKey", "SearchParams", "SearchService", "public_result"]
 
@@ -87,11 +86,12 @@ class SearchService:
                 upload, self.limits, self.decode_budget, self.settings.search.forward_max_side, photo_of
             )
         t_decoded = time.perf_counter()
-        embedded = await self._embed_regions(photo, params)
+        embedded, ahead = await self._embed_regions(photo, params)
         t_embedded = time.perf_counter()
         await self.index.check_binding(embedded.embedder_model)
         with tracing.stage("query"):
-            version, t_searched = await self._query(embedded, params)
+            version, t_searched = await self._query(embedded, params, ahead)
+        t_searched = max(t_searched, t_embedded)  # a query answered beside detection took no time of its own
         timings = stage_timings([t_start, t_decoded, t_decoded + embedded.detect_s, t_embedded, t_searched])
         if embedded.embed_s is not None:  # the whole-image vector was made during detection: its own time
             timings["embed"] = embedded.embed_s * 1e3
@@ -134,13 +134,19 @@ class SearchService:
             and answered_by == key.models
         )
 
-    async def _query(self, embedded: Embedded, params: SearchParams) -> tuple[str | None, float]:
+    async def _query(
+        self, embedded: Embedded, params: SearchParams, ahead: Speculation | None
+    ) -> tuple[str | None, float]:
         """Fill in each region's similar items (within its category when the index knows it); the index
-        version that answered, and when it did."""
+        version that answered, and when it did (for the whole image: the query started beside detection)."""
         regions = embedded.regions
-        categories = categories_for(regions, await self.index.known_categories(), params.category)
-        found = await self.index.query(embedded.vectors, params.k, categories, params.index_options())
-        t_searched = time.perf_counter()
+        early = await ahead.found() if ahead is not None and regions[0].fallback else None
+        if early is not None:
+            found, categories, t_searched = early.answer, early.categories, early.at
+        else:
+            categories = categories_for(regions, await self.index.known_categories(), params.category)
+            found = await self.index.query(embedded.vectors, params.k, categories, params.index_options())
+            t_searched = time.perf_counter()
         embedded.missing_partitions = found.get("missing_partitions")
         version: str | None = found.get("version")
         self.index.set_version(version, found.get("changes"))
@@ -149,15 +155,17 @@ class SearchService:
             region.results = [public_result(h) for h in hits]
         return version, t_searched
 
-    async def _embed_regions(self, photo: Photo, params: SearchParams) -> Embedded:
-        """Detect (or take the user's box), then embed each region — or the whole image when there is none.
+    async def _embed_regions(self, photo: Photo, params: SearchParams) -> tuple[Embedded, Speculation | None]:
+        """Detect (or take the user's box), then embed each region — or the whole image when there is none;
+        the whole-image search started beside detection, when it was (services/gateway/speculation.py).
 
-        While no other search is running, the whole-image embedding starts alongside detection (the cores
-        are idle), so a photo with nothing detected costs no extra round trip.
+        While no other search is running, the whole image is embedded and searched alongside detection (the
+        cores are idle), so a photo with nothing detected costs no extra round trip.
         """
         t0 = time.perf_counter()
         kept = new_image_id()  # the embedder keeps the photo, the boxes follow alone
-        speculative, took = self._speculate(photo, params, kept)
+        ahead = self._speculate(photo, params, kept)
+        speculative = ahead.embedded if ahead is not None else None
         self._inflight += 1
         try:
             with tracing.stage("detect"):
@@ -166,6 +174,8 @@ class SearchService:
                 regions, ignored = split_items(regions, self.index.kinds, known, params.category)
                 regions = regions[: self.settings.search.max_items]
             detect_s = time.perf_counter() - t0
+            if regions and ahead is not None:
+                ahead.drop_query()
             with tracing.stage("embed"):
                 if not regions and speculative is not None:
                     vectors, answer = await speculative
@@ -179,13 +189,18 @@ class SearchService:
                     vectors, answer = await self.backends.embed(
                         photo.pixels, photo.forward, boxes, foreground=not regions
                     )
+        except BaseException:
+            if ahead is not None:
+                ahead.drop_query()
+            raise
         finally:
             self._inflight -= 1
         if not regions:
             FALLBACKS.labels(why="no_detections" if source == "detector" else source).inc()
             used = answer.get("boxes") or [[0, 0, photo.forward.shape[1], photo.forward.shape[0]]]
             regions = [Region(box=photo.to_original(used[0]), fallback="whole_image")]
-        return Embedded(
+        took = ahead.took if ahead is not None else []
+        embedded = Embedded(
             regions,
             vectors,
             detect_s,
@@ -196,23 +211,13 @@ class SearchService:
             pose_model=pose_model,
             embed_s=took[0] if took and regions[0].fallback else None,
         )
+        return embedded, ahead
 
-    def _speculate(self, photo: Photo, params: SearchParams, kept: str) -> tuple[asyncio.Task[Any] | None, list[float]]:
-        """The whole-image embed started beside detection (none with a box or when busy), and a list that
-        receives its own duration once it has answered."""
-        took: list[float] = []
+    def _speculate(self, photo: Photo, params: SearchParams, kept: str) -> Speculation | None:
+        """The whole-image embed and search started beside detection (none with a box or when busy)."""
         if params.box is not None or self._inflight >= self.settings.search.speculate_max_inflight:
-            return None, took
-
-        async def embed_whole() -> tuple[Any, dict[str, Any]]:
-            t0 = time.perf_counter()
-            answer = await self.backends.embed(photo.pixels, photo.forward, None, foreground=True, keep=kept)
-            took.append(time.perf_counter() - t0)
-            return answer
-
-        task = asyncio.create_task(embed_whole())
-        task.add_done_callback(consume_outcome)
-        return task, took
+            return None
+        return Speculation(self.backends, self.index, photo, params, kept)
 
     async def _regions(
         self, photo: Photo, params: SearchParams

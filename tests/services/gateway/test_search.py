@@ -68,6 +68,21 @@ def test_plain_image_falls_back_to_whole_image(gw: str) -> None:
     assert len(body["items"][0]["results"]) == 5
 
 
+def test_a_product_shot_is_searched_with_one_index_query(stack: Stack, gw: str) -> None:
+    def queries() -> float:
+        text = httpx.get(stack.url("index") + "/metrics", trust_env=False).text
+        return metric_value(text, "imgsearch_http_requests_total", route="/v1/query", method="POST", status="200")
+
+    images = demo_data_dir() / "catalog" / "images"
+    item_id = f"fmnist-train-{DEMO_ITEMS - 3:05d}"  # not searched by the other tests: no cached answer
+    before = queries()
+    body = search(gw, (images / f"{item_id}.png").read_bytes(), k=5).json()
+    # The whole image is embedded and searched while the detector runs (the stack is idle; the order itself:
+    # tests/services/gateway/test_speculation.py): that answer is the one given, and the index is asked once.
+    assert body["fallback"] == "whole_image" and body["items"][0]["results"][0]["item_id"] == item_id
+    assert queries() == before + 1
+
+
 def test_search_by_box_searches_only_that_region(gw: str) -> None:
     data = (PHOTOS / "dog.jpg").read_bytes()
     with Image.open(PHOTOS / "dog.jpg") as img:
