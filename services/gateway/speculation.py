@@ -1,10 +1,13 @@
 """The whole-image search started beside detection while the gateway is idle.
 
 A photo in which nothing is detected (a product shot: the commonest query) is searched as a whole image. While
-no other search is running the cores are idle, so the whole image is embedded and then searched in the index
-while the detector still works: when the detector finds nothing, the answer is ready when its answer is, and
-neither the embed nor the index hop comes after it. When it finds items, the whole-image query is cancelled
-(at most one index query done for nothing) and the embedder's kept copy of the photo serves the crops.
+no other search is running the cores are idle, so the whole image is embedded and, when the photo is a product
+shot (its frame a plain background: imgcore.foreground.plain_frame, checked meanwhile in a worker thread),
+searched in the index while the detector still works: when the detector finds nothing, the answer is ready
+when its answer is, and neither the embed nor the index hop comes after it. A scene, which nearly always has
+items, is not searched ahead: its query would be done for nothing, on every partition, on cores the detector
+needs. When items are found, a whole-image query is cancelled and the embedder's kept copy of the photo serves
+the crops.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from imgcore.foreground import plain_frame
 from services.gateway.backends import Backends
 from services.gateway.garments import categories_for
 from services.gateway.regions import Region
@@ -32,15 +36,17 @@ class Found:
 
 class Speculation:
     """`embedded` is the whole-image embed (vectors, the embedder's answer); `found()` its index answer, or None
-    when that query failed (the caller then queries as usual and meets the failure itself). `took` receives the
-    embed's own duration once it has answered."""
+    when the photo is no product shot or that query failed (the caller then queries as usual and meets any
+    failure itself). `took` receives the embed's own duration once it has answered."""
 
     def __init__(self, backends: Backends, index: ServedIndex, photo: Photo, params: SearchParams, kept: str) -> None:
         self.took: list[float] = []
         self._backends, self._index, self._photo, self._kept = backends, index, photo, kept
         self.embedded: asyncio.Task[tuple[Any, dict[str, Any]]] = asyncio.create_task(self._embed())
         self.embedded.add_done_callback(consume_outcome)
-        self._query: asyncio.Task[Found] = asyncio.create_task(self._search(params))
+        self._plain = asyncio.create_task(asyncio.to_thread(plain_frame, photo.forward))
+        self._plain.add_done_callback(consume_outcome)
+        self._query: asyncio.Task[Found | None] = asyncio.create_task(self._search(params))
         self._query.add_done_callback(consume_outcome)
 
     async def _embed(self) -> tuple[Any, dict[str, Any]]:
@@ -51,8 +57,10 @@ class Speculation:
         self.took.append(time.perf_counter() - t0)
         return answer
 
-    async def _search(self, params: SearchParams) -> Found:
+    async def _search(self, params: SearchParams) -> Found | None:
         vectors, answer = await self.embedded
+        if not await self._plain:
+            return None
         await self._index.check_binding(answer.get("model"))
         # The same categories as the whole-image region the search falls back to (no label, no category).
         whole = Region(box=[0.0, 0.0, 0.0, 0.0], fallback="whole_image")
@@ -71,3 +79,4 @@ class Speculation:
     def drop_query(self) -> None:
         """Items were detected: the whole-image query is not needed."""
         self._query.cancel()
+        self._plain.cancel()

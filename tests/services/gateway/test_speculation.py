@@ -64,6 +64,24 @@ def test_the_whole_image_is_embedded_kept_and_searched_with_the_callers_category
     assert len(took) == 1 and took[0] >= 0
 
 
+def test_a_scene_is_embedded_ahead_but_not_searched_ahead() -> None:
+    scene = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)  # no plain frame
+
+    async def run() -> tuple[Any, FakeBackends, FakeIndex]:
+        backends, index = FakeBackends(), FakeIndex()
+        ahead = Speculation(
+            backends,  # type: ignore[arg-type]
+            index,  # type: ignore[arg-type]
+            Photo(96, 64, scene, 1.0, scene.tobytes()),
+            SearchParams(k=5),
+            "kept-4",
+        )
+        return await ahead.found(), backends, index
+
+    found, backends, index = asyncio.run(run())
+    assert found is None and index.queries == [] and len(backends.embeds) == 1
+
+
 def test_a_query_for_another_embedders_index_is_left_to_the_caller() -> None:
     async def run() -> tuple[Any, FakeIndex]:
         index = FakeIndex(bound="f" * 64)
