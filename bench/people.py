@@ -3,7 +3,7 @@ recall, garment recall and precision (IoU >= 0.5) per photo and overall, and the
 photo, for today's pipeline and the new one, side by side in one run.
 
     python bench/people.py [--repeats 5] [--detector nanodet-m-int8] [--long-side 384] [--evidence 0.07]
-                           [--alone 0.4] [--own-score 0.3]
+                           [--alone 0.4] [--gate-side 192] [--own-score 0.3]
 
 Pipelines: `before` = what shipped before issue 29: `--before-detector`'s people (NanoDet-m fp32), single-person
 MoveNet on each, garments from keypoints only; the others run `--detector` (the service's default, NanoDet-m int8):
@@ -14,14 +14,15 @@ the other; `parallel` = the same work as the detector service runs it: MultiPose
 but MultiPose's own keypoints for a person whose shoulders, hips, knees and ankles it all sees with at least
 `--own-score` (no crop for that person). Every pipeline but `before` refines the garments with the photo's colours
 (detector.garment_evidence: shorts end at their hem, a bare torso has no top). `--alone S`: a scene NanoDet finds
-nothing in keeps MultiPose's people scored S or more (the service's `people_alone_score`, 0.4; 1 turns it off). A
-detection inside an `ignore` box counts neither way. Cost per photo and pipeline, the pipelines interleaved: the
-median wall clock of the whole detection (model, pose, garments) and its median critical-path CPU time
-(bench/critical.py: the latency with a free core per thread, which a busy shared machine's wall clock cannot show);
-each includes the photo's one foreground analysis, which the detector service runs for every photo (flat-lay items;
-on the pose pass's side thread first, for its plain-frame check). Photos without people (dog.jpg, horses.jpg, a
-flat-lay, a product shot NanoDet finds nothing in) show what the person-evidence gate saves. Prints tables, then as
-the LAST line one JSON object.
+nothing in keeps MultiPose's people scored S or more (the service's `people_alone_score`, 0.4; 1 turns it off).
+`--gate-side`: the service's small first pass on a scene of other things with only a faint person candidate (0:
+off). A detection inside an `ignore` box counts neither way. Cost per photo and pipeline, the pipelines
+interleaved: the median wall clock of the whole detection (model, pose, garments) and its median critical-path CPU
+time (bench/critical.py: the latency with a free core per thread, which a busy shared machine's wall clock cannot
+show); each includes the photo's one foreground analysis, which the detector service runs for every photo (flat-lay
+items; on the pose pass's side thread first, for its plain-frame check). Photos without people (dog.jpg,
+horses.jpg, a flat-lay, a product shot NanoDet finds nothing in) show what the person-evidence gate saves. Prints
+tables, then as the LAST line one JSON object.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ def pipelines(args: argparse.Namespace, trace: CpuTrace) -> dict[str, Callable[[
             executor=pool,
             on_detections=early.start if early is not None else None,
             plain=lambda: foreground().plain,
+            gate_side=args.gate_side or None,
         )
         foreground()
         confident = {i: p for i, p in posed.items() if own is not None and p[list(BODY), 2].min() >= own}
@@ -198,6 +200,7 @@ def main() -> None:
     ap.add_argument("--long-side", type=int, default=384)
     ap.add_argument("--evidence", type=float, default=0.07)
     ap.add_argument("--alone", type=float, default=0.4)
+    ap.add_argument("--gate-side", type=int, default=192, help="the service's people_gate_side (0: off)")
     ap.add_argument("--detector", default="nanodet-m-int8", help="a detector folder in models/")
     ap.add_argument("--before-detector", default="nanodet-m", help="the detector of `before`")
     ap.add_argument("--own-score", type=float, default=0.3)
@@ -208,7 +211,10 @@ def main() -> None:
     runs = pipelines(args, trace)
     result: dict[str, Any] = {
         "machine": machine(),
-        **{k: vars(args)[k] for k in ("detector", "before_detector", "long_side", "evidence", "alone", "own_score")},
+        **{
+            k: vars(args)[k]
+            for k in ("detector", "before_detector", "long_side", "evidence", "alone", "gate_side", "own_score")
+        },
     }
     result.update(quality(runs, photos))
     result["cost_ms"] = cost(runs, {p["file"]: image for p, image in photos}, args.repeats, trace)

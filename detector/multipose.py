@@ -76,10 +76,16 @@ class MultiPoseEstimator(OnnxModel):
         self.people(np.zeros((self.long_side, self.long_side, 3), dtype=np.uint8))
         return 1
 
-    def people(self, image: np.ndarray, cancel: RunCancel | None = None) -> list[PosedPerson]:
+    def people(
+        self, image: np.ndarray, cancel: RunCancel | None = None, *, long_side: int | None = None
+    ) -> list[PosedPerson]:
         """The people in an HxWx3 uint8 RGB photo, best first, boxes and keypoints in its pixels. A run stopped
-        through `cancel` (from another thread) raises imgcore.runtime.CancelledRun."""
-        tensor, scale = padded_input(image, self.long_side)
+        through `cancel` (from another thread) raises imgcore.runtime.CancelledRun. `long_side` runs this one
+        call at another input size (padded up to the stride like any): smaller is cheaper, misses small people."""
+        side = self.long_side if long_side is None else long_side
+        if side < STRIDE:
+            raise ValueError(f"multi-pose long_side must be at least {STRIDE}, got {side}")
+        tensor, scale = padded_input(image, side)
         feeds = {self.input_name: tensor}
         outputs = self._session.run(feeds) if cancel is None else self._session.run(feeds, cancel)
         rows = outputs[0].reshape(-1, SCORE_AT + 1)

@@ -121,6 +121,12 @@ class PeopleGroup(SettingsGroup):
         "model's people scored at least this (people the detector cannot see; such photos wait for the pose pass). "
         "1: off.",
     )
+    gate_side: int = Field(
+        default=192,
+        ge=0,
+        description="On a scene where the detector found other things and only a faint person candidate, a pose pass "
+        "at this long side first (a third of the full pass's cost); nobody found, no full pass is waited for. 0: off.",
+    )
     beside_max_inflight: int = Field(
         default=1,
         ge=0,
@@ -128,3 +134,10 @@ class PeopleGroup(SettingsGroup):
         "people are cropped side by side (idle cores: lower latency); beyond it, one step after the other and the pass "
         "only on person evidence (under load a pass that is then cancelled takes a core from other photos). 0: never.",
     )
+
+    @field_validator("gate_side")
+    @classmethod
+    def _gate_side(cls, value: int) -> int:
+        if 0 < value < 32:
+            raise ValueError("gate_side is 0 (off) or a long side of at least 32 px")
+        return value

@@ -136,6 +136,7 @@ def find_items(
             executor=side,
             on_detections=early.start if early is not None else None,
             plain=lambda: foreground().plain,
+            gate_side=settings.people.gate_side or None,
         )
     except BaseException:
         if early is not None:

@@ -2,7 +2,7 @@
 
 A photo in which nothing is detected (a product shot: the commonest query) is searched as a whole image. While
 no other search is running the cores are idle, so the whole image is embedded and, when the photo is a product
-shot (its frame a plain background: imgcore.foreground.plain_frame, checked meanwhile in a worker thread),
+shot (the embedder cropped it to an item on a plain background: its answer's box is not the whole photo),
 searched in the index while the detector still works: when the detector finds nothing, the answer is ready
 when its answer is, and neither the embed nor the index hop comes after it. A scene, which nearly always has
 items, is not searched ahead: its query would be done for nothing, on every partition, on cores the detector
@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from imgcore.foreground import plain_frame
 from services.gateway.backends import Backends
 from services.gateway.garments import categories_for
 from services.gateway.regions import Region
@@ -44,8 +43,6 @@ class Speculation:
         self._backends, self._index, self._photo, self._kept = backends, index, photo, kept
         self.embedded: asyncio.Task[tuple[Any, dict[str, Any]]] = asyncio.create_task(self._embed())
         self.embedded.add_done_callback(consume_outcome)
-        self._plain = asyncio.create_task(asyncio.to_thread(plain_frame, photo.forward))
-        self._plain.add_done_callback(consume_outcome)
         self._query: asyncio.Task[Found | None] = asyncio.create_task(self._search(params))
         self._query.add_done_callback(consume_outcome)
 
@@ -59,7 +56,7 @@ class Speculation:
 
     async def _search(self, params: SearchParams) -> Found | None:
         vectors, answer = await self.embedded
-        if not await self._plain:
+        if not _cropped(answer, self._photo):
             return None
         await self._index.check_binding(answer.get("model"))
         # The same categories as the whole-image region the search falls back to (no label, no category).
@@ -79,4 +76,10 @@ class Speculation:
     def drop_query(self) -> None:
         """Items were detected: the whole-image query is not needed."""
         self._query.cancel()
-        self._plain.cancel()
+
+
+def _cropped(answer: dict[str, Any], photo: Photo) -> bool:
+    """Whether the embedder cropped the whole image to its foreground (a product shot on a plain background)."""
+    boxes = answer.get("boxes") or []
+    height, width = photo.forward.shape[:2]
+    return bool(boxes) and [float(v) for v in boxes[0]] != [0.0, 0.0, float(width), float(height)]

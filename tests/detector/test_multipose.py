@@ -152,13 +152,15 @@ def test_a_photo_the_detector_finds_nothing_in_keeps_the_confidently_posed_peopl
 
 
 def count_passes(multipose: MultiPoseEstimator, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """A list that gets an entry for every pose pass run on `multipose` from now on."""
+    """A list that gets the input size of every pose pass run on `multipose` from now on."""
     calls: list[int] = []
     real = multipose.people
 
-    def people(image: np.ndarray, cancel: RunCancel | None = None) -> list[PosedPerson]:
-        calls.append(1)
-        return real(image, cancel)
+    def people(
+        image: np.ndarray, cancel: RunCancel | None = None, *, long_side: int | None = None
+    ) -> list[PosedPerson]:
+        calls.append(long_side or multipose.long_side)
+        return real(image, cancel, long_side=long_side)
 
     monkeypatch.setattr(multipose, "people", people)
     return calls
@@ -175,7 +177,7 @@ def test_a_product_shot_the_detector_finds_nothing_in_does_not_wait_for_the_pose
     assert calls == []
     image, _ = labelled("lab-c4-f066.jpg")  # a scene with nothing detected: the pass runs
     assert len(find_people(detector, multipose, image, evidence_score=0.07, alone_score=0.4)[0]) == 2
-    assert calls == [1]
+    assert calls == [multipose.long_side]
 
 
 def test_a_flat_lay_with_a_person_candidate_never_starts_the_pose_pass(
@@ -195,7 +197,7 @@ def test_a_flat_lay_with_a_person_candidate_never_starts_the_pose_pass(
     assert calls == []
     image = decode_image((DATA / "photos" / "dog.jpg").read_bytes())  # a scene with a weak person candidate
     find_people(detector, multipose, image, evidence_score=0.07, alone_score=0.4, executor=side)
-    assert calls == [1]
+    assert calls == [multipose.long_side]
 
 
 def test_the_detectors_people_are_cropped_while_the_pose_pass_runs(
@@ -219,3 +221,25 @@ def test_the_detectors_people_are_cropped_while_the_pose_pass_runs(
         assert np.allclose(given[i], pose.keypoints(image, people[i].box))
     with_early = find_garments(image, people, pose, max_people=6, min_score=0.3, posed=given)
     assert with_early == find_garments(image, people, pose, max_people=6, min_score=0.3)
+
+
+def test_a_scene_with_a_faint_person_candidate_gets_a_small_pass_first(
+    multipose: MultiPoseEstimator, side: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    detector = Detector(REPO / "models" / "nanodet-m-int8")  # the service's default: these are its candidates
+    calls = count_passes(multipose, monkeypatch)
+    dog = decode_image((DATA / "photos" / "dog.jpg").read_bytes())  # a dog, a bicycle, a faint "person"
+    found, posed = find_people(detector, multipose, dog, evidence_score=0.07, gate_side=192)
+    assert posed == {} and not any(d.label == "person" for d in found)
+    assert calls == [192]  # nobody at 192 px: the full pass never ran
+    # Beside the detector the full pass has started; nobody at a glance, it is not waited for.
+    calls.clear()
+    assert find_people(detector, multipose, dog, evidence_score=0.07, gate_side=192, executor=side)[1] == {}
+    assert 192 in calls
+    # The same kind of scene with a person in it (the detector sees other things, the person only faintly).
+    image, photo = labelled("lab-single-c4-f066.jpg")
+    calls.clear()
+    people, _ = find_people(detector, multipose, image, evidence_score=0.07, gate_side=192)
+    assert calls == [192, multipose.long_side]
+    boxes = np.array([d.box for d in people if d.label == "person"], dtype=np.float64)
+    assert len(boxes) and box_iou(np.array(photo["people"][0]["box"], dtype=np.float64), boxes).max() >= 0.5

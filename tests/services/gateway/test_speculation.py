@@ -16,12 +16,17 @@ VECTOR = np.ones((1, 4), dtype=np.float32)
 
 
 class FakeBackends:
-    def __init__(self) -> None:
+    """The embedder crops a product shot to its item (a box inside the photo), a scene not (the whole photo)."""
+
+    def __init__(self, cropped: bool = True) -> None:
         self.embeds: list[dict[str, Any]] = []
+        self.cropped = cropped
 
     async def embed(self, pixels: bytes, image: np.ndarray, boxes: Any, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         self.embeds.append({"boxes": boxes, **kwargs})
-        return VECTOR, {"model": {"sha256": "e" * 64}}
+        height, width = image.shape[:2]
+        box = [1.0, 1.0, width - 1.0, height - 1.0] if self.cropped else [0.0, 0.0, float(width), float(height)]
+        return VECTOR, {"model": {"sha256": "e" * 64}, "boxes": [box]}
 
 
 class FakeIndex:
@@ -65,17 +70,9 @@ def test_the_whole_image_is_embedded_kept_and_searched_with_the_callers_category
 
 
 def test_a_scene_is_embedded_ahead_but_not_searched_ahead() -> None:
-    scene = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)  # no plain frame
-
     async def run() -> tuple[Any, FakeBackends, FakeIndex]:
-        backends, index = FakeBackends(), FakeIndex()
-        ahead = Speculation(
-            backends,  # type: ignore[arg-type]
-            index,  # type: ignore[arg-type]
-            Photo(96, 64, scene, 1.0, scene.tobytes()),
-            SearchParams(k=5),
-            "kept-4",
-        )
+        backends, index = FakeBackends(cropped=False), FakeIndex()  # no foreground crop: not a product shot
+        ahead = Speculation(backends, index, photo(), SearchParams(k=5), "kept-4")  # type: ignore[arg-type]
         return await ahead.found(), backends, index
 
     found, backends, index = asyncio.run(run())
