@@ -196,6 +196,32 @@ def test_whole_non_square_image_is_padded_not_cropped() -> None:
     np.testing.assert_array_equal(out[0, 0], (250, 240, 230))
 
 
+def test_crop_square_is_the_square_filled_with_the_border_colour_and_the_inside_pasted() -> None:
+    """The definition, on random photos and boxes (partly outside, with margins, grey and colour)."""
+    rng = np.random.default_rng(7)
+    checked = 0
+    for _ in range(400):
+        h, w = (int(v) for v in rng.integers(1, 60, 2))
+        img = rng.integers(0, 256, (h, w, 3) if rng.random() < 0.8 else (h, w), dtype=np.uint8)
+        x1, y1 = rng.uniform(-4, w - 0.5), rng.uniform(-4, h - 0.5)
+        box = (x1, y1, x1 + rng.uniform(0.5, w), y1 + rng.uniform(0.5, h))
+        margin = float(rng.choice([0.0, 0.05, 0.25]))
+        rgb = img if img.ndim == 3 else np.repeat(img[:, :, None], 3, axis=2)
+        sx1, sy1, sx2, sy2 = square_box(box, margin)
+        ix1, iy1, ix2, iy2 = max(sx1, 0), max(sy1, 0), min(sx2, w), min(sy2, h)
+        if ix2 <= ix1 or iy2 <= iy1:
+            continue
+        inside = rgb[iy1:iy2, ix1:ix2]
+        expected = np.empty((sy2 - sy1, sx2 - sx1, 3), np.uint8)
+        expected[:] = border_colour(inside)
+        expected[iy1 - sy1 : iy2 - sy1, ix1 - sx1 : ix2 - sx1] = inside
+        out = crop_square(img, box, margin)
+        assert out.flags.c_contiguous and out.dtype == np.uint8
+        np.testing.assert_array_equal(out, expected)
+        checked += 1
+    assert checked > 300
+
+
 def test_border_colour_is_the_median_of_the_frame() -> None:
     img = np.full((10, 10, 3), 90, np.uint8)
     img[0, 0] = 0  # one odd pixel in the frame does not move the median
