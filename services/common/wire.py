@@ -17,6 +17,7 @@ from imgcore.errors import ImageTooLarge, InvalidInput
 from imgcore.image import DecodeLimits
 
 RGB_CONTENT_TYPE = "application/x-imgsearch-rgb"
+PixelBody = bytes | memoryview  # a raw RGB body as sent: a view of the decoded photo's own bytes
 HEIGHT_HEADER = "x-image-height"
 WIDTH_HEADER = "x-image-width"
 
@@ -27,12 +28,15 @@ def rgb_headers(image: np.ndarray) -> dict[str, str]:
     return {"content-type": RGB_CONTENT_TYPE, HEIGHT_HEADER: str(height), WIDTH_HEADER: str(width)}
 
 
-def rgb_body(image: np.ndarray) -> bytes:
-    """The raw body for `image` (no copy when it is already contiguous uint8)."""
-    return np.ascontiguousarray(image, dtype=np.uint8).tobytes()
+def rgb_body(image: np.ndarray) -> PixelBody:
+    """The raw body for `image`: a flat view of its bytes, no copy when it is already contiguous uint8 (a 0.8 MB
+    photo's `tobytes` took 0.3-0.5 ms of the gateway's decode stage, on every search's critical path)."""
+    return np.ascontiguousarray(image, dtype=np.uint8).reshape(-1).data
 
 
-def rgb_from_body(body: bytes | bytearray, height: str | None, width: str | None, limits: DecodeLimits) -> np.ndarray:
+def rgb_from_body(
+    body: bytes | bytearray | memoryview, height: str | None, width: str | None, limits: DecodeLimits
+) -> np.ndarray:
     """Check the size headers against the body and the pixel limits; return an HxWx3 uint8 view."""
     try:
         h, w = int(height or ""), int(width or "")

@@ -25,7 +25,7 @@ from services.common.metrics import BACKEND_ERRORS, BACKEND_SECONDS
 from services.common.settings_gateway import BackendGroup
 from services.common.web import current_request_id
 from services.common.web_json import dumps
-from services.common.wire import rgb_headers, vectors_from_b64, vectors_to_b64
+from services.common.wire import PixelBody, rgb_headers, vectors_from_b64, vectors_to_b64
 from services.gateway.answers import json_object, query_answer, readiness_problem
 from services.gateway.transport import AnswerTooLarge, ConnectionFailed, ConnectTimeout, HttpPool, Reply
 
@@ -130,13 +130,13 @@ class Backends:
             raise BackendUnavailable(message)
         raise BackendRejected(code, message, reason=f"{backend}_rejected")
 
-    async def detect(self, pixels: bytes, image: np.ndarray) -> dict[str, Any]:
+    async def detect(self, pixels: PixelBody, image: np.ndarray) -> dict[str, Any]:
         """Detections for decoded pixels (raw RGB fast path)."""
         return await self._post_pixels("detector", "/v1/detect", self.settings.detect_timeout_s, pixels, image)
 
     async def embed(
         self,
-        pixels: bytes,
+        pixels: PixelBody,
         image: np.ndarray,
         boxes: list[list[float]] | None,
         *,
@@ -166,7 +166,7 @@ class Backends:
         backend: str,
         path: str,
         budget_s: float,
-        pixels: bytes,
+        pixels: PixelBody,
         image: np.ndarray,
         params: dict[str, str] | None = None,
     ) -> dict[str, Any]:

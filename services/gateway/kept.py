@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from services.common.wire import PixelBody
 from services.gateway.backends import BackendRejected, Backends
 
 
@@ -27,7 +28,7 @@ def _answered(task: asyncio.Task[Any] | None) -> bool:
 
 async def embed_boxes(
     backends: Backends,
-    pixels: bytes,
+    pixels: PixelBody,
     image: np.ndarray,
     boxes: list[list[float]],
     speculative: asyncio.Task[Any] | None,

@@ -15,7 +15,7 @@ from imgcore.index_wire import GROUP_PRODUCT
 from services.common.boxes import Box
 from services.common.uploads import Upload
 from services.common.web_json import dumps
-from services.common.wire import rgb_body
+from services.common.wire import PixelBody, rgb_body
 from services.gateway.dedupe import query_options
 from services.gateway.regions import Region
 
@@ -69,7 +69,7 @@ class Photo:
     height: int
     forward: np.ndarray
     scale: float  # forward pixels per original pixel
-    pixels: bytes  # the forwarded image's raw RGB body
+    pixels: PixelBody  # the forwarded image's raw RGB body
 
     def to_original(self, box: list[float] | Box) -> list[float]:
         return scaled(box, 1 / self.scale)

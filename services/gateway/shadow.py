@@ -23,6 +23,7 @@ from imgcore.retrieval import overlap_at
 from services.common import tracing
 from services.common.metrics import SHADOW_OVERLAP, SHADOW_RBO, SHADOW_REQUESTS, SHADOW_SECONDS
 from services.common.settings import GatewaySettings
+from services.common.wire import PixelBody
 from services.gateway.backends import Backends
 from services.gateway.partitions import served_index
 from services.gateway.served_index import ServedIndex
@@ -38,7 +39,7 @@ RBO_P = 0.9  # the weight of rank d is p**(d-1): the top ten carry about two thi
 class ShadowJob:
     """One production search as the candidate must repeat it."""
 
-    pixels: bytes  # the forwarded image's raw RGB body
+    pixels: PixelBody  # the forwarded image's raw RGB body
     image: np.ndarray  # the forwarded image (its shape makes the raw body's headers)
     boxes: list[list[float]] | None  # in forwarded pixels; None: the whole image's foreground, as production
     k: int

@@ -72,7 +72,7 @@ class HttpPool:
         method: str,
         url: str,
         *,
-        content: bytes = b"",
+        content: bytes | memoryview = b"",
         headers: dict[str, str] | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> Reply:

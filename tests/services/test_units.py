@@ -63,6 +63,10 @@ def test_rgb_wire_round_trip_and_checks() -> None:
     headers = rgb_headers(image)
     back = rgb_from_body(rgb_body(image), headers["x-image-height"], headers["x-image-width"], DecodeLimits())
     assert np.array_equal(back, image)
+    body = rgb_body(image)  # the photo's own bytes, flat: sent without a copy
+    assert len(body) == image.nbytes and np.shares_memory(np.frombuffer(body, np.uint8), image)
+    strided = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)[::2, ::2]  # not contiguous: copied once
+    assert bytes(rgb_body(strided)) == strided.tobytes()
     with pytest.raises(InvalidInput):
         rgb_from_body(b"\0" * 17, "2", "3", DecodeLimits())
     with pytest.raises(InvalidInput):
