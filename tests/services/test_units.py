@@ -65,6 +65,7 @@ def test_rgb_wire_round_trip_and_checks() -> None:
     assert np.array_equal(back, image)
     body = rgb_body(image)  # the photo's own bytes, flat: sent without a copy
     assert len(body) == image.nbytes and np.shares_memory(np.frombuffer(body, np.uint8), image)
+    assert body.readonly  # a body in flight cannot be changed through it
     strided = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)[::2, ::2]  # not contiguous: copied once
     assert bytes(rgb_body(strided)) == strided.tobytes()
     with pytest.raises(InvalidInput):
