@@ -199,7 +199,6 @@ class SearchService:
             FALLBACKS.labels(why="no_detections" if source == "detector" else source).inc()
             used = answer.get("boxes") or [[0, 0, photo.forward.shape[1], photo.forward.shape[0]]]
             regions = [Region(box=photo.to_original(used[0]), fallback="whole_image")]
-        took = ahead.took if ahead is not None else []
         embedded = Embedded(
             regions,
             vectors,
@@ -209,7 +208,7 @@ class SearchService:
             source,
             ignored=ignored,
             pose_model=pose_model,
-            embed_s=took[0] if took and regions[0].fallback else None,
+            embed_s=ahead.embed_s if ahead is not None and regions[0].fallback else None,
         )
         return embedded, ahead
 

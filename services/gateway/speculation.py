@@ -36,10 +36,10 @@ class Found:
 class Speculation:
     """`embedded` is the whole-image embed (vectors, the embedder's answer); `found()` its index answer, or None
     when the photo is no product shot or that query failed (the caller then queries as usual and meets any
-    failure itself). `took` receives the embed's own duration once it has answered."""
+    failure itself). `embed_s` is the embed's own duration once it has answered, None before."""
 
     def __init__(self, backends: Backends, index: ServedIndex, photo: Photo, params: SearchParams, kept: str) -> None:
-        self.took: list[float] = []
+        self.embed_s: float | None = None
         self._backends, self._index, self._photo, self._kept = backends, index, photo, kept
         self.embedded: asyncio.Task[tuple[Any, dict[str, Any]]] = asyncio.create_task(self._embed())
         self.embedded.add_done_callback(consume_outcome)
@@ -51,7 +51,7 @@ class Speculation:
         answer = await self._backends.embed(
             self._photo.pixels, self._photo.forward, None, foreground=True, keep=self._kept
         )
-        self.took.append(time.perf_counter() - t0)
+        self.embed_s = time.perf_counter() - t0
         return answer
 
     async def _search(self, params: SearchParams) -> Found | None:
