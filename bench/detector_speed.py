@@ -1,16 +1,18 @@
 """The default detector against NanoDet-m fp32: model-only speed (one thread, batch 1, interleaved) and answers
 on the labelled photos, per photo, in one run.
 
-    python bench/detector_speed.py [--repeats 15] [--candidates int8,fp32-basic]
+    python bench/detector_speed.py [--repeats 15] [--candidates int8,int8-square,fp32-basic]
 
 Speed: each candidate's onnxruntime session runs the preprocessed tensors of every labelled photo in turn,
 the candidates taking turns repeat by repeat; medians of the per-photo mean. Candidates: `int8` (the default,
-models/nanodet-m-int8), `fp32-basic` / `fp32-extended` (the fp32 file with a lower graph optimisation level:
-the lever 'graph options'), and `int8-openvino` when onnxruntime has the OpenVINO execution provider
-(`onnxruntime-openvino` replaces `onnxruntime`; measured in its own venv). Quality: person recall on
-tests/data/people/labels.json and object recall on tests/data/objects.json at IoU >= 0.5, each model at its
-card's default threshold, and how many of the objects fp32 finds correctly the candidate finds too
-(detector.compare: same label, IoU >= 0.5). Target (issue 31): >= 1.8x, recall not lower, agreement >= 0.95.
+models/nanodet-m-int8, each photo at its own input size: detector.transforms.model_size), `int8-square` (the
+same file at fp32's 416 x 416 for every photo: what the per-photo size saves), `fp32-basic` / `fp32-extended`
+(the fp32 file with a lower graph optimisation level: the lever 'graph options'), and `int8-openvino` when
+onnxruntime has the OpenVINO execution provider (`onnxruntime-openvino` replaces `onnxruntime`; measured in its
+own venv). Quality: person recall on tests/data/people/labels.json and object recall on tests/data/objects.json
+at IoU >= 0.5, each model at its card's default threshold, and how many of the objects fp32 finds correctly the
+candidate finds too (detector.compare: same label, IoU >= 0.5). Target (issue 31): >= 1.8x, recall not lower,
+agreement >= 0.95.
 Last line: one JSON object.
 """
 
@@ -102,19 +104,22 @@ def sessions(candidates: list[str]) -> dict[str, Any]:
     return out
 
 
-def speed(candidates: list[str], tensors: list[np.ndarray], repeats: int) -> dict[str, float]:
+def speed(candidates: list[str], tensors: dict[str, list[np.ndarray]], repeats: int) -> dict[str, float]:
+    """Median ms per photo of each session on its own inputs: `tensors["fp32"]` (416 x 416, every photo) for the
+    fp32 sessions and `int8-square`, `tensors["int8"]` (each photo at its own size) for the other int8 ones."""
     runs = sessions(candidates)
     feed = runs["fp32"].get_inputs()[0].name
-    for sess in runs.values():
-        for t in tensors[:3]:  # first runs allocate and pick kernels
+    inputs = {key: tensors["fp32" if key.startswith("fp32") or key == "int8-square" else "int8"] for key in runs}
+    for key, sess in runs.items():
+        for t in inputs[key]:  # first runs allocate and pick kernels, per input shape
             sess.run(None, {feed: t})
     times: dict[str, list[float]] = {k: [] for k in runs}
     for _ in range(repeats):
         for key, sess in runs.items():
             t0 = time.perf_counter()
-            for t in tensors:
+            for t in inputs[key]:
                 sess.run(None, {feed: t})
-            times[key].append((time.perf_counter() - t0) * 1e3 / len(tensors))
+            times[key].append((time.perf_counter() - t0) * 1e3 / len(inputs[key]))
     return {k: round(statistics.median(v), 2) for k, v in times.items()}
 
 
@@ -137,12 +142,12 @@ def report(result: dict[str, Any]) -> None:
 def main() -> None:
     ap = arg_parser(__doc__)
     ap.add_argument("--repeats", type=int, default=15)
-    ap.add_argument("--candidates", default="int8,fp32-basic,int8-openvino")
+    ap.add_argument("--candidates", default="int8,int8-square,fp32-basic,int8-openvino")
     args = ap.parse_args()
     images = {key: decode_image((DATA / key).read_bytes()) for key in labelled()}
     models = {"fp32": Detector(FP32), "int8": Detector(INT8)}
     result: dict[str, Any] = {"bench": "detector_speed", "quality": quality(models, images)}
-    tensors = [models["fp32"].preprocess(image)[0] for image in images.values()]
+    tensors = {name: [m.preprocess(image)[0] for image in images.values()] for name, m in models.items()}
     result["ms"] = speed([c for c in args.candidates.split(",") if c], tensors, args.repeats)
     result["speedup"] = {k: round(result["ms"]["fp32"] / v, 3) for k, v in result["ms"].items() if k != "fp32"}
     int8 = result["quality"]["overall"]["int8"]

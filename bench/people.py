@@ -99,7 +99,7 @@ def pipelines(args: argparse.Namespace, trace: CpuTrace) -> dict[str, Callable[[
         foreground()
         confident = {i: p for i, p in posed.items() if own is not None and p[list(BODY), 2].min() >= own}
         if early is not None:
-            confident = early.keypoints()
+            confident = early.keypoints(people)
         garments = find_garments(
             image, people, single, max_people=6, min_score=0.3, posed=confident, executor=pool, refine=pose is not None
         )

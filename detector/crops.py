@@ -13,24 +13,26 @@ from concurrent.futures import Executor, Future
 import numpy as np
 
 from detector.garments import KeypointModel, garment_people
-from detector.types import Detection
+from detector.types import Box, Detection
 
 
 class EarlyCrops:
     """`start(detections)` submits a crop per person find_garments will take (garment_people);
-    `keypoints()` waits for them: {index in detections: [17, 3] keypoints}."""
+    `keypoints(people)` waits for them: {index: [17, 3] keypoints} for each person whose box in `people` (the
+    fused list, which begins with the detections) is still the one cropped (fusion can widen a box)."""
 
     def __init__(self, pose: KeypointModel, image: np.ndarray, max_people: int, executor: Executor) -> None:
         self._pose, self._image, self._max, self._executor = pose, image, max_people, executor
-        self._futures: dict[int, Future[np.ndarray]] = {}
+        self._futures: dict[int, tuple[Box, Future[np.ndarray]]] = {}
 
     def start(self, detections: Sequence[Detection]) -> None:
         for i in garment_people(detections, self._max):
-            self._futures[i] = self._executor.submit(self._pose.keypoints, self._image, detections[i].box)
+            box = detections[i].box
+            self._futures[i] = (box, self._executor.submit(self._pose.keypoints, self._image, box))
 
-    def keypoints(self) -> dict[int, np.ndarray]:
-        return {i: future.result() for i, future in self._futures.items()}
+    def keypoints(self, people: Sequence[Detection]) -> dict[int, np.ndarray]:
+        return {i: future.result() for i, (box, future) in self._futures.items() if people[i].box == box}
 
     def cancel(self) -> None:
-        for future in self._futures.values():
+        for _, future in self._futures.values():
             future.cancel()

@@ -7,7 +7,7 @@ from typing import Any, Unpack
 
 import numpy as np
 
-from detector.decoders import make_decoder
+from detector.decoders import Decoder, make_decoder
 from detector.nms import batched_nms
 from detector.transforms import Geometry, InputSpec, resize_for_model, to_tensor
 from detector.types import Detection
@@ -55,12 +55,13 @@ class Detector(OnnxModel):
     def _bind(self, session: ModelSession) -> None:
         self._input_name = self._input.name or session.input_names[0]
         self._require("input", self._input_name, session.input_names)
-        self._decoder = make_decoder(
-            self._output_spec,
-            input_hw=(self._input.height, self._input.width),
-            num_classes=len(self.labels),
-            output_names=session.output_names,
-        )
+        # One decoder (its anchor grids) per input shape, all built now: a bad card fails at load, not per request.
+        self._decoders: dict[tuple[int, int], Decoder] = {
+            hw: make_decoder(
+                self._output_spec, input_hw=hw, num_classes=len(self.labels), output_names=session.output_names
+            )
+            for hw in self._input.shapes()
+        }
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Geometry]:
         """HxWx3 uint8 RGB -> (model input tensor, geometry to map boxes back)."""
@@ -78,7 +79,7 @@ class Detector(OnnxModel):
         """Raw outputs (in the session's output order) -> detections in original pixels, best first."""
         threshold = self.score_threshold if score_threshold is None else score_threshold
         named = dict(zip(self._session.output_names, outputs, strict=True))
-        cand = self._decoder(named, threshold)
+        cand = self._decoders[geometry.input_hw](named, threshold)
         if cand.scores.shape[0] == 0:
             return []
         if cand.scores.shape[0] > PRE_NMS_TOP_K:
@@ -102,9 +103,11 @@ class Detector(OnnxModel):
         return self._session.run({self._input_name: tensor})
 
     def warm_up(self) -> int:
-        """One detect of a grey photo: the input has one fixed shape, and pre/post-processing warm too."""
-        self.detect(np.full((self._input.height, self._input.width, 3), 127, dtype=np.uint8))
-        return 1
+        """One detect of a grey photo per input shape (onnxruntime plans each new shape on its first run), so
+        pre/post-processing warm too."""
+        for height, width in self._input.shapes():
+            self.detect(np.full((height, width, 3), 127, dtype=np.uint8))
+        return len(self._input.shapes())
 
     def detect(self, image: np.ndarray, score_threshold: float | None = None) -> list[Detection]:
         """Objects in an HxWx3 uint8 RGB image, sorted by score, boxes in its own pixel coordinates."""

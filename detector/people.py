@@ -4,24 +4,31 @@ The detector misses people the pose model finds (a person half turned away, a cr
 another) and the pose model misses small people the detector finds, so both lists are kept: each posed
 person is matched to the detected person it overlaps most (greedy, best IoU first); one that matches none
 becomes a person of its own (`source` "pose"), after the detections. No person is listed twice, none is lost.
+A detected person the pose model surely sees too (IoU >= 0.5) and whose posed box reaches well beyond the
+detected one (by a tenth of its width or height) takes the union of both: the detector's box can end at a hip
+where a kicking leg goes on, and the garments are read inside it. A few pixels more change nothing and keep
+the box (and its early crop: detector.crops).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
+from dataclasses import replace
 
 import numpy as np
 
 from detector.detector import Detector
 from detector.multipose import MultiPoseEstimator, PosedPerson
 from detector.nms import box_iou
-from detector.types import Detection
+from detector.types import Box, Detection
 from imgcore.foreground import plain_frame
 from imgcore.runtime import RunCancel
 
 PERSON = "person"
 POSE_SOURCE = "pose"  # the `source` of a person only the multi-pose model found
+SAME_PERSON_IOU = 0.5  # a match this close is one person for sure
+BEYOND = 0.1  # ... and a posed box past a side of the detected one by this share of its size widens it
 
 
 def fuse_people(
@@ -39,19 +46,31 @@ def fuse_people(
     pairs.sort(key=lambda pair: -pair[0])
     keypoints: dict[int, np.ndarray] = {}
     matched: set[int] = set()
+    fused = list(detections)
     for overlap, i, n in pairs:
         if overlap < match_iou:
             break
         if i not in keypoints and n not in matched:
             keypoints[i] = posed[n].points
             matched.add(n)
-    fused = list(detections)
+            if overlap >= SAME_PERSON_IOU and _reaches_beyond(posed[n].box, fused[i].box):
+                fused[i] = replace(fused[i], box=_union(fused[i].box, posed[n].box))
     category = next((det.category for det in detections if det.label == PERSON), None)
     for n, person in enumerate(posed):
         if n not in matched:
             keypoints[len(fused)] = person.points
             fused.append(Detection(PERSON, category, person.score, person.box, POSE_SOURCE))
     return fused, keypoints
+
+
+def _union(a: Box, b: Box) -> Box:
+    return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+
+
+def _reaches_beyond(outer: Box, box: Box) -> bool:
+    """Whether `outer` goes past a side of `box` by more than BEYOND of the box's width or height."""
+    dx, dy = BEYOND * (box[2] - box[0]), BEYOND * (box[3] - box[1])
+    return outer[0] < box[0] - dx or outer[2] > box[2] + dx or outer[1] < box[1] - dy or outer[3] > box[3] + dy
 
 
 class PendingPeople:

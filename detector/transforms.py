@@ -6,6 +6,7 @@ conventions differ between training frameworks and a wrong guess predicts silent
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,9 @@ class InputSpec:
     resize: str  # "stretch" | "letterbox"
     interpolation: str
     pad_value: int  # letterbox fill, in 0..255 pixel units
+    # Per-photo input (stretch only; None: every photo at height x width): see model_size.
+    aspect_power: float | None = None
+    stride: int = 32
 
     @classmethod
     def from_card(cls, spec: dict[str, Any]) -> InputSpec:
@@ -52,6 +56,8 @@ class InputSpec:
                 resize=str(spec.get("resize", "stretch")),
                 interpolation=str(spec.get("interpolation", "linear")),
                 pad_value=int(spec.get("pad_value", 114)),
+                aspect_power=None if spec.get("aspect_power") is None else float(spec["aspect_power"]),
+                stride=int(spec.get("stride", 32)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StoreError(f"card input section is invalid: {exc!r}") from exc
@@ -67,7 +73,34 @@ class InputSpec:
                 raise StoreError(f"card input.{key}={value!r} is not one of {list(allowed)}")
         if out.height <= 0 or out.width <= 0:
             raise StoreError(f"card input.size must be positive, got {[out.height, out.width]}")
+        if out.aspect_power is not None:
+            if out.resize != "stretch" or out.height != out.width or not 0.0 <= out.aspect_power <= 1.0:
+                raise StoreError("card input.aspect_power needs resize 'stretch', a square size and 0 <= power <= 1")
+            if out.stride <= 0 or out.height % out.stride:
+                raise StoreError(f"card input.size must be a multiple of input.stride, got {out.height}, {out.stride}")
         return out
+
+    def shapes(self) -> list[tuple[int, int]]:
+        """Every (height, width) the model is run at: one, or each short side of a per-photo input, both ways."""
+        if self.aspect_power is None:
+            return [(self.height, self.width)]
+        sides = range(self.stride, self.height + 1, self.stride)
+        return sorted({(self.height, s) for s in sides} | {(s, self.height) for s in sides})
+
+
+def model_size(spec: InputSpec, height: int, width: int) -> tuple[int, int]:
+    """The (height, width) a photo is stretched to. With `aspect_power` p the long side is the card's size and
+    the short side that size times (short / long) ** p, rounded up to the stride: p = 0 is the square stretch,
+    p = 1 keeps the photo's proportions. A square stretch squeezes the people of a wide photo to half their
+    width (NanoDet-m then misses most of them) and spends a third of its pixels on it; keeping the proportions
+    entirely turned horses into cows (tests/data/photos/horses.jpg). docs/benchmarks.md has the numbers."""
+    if spec.aspect_power is None:
+        return spec.height, spec.width
+    long_side = spec.height
+    ratio = min(height, width) / max(height, width)
+    short = math.ceil(long_side * ratio**spec.aspect_power / spec.stride) * spec.stride
+    short = min(long_side, max(spec.stride, short))
+    return (long_side, short) if height >= width else (short, long_side)
 
 
 @dataclass(frozen=True)
@@ -80,6 +113,7 @@ class Geometry:
     pad_y: float
     orig_width: int
     orig_height: int
+    input_hw: tuple[int, int]  # the model input's (height, width) this photo was placed into
 
     def to_original(self, boxes: np.ndarray) -> np.ndarray:
         """(N, 4) xyxy boxes in model-input pixels -> original pixels, clipped to the image."""
@@ -92,12 +126,13 @@ class Geometry:
 
 
 def resize_for_model(image: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, Geometry]:
-    """Stretch, or letterbox (keep aspect, centre, pad), an HxWx3 image to the model's input size."""
+    """Stretch (to model_size), or letterbox (keep aspect, centre, pad), an HxWx3 image to the model's input."""
     h, w = image.shape[:2]
     interp = INTERPOLATIONS[spec.interpolation]
     if spec.resize == "stretch":
-        out = cv2.resize(image, (spec.width, spec.height), interpolation=interp)
-        return out, Geometry(spec.width / w, spec.height / h, 0.0, 0.0, w, h)
+        size_h, size_w = model_size(spec, h, w)
+        out = cv2.resize(image, (size_w, size_h), interpolation=interp)
+        return out, Geometry(size_w / w, size_h / h, 0.0, 0.0, w, h, (size_h, size_w))
     scale = min(spec.width / w, spec.height / h)
     new_w = min(spec.width, max(1, int(round(w * scale))))
     new_h = min(spec.height, max(1, int(round(h * scale))))
@@ -106,7 +141,7 @@ def resize_for_model(image: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, Ge
     out = np.full((spec.height, spec.width, 3), spec.pad_value, dtype=np.uint8)
     out[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = cv2.resize(image, (new_w, new_h), interpolation=interp)
     # The scale actually applied per axis (after rounding to whole pixels), so mapping back is exact.
-    return out, Geometry(new_w / w, new_h / h, float(pad_x), float(pad_y), w, h)
+    return out, Geometry(new_w / w, new_h / h, float(pad_x), float(pad_y), w, h, (spec.height, spec.width))
 
 
 def to_tensor(resized: np.ndarray, spec: InputSpec) -> np.ndarray:

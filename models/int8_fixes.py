@@ -1,4 +1,4 @@
-"""Two graph-level steps around models/int8_recipe.py's quantisation, used by nanodet-m-int8 (issue 31).
+"""Three graph-level steps around models/int8_recipe.py's quantisation, used by nanodet-m-int8 (issue 31).
 
 - `fold_pad_into_pool`: a Pad with -inf feeding a MaxPool (TF's PadV2 before a 'SAME' pool) becomes the pool's
   own `pads`, which ONNX MaxPool never lets win a max: the same outputs, and no -inf tensor, which has no finite
@@ -9,6 +9,10 @@
   per-channel difference between its output and the float model's on the calibration tensors, one Conv at a
   time in graph order, each measured after the ones before it were corrected (correcting all at once
   overshoots: downstream shifts are partly the upstream ones).
+- `free_spatial_dims`: the input's height and width (and the outputs' cell counts, which follow them) become
+  named dimensions, so the served detector can run each photo at its own input size (detector.transforms.
+  model_size). NanoDet is convolutional and its reshapes keep the batch and flatten the rest (-1), so only
+  the declared shapes and the shapes recorded by shape inference, which were for 416 x 416, change.
 Build-time only (the `onnx` package).
 """
 
@@ -91,3 +95,19 @@ def correct_biases(float_model: Path, qdq_model: Path, input_name: str, tensors:
         shifts[name] = round(float(np.abs(delta).max()), 4)
     onnx.save(model, str(qdq_model))
     return shifts
+
+
+def free_spatial_dims(path: Path) -> None:
+    """Rewrite the model at `path` with the input's dims 2 and 3 named `height`/`width`, each output's dim 1
+    named `cells`, and no recorded intermediate shapes (onnxruntime infers them per run)."""
+    model = onnx.load(str(path))
+    graph = model.graph
+    if len(graph.input) != 1 or len(graph.input[0].type.tensor_type.shape.dim) != 4:
+        raise ValueError("expected one 4-d input")
+    dims = graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_param, dims[3].dim_param = "height", "width"
+    for output in graph.output:
+        output.type.tensor_type.shape.dim[1].dim_param = "cells"
+    del graph.value_info[:]
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))

@@ -151,7 +151,7 @@ def find_items(
             pose,
             max_people=settings.pose.max_people,
             min_score=settings.pose.min_score,
-            posed=early.keypoints() if early is not None else None,
+            posed=early.keypoints(detections) if early is not None else None,
             executor=side,
         )
         STAGE_SECONDS.labels(stage="pose").observe(time.perf_counter() - t0)

@@ -11,7 +11,7 @@ import pytest
 
 from detector import Detection, Detector
 from detector.nms import batched_nms, nms
-from detector.transforms import InputSpec, resize_for_model, to_tensor
+from detector.transforms import InputSpec, model_size, resize_for_model, to_tensor
 from imgcore.card import sha256_file
 from imgcore.errors import ChecksumMismatch, InvalidInput, StoreError
 from imgcore.image import decode_image
@@ -210,3 +210,52 @@ def test_nms_removes_overlaps_and_keeps_other_classes() -> None:
     assert batched_nms(boxes, scores, classes, 0.5).tolist() == [0, 2, 3]
     assert batched_nms(boxes, scores, classes, 0.5, max_keep=2).tolist() == [0, 2]
     assert batched_nms(boxes[:0], scores[:0], classes[:0], 0.5).tolist() == []
+
+
+# --- per-photo input size (input.aspect_power) -------------------------------------------------------
+
+
+def per_photo(power: float) -> InputSpec:
+    return InputSpec.from_card({"size": [416, 416], "resize": "stretch", "aspect_power": power, "stride": 32})
+
+
+def test_model_size_keeps_the_long_side_and_scales_the_short_side_by_the_aspect_to_a_power() -> None:
+    assert model_size(spec("stretch"), 300, 900) == (8, 8)  # no power: the card's size for every photo
+    assert model_size(per_photo(0.0), 300, 900) == (416, 416)  # power 0: the square stretch
+    assert model_size(per_photo(1.0), 300, 900) == (160, 416)  # 416 / 3 = 138.7, up to the stride
+    assert model_size(per_photo(1.0), 900, 300) == (416, 160)  # portrait: the same, turned
+    assert model_size(per_photo(0.75), 497, 884) == (288, 416)  # 416 * (497 / 884) ** 0.75 = 270.1
+    assert model_size(per_photo(0.75), 600, 600) == (416, 416)
+    assert model_size(per_photo(1.0), 5, 4000) == (32, 416)  # never under one stride
+    rng = np.random.default_rng(0)
+    shapes = set(per_photo(0.75).shapes())
+    assert len(shapes) == 25 and (416, 416) in shapes and (32, 416) in shapes and (416, 32) in shapes
+    for h, w in rng.integers(1, 3000, size=(300, 2)):
+        size_h, size_w = model_size(per_photo(0.75), int(h), int(w))
+        assert (size_h, size_w) in shapes
+        assert max(size_h, size_w) == 416
+        assert size_h == size_w or (size_h > size_w) == (h > w)  # turned with the photo
+        # the short side is never squeezed more than the photo's own proportions would
+        assert min(size_h, size_w) / 416 >= min(h, w) / max(h, w) - 1e-9
+
+
+def test_a_per_photo_input_maps_boxes_back_to_the_photo() -> None:
+    image = np.zeros((100, 400, 3), dtype=np.uint8)
+    out, geo = resize_for_model(image, per_photo(1.0))
+    assert out.shape == (128, 416, 3) and geo.input_hw == (128, 416)
+    back = geo.to_original(np.array([[0.0, 0.0, 416.0, 128.0], [104.0, 32.0, 208.0, 64.0]]))
+    np.testing.assert_allclose(back, [[0.0, 0.0, 400.0, 100.0], [100.0, 25.0, 200.0, 50.0]])
+
+
+@pytest.mark.parametrize(
+    "card",
+    [
+        {"size": [416, 416], "resize": "letterbox", "aspect_power": 0.5},
+        {"size": [416, 320], "aspect_power": 0.5},
+        {"size": [416, 416], "aspect_power": 1.5},
+        {"size": [416, 416], "aspect_power": 0.5, "stride": 30},
+    ],
+)
+def test_a_per_photo_input_the_card_cannot_mean_fails_at_load(card: dict) -> None:
+    with pytest.raises(StoreError):
+        InputSpec.from_card(card)

@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 
@@ -14,6 +15,7 @@ from detector.compare import agreement, correct
 from imgcore.card import sha256_file
 from imgcore.image import decode_image
 from tests.helpers.paths import DATA, REPO
+from tests.helpers.square import square_int8
 
 INT8_DIR = REPO / "models" / "nanodet-m-int8"
 FP32_DIR = REPO / "models" / "nanodet-m"
@@ -25,9 +27,8 @@ def card() -> dict:
     return json.loads((INT8_DIR / "card.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def detections() -> dict[str, tuple[list[Detection], list[Detection]]]:
-    fp32, int8 = Detector(FP32_DIR), Detector(INT8_DIR)
+def detections_of(int8: Detector) -> dict[str, tuple[list[Detection], list[Detection]]]:
+    fp32 = Detector(FP32_DIR)
     out = {}
     for path in PHOTOS:
         image = decode_image(path.read_bytes())
@@ -35,12 +36,29 @@ def detections() -> dict[str, tuple[list[Detection], list[Detection]]]:
     return out
 
 
+@pytest.fixture(scope="module")
+def detections() -> dict[str, tuple[list[Detection], list[Detection]]]:
+    """fp32 at 416 x 416 and int8 as served: each photo at its own input size."""
+    return detections_of(Detector(INT8_DIR))
+
+
+@pytest.fixture(scope="module")
+def square_detections(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[list[Detection], list[Detection]]]:
+    """fp32 and int8 both at 416 x 416: what quantisation alone changed."""
+    return detections_of(Detector(square_int8(tmp_path_factory.mktemp("square"))))
+
+
 def test_card_pins_the_int8_file_and_keeps_the_fp32_contract(card: dict) -> None:
     fp32 = json.loads((FP32_DIR / "card.json").read_text())
     assert card["sha256"] == sha256_file(INT8_DIR / "model.onnx") != fp32["sha256"]
     assert card["quantized_from"] == {"name": fp32["name"], "version": fp32["version"], "sha256": fp32["sha256"]}
-    for key in ("input", "output", "labels", "category_map"):
+    for key in ("output", "labels", "category_map"):
         assert card[key] == fp32[key], key
+    # The same input but for its size, which is per photo (detector.transforms.model_size): free in the graph.
+    per_photo = {"shape": [1, 3, "height", "width"], "aspect_power": 0.75, "stride": 32}
+    assert card["input"] == {**fp32["input"], **per_photo}
+    dims = onnx.load(str(INT8_DIR / "model.onnx")).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == [1, 3, "height", "width"]
     # Issue 31: the same NMS and cap; a lower score threshold makes up for int8's score noise (its README).
     assert {**card["defaults"], "score_threshold": None} == {**fp32["defaults"], "score_threshold": None}
     assert 0.3 <= card["defaults"]["score_threshold"] < fp32["defaults"]["score_threshold"]
@@ -60,8 +78,6 @@ def test_the_backbone_runs_int8_convolutions() -> None:
 
 def test_folding_the_pad_into_the_pool_changes_no_output(tmp_path: Path) -> None:
     import sys
-
-    import numpy as np
 
     from imgcore.runtime import OrtSession
 
@@ -102,9 +118,10 @@ def test_no_answer_of_fp32_is_lost_on_the_labelled_photos() -> None:
 
 
 def test_every_clear_fp32_object_is_found_by_int8_at_the_same_place(
-    detections: dict[str, tuple[list[Detection], list[Detection]]],
+    square_detections: dict[str, tuple[list[Detection], list[Detection]]],
 ) -> None:
-    for name, (fp32, int8) in detections.items():
+    """Quantisation alone (both at 416 x 416) moves no clear object: boxes and scores stay put."""
+    for name, (fp32, int8) in square_detections.items():
         clear = [d for d in fp32 if d.score >= 0.45]  # well above the 0.35 threshold
         agree = agreement(clear, int8)
         assert agree.only_reference == [], (name, agree.only_reference)
@@ -113,17 +130,18 @@ def test_every_clear_fp32_object_is_found_by_int8_at_the_same_place(
 
 
 def test_the_card_table_is_what_the_models_give_now(
-    card: dict, detections: dict[str, tuple[list[Detection], list[Detection]]]
+    card: dict,
+    detections: dict[str, tuple[list[Detection], list[Detection]]],
+    square_detections: dict[str, tuple[list[Detection], list[Detection]]],
 ) -> None:
-    matched = 0
     for name, (fp32, int8) in detections.items():
         row = card["quality"]["photos"][f"tests/data/photos/{name}"]
         for recorded, live in ((row["fp32"], fp32), (row["int8"], int8)):
             assert [d["label"] for d in recorded] == [d.label for d in live], name
             assert all(abs(d["score"] - x.score) < 0.01 for d, x in zip(recorded, live, strict=True)), name
-        matched += agreement(fp32, int8).matched
-    assert matched >= 0.8 * sum(len(fp32) for fp32, _ in detections.values())
-    assert 0.8 <= card["quality"]["agreement"] <= 1.0
+    matched = sum(agreement(fp32, int8).matched for fp32, int8 in square_detections.values())
+    assert matched >= 0.8 * sum(len(fp32) for fp32, _ in square_detections.values())
+    assert 0.8 <= card["quality_square_input"]["agreement"] <= 1.0
 
 
 def test_a_detector_service_loads_it_by_uri_and_pin(tmp_path: Path) -> None:
@@ -133,4 +151,17 @@ def test_a_detector_service_loads_it_by_uri_and_pin(tmp_path: Path) -> None:
     sha = json.loads((INT8_DIR / "card.json").read_text())["sha256"]
     settings = DetectorSettings(model_uri=INT8_DIR.as_uri(), model_sha256=sha, model_cache_dir=tmp_path)
     detector = load_model(settings, Detector)
-    assert detector.info() == {"name": "nanodet-m-int8", "version": "2.0.0", "sha256": sha}
+    assert detector.info() == {"name": "nanodet-m-int8", "version": "2.1.0", "sha256": sha}
+
+
+def test_the_int8_graph_runs_at_every_per_photo_input_size() -> None:
+    """int8_fixes.free_spatial_dims: each input shape the card allows gives the grid cells of that shape."""
+    detector = Detector(INT8_DIR)
+    strides = detector._card["output"]["strides"]
+    shapes = detector._input.shapes()
+    assert len(shapes) == 25
+    for height, width in ((416, 416), (288, 416), (416, 160), (32, 416)):
+        assert (height, width) in shapes
+        outputs = detector.run(np.zeros((1, 3, height, width), dtype=np.float32))
+        cells = sorted({o.shape[1] for o in outputs})
+        assert cells == sorted({-(-height // s) * -(-width // s) for s in strides}), (height, width)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +22,7 @@ from imgcore.card import load_card, sha256_file
 from imgcore.image import decode_image
 from imgcore.runtime import RunCancel
 from tests.helpers.paths import DATA, REPO
+from tests.helpers.square import square_int8
 
 MODEL = REPO / "models" / "movenet-multipose"
 PEOPLE = DATA / "people"
@@ -77,11 +80,22 @@ def test_fusion_lists_each_person_once_and_loses_none() -> None:
         Detection("person", None, 0.8, (0.0, 0.0, 100.0, 200.0)),
         Detection("handbag", "Bag", 0.6, (80.0, 100.0, 120.0, 140.0)),
     ]
-    posed = [fake((5.0, 5.0, 100.0, 205.0)), fake((300.0, 0.0, 380.0, 200.0))]
+    posed = [fake((5.0, 5.0, 140.0, 205.0)), fake((300.0, 0.0, 380.0, 200.0))]  # the first kicks to the right
     fused, keypoints = fuse_people(detections, posed)
     assert [d.label for d in fused] == ["person", "handbag", "person"]
     assert fused[2].box == (300.0, 0.0, 380.0, 200.0)
     assert keypoints[0] is posed[0].points and keypoints[2] is posed[1].points and 1 not in keypoints
+    # Surely one person (IoU 0.65) whose pose reaches 40 % past the box: the union of both boxes.
+    assert fused[0].box == (0.0, 0.0, 140.0, 205.0) and fused[0].score == 0.8 and fused[0].source is None
+    # A few pixels past it (under a tenth of the box) change nothing.
+    assert fuse_people(detections, [fake((5.0, 5.0, 105.0, 205.0))])[0] == detections
+
+
+def test_a_looser_match_keeps_the_detectors_box() -> None:
+    detections = [Detection("person", None, 0.8, (0.0, 0.0, 100.0, 200.0))]
+    posed = [fake((40.0, 0.0, 140.0, 200.0))]  # IoU 60 / 140 = 0.43: matched, maybe someone beside them
+    fused, keypoints = fuse_people(detections, posed)
+    assert fused == detections and keypoints[0] is posed[0].points
 
 
 def test_a_photo_with_no_person_evidence_skips_the_pose_pass(
@@ -213,20 +227,33 @@ def test_the_detectors_people_are_cropped_while_the_pose_pass_runs(
         early.start(detections)
 
     people, _ = find_people(detector, multipose, image, evidence_score=0.07, executor=side, on_detections=started)
-    assert len(seen) == 1 and people[: len(seen[0])] == seen[0]  # the detector's own, before the fused extras
-    given = early.keypoints()
+    # The detector's own, before the fused extras; a box fusion widened still holds the detected one.
+    assert len(seen) == 1 and [(d.label, d.score) for d in people[: len(seen[0])]] == [
+        (d.label, d.score) for d in seen[0]
+    ]
+    for d, was in zip(people, seen[0], strict=False):
+        assert d.box[0] <= was.box[0] and d.box[1] <= was.box[1] and d.box[2] >= was.box[2] and d.box[3] >= was.box[3]
+    given = early.keypoints(seen[0])
     persons = [i for i, d in enumerate(seen[0]) if d.label == "person"]
     assert sorted(given) == persons and len(persons) == 2
     for i in persons:  # the same keypoints as a crop after the pass
-        assert np.allclose(given[i], pose.keypoints(image, people[i].box))
-    with_early = find_garments(image, people, pose, max_people=6, min_score=0.3, posed=given)
+        assert np.allclose(given[i], pose.keypoints(image, seen[0][i].box))
+    # A box the fusion widened is cropped again (its early keypoints are for the narrower box).
+    kept = early.keypoints(people)
+    assert sorted(kept) == [i for i in persons if people[i].box == seen[0][i].box]
+    with_early = find_garments(image, people, pose, max_people=6, min_score=0.3, posed=kept)
     assert with_early == find_garments(image, people, pose, max_people=6, min_score=0.3)
+    changed = list(seen[0])
+    changed[persons[0]] = replace(changed[persons[0]], box=(0.0, 0.0, 10.0, 10.0))
+    assert sorted(early.keypoints(changed)) == persons[1:]
 
 
 def test_a_scene_with_a_faint_person_candidate_gets_a_small_pass_first(
-    multipose: MultiPoseEstimator, side: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
+    multipose: MultiPoseEstimator, side: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    detector = Detector(REPO / "models" / "nanodet-m-int8")  # the service's default: these are its candidates
+    # The default detector at a square input sees a faint "person" on these two photos (at its per-photo input
+    # it sees none on the dog photo, and the lab person not at all): the candidates this gate is for.
+    detector = Detector(square_int8(tmp_path))
     calls = count_passes(multipose, monkeypatch)
     dog = decode_image((DATA / "photos" / "dog.jpg").read_bytes())  # a dog, a bicycle, a faint "person"
     found, posed = find_people(detector, multipose, dog, evidence_score=0.07, gate_side=192)

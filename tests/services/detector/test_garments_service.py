@@ -42,7 +42,7 @@ def test_garments_follow_the_detections_and_name_their_person() -> None:
 
 def test_people_the_detector_misses_are_found_by_the_pose_model_and_get_garments() -> None:
     """NanoDet finds neither the man on the utility box nor the woman walking past (issue 29)."""
-    body = _detect(shared_stack().url("detector"), "park-f060.jpg", folder="people")
+    body = _detect(shared_stack().url("detector"), "park-f075.jpg", folder="people")
     detections = body["detections"]
     assert isinstance(detections, list)
     people = [n for n, d in enumerate(detections) if d["label"] == "person"]
