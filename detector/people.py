@@ -27,12 +27,13 @@ from imgcore.runtime import RunCancel
 
 PERSON = "person"
 POSE_SOURCE = "pose"  # the `source` of a person only the multi-pose model found
+MATCH_IOU = 0.3  # a posed person and a detected one overlapping this much are taken for one person
 SAME_PERSON_IOU = 0.5  # a match this close is one person for sure
 BEYOND = 0.1  # ... and a posed box past a side of the detected one by this share of its size widens it
 
 
 def fuse_people(
-    detections: Sequence[Detection], posed: Sequence[PosedPerson], *, match_iou: float = 0.3
+    detections: Sequence[Detection], posed: Sequence[PosedPerson], *, match_iou: float = MATCH_IOU
 ) -> tuple[list[Detection], dict[int, np.ndarray]]:
     """(detections followed by a person for each posed person no detected person matches,
     {index of a person in that list: its multi-pose keypoints} for every posed person)."""
@@ -123,15 +124,16 @@ def find_people(
 ) -> tuple[list[Detection], dict[int, np.ndarray]]:
     """The detector's detections fused with the multi-pose model's people (see fuse_people).
 
-    A product shot or flat-lay (the photo's frame is a plain background: imgcore.foreground.plain_frame) never
-    runs the pose pass: people on a studio backdrop are the detector's to find (nothing around them hides
-    them), and a pass beside the detector would take the core the photo's other work needs. Elsewhere the pass
-    is used on person evidence: a person among the detector's candidates scored at least `evidence_score`
-    (below its own threshold; the same model outputs, decoded a second time). Without it, a photo in which the
-    detector finds something pays nothing for the pose model; a scene in which it finds nothing at all (people
-    it cannot see: lit from behind, half-dressed in a cluttered room) keeps the posed people scored at least
-    `alone_score` (None: none). With an `executor` the plain-frame check and then the pass start at once
-    beside the detector, and the pass is cancelled when it is not used; without one they run after it.
+    A product shot or flat-lay (the photo's frame is a plain background: imgcore.foreground.plain_frame) never runs
+    the pose pass: people on a studio backdrop are the detector's to find (nothing around them hides them), and a
+    pass beside the detector would take the core the photo's other work needs. Elsewhere the pass is used on person
+    evidence: a person among the detector's candidates scored at least `evidence_score` (below its own threshold;
+    the same model outputs, decoded a second time) that is none of the people it found (a photo of one clearly found
+    person, and no other hint of one, pays nothing for the pass). Without it, a photo in which the detector finds
+    something pays nothing for the pose model; a scene in which it finds nothing at all (people it cannot see: lit
+    from behind, half-dressed in a cluttered room) keeps the posed people scored at least `alone_score` (None:
+    none). With an `executor` the plain-frame check and then the pass start at once beside the detector, and the
+    pass is cancelled when it is not used; without one they run after it.
     `on_detections` is called with the detector's detections as soon as they are known, before any wait for
     the pass (detector.crops.EarlyCrops starts there). `plain` says whether the photo's frame is a plain
     background, for a caller that analyses the foreground anyway (default: plain_frame of the image).
@@ -154,7 +156,7 @@ def find_people(
         if pending is not None:
             pending.cancel()
         raise
-    evidence = any(det.label == PERSON for det in candidates)
+    evidence = _unexplained_person(candidates, detections)
     wanted = evidence or (not detections and alone_score is not None)
     if (
         not wanted
@@ -168,6 +170,18 @@ def find_people(
     if not evidence:
         posed = [person for person in posed if person.score >= (alone_score or 0.0)]
     return fuse_people(detections, posed)
+
+
+def _unexplained_person(candidates: Sequence[Detection], detections: Sequence[Detection]) -> bool:
+    """Whether a person candidate is not one of the detected people: none overlaps a detected person by
+    MATCH_IOU (a box the fusion would take for that person). People the detector found all, and every hint of
+    a person theirs, leave the pose pass nothing to add."""
+    found = [det.box for det in detections if det.label == PERSON]
+    boxes = np.array(found, dtype=np.float64)
+    return any(
+        det.label == PERSON and (not found or box_iou(np.array(det.box, dtype=np.float64), boxes).max() < MATCH_IOU)
+        for det in candidates
+    )
 
 
 def _nobody_at_a_glance(

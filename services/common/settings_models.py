@@ -111,7 +111,7 @@ class PeopleGroup(SettingsGroup):
         ge=0,
         le=1,
         description="The pose pass runs only when the detector's outputs hold a person candidate scored at least this "
-        "(a photo without people pays nothing for it).",
+        "that is none of the people it found (a photo without people, or whose people it found all, pays nothing).",
     )
     alone_score: float = Field(
         default=0.4,

@@ -270,3 +270,23 @@ def test_a_scene_with_a_faint_person_candidate_gets_a_small_pass_first(
     assert calls == [192, multipose.long_side]
     boxes = np.array([d.box for d in people if d.label == "person"], dtype=np.float64)
     assert len(boxes) and box_iou(np.array(photo["people"][0]["box"], dtype=np.float64), boxes).max() >= 0.5
+
+
+def test_a_photo_whose_people_the_detector_found_all_skips_the_pose_pass(
+    multipose: MultiPoseEstimator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """person.jpg: one person found at 0.8, and no other person candidate: the pass could only find them again."""
+    detector = Detector(REPO / "models" / "nanodet-m-int8")
+    image = decode_image((DATA / "photos" / "person.jpg").read_bytes())
+    people = [d for d in detector.detect(image) if d.label == "person"]
+    hints = [d for d in detector.detect(image, 0.07) if d.label == "person"]
+    assert len(people) == 1 and all(
+        box_iou(np.array(h.box, float), np.array([people[0].box])).max() >= 0.3 for h in hints
+    )
+    calls = count_passes(multipose, monkeypatch)
+    found, posed = find_people(detector, multipose, image, evidence_score=0.07, gate_side=192)
+    assert calls == [] and posed == {} and [d for d in found if d.label == "person"] == people
+    # A person candidate apart from the found one is a hint of someone else: the pass runs.
+    image, _ = labelled("park-f120.jpg")  # the detector finds the man on the box; the woman is a faint hint
+    found, posed = find_people(detector, multipose, image, evidence_score=0.07, gate_side=192)
+    assert calls == [multipose.long_side] and len([d for d in found if d.label == "person"]) == 2
