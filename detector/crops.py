@@ -31,7 +31,15 @@ class EarlyCrops:
             self._futures[i] = (box, self._executor.submit(self._pose.keypoints, self._image, box))
 
     def keypoints(self, people: Sequence[Detection]) -> dict[int, np.ndarray]:
-        return {i: future.result() for i, (box, future) in self._futures.items() if people[i].box == box}
+        """Once per photo: a crop of a box fusion widened is cancelled if it has not started (find_garments crops
+        the wider box again), so it does not take a core beside that crop."""
+        kept = {}
+        for i, (box, future) in self._futures.items():
+            if people[i].box == box:
+                kept[i] = future.result()
+            else:
+                future.cancel()
+        return kept
 
     def cancel(self) -> None:
         for _, future in self._futures.values():

@@ -105,9 +105,10 @@ class Detector(OnnxModel):
     def warm_up(self) -> int:
         """One detect of a grey photo per input shape (onnxruntime plans each new shape on its first run), so
         pre/post-processing warm too."""
-        for height, width in self._input.shapes():
+        shapes = self._input.shapes()
+        for height, width in shapes:
             self.detect(np.full((height, width, 3), 127, dtype=np.uint8))
-        return len(self._input.shapes())
+        return len(shapes)
 
     def detect(self, image: np.ndarray, score_threshold: float | None = None) -> list[Detection]:
         """Objects in an HxWx3 uint8 RGB image, sorted by score, boxes in its own pixel coordinates."""
