@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from imgcore.foreground import foreground_box as foreground_box  # the whole photo's crop; detector shares it
-from imgcore.foreground import frame_pixels
+from imgcore.foreground import frame_median
 from imgcore.pixels import chw_batch as chw_batch  # the model's batch layout; the rebuild uses it too
 
 Box = tuple[float, float, float, float]
@@ -41,7 +41,7 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
 
 def border_colour(image: np.ndarray) -> np.ndarray:
     """Per-channel median of a thin frame around the image: the background of a product photo."""
-    return np.median(frame_pixels(as_rgb(image)), axis=0).astype(np.uint8)
+    return frame_median(as_rgb(image)).astype(np.uint8)
 
 
 def square_box(box: Box, margin: float = 0.0) -> tuple[int, int, int, int]:

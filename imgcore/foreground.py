@@ -95,15 +95,28 @@ def _blurred(image: np.ndarray) -> tuple[tuple[int, int], np.ndarray]:
     return (h, w), cv2.GaussianBlur(image.astype(np.float32), (0, 0), sigma).reshape(h, w, -1)
 
 
+def _median(rows: np.ndarray) -> np.ndarray:
+    """The median of each row of a 2-D array, float32 (np.median's values by one partition: ~2x faster)."""
+    n = rows.shape[1]
+    mid = np.partition(rows, [(n - 1) // 2, n // 2], axis=1)
+    return (mid[:, (n - 1) // 2].astype(np.float32) + mid[:, n // 2]) / 2.0
+
+
+def frame_median(image: np.ndarray) -> np.ndarray:
+    """The per-channel median colour of the image's thin frame (float32, one value per channel)."""
+    return _median(np.ascontiguousarray(frame_pixels(image).T))
+
+
 def _background(blurred: np.ndarray, threshold: float) -> tuple[np.ndarray, float] | None:
     """(background colour, the bar a pixel must differ from it by), or None when the frame is no plain
     background."""
-    frame = frame_pixels(blurred)
-    background = np.median(frame, axis=0)
-    frame_dev = np.abs(frame - background).max(axis=1)
-    spread = float(np.median(frame_dev))  # a lit background varies a little: the bar rises with it
+    # Channels as rows: numpy reduces a [3, N] frame along its first axis far faster than an [N, 3] one.
+    frame = np.ascontiguousarray(frame_pixels(blurred).T).astype(np.float32)
+    background = _median(frame)
+    frame_dev = np.abs(frame - background[:, None]).max(axis=0)
+    spread = float(_median(frame_dev[None, :])[0])  # a lit background varies a little: the bar rises with it
     bar = threshold + 3.0 * spread
-    if spread > MAX_BACKGROUND_SPREAD or float((frame_dev > bar).mean()) > MAX_FRAME_OFF:
+    if spread > MAX_BACKGROUND_SPREAD or np.count_nonzero(frame_dev > bar) > MAX_FRAME_OFF * frame_dev.size:
         return None
     return background, bar
 

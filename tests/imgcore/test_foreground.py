@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from imgcore.fmnist import render_catalog, render_shop_photo
-from imgcore.foreground import foreground_box, foreground_parts, item_boxes
+from imgcore.foreground import foreground_box, foreground_parts, frame_median, frame_pixels, item_boxes
 from tests.helpers.paths import DATA, REPO
 
 FULL_FRAME = sorted((DATA / "photos").rglob("*.jpg"))
@@ -69,3 +69,17 @@ def test_a_flat_lay_gives_one_box_per_item_and_one_item_gives_none() -> None:
         assert (x2 - x1) * (y2 - y1) <= 1.5 * (where[2] - where[0]) * (where[3] - where[1]), (name, holding)
     shop = render_shop_photo(np.load(DATA / "emb_fmnist_test_sample.npz")["images"][0], np.random.default_rng(1))
     assert item_boxes(shop) == []  # a lone item is the whole photo's foreground crop
+
+
+@pytest.mark.parametrize("shape", [(112, 112, 3), (97, 150, 3), (31, 8, 3), (5, 5, 1)])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_frame_median_is_numpys_median_of_the_frame(shape: tuple[int, int, int], dtype: type) -> None:
+    # By one partition instead of np.median; the values must be the same, odd and even frame sizes alike.
+    rng = np.random.default_rng(sum(shape))
+    image = rng.integers(0, 256, shape).astype(dtype)
+    if dtype == np.float32:
+        image += rng.random(shape, dtype=np.float32)
+    got = frame_median(image)
+    want = np.median(frame_pixels(image), axis=0)
+    assert got.shape == (shape[2],)
+    np.testing.assert_array_equal(got, want.astype(np.float32))
