@@ -14,11 +14,12 @@ import hashlib
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -116,6 +117,7 @@ def embed_items(items: list[CatalogItem], base_uri: str, embedder: BatchEmbedder
     work = PixelWork(embedder, opts.limits, opts.crop, opts.thumbnail_format)
     # The workers fork first: they never inherit the cache's SQLite connection.
     with (
+        opencv_threads(1),
         DecodePool(work, opts.decode_processes) as pixels,
         open_cache(opts, embedder) as cache,
         UriFetcher(s3_endpoint_url=opts.s3_endpoint_url) as fetcher,
@@ -129,6 +131,22 @@ def embed_items(items: list[CatalogItem], base_uri: str, embedder: BatchEmbedder
 
 
 CHUNK = 8  # catalog rows per decode task
+
+
+@contextmanager
+def opencv_threads(n: int) -> Iterator[None]:
+    """OpenCV's own thread pool at `n` threads for the block, then as it was (a process-wide setting).
+
+    The job keeps every core busy with its decode threads and model lanes; a catalog image's resize or blur
+    split across OpenCV's pool waits for a pool thread to get a core, so the decode thread stalls: 1 thread
+    took the job from ~1 260 to ~1 330-1 420 images/s (docs/benchmarks.md, P4).
+    """
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(n)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
 
 
 def decode_threads(opts: RebuildOptions) -> int:

@@ -8,6 +8,7 @@ import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -90,3 +91,27 @@ def test_decode_threads_follow_the_lanes_unless_set() -> None:
     assert decode_threads(replace(OPTS, model_lanes=8, workers=8)) == 4  # int8 lanes on 8 cores stay fed
     assert decode_threads(replace(OPTS, model_lanes=1, workers=3)) == 3  # one run at a time: `workers`
     assert decode_threads(replace(OPTS, model_lanes=2, decode_threads=2)) == 2
+
+
+@dataclass
+class PoolWatchingEmbedder(FakeEmbedder):
+    """The fake embedder, noting OpenCV's thread count each time a batch runs."""
+
+    opencv_threads: list[int] = field(default_factory=list)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        self.opencv_threads.append(cv2.getNumThreads())
+        return super().run(batch)
+
+
+def test_the_job_runs_opencv_single_threaded_and_gives_its_pool_back(catalog: Path) -> None:
+    loaded = load_catalog(catalog.as_uri())
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(2)
+    try:
+        embedder = PoolWatchingEmbedder()
+        got = embed_items(loaded.catalog.items, loaded.base_uri, embedder, LANES)
+        assert len(got.items) == 98 and embedder.opencv_threads and set(embedder.opencv_threads) == {1}
+        assert cv2.getNumThreads() == 2
+    finally:
+        cv2.setNumThreads(before)
