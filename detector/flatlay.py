@@ -16,7 +16,8 @@ import numpy as np
 
 from detector.nms import box_iou
 from detector.types import Detection
-from imgcore.foreground import Parts, item_boxes
+from imgcore.foreground import Parts
+from imgcore.items import item_boxes
 
 FLAT_LAY_LABEL = "item"
 FLAT_LAY_SOURCE = "foreground"

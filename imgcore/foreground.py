@@ -1,7 +1,7 @@
 """Where the items lie in a photo of items on a plain background: the foreground analysis.
 
 The embedder crops a whole photo to its foreground (`foreground_box`); the detector service finds the separate
-items of a flat-lay (`item_boxes`). Both read the same mask: pixels whose blurred colour differs from the
+items of a flat-lay (`imgcore.items.item_boxes`). Both read the same mask: pixels whose blurred colour differs from the
 background, the median colour of a thin frame around the photo. A frame that is no plain background (a
 full-frame photo: fur, grass, a street at the border) means there is no foreground to find, and callers use
 the whole photo. Images are HxWx3 uint8 RGB; boxes are (x1, y1, x2, y2) in pixels, x2/y2 exclusive.
@@ -71,13 +71,18 @@ def plain_frame(image: np.ndarray, threshold: float = 28.0, max_side: int = ANAL
 
 
 def foreground_parts(
-    image: np.ndarray, threshold: float = 28.0, min_area: float = 0.0005, max_side: int = ANALYSIS_SIDE
+    image: np.ndarray,
+    threshold: float = 28.0,
+    min_area: float = 0.0005,
+    max_side: int = ANALYSIS_SIDE,
+    join: float | None = None,
 ) -> Parts:
     """The mask's connected parts, in the image's pixels; `plain` False (and no parts) when the frame is no
-    plain background. Photos larger than `max_side` are analysed shrunk to it."""
+    plain background. Photos larger than `max_side` are analysed shrunk to it. With `join`, parts that pixels
+    `join` times as far from the background as `threshold` asks connect are one part."""
     h, w = image.shape[:2]
     small, scale = _shrunk(image, max_side)
-    parts = _parts(small, threshold, min_area)
+    parts = _parts(small, threshold, min_area, join)
     if scale == 1.0:
         return parts
     sx, sy = w / small.shape[1], h / small.shape[0]
@@ -121,28 +126,50 @@ def _background(blurred: np.ndarray, threshold: float) -> tuple[np.ndarray, floa
     return background, bar
 
 
-def _parts(image: np.ndarray, threshold: float, min_area: float) -> Parts:
+def _components(blurred: np.ndarray, background: np.ndarray, bar: float) -> tuple[int, np.ndarray, np.ndarray]:
+    """Connected regions of the pixels unlike the background by more than `bar`: (count, labels, stats)."""
+    # Foreground: |pixel - background| > bar in some channel, i.e. not within [bg - bar, bg + bar] in all of
+    # them. One cv2.inRange pass; numpy's per-pixel channel maximum of the float difference took ~6 of the
+    # ~9 ms of a 700 px shop photo.
+    bounds = [(background - bar).astype(np.float64), (background + bar).astype(np.float64)]
+    mask = (cv2.inRange(blurred, *bounds) == 0).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    return count, labels, stats
+
+
+def _joined(labels: np.ndarray, count: int, faint: np.ndarray) -> np.ndarray:
+    """For each region of `labels`, the region of the fainter mask `faint` holding it (a superset mask: each
+    region lies inside exactly one of its regions)."""
+    seen = labels > 0
+    out = np.zeros(count, dtype=np.int64)
+    out[labels[seen]] = faint[seen]
+    return out
+
+
+def _parts(image: np.ndarray, threshold: float, min_area: float, join: float | None = None) -> Parts:
     # Per channel, so a light blue shirt on a white table stands out as much as a dark one.
     (h, w), blurred = _blurred(image)
     found_background = _background(blurred, threshold)
     if found_background is None:
         return Parts(False, [], [])
     background, bar = found_background
-    # Foreground: |pixel - background| > bar in some channel, i.e. not within [bg - bar, bg + bar] in all of
-    # them. One cv2.inRange pass; numpy's per-pixel channel maximum of the float difference took ~6 of the
-    # ~9 ms of a 700 px shop photo.
-    bounds = [(background - bar).astype(np.float64), (background + bar).astype(np.float64)]
-    mask = (cv2.inRange(blurred, *bounds) == 0).astype(np.uint8)
-    count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    found = sorted(
-        (int(stats[i, cv2.CC_STAT_AREA]), i) for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= min_area * h * w
-    )
-    boxes, areas = [], []
-    for area, i in reversed(found):
+    count, labels, stats = _components(blurred, background, bar)
+    big = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= min_area * h * w]
+    group = np.arange(count)
+    if join is not None and len(big) > 1:
+        # The bar's threshold share scaled by `join`, its noise share (3x the frame's spread) kept.
+        group = _joined(labels, count, _components(blurred, background, bar - (1.0 - join) * threshold)[1])
+    united: dict[int, tuple[tuple[int, int, int, int], int]] = {}
+    for i in big:
         x, y = int(stats[i, cv2.CC_STAT_LEFT]), int(stats[i, cv2.CC_STAT_TOP])
-        boxes.append((x, y, x + int(stats[i, cv2.CC_STAT_WIDTH]), y + int(stats[i, cv2.CC_STAT_HEIGHT])))
-        areas.append(area)
-    return Parts(True, boxes, areas)
+        box = (x, y, x + int(stats[i, cv2.CC_STAT_WIDTH]), y + int(stats[i, cv2.CC_STAT_HEIGHT]))
+        area = int(stats[i, cv2.CC_STAT_AREA])
+        if (other := united.get(int(group[i]))) is not None:
+            (a, b, c, d), more = other
+            box, area = (min(a, box[0]), min(b, box[1]), max(c, box[2]), max(d, box[3])), area + more
+        united[int(group[i])] = (box, area)
+    found = sorted(united.values(), key=lambda part: -part[1])
+    return Parts(True, [box for box, _ in found], [area for _, area in found])
 
 
 def _square(box: tuple[float, float, float, float], pad: float, min_side: float, w: int, h: int) -> Box:
@@ -175,53 +202,3 @@ def foreground_box(
         max(b[3] for b in parts.boxes),
     )
     return _square(union, pad, min_side * min(h, w), w, h)
-
-
-def _near(a: tuple[int, int, int, int], b: tuple[int, int, int, int], gap: float) -> bool:
-    return a[0] - gap < b[2] and b[0] - gap < a[2] and a[1] - gap < b[3] and b[1] - gap < a[3]
-
-
-def _merge_near(parts: Parts, gap: float) -> list[tuple[tuple[int, int, int, int], int]]:
-    """Parts closer than `gap` px merged (a bag and its handle, a logo inside a shirt): (box, area) each."""
-    merged = list(zip(parts.boxes, parts.areas, strict=True))[:64]  # largest first: specks beyond do not matter
-    changed = True
-    while changed:
-        changed = False
-        for i in range(len(merged)):
-            for j in range(i + 1, len(merged)):
-                (a, area_a), (b, area_b) = merged[i], merged[j]
-                if _near(a, b, gap):
-                    union = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
-                    merged[i] = (union, area_a + area_b)
-                    del merged[j]
-                    changed = True
-                    break
-            if changed:
-                break
-    return sorted(merged, key=lambda m: -m[1])
-
-
-def item_boxes(
-    image: np.ndarray,
-    max_items: int = 8,
-    min_share: float = 0.05,
-    min_item: float = 0.002,
-    parts: Parts | None = None,
-) -> list[Box]:
-    """Boxes of the separate items of a flat-lay (items apart on a plain background), largest first.
-
-    Parts within 3 % of the shorter side of each other are one item; an item must cover `min_item` of the
-    photo and `min_share` of the largest item's pixels. Fewer than two items: [] (one item on a plain
-    background is the whole photo's foreground, `foreground_box`). `parts`: the photo's foreground_parts when
-    the caller has them already.
-    """
-    parts = foreground_parts(image) if parts is None else parts
-    h, w = image.shape[:2]
-    merged = _merge_near(parts, 0.03 * min(h, w))
-    if not merged:
-        return []
-    largest = merged[0][1]
-    kept = [box for box, area in merged if area >= min_item * h * w and area >= min_share * largest]
-    if len(kept) < 2:
-        return []
-    return [(float(x1), float(y1), float(x2), float(y2)) for x1, y1, x2, y2 in kept[:max_items]]

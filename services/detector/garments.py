@@ -153,6 +153,7 @@ def find_items(
             min_score=settings.pose.min_score,
             posed=early.keypoints(detections) if early is not None else None,
             executor=side,
+            product_shot=foreground().plain,
         )
         STAGE_SECONDS.labels(stage="pose").observe(time.perf_counter() - t0)
         items.extend({**garment.to_dict(), "part_of": person} for person, garment in garments)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from detector import Detection, Detector
-from detector.garments import find_garments, garment_regions, inside_person
+from detector.garments import body_seen, find_garments, garment_regions, inside_person
 from detector.pose import KEYPOINTS, PoseEstimator
 from imgcore.card import load_card, sha256_file
 from imgcore.image import decode_image
@@ -21,6 +21,12 @@ PHOTOS = DATA / "photos"
 @pytest.fixture(scope="module")
 def pose() -> PoseEstimator:
     return PoseEstimator(MODEL)
+
+
+@pytest.fixture(scope="module")
+def served() -> Detector:
+    """The detector the service runs by default (per-photo input size)."""
+    return Detector(REPO / "models" / "nanodet-m-int8")
 
 
 def photo(name: str) -> np.ndarray:
@@ -78,10 +84,10 @@ def test_garments_of_real_photos_have_the_right_kinds_in_body_order(
             assert g["top"].box[3] < g["footwear"].box[1]  # the top ends well above the shoes
 
 
-def _points(visible: dict[int, tuple[float, float]]) -> np.ndarray:
+def _points(visible: dict[int, tuple[float, float]], score: float = 0.9) -> np.ndarray:
     points = np.zeros((17, 3), dtype=np.float32)
     for i, (x, y) in visible.items():
-        points[i] = (x, y, 0.9)
+        points[i] = (x, y, score)
     return points
 
 
@@ -119,3 +125,41 @@ def test_crops_side_by_side_give_the_same_garments(pose: PoseEstimator, detector
     assert len(alone) >= 6  # two people, three garments each
     assert [(i, g.label) for i, g in beside] == [(i, g.label) for i, g in alone]
     np.testing.assert_allclose([g.box for _, g in beside], [g.box for _, g in alone], atol=1e-3)
+
+
+def test_a_weak_person_is_a_body_only_with_a_face_or_legs() -> None:
+    weak, sure = Detection("person", None, 0.4, (0.0, 0.0, 100.0, 300.0)), Detection("person", None, 0.8, (0, 0, 1, 1))
+    shoulders_hips = {5: (30, 60), 6: (70, 60), 11: (35, 150), 12: (65, 150)}
+    faint = _points(shoulders_hips, score=0.6)  # a pullover's "shoulders" and "hips", nothing else
+    assert not body_seen(weak, faint) and body_seen(sure, faint)
+    assert body_seen(weak, _points({**shoulders_hips, 0: (50, 20)}, score=0.75))  # a face
+    legs = _points(shoulders_hips, score=0.6)
+    legs[[13, 15], 2] = 0.5  # a knee and an ankle: one leg seen is legs
+    assert body_seen(weak, legs)
+    legs[15, 2] = 0.3
+    assert not body_seen(weak, legs)
+
+
+@pytest.mark.parametrize("name", ["dress-as-person.jpg", "boot-as-person.jpg"])
+def test_a_product_the_detector_calls_a_person_gets_no_garments_on_a_product_shot(
+    name: str, pose: PoseEstimator, served: Detector
+) -> None:
+    image = decode_image((DATA / "products" / name).read_bytes())
+    detections = served.detect(image)
+    assert [d.label for d in detections if d.label == "person"] == ["person"]  # what NanoDet-m int8 answers
+    assert find_garments(image, detections, pose, max_people=4, min_score=0.3)  # garments of the "person"
+    assert find_garments(image, detections, pose, max_people=4, min_score=0.3, product_shot=True) == []
+
+
+def test_people_in_photos_are_bodies(pose: PoseEstimator, served: Detector) -> None:
+    # Of the 33 "people" the detector finds in the labelled people photos and the test photos, all show a face
+    # or legs but kite.jpg's third (0.45) and the phantom between the two people of lab-c3-f033.jpg (0.33):
+    # both in scenes, where the rule does not apply.
+    seen, people = 0, 0
+    for path in sorted((DATA / "people").glob("*.jpg")) + sorted(PHOTOS.rglob("*.jpg")):
+        image = decode_image(path.read_bytes())
+        for det in served.detect(image):
+            if det.label == "person":
+                people += 1
+                seen += body_seen(det, inside_person(pose.keypoints(image, det.box), det.box))
+    assert people >= 30 and seen >= people - 2

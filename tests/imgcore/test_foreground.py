@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from imgcore.fmnist import render_catalog, render_shop_photo
-from imgcore.foreground import foreground_box, foreground_parts, frame_median, frame_pixels, item_boxes
+from imgcore.foreground import foreground_box, foreground_parts, frame_median, frame_pixels
+from imgcore.items import item_boxes
 from tests.helpers.paths import DATA, REPO
 
 FULL_FRAME = sorted((DATA / "photos").rglob("*.jpg"))
