@@ -101,7 +101,15 @@ def pipelines(args: argparse.Namespace, trace: CpuTrace) -> dict[str, Callable[[
         if early is not None:
             confident = early.keypoints(people)
         garments = find_garments(
-            image, people, single, max_people=6, min_score=0.3, posed=confident, executor=pool, refine=pose is not None
+            image,
+            people,
+            single,
+            max_people=6,
+            min_score=0.3,
+            posed=confident,
+            executor=pool,
+            refine=pose is not None,
+            product_shot=foreground().plain,  # as the service: a product's "person" gets none (no photo here is one)
         )
         return people, garments
 
