@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from imgcore.errors import NotFound, StoreError
+from imgcore.errors import NotFound, ObjectTooLarge, StoreError
 from imgcore.storage import fetch_uri_bytes
 from imgcore.uri_fetcher import UriFetcher
 from tests.conftest import LocalHttpServer
@@ -45,3 +45,21 @@ def test_errors_and_other_schemes_are_fetch_uri_bytes_own(host: LocalHttpServer,
         assert fetcher.fetch(f"{host.url}/img-3.bin") == bytes([3]) * 103  # the client survives a failure
         assert fetcher.fetch((tmp_path / "img-4.bin").as_uri()) == bytes([4]) * 104
         assert fetcher.fetch(str(tmp_path / "img-5.bin")) == bytes([5]) * 105  # a plain path, as everywhere
+
+
+def test_local_files_are_read_through_one_store_per_folder_with_fetch_uri_bytes_answers(tmp_path: Path) -> None:
+    (tmp_path / "a b").mkdir()
+    (tmp_path / "a b" / "x%y.png").write_bytes(b"one")
+    (tmp_path / "a b" / "two.png").write_bytes(b"two")
+    uris = [(tmp_path / "a b" / "x%y.png").as_uri(), (tmp_path / "a b" / "two.png").as_uri()]
+    with UriFetcher() as fetcher:
+        assert [fetcher.fetch(u) for u in uris] == [fetch_uri_bytes(u) for u in uris] == [b"one", b"two"]
+        assert len(fetcher._files) == 1  # both files: one store for their folder
+        for bad in (uris[1].replace("two", "missing"), uris[1].replace("two.png", "%2e%2e")):
+            with pytest.raises(Exception) as ours:
+                fetcher.fetch(bad)
+            with pytest.raises(Exception) as theirs:
+                fetch_uri_bytes(bad)
+            assert type(ours.value) is type(theirs.value) and str(ours.value) == str(theirs.value)
+        with pytest.raises(ObjectTooLarge):
+            fetcher.fetch(uris[1], max_bytes=2)
