@@ -34,8 +34,8 @@ class UriFetcher:
         uri = as_uri(uri)
         folder, _, name = uri.rpartition("/")
         if uri.startswith("file:///") and name and not any(c in uri for c in "?#"):
-            # One store per folder: fetch_uri_bytes parses the URI twice and builds a store per image, 54 of the
-            # 65 us a 112 px catalog PNG's read took (the rebuild's decode thread is its bottleneck, docs/P4).
+            # One store per folder: fetch_uri_bytes parses the URI twice and builds a store per image (53 -> 34 us
+            # per 112 px catalog PNG; the rebuild's decode thread is its bottleneck, docs/benchmarks.md P4).
             return self._folder(folder).get_bytes(unquote(name), max_bytes=max_bytes)
         parts = urlsplit(uri)
         if parts.scheme.lower() not in ("http", "https"):
