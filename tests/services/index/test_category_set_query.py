@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 
+from services.index.query import QueryRequest, answers_inline
 from tests.helpers import shared_stack
 
 pytestmark = pytest.mark.stack
@@ -48,3 +50,22 @@ def test_bad_category_sets_are_4xx_json_and_the_service_stays_up() -> None:
     nested = _query({"vectors": vec, "k": 3, "category": [["Bag"]]})
     assert nested.status_code in (400, 422) and "error" in nested.json()
     assert _query({"vectors": vec, "k": 3, "category": ["Bag"]}).status_code == 200
+
+
+def test_a_lone_small_query_answered_on_the_event_loop_is_the_one_the_thread_pool_gives() -> None:
+    # 4 rows: answered inline when alone; 5 rows and 4 rows beside other queries go through the thread pool.
+    vectors = np.random.default_rng(7).normal(size=(5, _dim())).round(4).tolist()
+    alone = _query({"vectors": vectors[:4], "k": 10}).json()["results"]
+    pooled = _query({"vectors": vectors, "k": 10}).json()["results"][:4]
+    assert [[h["item_id"] for h in hits] for hits in alone] == [[h["item_id"] for h in hits] for hits in pooled]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda _: _query({"vectors": vectors[:4], "k": 10}).json()["results"], range(8)))
+    assert all(rows == alone for rows in together)
+
+
+def test_only_a_lone_small_unfiltered_query_runs_inline() -> None:
+    small, filtered = QueryRequest(vectors_b64="", dim=2), QueryRequest(vectors_b64="", dim=2, filter="price < 3")
+    assert answers_inline(1, 4, small)
+    assert not answers_inline(2, 1, small)  # another query in flight: the pool keeps the loop free
+    assert not answers_inline(1, 5, small) and not answers_inline(1, 1, filtered)
+    assert not answers_inline(1, 1, QueryRequest(vectors_b64="", dim=2, with_prints=True))
