@@ -46,10 +46,12 @@ def fast_decodable(img: Image.Image, data: bytes) -> bool:
     return img.mode in ("L", "RGB") and data.endswith(_EOI) and upright
 
 
-def decode_fast(img: Image.Image, data: bytes) -> np.ndarray | None:
-    """HxWx3 uint8 RGB of a `fast_decodable` image as stored (no rotation), or None where OpenCV fails or
-    disagrees with the header (PIL then decodes it and raises the typed error if it is broken)."""
-    return _imdecode(data, img.mode == "L", *img.size)
+def decode_fast(img: Image.Image, data: bytes, scale: int = 1) -> np.ndarray | None:
+    """HxWx3 uint8 RGB of a `fast_decodable` image as stored (no rotation), DCT-scaled to 1/`scale` (1, 2, 4, 8:
+    libjpeg-turbo's scaled decode, PIL's `draft` pixels), or None where OpenCV fails or disagrees with the header
+    (PIL then decodes it and raises the typed error if it is broken)."""
+    width, height = img.size
+    return _imdecode(data, img.mode == "L", -(-width // scale), -(-height // scale), scale)
 
 
 def decode_png_fast(data: bytes, header: PngHeader) -> np.ndarray | None:
@@ -57,9 +59,18 @@ def decode_png_fast(data: bytes, header: PngHeader) -> np.ndarray | None:
     return _imdecode(data, header.colour_type == GREY, header.width, header.height)
 
 
-def _imdecode(data: bytes, grey: bool, width: int, height: int) -> np.ndarray | None:
+# OpenCV's read modes by DCT scale: (colour, grey).
+_MODES = {
+    1: (cv2.IMREAD_COLOR, cv2.IMREAD_GRAYSCALE),
+    2: (cv2.IMREAD_REDUCED_COLOR_2, cv2.IMREAD_REDUCED_GRAYSCALE_2),
+    4: (cv2.IMREAD_REDUCED_COLOR_4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
+    8: (cv2.IMREAD_REDUCED_COLOR_8, cv2.IMREAD_REDUCED_GRAYSCALE_8),
+}
+
+
+def _imdecode(data: bytes, grey: bool, width: int, height: int, scale: int = 1) -> np.ndarray | None:
     # Only 8-bit images come here, so these two modes give PIL's samples: grey, or 3 channels BGR.
-    flags = cv2.IMREAD_IGNORE_ORIENTATION | (cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR)
+    flags = cv2.IMREAD_IGNORE_ORIENTATION | _MODES[scale][grey]
     try:
         pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     except cv2.error:  # a plain PNG's path runs before PIL's typed errors: PIL decides (and names the error)

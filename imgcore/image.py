@@ -100,18 +100,23 @@ def decode(data: bytes, limits: DecodeLimits | None = None, max_side: int = 0) -
     with _typed_errors(), _opened(data, lim) as img:
         img.seek(0)  # first frame of animations (before DCT scaling: an MPO's seek resets its tile)
         plan = plan_of(img, max_side)
-        if plan.draft_scale == 1 and plan.reduce == 1 and fast_decodable(img, data):
-            pixels = decode_fast(img, data)
-            if pixels is not None:  # full size and upright: shrunk exactly as `fit` shrinks pixels
-                return fit(pixels, max_side)
+        if plan.reduce == 1 and fast_decodable(img, data):
+            pixels = decode_fast(img, data, plan.draft_scale)
+            if pixels is not None:  # upright as stored, DCT-scaled as PIL's draft would
+                return _sized(pixels, plan, 1)
         if plan.draft_scale > 1:
             img.draft(None, (plan.width // plan.draft_scale, plan.height // plan.draft_scale))
         img.load()
         orientation = int(img.getexif().get(ExifTags.Base.Orientation, 1))
-        height, width = upright_shape(plan.width, plan.height, orientation)
-        pixels = _to_rgb(img, plan.reduce, orientation)
-        fitted = resize_to(pixels, fitted_size(width, height, max_side))
-        return Decoded(fitted, width, height, fit_scale(width, height, max_side))
+        return _sized(_to_rgb(img, plan.reduce, orientation), plan, orientation)
+
+
+def _sized(pixels: np.ndarray, plan: DecodePlan, orientation: int) -> Decoded:
+    """Upright `pixels` at the plan's result size (shrunk with INTER_AREA where they are larger)."""
+    height, width = upright_shape(plan.width, plan.height, orientation)
+    out_h, out_w = upright_shape(plan.out_width or plan.width, plan.out_height or plan.height, orientation)
+    scale = 1.0 if (out_w, out_h) == (width, height) else max(out_w, out_h) / max(width, height)
+    return Decoded(resize_to(pixels, (out_w, out_h)), width, height, scale)
 
 
 def _decode_plain_png(data: bytes, lim: DecodeLimits, max_side: int) -> Decoded | None:

@@ -170,3 +170,39 @@ def test_webp_over_the_pixel_limit_is_refused_from_its_header_before_pil_allocat
     photo = (CORPUS / "valid" / "photo.webp").read_bytes()
     assert webp_size(photo) == Image.open(io.BytesIO(photo)).size
     assert plan_decode(photo).peak_bytes > 96 * 64 * 16
+
+
+def _phone_jpeg(long_side: int, orientation: int = 1) -> bytes:
+    """person.jpg enlarged to a phone photo's size, as a JPEG (with an EXIF orientation when not 1)."""
+    with Image.open(DATA / "photos" / "person.jpg") as im:
+        f = long_side / max(im.size)
+        big = im.convert("RGB").resize((round(im.width * f), round(im.height * f)), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    exif = Image.Exif()
+    if orientation != 1:
+        exif[0x0112] = orientation
+    big.save(buf, "JPEG", quality=85, exif=exif.tobytes())
+    return buf.getvalue()
+
+
+def test_a_phone_photo_is_decoded_at_half_scale_when_that_lands_just_under_max_side() -> None:
+    data = _phone_jpeg(4032)  # 4032x2671: at 1/2, 2016 px, 1.6 % under 2048
+    plan = plan_decode(data, max_side=2048)
+    assert (plan.draft_scale, plan.reduce, plan.out_width, plan.out_height) == (2, 1, 2016, 1336)
+    decoded = decode(data, max_side=2048)
+    assert decoded.pixels.shape == (1336, 2016, 3) and (decoded.width, decoded.height, decoded.scale) == (
+        4032,
+        2671,
+        0.5,
+    )
+    with Image.open(io.BytesIO(data)) as img:  # OpenCV's scaled decode gives PIL's draft pixels
+        img.draft("RGB", (4032 // 2, 2671 // 2))
+        assert np.array_equal(decoded.pixels, np.asarray(img.convert("RGB")))
+    rotated = decode(_phone_jpeg(4032, orientation=6), max_side=2048)  # PIL's path: turned upright, same scale
+    assert rotated.pixels.shape == (2016, 1336, 3) and (rotated.width, rotated.height) == (2671, 4032)
+
+
+def test_a_photo_whose_half_scale_falls_far_under_max_side_is_decoded_whole_and_shrunk_to_it() -> None:
+    decoded = decode(_phone_jpeg(3200), max_side=2048)  # 1/2 would be 1600 px: 22 % under
+    assert plan_decode(_phone_jpeg(3200), max_side=2048).draft_scale == 1
+    assert max(decoded.pixels.shape[:2]) == 2048 and decoded.scale == 2048 / 3200
