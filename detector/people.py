@@ -22,7 +22,7 @@ from detector.detector import Detector
 from detector.multipose import MultiPoseEstimator, PosedPerson
 from detector.nms import box_iou
 from detector.types import Box, Detection
-from imgcore.foreground import plain_frame
+from imgcore.foreground import box_union, plain_frame
 from imgcore.runtime import RunCancel
 
 PERSON = "person"
@@ -55,17 +55,13 @@ def fuse_people(
             keypoints[i] = posed[n].points
             matched.add(n)
             if overlap >= SAME_PERSON_IOU and _reaches_beyond(posed[n].box, fused[i].box):
-                fused[i] = replace(fused[i], box=_union(fused[i].box, posed[n].box))
+                fused[i] = replace(fused[i], box=box_union(fused[i].box, posed[n].box))
     category = next((det.category for det in detections if det.label == PERSON), None)
     for n, person in enumerate(posed):
         if n not in matched:
             keypoints[len(fused)] = person.points
             fused.append(Detection(PERSON, category, person.score, person.box, POSE_SOURCE))
     return fused, keypoints
-
-
-def _union(a: Box, b: Box) -> Box:
-    return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
 
 
 def _reaches_beyond(outer: Box, box: Box) -> bool:

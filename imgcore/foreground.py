@@ -10,11 +10,13 @@ the whole photo. Images are HxWx3 uint8 RGB; boxes are (x1, y1, x2, y2) in pixel
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 import cv2
 import numpy as np
 
 Box = tuple[float, float, float, float]
+N = TypeVar("N", int, float)
 
 # The frame of a product photo or flat-lay varies by a few levels (noise, a lighting gradient: at most ~10 in
 # rendered shop photos); the frames of full-frame photos vary by 25 and more (tests/data/photos).
@@ -38,6 +40,16 @@ def frame_pixels(image: np.ndarray) -> np.ndarray:
     b = border_width(h, w)
     parts = [image[:b], image[h - b :], image[:, :b], image[:, w - b :]]
     return np.concatenate([p.reshape(-1, image.shape[2] if image.ndim == 3 else 1) for p in parts])
+
+
+def box_union(a: tuple[N, N, N, N], b: tuple[N, N, N, N]) -> tuple[N, N, N, N]:
+    """The smallest box holding both (x1, y1, x2, y2) boxes."""
+    return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+
+
+def _frame_rows(image: np.ndarray) -> np.ndarray:
+    """The frame's pixels with channels as rows ([C, N]): numpy reduces along the first axis far faster."""
+    return np.ascontiguousarray(frame_pixels(image).T)
 
 
 @dataclass(frozen=True)
@@ -109,14 +121,13 @@ def _median(rows: np.ndarray) -> np.ndarray:
 
 def frame_median(image: np.ndarray) -> np.ndarray:
     """The per-channel median colour of the image's thin frame (float32, one value per channel)."""
-    return _median(np.ascontiguousarray(frame_pixels(image).T))
+    return _median(_frame_rows(image))
 
 
 def _background(blurred: np.ndarray, threshold: float) -> tuple[np.ndarray, float] | None:
     """(background colour, the bar a pixel must differ from it by), or None when the frame is no plain
     background."""
-    # Channels as rows: numpy reduces a [3, N] frame along its first axis far faster than an [N, 3] one.
-    frame = np.ascontiguousarray(frame_pixels(blurred).T).astype(np.float32)
+    frame = _frame_rows(blurred)  # float32, as blurred
     background = _median(frame)
     frame_dev = np.abs(frame - background[:, None]).max(axis=0)
     spread = float(_median(frame_dev[None, :])[0])  # a lit background varies a little: the bar rises with it
@@ -165,8 +176,7 @@ def _parts(image: np.ndarray, threshold: float, min_area: float, join: float | N
         box = (x, y, x + int(stats[i, cv2.CC_STAT_WIDTH]), y + int(stats[i, cv2.CC_STAT_HEIGHT]))
         area = int(stats[i, cv2.CC_STAT_AREA])
         if (other := united.get(int(group[i]))) is not None:
-            (a, b, c, d), more = other
-            box, area = (min(a, box[0]), min(b, box[1]), max(c, box[2]), max(d, box[3])), area + more
+            box, area = box_union(other[0], box), other[1] + area
         united[int(group[i])] = (box, area)
     found = sorted(united.values(), key=lambda part: -part[1])
     return Parts(True, [box for box, _ in found], [area for _, area in found])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from imgcore.foreground import Box, Parts, foreground_parts
+from imgcore.foreground import Box, Parts, box_union, foreground_parts
 
 # Parts are one item when pixels a quarter as far from the background as the threshold asks connect them: too
 # faint to be an item, they are a light garment's body between its darker sleeves and hem (a single item on a
@@ -31,8 +31,7 @@ def _merge_near(parts: Parts, gap: float) -> list[tuple[tuple[int, int, int, int
             for j in range(i + 1, len(merged)):
                 (a, area_a), (b, area_b) = merged[i], merged[j]
                 if _near(a, b, gap):
-                    union = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
-                    merged[i] = (union, area_a + area_b)
+                    merged[i] = (box_union(a, b), area_a + area_b)
                     del merged[j]
                     changed = True
                     break
