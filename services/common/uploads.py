@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.types import Message, Receive
 
@@ -22,6 +21,7 @@ from imgcore.decode_plan import short_header
 from imgcore.errors import ImageTooLarge, InvalidImage, InvalidInput
 from imgcore.image import Decoded, DecodeLimits, decode, fit, plan_decode
 from services.common.decode_budget import MIB, DecodeBudget
+from services.common.multipart import FormLimits, read_form
 from services.common.settings_shared import DecodeGroup
 from services.common.wire import HEIGHT_HEADER, RGB_CONTENT_TYPE, WIDTH_HEADER, rgb_from_body
 
@@ -108,23 +108,12 @@ async def read_upload(request: Request, limits: DecodeLimits, *, accept_pixels: 
     if not content_type.startswith("multipart/form-data"):
         raise InvalidImage(f"send the image as multipart/form-data in field '{IMAGE_FIELD}'", reason="bad_content_type")
     limited = _check_declared_length(request, limits.max_bytes + 64 * 1024)
-    form = await limited.form(max_files=2, max_fields=16, max_part_size=64 * 1024)
-    try:
-        upload = Upload()
-        for key, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                if key == IMAGE_FIELD and upload.data is None:
-                    upload.data = await value.read()
-            elif isinstance(value, str):
-                upload.fields[key] = value
-        if upload.data is None:
-            image_text = upload.fields.pop(IMAGE_FIELD, None)
-            if image_text is None:
-                raise InvalidInput(f"multipart field '{IMAGE_FIELD}' is missing", reason="missing_image")
-            upload.data = image_text.encode("latin-1", "replace")
-        return upload
-    finally:
-        await form.close()
+    form = await read_form(content_type, limited.stream(), FormLimits())
+    data = form.data.get(IMAGE_FIELD)
+    if data is None:
+        raise InvalidInput(f"multipart field '{IMAGE_FIELD}' is missing", reason="missing_image")
+    form.fields.pop(IMAGE_FIELD, None)
+    return Upload(data=data, fields=form.fields)
 
 
 async def decode_upload(upload: Upload, limits: DecodeLimits, budget: DecodeBudget, max_side: int = 0) -> Decoded:
