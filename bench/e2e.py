@@ -53,7 +53,7 @@ STAGES = ("decode", "detect", "embed", "search", "total")
 class InProcess:
     """detector + embedder + index reader in this process, one thread."""
 
-    def __init__(self, version_dir: Path, threads: int = 1) -> None:
+    def __init__(self, version_dir: Path, threads: int = 1, gateway_decode: bool = False) -> None:
         from ann_index.serving.reader import IndexReader
         from detector import Detector
         from detector.multipose import MultiPoseEstimator
@@ -86,11 +86,14 @@ class InProcess:
         )
         self.side = side_pool(2)  # as the detector service: the pose pass beside the detector, crops two at a time
         self.kinds = json.loads((version_dir / "manifest.json").read_text()).get("kinds") or None
+        # The naive loop decodes at full size, then shrinks; `gateway_decode` decodes as the gateway does (a
+        # large JPEG straight to about `forward_max_side` by DCT scaling), for photos where that decides the cost.
+        self.gateway_decode = gateway_decode
 
     def search(self, data: bytes, k: int = 10) -> dict[str, float]:
         """One photo through the whole pipeline; the stage timings in ms."""
         from embedder.transforms import foreground_box
-        from imgcore.image import decode_image
+        from imgcore.image import decode, decode_image
         from services.common.boxes import clip_box
         from services.detector.garments import find_items
         from services.gateway.garments import categories_for, split_items
@@ -98,8 +101,10 @@ class InProcess:
         from services.gateway.search import public_result
 
         t0 = time.perf_counter()
-        image = decode_image(data, self.limits)
-        forward = shrink(image, self.gw.search.forward_max_side)
+        if self.gateway_decode:
+            forward = decode(data, self.limits, self.gw.search.forward_max_side).pixels
+        else:
+            forward = shrink(decode_image(data, self.limits), self.gw.search.forward_max_side)
         t1 = time.perf_counter()
         h, w = forward.shape[:2]
         regions = []
