@@ -17,7 +17,7 @@ from imgcore.index_wire import thumbnail_media_type as media_type
 from imgcore.retrieval import check_k
 from services.common.boxes import parse_box_param
 from services.common.errors import BackendUnavailable
-from services.common.malloc import return_freed_memory
+from services.common.malloc import IdleTrim, limit_arenas
 from services.common.settings import GatewaySettings
 from services.common.uploads import MULTIPART_IMAGE_BODY, read_upload
 from services.common.web import create_service_app
@@ -170,7 +170,7 @@ def _item_routes(router: APIRouter, settings: GatewaySettings, index: ServedInde
 
 def create_app(settings: GatewaySettings) -> FastAPI:
     """The gateway app."""
-    return_freed_memory()  # decode threads would otherwise each keep their last image (services/common/malloc.py)
+    limit_arenas(1)  # before the decode threads start: they share the one arena that IdleTrim trims
     backends = Backends(settings.backends)
     search = SearchService(settings, backends)
     query_log = QueryLog(settings, search.decode_budget)
@@ -196,6 +196,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         readiness=Readiness(backends, search.index, search.models),
         lifespan=lifespan,
     )
+    # The decode threads' arenas keep a photo's megabytes for the next one, and hand them back once idle.
+    app.add_middleware(IdleTrim)
     app.state.search = search
     app.state.query_log = query_log
     app.include_router(build_router(settings, backends, search))
