@@ -7,9 +7,8 @@ Two ways, for two kinds of process:
   megabytes on every request.
 - `IdleTrim` (the gateway): the default allocator while requests run, so a request's buffers reuse pages the
   last one faulted in, and `malloc_trim(0)` once no request has been in flight for a second, which hands back
-  what the decode threads' arenas kept. Measured against the fixed threshold (docs/benchmarks.md): real photos
-  served 4-5 ms faster at one client (P1 real 1.53 / 1.44 -> 1.25 / 1.22 with the index's threshold off too),
-  a phone photo's decode stage 37-50 -> 27-40 ms.
+  what the decode threads' arenas kept. Against the fixed threshold (docs/benchmarks.md, 3 paired runs): a search
+  1.4 ms faster at one client, P1 mix 1.115 -> 1.076; a phone photo's decode stage 34-45 -> 29-41 ms.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import sys
 from typing import Any
 
@@ -27,6 +27,7 @@ _M_ARENA_MAX = -8
 IDLE_TRIM_S = 1.0
 
 
+@functools.cache
 def _libc() -> Any:
     if not sys.platform.startswith("linux"):
         return None
