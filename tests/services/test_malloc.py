@@ -42,19 +42,21 @@ def test_a_trim_follows_the_last_request_after_the_delay_and_none_while_one_runs
 
     async def scenario() -> None:
         app = _App()
-        trimmer = IdleTrim(app, after_s=0.05)
+        trimmer = IdleTrim(app, after_s=0.3)
         first = asyncio.create_task(trimmer({"type": "http"}, _noop_receive, _noop_send))
-        await asyncio.sleep(0.12)
+        await asyncio.sleep(0.6)
         assert trimmer.trims == 0  # a request in flight: no trim however long it runs
         app.release.set()
         await first
-        await asyncio.sleep(0.01)
         assert trimmer.trims == 0  # not yet: the delay has not passed
         # a request inside the delay cancels the pending trim; the one after it schedules its own
         await trimmer({"type": "http"}, _noop_receive, _noop_send)
-        await asyncio.sleep(0.12)
+        await asyncio.sleep(0.6)
         assert trimmer.trims == 1 and trimmer.inflight == 0
-        await asyncio.sleep(0.01)  # the trim runs in a worker thread
+        for _ in range(200):  # the trim itself runs in a worker thread
+            if calls:
+                break
+            await asyncio.sleep(0.01)
 
     asyncio.run(scenario())
     assert calls == [1]
@@ -66,7 +68,7 @@ def test_back_to_back_requests_never_trim(monkeypatch: pytest.MonkeyPatch) -> No
     async def scenario() -> int:
         app = _App()
         app.release.set()
-        trimmer = IdleTrim(app, after_s=0.05)
+        trimmer = IdleTrim(app, after_s=0.5)
         for _ in range(10):
             await trimmer({"type": "http"}, _noop_receive, _noop_send)
             await asyncio.sleep(0.01)
