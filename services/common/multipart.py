@@ -1,15 +1,14 @@
-"""A `multipart/form-data` body read into memory, part by part, with python-multipart's parser.
+"""A `multipart/form-data` body parsed in memory, part by part, with python-multipart's parser.
 
 Starlette's form parser spools a file part over 1 MiB to a temporary file on disk and writes every later chunk
 through the thread pool, and the upload is then read back whole. An image endpoint needs the whole file in
-memory anyway and the body is already bounded by the request's byte limit, so the body is read whole and
-parsed in one write: each part is then one run of it, copied once.
+memory anyway and the body is already bounded by the request's byte limit, so the body is read whole
+(`services.common.uploads.read_body`) and parsed in one write: each part is then one run of it, copied once.
 """
 
 from __future__ import annotations
 
 import codecs
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from python_multipart.exceptions import FormParserError
@@ -100,20 +99,21 @@ class _Parts:
             self.form.fields[self._name] = data.decode(self._charset, "replace")
 
 
-async def read_form(content_type: str, chunks: AsyncIterator[bytes], limits: FormLimits) -> Form:
-    """The parts of a `multipart/form-data` body; InvalidInput (400) for a malformed one."""
+def form_encoding(content_type: str) -> tuple[bytes, str]:
+    """The boundary and charset of a `multipart/form-data` content type; InvalidInput (400) without a boundary."""
     _, params = parse_options_header(content_type)
     boundary = params.get(b"boundary")
     if not boundary:
         raise _bad("multipart/form-data without a boundary")
     charset = params.get(b"charset", b"utf-8").decode("latin-1")
     try:
-        charset = codecs.lookup(charset).name
+        return boundary, codecs.lookup(charset).name
     except LookupError:
-        charset = "latin-1"
-    body = bytearray()
-    async for chunk in chunks:  # bounded by the request's byte limit as it streams
-        body += chunk
+        return boundary, "latin-1"
+
+
+def parse_form(body: bytes | bytearray, boundary: bytes, charset: str, limits: FormLimits) -> Form:
+    """The parts of a whole `multipart/form-data` body; InvalidInput (400) for a malformed one."""
     parts = _Parts(charset, limits)
     callbacks = {
         name: getattr(parts, name)

@@ -21,7 +21,7 @@ from imgcore.decode_plan import short_header
 from imgcore.errors import ImageTooLarge, InvalidImage, InvalidInput
 from imgcore.image import Decoded, DecodeLimits, decode, fit, plan_decode
 from services.common.decode_budget import MIB, DecodeBudget
-from services.common.multipart import FormLimits, read_form
+from services.common.multipart import FormLimits, form_encoding, parse_form
 from services.common.settings_shared import DecodeGroup
 from services.common.wire import HEIGHT_HEADER, RGB_CONTENT_TYPE, WIDTH_HEADER, rgb_from_body
 
@@ -107,8 +107,9 @@ async def read_upload(request: Request, limits: DecodeLimits, *, accept_pixels: 
         return Upload(pixels=pixels)
     if not content_type.startswith("multipart/form-data"):
         raise InvalidImage(f"send the image as multipart/form-data in field '{IMAGE_FIELD}'", reason="bad_content_type")
-    limited = _check_declared_length(request, limits.max_bytes + 64 * 1024)
-    form = await read_form(content_type, limited.stream(), FormLimits())
+    boundary, charset = form_encoding(content_type)  # a 400 before the body is read
+    body = await read_body(request, limits.max_bytes + 64 * 1024)
+    form = parse_form(body, boundary, charset, FormLimits())
     data = form.data.get(IMAGE_FIELD)
     if data is None:
         raise InvalidInput(f"multipart field '{IMAGE_FIELD}' is missing", reason="missing_image")

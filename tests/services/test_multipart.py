@@ -1,15 +1,12 @@
-"""read_form (services/common/multipart.py): a multipart body's parts in memory, byte for byte, within limits."""
+"""form_encoding and parse_form (services/common/multipart.py): a body's parts in memory, byte for byte."""
 
 from __future__ import annotations
-
-import asyncio
-from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
 
 from imgcore.errors import InvalidInput
-from services.common.multipart import Form, FormLimits, read_form
+from services.common.multipart import Form, FormLimits, form_encoding, parse_form
 
 BOUNDARY = "b0undary-Zx9"
 CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
@@ -26,12 +23,8 @@ def _body(*parts: tuple[str, str | None, bytes]) -> bytes:
     return out + f"--{BOUNDARY}--\r\n".encode()
 
 
-def _read(body: bytes, chunk: int = 7919, limits: FormLimits | None = None, content_type: str = CONTENT_TYPE) -> Form:
-    async def chunks() -> AsyncIterator[bytes]:
-        for start in range(0, len(body), chunk):
-            yield body[start : start + chunk]
-
-    return asyncio.run(read_form(content_type, chunks(), limits or FormLimits()))
+def _read(body: bytes, limits: FormLimits | None = None, content_type: str = CONTENT_TYPE) -> Form:
+    return parse_form(body, *form_encoding(content_type), limits or FormLimits())
 
 
 def _awkward_bytes(n: int) -> bytes:
@@ -42,10 +35,9 @@ def _awkward_bytes(n: int) -> bytes:
     return bytes(data)
 
 
-@pytest.mark.parametrize("chunk", [1, 4096, 1 << 20])
-def test_a_file_and_fields_come_back_byte_for_byte(chunk: int) -> None:
-    image = _awkward_bytes(300_000 if chunk > 1 else 20_000)
-    form = _read(_body(("boxes", None, b"[[1,2,3,4]]"), ("image", "a.jpg", image), ("k", None, "ünï".encode())), chunk)
+def test_a_file_and_fields_come_back_byte_for_byte() -> None:
+    image = _awkward_bytes(300_000)
+    form = _read(_body(("boxes", None, b"[[1,2,3,4]]"), ("image", "a.jpg", image), ("k", None, "ünï".encode())))
     assert form.data["image"] == image
     assert form.fields == {"boxes": "[[1,2,3,4]]", "k": "ünï"}
     assert "image" not in form.fields  # a file is no text field
