@@ -6,7 +6,7 @@ bench/e2e.py's photos are at most 773 px, so the costs that grow with a photo's 
 upload's read, the decode, the forwarded pixels' hops (`forward_max_side` 2048: 8-9 MB of RGB each to the detector
 and the embedder), and the embedder's work on them. Here the repository's real photos and one product shot are
 enlarged to `--side` px (Lanczos), given a faint sensor grain so that they compress like camera JPEGs (q90,
-2-4 MB), and searched in interleaved rounds: in-process (`e2e.InProcess`, decoding as the gateway does, a
+1.6-2.0 MB at 4032 px), and searched in interleaved rounds: in-process (`e2e.InProcess`, decoding as the gateway does, a
 large JPEG DCT-scaled straight to ~2016 px) and through the four services at one client (gateway result cache
 off). Prints per photo the p50 of both, and of each stage in-process and in the gateway's `timings_ms` (there
 the embed of a photo searched whole is the speculative one, beside detection); last line one JSON object,
@@ -84,7 +84,7 @@ def main() -> int:
             got = run_clients(stack.gateway_url, bodies, 1, order)
             for n, (name, ms) in enumerate(zip(got.names, got.latency_ms, strict=True)):
                 served[name].append(ms)
-                for stage in STAGES:
+                for stage in STAGES[:-1]:
                     stages[name][stage].append(got.server[stage][n])
             if got.errors:
                 print(f"round {r}: {got.errors} errors; first: {got.first_error}", file=sys.stderr)

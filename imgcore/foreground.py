@@ -9,6 +9,7 @@ the whole photo. Images are HxWx3 uint8 RGB; boxes are (x1, y1, x2, y2) in pixel
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -205,10 +206,5 @@ def foreground_box(
     if not parts.boxes:
         return None
     h, w = image.shape[:2]
-    union = (
-        min(b[0] for b in parts.boxes),
-        min(b[1] for b in parts.boxes),
-        max(b[2] for b in parts.boxes),
-        max(b[3] for b in parts.boxes),
-    )
+    union = functools.reduce(box_union, parts.boxes)
     return _square(union, pad, min_side * min(h, w), w, h)

@@ -196,7 +196,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         readiness=Readiness(backends, search.index, search.models),
         lifespan=lifespan,
     )
-    # The decode threads' arenas keep a photo's megabytes for the next one, and hand them back once idle.
+    # The one arena keeps a photo's megabytes for the next photo, and hands them back once the gateway is idle.
     app.add_middleware(IdleTrim)
     app.state.search = search
     app.state.query_log = query_log

@@ -57,11 +57,11 @@ def build_router(settings: IndexSettings, holder: IndexHolder) -> APIRouter:
         check_k(req.k, settings.max_k)
         vectors = vectors_of(req, settings.max_vectors)
         categories = categories_of(req, len(vectors))
-        options_of(req.filter, req.group)  # a malformed filter is a 400 before any index is used
+        options = options_of(req.filter, req.group)  # a malformed filter is a 400 before any index is used
         t0 = time.perf_counter()
 
         def run(reader: FreshView) -> tuple[str, int, list[list[Any]]]:
-            return reader.version, reader.changes, found_hits(reader, vectors, req, categories, prints)
+            return reader.version, reader.changes, found_hits(reader, vectors, req, categories, options, prints)
 
         queries[0] += 1
         try:

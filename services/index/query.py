@@ -76,10 +76,14 @@ def options_of(text: str | None, group: str) -> QueryOptions:
 
 
 def found_hits(
-    reader: FreshView, vectors: np.ndarray, req: QueryRequest, categories: list[CategorySpec], prints: PrintCache
+    reader: FreshView,
+    vectors: np.ndarray,
+    req: QueryRequest,
+    categories: list[CategorySpec],
+    options: QueryOptions,
+    prints: PrintCache,
 ) -> list[list[Any]]:
-    """Each row's hits as the wire's JSON objects, best first."""
-    options = options_of(req.filter, req.group)
+    """Each row's hits as the wire's JSON objects, best first (`options`: `options_of` the request)."""
     reader.check_filter(options.where)
     found = query_rows(reader, vectors, req.k, categories, options)
     return [[_hit(reader, h, req, prints) for h in hits] for hits in found]
